@@ -1,0 +1,203 @@
+//! Encoding and decoding of framed topic values.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use apache_avro::schema::Schema;
+use apache_avro::types::Value;
+
+use crate::records::{DeadLetterClass, Record};
+use crate::wire::{frame, unframe, WireError};
+use crate::Contract;
+
+/// Largest allocation the Avro decoder may make for one value: a corrupt length prefix
+/// must not take the process down.
+const MAX_ALLOCATION_BYTES: usize = 64 * 1024 * 1024;
+
+/// A value that cannot be decoded. Each variant says what was wrong and with what.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("bad framing: {0}")]
+    Framing(#[from] WireError),
+    #[error("unknown schema id {id}: not a version of any healthstream contract")]
+    UnknownSchemaId { id: u32 },
+    #[error("schema id {id} is {found} v{version}, but this topic carries {expected}")]
+    WrongContract {
+        id: u32,
+        version: u32,
+        expected: Contract,
+        found: Contract,
+    },
+    #[error("{contract} v{version}: Avro datum does not decode: {message}")]
+    Datum {
+        contract: Contract,
+        version: u32,
+        message: String,
+    },
+    #[error("{contract} v{version}: {extra} bytes left after the Avro datum")]
+    TrailingBytes {
+        contract: Contract,
+        version: u32,
+        extra: usize,
+    },
+    #[error("{contract}: decoded value does not fit the record type: {message}")]
+    Shape { contract: Contract, message: String },
+}
+
+impl DecodeError {
+    /// The dead-letter class of this error.
+    pub fn class(&self) -> DeadLetterClass {
+        match self {
+            DecodeError::Framing(_)
+            | DecodeError::UnknownSchemaId { .. }
+            | DecodeError::WrongContract { .. } => DeadLetterClass::Framing,
+            DecodeError::Datum { .. } | DecodeError::TrailingBytes { .. } => {
+                DeadLetterClass::Decode
+            }
+            DecodeError::Shape { .. } => DeadLetterClass::Validation,
+        }
+    }
+}
+
+/// A record that cannot be encoded with its contract (a bug in the caller).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{contract}: cannot encode: {message}")]
+pub struct EncodeError {
+    pub contract: Contract,
+    pub message: String,
+}
+
+struct Parsed {
+    contract: Contract,
+    version: u32,
+    schema: Schema,
+}
+
+/// The parsed schemas of every contract version, by schema id.
+pub struct Codec {
+    by_id: HashMap<u32, Parsed>,
+    latest: HashMap<Contract, u32>,
+}
+
+impl Codec {
+    /// Parses every embedded schema.
+    pub fn new() -> Result<Codec, String> {
+        // Only the first call takes effect; later calls return the value already set.
+        let _ = apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
+        let mut by_id = HashMap::new();
+        let mut latest = HashMap::new();
+        for contract in Contract::ALL {
+            for v in contract.versions() {
+                let schema = Schema::parse_str(v.text)
+                    .map_err(|e| format!("{} v{}: {e}", contract, v.version))?;
+                by_id.insert(
+                    v.schema_id,
+                    Parsed {
+                        contract,
+                        version: v.version,
+                        schema,
+                    },
+                );
+            }
+            latest.insert(contract, contract.latest().schema_id);
+        }
+        Ok(Codec { by_id, latest })
+    }
+
+    /// The process-wide codec.
+    pub fn shared() -> &'static Codec {
+        static CODEC: OnceLock<Codec> = OnceLock::new();
+        CODEC.get_or_init(|| {
+            Codec::new().expect("embedded schemas parse (checked by the contract tests)")
+        })
+    }
+
+    fn latest(&self, contract: Contract) -> (u32, &Schema) {
+        let id = self.latest[&contract];
+        (id, &self.by_id[&id].schema)
+    }
+
+    /// The schema written for `contract`.
+    pub fn schema(&self, contract: Contract) -> &Schema {
+        self.latest(contract).1
+    }
+
+    /// The schema of a schema id, if it is a version of some contract.
+    pub fn schema_by_id(&self, id: u32) -> Option<(Contract, u32, &Schema)> {
+        self.by_id
+            .get(&id)
+            .map(|p| (p.contract, p.version, &p.schema))
+    }
+
+    /// Encodes a typed record as a framed value.
+    pub fn encode<R: Record>(&self, record: &R) -> Result<Vec<u8>, EncodeError> {
+        let value = apache_avro::to_value(record).map_err(|e| EncodeError {
+            contract: R::CONTRACT,
+            message: e.to_string(),
+        })?;
+        self.encode_value(R::CONTRACT, value)
+    }
+
+    /// Encodes an Avro value (resolved against the contract's schema first) as a framed value.
+    pub fn encode_value(&self, contract: Contract, value: Value) -> Result<Vec<u8>, EncodeError> {
+        let (id, schema) = self.latest(contract);
+        let err = |e: apache_avro::Error| EncodeError {
+            contract,
+            message: e.to_string(),
+        };
+        let resolved = value.resolve(schema).map_err(err)?;
+        let datum = apache_avro::to_avro_datum(schema, resolved).map_err(err)?;
+        Ok(frame(id, &datum))
+    }
+
+    /// Decodes a framed value of `contract` into an Avro value of the latest schema,
+    /// resolving older writer versions.
+    pub fn decode_value(&self, contract: Contract, framed: &[u8]) -> Result<Value, DecodeError> {
+        let (id, mut datum) = unframe(framed)?;
+        let parsed = self
+            .by_id
+            .get(&id)
+            .ok_or(DecodeError::UnknownSchemaId { id })?;
+        if parsed.contract != contract {
+            return Err(DecodeError::WrongContract {
+                id,
+                version: parsed.version,
+                expected: contract,
+                found: parsed.contract,
+            });
+        }
+        let (latest_id, latest_schema) = self.latest(contract);
+        let reader = if latest_id == id {
+            None
+        } else {
+            Some(latest_schema)
+        };
+        let value = apache_avro::from_avro_datum(&parsed.schema, &mut datum, reader).map_err(
+            |e| DecodeError::Datum {
+                contract,
+                version: parsed.version,
+                message: e.to_string(),
+            },
+        )?;
+        if !datum.is_empty() {
+            return Err(DecodeError::TrailingBytes {
+                contract,
+                version: parsed.version,
+                extra: datum.len(),
+            });
+        }
+        Ok(value)
+    }
+
+    /// Decodes a framed value into its typed record.
+    pub fn decode<R: Record>(&self, framed: &[u8]) -> Result<R, DecodeError> {
+        let value = self.decode_value(R::CONTRACT, framed)?;
+        apache_avro::from_value::<R>(&value).map_err(|e| DecodeError::Shape {
+            contract: R::CONTRACT,
+            message: e.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

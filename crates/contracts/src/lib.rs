@@ -1,0 +1,24 @@
+//! The contracts of healthstream's topics.
+//!
+//! The `.avsc` files under `schemas/` are the source of truth; this crate embeds them,
+//! gives each topic a typed record, frames values in the Confluent wire format
+//! (magic byte `0`, big-endian schema id, Avro binary datum), validates collector JSON
+//! against the schemas (reporting every problem at once), derives deterministic record
+//! ids and picks partitions.
+
+mod codec;
+mod contract;
+mod ids;
+mod json;
+mod partition;
+pub mod records;
+mod topic;
+mod wire;
+
+pub use codec::{Codec, DecodeError, EncodeError};
+pub use contract::{Contract, SchemaVersion};
+pub use ids::{content_id, derived_id};
+pub use json::{FieldError, JsonValidator};
+pub use partition::{murmur2, partition_for_key};
+pub use topic::Topic;
+pub use wire::{frame, unframe, WireError, MAGIC_BYTE};
