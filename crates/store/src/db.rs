@@ -104,7 +104,7 @@ impl Store {
         }
     }
 
-    fn cf(&self, name: &str) -> Result<Arc<rocksdb::BoundColumnFamily<'_>>, StoreError> {
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
         self.db
             .cf_handle(name)
             .ok_or_else(|| StoreError::UnknownColumnFamily {

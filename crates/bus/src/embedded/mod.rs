@@ -1,0 +1,439 @@
+//! The embedded bus: in-process, durable in the data directory.
+//!
+//! Layout of the data directory:
+//! `topics/<topic>/<partition>.log` (see [`log`]) and `groups/<group>.json` (committed
+//! positions, informational). Topics and partition counts come from the topology.
+
+mod group;
+mod log;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use healthstream_contracts::Topic;
+use healthstream_topology::Topology;
+use tokio::sync::watch;
+
+use self::group::{Group, MemberId};
+use self::log::PartitionLog;
+use crate::metrics::{forget_partition_lag, RECORDS_CONSUMED, RECORDS_PRODUCED, REBALANCES};
+use crate::{
+    check_partition, Assignment, Bus, BusError, Consumer, ConsumerEvent, Delivery, DeliveryFuture,
+    Message, OffsetSource, OutboundRecord, Producer,
+};
+
+const BACKEND: &str = "embedded";
+/// Records read from a partition at a time.
+const READ_BATCH: usize = 256;
+
+/// Options of the embedded bus.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedOptions {
+    /// fsync every write (survives power loss, slower). Without it a write survives a
+    /// process crash, and the logs are synced on shutdown.
+    pub sync_writes: bool,
+}
+
+struct Inner {
+    dir: PathBuf,
+    partitions: BTreeMap<Topic, i32>,
+    logs: HashMap<(Topic, i32), Arc<PartitionLog>>,
+    groups: Mutex<HashMap<String, Group>>,
+    /// Bumped on every append and group change; consumers wait on it.
+    changed: watch::Sender<u64>,
+    next_member: AtomicU64,
+}
+
+/// The in-process bus.
+#[derive(Clone)]
+pub struct EmbeddedBus {
+    inner: Arc<Inner>,
+}
+
+impl EmbeddedBus {
+    /// Opens the bus in `dir`, creating the topology's topics.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        topology: &Topology,
+        options: EmbeddedOptions,
+    ) -> Result<EmbeddedBus, BusError> {
+        let dir = dir.as_ref().to_path_buf();
+        let mut partitions = BTreeMap::new();
+        let mut logs = HashMap::new();
+        for spec in topology.topics() {
+            let n = spec.partitions as i32;
+            partitions.insert(spec.topic, n);
+            let tdir = dir.join("topics").join(spec.topic.name());
+            std::fs::create_dir_all(&tdir).map_err(|e| BusError::Log {
+                path: tdir.display().to_string(),
+                message: e.to_string(),
+            })?;
+            for p in 0..n {
+                let (log, warning) = PartitionLog::open(
+                    &tdir.join(format!("{p}.log")),
+                    spec.topic,
+                    p,
+                    options.sync_writes,
+                )?;
+                if let Some(w) = warning {
+                    tracing::warn!(topic = %spec.topic, partition = p, "recovered embedded log: {w}");
+                }
+                logs.insert((spec.topic, p), Arc::new(log));
+            }
+        }
+        let gdir = dir.join("groups");
+        std::fs::create_dir_all(&gdir).map_err(|e| BusError::Log {
+            path: gdir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let (changed, _) = watch::channel(0);
+        Ok(EmbeddedBus {
+            inner: Arc::new(Inner {
+                dir,
+                partitions,
+                logs,
+                groups: Mutex::new(HashMap::new()),
+                changed,
+                next_member: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// Syncs every log to disk.
+    pub fn sync(&self) -> Result<(), BusError> {
+        for log in self.inner.logs.values() {
+            log.sync()?;
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn log(&self, topic: Topic, partition: i32) -> Result<&Arc<PartitionLog>, BusError> {
+        let n = self
+            .partitions
+            .get(&topic)
+            .copied()
+            .ok_or_else(|| BusError::UndeclaredTopic(topic.name().to_string()))?;
+        check_partition(topic, partition, n)?;
+        self.logs
+            .get(&(topic, partition))
+            .ok_or_else(|| BusError::UndeclaredTopic(topic.name().to_string()))
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, Group>> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn group_file(&self, group: &str) -> PathBuf {
+        let safe: String = group
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+            .collect();
+        self.dir.join("groups").join(format!("{safe}.json"))
+    }
+
+    fn load_committed(&self, group: &str) -> BTreeMap<(Topic, i32), i64> {
+        let Ok(text) = std::fs::read_to_string(self.group_file(group)) else {
+            return BTreeMap::new();
+        };
+        let raw: Vec<(String, i32, i64)> = serde_json::from_str(&text).unwrap_or_else(|e| {
+            tracing::warn!(group, "ignoring unreadable committed offsets: {e}");
+            Vec::new()
+        });
+        raw.into_iter()
+            .filter_map(|(t, p, o)| Topic::from_name(&t).map(|t| ((t, p), o)))
+            .collect()
+    }
+
+    fn store_committed(&self, group: &str, committed: &BTreeMap<(Topic, i32), i64>) -> Result<(), BusError> {
+        let raw: Vec<(&str, i32, i64)> = committed.iter().map(|((t, p), o)| (t.name(), *p, *o)).collect();
+        let path = self.group_file(group);
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_string(&raw).map_err(|e| BusError::Log {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| BusError::Log {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })
+    }
+}
+
+struct EmbeddedProducer {
+    inner: Arc<Inner>,
+}
+
+#[async_trait]
+impl Producer for EmbeddedProducer {
+    async fn enqueue(&self, record: OutboundRecord) -> Result<DeliveryFuture, BusError> {
+        let log = self.inner.log(record.topic, record.partition)?;
+        let offset = log.append(
+            record.key.as_deref(),
+            record.value.as_deref(),
+            record.timestamp_ms,
+        )?;
+        RECORDS_PRODUCED
+            .with_label_values(&[BACKEND, record.topic.name()])
+            .inc();
+        self.inner.bump();
+        let delivery = Delivery {
+            partition: record.partition,
+            offset,
+        };
+        Ok(Box::pin(async move { Ok(delivery) }))
+    }
+
+    async fn flush(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+}
+
+/// What a consumer reads: a group member's changing assignment, or fixed partitions.
+enum Membership {
+    Group { name: String, member: MemberId },
+    Fixed,
+}
+
+struct EmbeddedConsumer {
+    inner: Arc<Inner>,
+    membership: Membership,
+    offsets: Arc<dyn OffsetSource>,
+    /// Owned partitions and the next offset to read from each.
+    positions: BTreeMap<(Topic, i32), i64>,
+    pending: VecDeque<ConsumerEvent>,
+    buffered: VecDeque<Message>,
+    cursor: usize,
+    seen: watch::Receiver<u64>,
+}
+
+impl EmbeddedConsumer {
+    fn start_offset(&self, topic: Topic, partition: i32, committed: Option<i64>) -> Result<i64, BusError> {
+        let stored = self
+            .offsets
+            .next_offset(topic, partition)
+            .map_err(BusError::OffsetSource)?;
+        let end = self.inner.log(topic, partition)?.end_offset();
+        let start = stored.or(committed).unwrap_or(0);
+        Ok(start.clamp(0, end))
+    }
+
+    /// Applies group changes; queues Revoked/Assigned events.
+    fn sync_group(&mut self) -> Result<(), BusError> {
+        let Membership::Group { name, member } = &self.membership else {
+            return Ok(());
+        };
+        let (revoked, acquired, committed) = {
+            let mut groups = self.inner.groups();
+            let Some(group) = groups.get_mut(name) else {
+                return Err(BusError::Closed);
+            };
+            let partitions = &self.inner.partitions;
+            let (revoked, acquired) = group.sync(*member, |t| partitions.get(&t).copied().unwrap_or(0));
+            (revoked, acquired, group.committed.clone())
+        };
+        if !revoked.is_empty() {
+            for tp in &revoked {
+                self.positions.remove(tp);
+                forget_partition_lag(name, tp.0.name(), tp.1);
+            }
+            self.buffered.retain(|m| !revoked.contains(&(m.topic, m.partition)));
+            REBALANCES.with_label_values(&[BACKEND, "revoke"]).inc();
+            self.pending.push_back(ConsumerEvent::Revoked(revoked));
+            self.inner.bump();
+        }
+        if !acquired.is_empty() {
+            let mut assignments = Vec::with_capacity(acquired.len());
+            for (topic, partition) in acquired {
+                let start = self.start_offset(topic, partition, committed.get(&(topic, partition)).copied())?;
+                self.positions.insert((topic, partition), start);
+                assignments.push(Assignment {
+                    topic,
+                    partition,
+                    start: Some(start),
+                });
+            }
+            REBALANCES.with_label_values(&[BACKEND, "assign"]).inc();
+            self.pending.push_back(ConsumerEvent::Assigned(assignments));
+        }
+        Ok(())
+    }
+
+    /// Reads the next batch from the owned partitions, round robin.
+    fn fill(&mut self) -> Result<(), BusError> {
+        let owned: Vec<((Topic, i32), i64)> = self.positions.iter().map(|(k, v)| (*k, *v)).collect();
+        if owned.is_empty() {
+            return Ok(());
+        }
+        for i in 0..owned.len() {
+            let idx = (self.cursor + i) % owned.len();
+            let ((topic, partition), from) = owned[idx];
+            let batch = self.inner.log(topic, partition)?.read(from, READ_BATCH)?;
+            if let Some(last) = batch.last() {
+                self.positions.insert((topic, partition), last.offset + 1);
+                self.buffered.extend(batch);
+                self.cursor = idx + 1;
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Consumer for EmbeddedConsumer {
+    async fn next(&mut self) -> Result<ConsumerEvent, BusError> {
+        loop {
+            self.seen.borrow_and_update();
+            self.sync_group()?;
+            if let Some(ev) = self.pending.pop_front() {
+                return Ok(ev);
+            }
+            if self.buffered.is_empty() {
+                self.fill()?;
+            }
+            if let Some(m) = self.buffered.pop_front() {
+                RECORDS_CONSUMED
+                    .with_label_values(&[BACKEND, m.topic.name()])
+                    .inc();
+                return Ok(ConsumerEvent::Message(m));
+            }
+            if self.seen.changed().await.is_err() {
+                return Err(BusError::Closed);
+            }
+        }
+    }
+
+    fn commit(&mut self, positions: &[(Topic, i32, i64)]) -> Result<(), BusError> {
+        let Membership::Group { name, .. } = &self.membership else {
+            return Ok(());
+        };
+        let snapshot = {
+            let mut groups = self.inner.groups();
+            let Some(group) = groups.get_mut(name) else {
+                return Err(BusError::Closed);
+            };
+            for (t, p, o) in positions {
+                group.committed.insert((*t, *p), *o);
+            }
+            group.committed.clone()
+        };
+        self.inner.store_committed(name, &snapshot)
+    }
+
+    fn assignment(&self) -> Vec<(Topic, i32)> {
+        self.positions.keys().copied().collect()
+    }
+}
+
+impl Drop for EmbeddedConsumer {
+    fn drop(&mut self) {
+        if let Membership::Group { name, member } = &self.membership {
+            let mut groups = self.inner.groups();
+            if let Some(group) = groups.get_mut(name) {
+                group.leave(*member);
+                if group.is_empty() {
+                    groups.remove(name);
+                }
+            }
+            drop(groups);
+            self.inner.bump();
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for EmbeddedBus {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn ensure_topics(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    fn partitions(&self, topic: Topic) -> i32 {
+        self.inner.partitions.get(&topic).copied().unwrap_or(0)
+    }
+
+    fn producer(&self) -> Result<Arc<dyn Producer>, BusError> {
+        Ok(Arc::new(EmbeddedProducer {
+            inner: self.inner.clone(),
+        }))
+    }
+
+    fn consumer(
+        &self,
+        group: &str,
+        topics: &[Topic],
+        offsets: Arc<dyn OffsetSource>,
+    ) -> Result<Box<dyn Consumer>, BusError> {
+        for t in topics {
+            if !self.inner.partitions.contains_key(t) {
+                return Err(BusError::UndeclaredTopic(t.name().to_string()));
+            }
+        }
+        let member = self.inner.next_member.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut groups = self.inner.groups();
+            let is_new = !groups.contains_key(group);
+            let entry = groups.entry(group.to_string()).or_default();
+            if is_new {
+                entry.committed = self.inner.load_committed(group);
+            }
+            entry.join(member, topics);
+        }
+        self.inner.bump();
+        Ok(Box::new(EmbeddedConsumer {
+            inner: self.inner.clone(),
+            membership: Membership::Group {
+                name: group.to_string(),
+                member,
+            },
+            offsets,
+            positions: BTreeMap::new(),
+            pending: VecDeque::new(),
+            buffered: VecDeque::new(),
+            cursor: 0,
+            seen: self.inner.changed.subscribe(),
+        }))
+    }
+
+    fn reader(&self, partitions: &[(Topic, i32, i64)]) -> Result<Box<dyn Consumer>, BusError> {
+        let mut positions = BTreeMap::new();
+        let mut assignments = Vec::new();
+        for (t, p, o) in partitions {
+            self.inner.log(*t, *p)?;
+            positions.insert((*t, *p), (*o).max(0));
+            assignments.push(Assignment {
+                topic: *t,
+                partition: *p,
+                start: Some((*o).max(0)),
+            });
+        }
+        Ok(Box::new(EmbeddedConsumer {
+            inner: self.inner.clone(),
+            membership: Membership::Fixed,
+            offsets: Arc::new(crate::NoStoredOffsets),
+            positions,
+            pending: VecDeque::from([ConsumerEvent::Assigned(assignments)]),
+            buffered: VecDeque::new(),
+            cursor: 0,
+            seen: self.inner.changed.subscribe(),
+        }))
+    }
+
+    async fn end_offset(&self, topic: Topic, partition: i32) -> Result<i64, BusError> {
+        Ok(self.inner.log(topic, partition)?.end_offset())
+    }
+}

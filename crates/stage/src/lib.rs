@@ -1,0 +1,311 @@
+//! The processor runtime.
+//!
+//! A processor is a pure core in a thin async shell. The core ([`Processor`]) decodes an
+//! input and applies it: it reads its state from the store, stages its state writes in a
+//! batch and returns the records to produce. The shell ([`run`]) moves records in and out:
+//!
+//! 1. take the next event from the consumer (rebalances are passed to the core's hooks);
+//! 2. decode the record; a record that cannot be decoded or validated is sent to the
+//!    dead-letter topic with the reason and its topic/partition/offset, and processing goes
+//!    on (poison messages never stop a partition);
+//! 3. apply it and produce the outputs, waiting until they are durable;
+//! 4. write the state batch together with the input offset it now reflects, atomically.
+//!
+//! After a crash anywhere in 3-4, the input is applied again from the stored state and
+//! produces the same outputs with the same deterministic ids: downstream, deduplicated by
+//! id, sees exactly what an uninterrupted run would.
+
+mod metrics;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use healthstream_bus::{
+    Assignment, Bus, BusError, Consumer, ConsumerEvent, Message, OffsetSource, OutboundRecord,
+    Producer,
+};
+use healthstream_contracts::records::{DeadLetter, DeadLetterClass};
+use healthstream_contracts::{derived_id, Codec, Topic};
+use healthstream_store::{Store, StoreBatch, StoreError};
+use healthstream_telemetry::Readiness;
+use tokio::sync::watch;
+
+pub use metrics::STAGE_RECORDS;
+
+/// Why an input cannot be processed: it goes to the dead-letter topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub class: DeadLetterClass,
+    pub reason: String,
+}
+
+impl Rejection {
+    pub fn validation(reason: impl Into<String>) -> Self {
+        Rejection {
+            class: DeadLetterClass::Validation,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<healthstream_contracts::DecodeError> for Rejection {
+    fn from(e: healthstream_contracts::DecodeError) -> Self {
+        Rejection {
+            class: e.class(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// A failure that stops the stage (it resumes from its stored offsets when restarted).
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("stage {stage}: {message}")]
+    Internal { stage: String, message: String },
+}
+
+/// Where an input came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub topic: Topic,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+}
+
+impl Position {
+    /// Deterministic id of the `index`-th output caused by this input.
+    pub fn output_id(&self, stage: &str, index: usize) -> String {
+        derived_id(&[
+            stage.as_bytes(),
+            self.topic.name().as_bytes(),
+            &self.partition.to_be_bytes(),
+            &self.offset.to_be_bytes(),
+            &(index as u64).to_be_bytes(),
+        ])
+    }
+}
+
+/// The pure core of a stage.
+pub trait Processor: Send + 'static {
+    /// A decoded input.
+    type Input: Send;
+
+    /// Name, used in metrics, logs, dead letters and output ids.
+    fn name(&self) -> &'static str;
+
+    /// Decodes a record; a rejection sends it to the dead-letter topic.
+    fn decode(&self, message: &Message) -> Result<Self::Input, Rejection>;
+
+    /// Applies an input: stage state writes in `batch`, return the records to produce.
+    fn apply(
+        &mut self,
+        store: &Store,
+        batch: &mut StoreBatch,
+        input: Self::Input,
+        at: Position,
+    ) -> Result<Vec<OutboundRecord>, StageError>;
+
+    /// Partitions were assigned (their state is in the store).
+    fn on_assigned(&mut self, _store: &Store, _assigned: &[Assignment]) -> Result<(), StageError> {
+        Ok(())
+    }
+
+    /// Partitions were revoked: drop any cached state of them.
+    fn on_revoked(&mut self, _revoked: &[(Topic, i32)]) {}
+}
+
+/// Offsets kept in the stage's store.
+pub struct StoreOffsets(pub Store);
+
+impl OffsetSource for StoreOffsets {
+    fn next_offset(&self, topic: Topic, partition: i32) -> Result<Option<i64>, String> {
+        self.0
+            .offset(topic.name(), partition)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Builds the dead-letter record of a rejected input.
+pub fn dead_letter(
+    stage: &str,
+    message: &Message,
+    rejection: &Rejection,
+    dead_letter_partitions: i32,
+) -> Result<OutboundRecord, StageError> {
+    let id = derived_id(&[
+        b"dead-letter",
+        stage.as_bytes(),
+        message.topic.name().as_bytes(),
+        &message.partition.to_be_bytes(),
+        &message.offset.to_be_bytes(),
+    ]);
+    let record = DeadLetter {
+        id,
+        stage: stage.to_string(),
+        source_topic: message.topic.name().to_string(),
+        source_partition: message.partition,
+        source_offset: message.offset,
+        key: message.key.clone(),
+        value: message.value.clone(),
+        error_class: rejection.class,
+        reason: rejection.reason.clone(),
+        time: message.timestamp_ms,
+    };
+    let value = Codec::shared()
+        .encode(&record)
+        .map_err(|e| StageError::Internal {
+            stage: stage.to_string(),
+            message: e.to_string(),
+        })?;
+    Ok(OutboundRecord {
+        topic: Topic::DeadLetters,
+        partition: message.partition.rem_euclid(dead_letter_partitions.max(1)),
+        key: Some(
+            format!("{}/{}/{}", message.topic.name(), message.partition, message.offset)
+                .into_bytes(),
+        ),
+        value: Some(value),
+        timestamp_ms: message.timestamp_ms,
+    })
+}
+
+/// How often the group's informational offsets are committed.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs a stage until `shutdown` turns true or an error stops it.
+pub async fn run<P: Processor>(
+    mut processor: P,
+    bus: Arc<dyn Bus>,
+    group: &str,
+    topics: &[Topic],
+    store: Store,
+    readiness: Readiness,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), StageError> {
+    let stage = processor.name();
+    let component = format!("stage:{stage}");
+    readiness.register(&component);
+    let producer: Arc<dyn Producer> = bus.producer()?;
+    let mut consumer: Box<dyn Consumer> =
+        bus.consumer(group, topics, Arc::new(StoreOffsets(store.clone())))?;
+    let dl_partitions = bus.partitions(Topic::DeadLetters);
+    let embedded = bus.backend() == "embedded";
+    let mut positions: std::collections::BTreeMap<(Topic, i32), i64> = Default::default();
+    let mut last_commit = Instant::now();
+    let mut last_lag = Instant::now();
+    readiness.set_ready(&component);
+    tracing::info!(stage, group, backend = bus.backend(), "stage started");
+    loop {
+        let event = tokio::select! {
+            ev = consumer.next() => ev?,
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() { break; } else { continue; }
+            }
+            _ = tokio::time::sleep(Duration::from_secs(1)), if embedded => {
+                update_lag(&*bus, group, &positions).await;
+                last_lag = Instant::now();
+                continue;
+            }
+        };
+        match event {
+            ConsumerEvent::Assigned(assigned) => {
+                tracing::info!(stage, partitions = ?assigned, "partitions assigned");
+                for a in &assigned {
+                    if let Some(start) = a.start {
+                        positions.insert((a.topic, a.partition), start);
+                    }
+                }
+                processor.on_assigned(&store, &assigned)?;
+            }
+            ConsumerEvent::Revoked(revoked) => {
+                tracing::info!(stage, partitions = ?revoked, "partitions revoked");
+                for tp in &revoked {
+                    positions.remove(tp);
+                }
+                processor.on_revoked(&revoked);
+            }
+            ConsumerEvent::Message(message) => {
+                let started = Instant::now();
+                let at = Position {
+                    topic: message.topic,
+                    partition: message.partition,
+                    offset: message.offset,
+                    timestamp_ms: message.timestamp_ms,
+                };
+                let mut batch = store.batch();
+                let (outputs, outcome) = match processor.decode(&message) {
+                    Ok(input) => (processor.apply(&store, &mut batch, input, at)?, "applied"),
+                    Err(rejection) => {
+                        tracing::warn!(
+                            stage,
+                            topic = %message.topic,
+                            partition = message.partition,
+                            offset = message.offset,
+                            reason = %rejection.reason,
+                            "record sent to dead letters"
+                        );
+                        metrics::DEAD_LETTERS
+                            .with_label_values(&[stage, message.topic.name(), class_label(rejection.class)])
+                            .inc();
+                        (vec![dead_letter(stage, &message, &rejection, dl_partitions)?], "dead_lettered")
+                    }
+                };
+                // Outputs are durable before the state that produced them is stored.
+                let mut pending = Vec::with_capacity(outputs.len());
+                for out in outputs {
+                    pending.push(producer.enqueue(out).await?);
+                }
+                for p in pending {
+                    p.await?;
+                }
+                batch.set_offset(message.topic.name(), message.partition, message.offset + 1);
+                store.write(batch)?;
+                positions.insert((message.topic, message.partition), message.offset + 1);
+                STAGE_RECORDS
+                    .with_label_values(&[stage, message.topic.name(), outcome])
+                    .inc();
+                metrics::PROCESS_SECONDS
+                    .with_label_values(&[stage])
+                    .observe(started.elapsed().as_secs_f64());
+                if last_commit.elapsed() >= COMMIT_INTERVAL {
+                    let all: Vec<(Topic, i32, i64)> =
+                        positions.iter().map(|((t, p), o)| (*t, *p, *o)).collect();
+                    consumer.commit(&all)?;
+                    last_commit = Instant::now();
+                }
+                if embedded && last_lag.elapsed() >= Duration::from_secs(1) {
+                    update_lag(&*bus, group, &positions).await;
+                    last_lag = Instant::now();
+                }
+            }
+        }
+    }
+    let all: Vec<(Topic, i32, i64)> = positions.iter().map(|((t, p), o)| (*t, *p, *o)).collect();
+    consumer.commit(&all)?;
+    readiness.set_not_ready(&component, "stopped");
+    tracing::info!(stage, "stage stopped");
+    Ok(())
+}
+
+fn class_label(class: DeadLetterClass) -> &'static str {
+    match class {
+        DeadLetterClass::Framing => "framing",
+        DeadLetterClass::Decode => "decode",
+        DeadLetterClass::Validation => "validation",
+    }
+}
+
+async fn update_lag(bus: &dyn Bus, group: &str, positions: &std::collections::BTreeMap<(Topic, i32), i64>) {
+    for ((topic, partition), pos) in positions {
+        if let Ok(end) = bus.end_offset(*topic, *partition).await {
+            healthstream_bus::consumer_lag_gauge()
+                .with_label_values(&[group, topic.name(), &partition.to_string()])
+                .set((end - pos).max(0));
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The health processor.
+//!
+//! Its first stage, [`PerfStage`], consumes the perf topic and keeps, per hosting tree, the
+//! latest sample of every counter (object, counter, instance), written to RocksDB in the
+//! same batch as the input offset. The cooked-down condition detection and monitors of the
+//! health engine build on this stage's inputs.
+
+mod api;
+mod metrics;
+mod perf;
+
+pub use api::router;
+pub use perf::{latest_samples, LatestSample, PerfStage, PERF_CFS};

@@ -1,0 +1,156 @@
+//! Command-line interface.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use healthstream_contracts::{Contract, Topic};
+use healthstream_topology::Topology;
+
+use crate::wiring::{self, BusChoice, Runtime};
+
+/// healthstream: model-based monitoring as an event-sourced stream processor.
+#[derive(Debug, Parser)]
+#[command(name = "healthstream", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start every service in one process: over the embedded bus when no brokers are
+    /// given, otherwise against Kafka.
+    Run(RunArgs),
+    /// Run the ingest service alone (collector-facing HTTP -> topics).
+    Ingest(RunArgs),
+    /// Run the health processor alone.
+    Health(RunArgs),
+    /// Create the topology's topics on the Kafka brokers and check existing ones.
+    Topics(BusArgs),
+    /// List the contracts: topics, schema files and Confluent schema ids.
+    Schemas,
+}
+
+/// Where the bus is and how it is laid out.
+#[derive(Debug, Args)]
+pub struct BusArgs {
+    /// Kafka bootstrap brokers (`host:port,...`). Without it the embedded bus is used.
+    #[arg(long, env = "HEALTHSTREAM_BROKERS")]
+    pub brokers: Option<String>,
+    /// Topology file. Default: the shipped `embedded` topology, or `single-broker` with
+    /// `--brokers`.
+    #[arg(long, env = "HEALTHSTREAM_TOPOLOGY")]
+    pub topology: Option<PathBuf>,
+    /// Raw librdkafka option `key=value`, applied last (repeatable).
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE")]
+    pub kafka_options: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub bus: BusArgs,
+    /// Directory of the state stores and (embedded) the bus logs.
+    #[arg(long, env = "HEALTHSTREAM_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Address of the HTTP endpoint (API, ingest, `/metrics`, `/healthz`, `/readyz`).
+    #[arg(long, env = "HEALTHSTREAM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// fsync every embedded bus write (survives power loss; slower).
+    #[arg(long)]
+    pub sync_writes: bool,
+}
+
+const EMBEDDED_TOPOLOGY: &str = include_str!("../../../topologies/embedded.toml");
+const SINGLE_BROKER_TOPOLOGY: &str = include_str!("../../../topologies/single-broker.toml");
+
+impl BusArgs {
+    pub fn topology(&self) -> anyhow::Result<Topology> {
+        Ok(match (&self.topology, &self.brokers) {
+            (Some(path), _) => Topology::load(path)?,
+            (None, None) => Topology::parse(EMBEDDED_TOPOLOGY, "topologies/embedded.toml".as_ref())?,
+            (None, Some(_)) => {
+                Topology::parse(SINGLE_BROKER_TOPOLOGY, "topologies/single-broker.toml".as_ref())?
+            }
+        })
+    }
+
+    pub fn choice(&self, data_dir: &std::path::Path, sync_writes: bool) -> anyhow::Result<BusChoice> {
+        match &self.brokers {
+            None => {
+                if !self.kafka_options.is_empty() {
+                    bail!("--kafka-option needs --brokers");
+                }
+                Ok(BusChoice::Embedded {
+                    dir: data_dir.join("bus"),
+                    sync_writes,
+                })
+            }
+            Some(brokers) => {
+                let mut options = BTreeMap::new();
+                for kv in &self.kafka_options {
+                    let (k, v) = kv
+                        .split_once('=')
+                        .with_context(|| format!("--kafka-option {kv:?} is not KEY=VALUE"))?;
+                    options.insert(k.trim().to_string(), v.trim().to_string());
+                }
+                Ok(BusChoice::Kafka {
+                    brokers: brokers.clone(),
+                    options,
+                })
+            }
+        }
+    }
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(args) => serve(args, &wiring::ALL_SERVICES).await,
+        Command::Ingest(args) => serve(args, &[wiring::Part::Ingest]).await,
+        Command::Health(args) => serve(args, &[wiring::Part::Health]).await,
+        Command::Topics(args) => {
+            if args.brokers.is_none() {
+                bail!("topics needs --brokers (the embedded bus creates its topics itself)");
+            }
+            let topology = args.topology()?;
+            let bus = wiring::open_bus(args.choice(std::path::Path::new("."), false)?, &topology)?;
+            bus.ensure_topics().await?;
+            for spec in topology.topics() {
+                println!(
+                    "{:<34} partitions={:<3} cleanup={:<8} key={:?}",
+                    spec.topic.name(),
+                    spec.partitions,
+                    spec.cleanup_policy.as_kafka(),
+                    spec.key
+                );
+            }
+            Ok(())
+        }
+        Command::Schemas => {
+            println!("{:<32} {:<18} {:>8} {:>10}", "topic", "contract", "version", "schema id");
+            for topic in Topic::ALL {
+                let c: Contract = topic.contract();
+                for v in c.versions() {
+                    println!("{:<32} {:<18} {:>8} {:>10}", topic.name(), c.name(), v.version, v.schema_id);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: RunArgs, parts: &[wiring::Part]) -> anyhow::Result<()> {
+    let topology = args.bus.topology()?;
+    let choice = args.bus.choice(&args.data_dir, args.sync_writes)?;
+    let runtime = Runtime::start(choice, topology, &args.data_dir, args.listen, parts).await?;
+    tracing::info!(listen = %runtime.local_addr, "healthstream is up; Ctrl-C stops it");
+    eprintln!(
+        "healthstream is running: ingest at http://{addr}/v1/ingest/perf, metrics at http://{addr}/metrics (Ctrl-C stops it)",
+        addr = runtime.local_addr
+    );
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    runtime.stop().await
+}

@@ -1,0 +1,161 @@
+//! Wiring: the bus, the stages, the HTTP endpoint.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use healthstream_bus::embedded::{EmbeddedBus, EmbeddedOptions};
+use healthstream_bus::kafka::{KafkaBus, KafkaConfig};
+use healthstream_bus::Bus;
+use healthstream_contracts::Topic;
+use healthstream_health::{PerfStage, PERF_CFS};
+use healthstream_ingest::{IngestLimits, INGEST_TOPICS};
+use healthstream_store::Store;
+use healthstream_telemetry::Readiness;
+use healthstream_topology::{Service, Topology};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Which bus to use.
+pub enum BusChoice {
+    Embedded { dir: PathBuf, sync_writes: bool },
+    Kafka { brokers: String, options: BTreeMap<String, String> },
+}
+
+/// The parts a process can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Ingest,
+    Health,
+}
+
+pub const ALL_SERVICES: [Part; 2] = [Part::Ingest, Part::Health];
+
+pub fn open_bus(choice: BusChoice, topology: &Topology) -> anyhow::Result<Arc<dyn Bus>> {
+    Ok(match choice {
+        BusChoice::Embedded { dir, sync_writes } => Arc::new(
+            EmbeddedBus::open(&dir, topology, EmbeddedOptions { sync_writes })
+                .with_context(|| format!("opening the embedded bus in {}", dir.display()))?,
+        ),
+        BusChoice::Kafka { brokers, options } => {
+            let mut config = KafkaConfig::new(brokers);
+            config.options = options;
+            Arc::new(KafkaBus::new(config, topology.clone())?)
+        }
+    })
+}
+
+/// A running process.
+pub struct Runtime {
+    pub local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    stages: Vec<JoinHandle<Result<(), healthstream_stage::StageError>>>,
+    server: JoinHandle<()>,
+    bus: Arc<dyn Bus>,
+    embedded: Option<EmbeddedBus>,
+}
+
+impl Runtime {
+    pub async fn start(
+        choice: BusChoice,
+        topology: Topology,
+        data_dir: &Path,
+        listen: SocketAddr,
+        parts: &[Part],
+    ) -> anyhow::Result<Runtime> {
+        let embedded = match &choice {
+            BusChoice::Embedded { dir, sync_writes } => Some(
+                EmbeddedBus::open(dir, &topology, EmbeddedOptions { sync_writes: *sync_writes })
+                    .with_context(|| format!("opening the embedded bus in {}", dir.display()))?,
+            ),
+            BusChoice::Kafka { .. } => None,
+        };
+        let bus: Arc<dyn Bus> = match &embedded {
+            Some(e) => Arc::new(e.clone()),
+            None => open_bus(choice, &topology)?,
+        };
+        bus.ensure_topics().await.context("preparing topics")?;
+        let readiness = Readiness::new();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut app = healthstream_telemetry::router(readiness.clone());
+        let mut stages = Vec::new();
+        if parts.contains(&Part::Ingest) {
+            for topic in INGEST_TOPICS {
+                topology.check_produces(Service::Ingest, topic)?;
+            }
+            app = app.merge(healthstream_ingest::router(bus.clone(), IngestLimits::default())?);
+        }
+        if parts.contains(&Part::Health) {
+            topology.check_consumes(Service::Health, Topic::Perf)?;
+            let group = topology.group(Service::Health)?.to_string();
+            let dir = data_dir.join("state").join("health");
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let store = Store::open(&dir, PERF_CFS)?;
+            app = app.merge(healthstream_health::router(store.clone()));
+            let stage = PerfStage::new(bus.partitions(Topic::Perf));
+            let (bus2, readiness2, rx) = (bus.clone(), readiness.clone(), shutdown_rx.clone());
+            stages.push(tokio::spawn(async move {
+                let result = healthstream_stage::run(stage, bus2, &group, &[Topic::Perf], store, readiness2, rx).await;
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "perf stage stopped");
+                }
+                result
+            }));
+        }
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let local_addr = listener.local_addr()?;
+        let mut rx = shutdown_rx.clone();
+        let server = tokio::spawn(async move {
+            let graceful = async move {
+                while !*rx.borrow() {
+                    if rx.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(graceful).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        Ok(Runtime {
+            local_addr,
+            shutdown,
+            stages,
+            server,
+            bus,
+            embedded,
+        })
+    }
+
+    /// Stops the stages after their current record, then the server; syncs the bus.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        let mut first_error = None;
+        for stage in self.stages {
+            match stage.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert_with(|| anyhow::anyhow!(e));
+                }
+                Err(e) => {
+                    first_error.get_or_insert_with(|| anyhow::anyhow!("stage task: {e}"));
+                }
+            }
+        }
+        let _ = self.server.await;
+        if let Ok(p) = self.bus.producer() {
+            p.flush().await?;
+        }
+        if let Some(e) = self.embedded {
+            e.sync()?;
+        }
+        match first_error {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! The ingest service: collectors post batches here.
+//!
+//! `POST /v1/ingest/{discovery,perf,events,heartbeats}` with either
+//! - `Content-Type: application/json`: a JSON array of records of the topic's contract, in
+//!   natural JSON (see `healthstream_contracts::JsonValidator`), without `id`; or
+//! - `Content-Type: application/avro`: an Avro object container file whose records are
+//!   read with the contract's schema (schema resolution applies, so a collector built
+//!   against an older compatible schema is accepted).
+//!
+//! **All or none.** Every record of a request is validated before any is produced. If one
+//! is invalid the request is refused with `422` and a list naming every bad record and
+//! field, and nothing is produced. Otherwise every record is produced and the response
+//! (`200`) is sent only once all are durable on the bus: nothing acknowledged is lost. If
+//! the bus fails midway the response is `503` and the collector resends the whole batch;
+//! record ids are content hashes, so the records that did get through are recognised as
+//! the same records downstream.
+
+mod metrics;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use apache_avro::types::Value;
+use healthstream_bus::{Bus, OutboundRecord, Producer};
+use healthstream_contracts::{content_id, partition_for_key, Codec, FieldError, JsonValidator, Topic};
+use serde::Serialize;
+use serde_json::Value as JsonValue;
+
+/// Limits of the ingest endpoint.
+#[derive(Debug, Clone)]
+pub struct IngestLimits {
+    /// Largest request body, in bytes (`413` beyond).
+    pub max_body_bytes: usize,
+    /// Most records in one request (`413` beyond).
+    pub max_records: usize,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_records: 10_000,
+        }
+    }
+}
+
+struct Ingest {
+    bus: Arc<dyn Bus>,
+    producer: Arc<dyn Producer>,
+    limits: IngestLimits,
+}
+
+/// One bad field of one record.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// Index of the record in the request.
+    pub record: usize,
+    /// Path of the field in the record (empty: the record itself).
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    problems: Vec<Problem>,
+}
+
+fn error(status: StatusCode, message: impl Into<String>, problems: Vec<Problem>) -> Response {
+    (
+        status,
+        Json(ErrorBody {
+            error: message.into(),
+            problems,
+        }),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Serialize)]
+struct Accepted {
+    topic: &'static str,
+    accepted: usize,
+    ids: Vec<String>,
+}
+
+/// The ingest routes, producing to `bus`.
+pub fn router(bus: Arc<dyn Bus>, limits: IngestLimits) -> Result<Router, healthstream_bus::BusError> {
+    let producer = bus.producer()?;
+    let state = Arc::new(Ingest {
+        bus,
+        producer,
+        limits: limits.clone(),
+    });
+    Ok(Router::new()
+        .route("/v1/ingest/discovery", post(discovery))
+        .route("/v1/ingest/perf", post(perf))
+        .route("/v1/ingest/events", post(events))
+        .route("/v1/ingest/heartbeats", post(heartbeats))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .with_state(state))
+}
+
+/// The topics the ingest produces from collector batches.
+pub const INGEST_TOPICS: [Topic; 4] = [Topic::Discovery, Topic::Perf, Topic::Events, Topic::Heartbeats];
+
+async fn discovery(State(s): State<Arc<Ingest>>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(&s, Topic::Discovery, &headers, body).await
+}
+async fn perf(State(s): State<Arc<Ingest>>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(&s, Topic::Perf, &headers, body).await
+}
+async fn events(State(s): State<Arc<Ingest>>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(&s, Topic::Events, &headers, body).await
+}
+async fn heartbeats(State(s): State<Arc<Ingest>>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(&s, Topic::Heartbeats, &headers, body).await
+}
+
+async fn handle(s: &Ingest, topic: Topic, headers: &HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    let response = ingest(s, topic, headers, &body).await;
+    let status = response.status();
+    metrics::REQUESTS
+        .with_label_values(&[topic.name(), status.as_str()])
+        .inc();
+    metrics::REQUEST_SECONDS
+        .with_label_values(&[topic.name()])
+        .observe(started.elapsed().as_secs_f64());
+    metrics::BODY_BYTES
+        .with_label_values(&[topic.name()])
+        .observe(body.len() as f64);
+    response
+}
+
+async fn ingest(s: &Ingest, topic: Topic, headers: &HeaderMap, body: &[u8]) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let records: Vec<JsonValue> = match mime.as_str() {
+        "application/json" => match parse_json(body) {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        },
+        "application/avro" | "avro/binary" => match parse_avro(topic, body) {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        },
+        other => {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("content type {other:?} is not accepted; use application/json or application/avro"),
+                vec![],
+            )
+        }
+    };
+    if records.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "the batch has no records", vec![]);
+    }
+    if records.len() > s.limits.max_records {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the batch has {} records; at most {} are accepted per request",
+                records.len(),
+                s.limits.max_records
+            ),
+            vec![],
+        );
+    }
+    let (outbound, ids) = match validate(s, topic, &records) {
+        Ok(v) => v,
+        Err(problems) => {
+            let bad: std::collections::BTreeSet<usize> = problems.iter().map(|p| p.record).collect();
+            metrics::REJECTED
+                .with_label_values(&[topic.name()])
+                .inc_by(records.len() as u64);
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "{} of {} records are invalid; none of the batch was accepted",
+                    bad.len(),
+                    records.len()
+                ),
+                problems,
+            );
+        }
+    };
+    let mut pending = Vec::with_capacity(outbound.len());
+    for record in outbound {
+        match s.producer.enqueue(record).await {
+            Ok(p) => pending.push(p),
+            Err(e) => return unavailable(&e),
+        }
+    }
+    for p in pending {
+        if let Err(e) = p.await {
+            return unavailable(&e);
+        }
+    }
+    metrics::ACCEPTED
+        .with_label_values(&[topic.name()])
+        .inc_by(ids.len() as u64);
+    (
+        StatusCode::OK,
+        Json(Accepted {
+            topic: topic.name(),
+            accepted: ids.len(),
+            ids,
+        }),
+    )
+        .into_response()
+}
+
+fn unavailable(e: &healthstream_bus::BusError) -> Response {
+    tracing::warn!(error = %e, "ingest could not produce; batch refused");
+    let mut resp = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the bus did not take the batch ({e}); resend it"),
+        vec![],
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    resp
+}
+
+fn parse_json(body: &[u8]) -> Result<Vec<JsonValue>, Response> {
+    match serde_json::from_slice::<JsonValue>(body) {
+        Ok(JsonValue::Array(items)) => Ok(items),
+        Ok(other) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the body must be a JSON array of records, found {}",
+                match other {
+                    JsonValue::Object(_) => "an object",
+                    JsonValue::String(_) => "a string",
+                    JsonValue::Number(_) => "a number",
+                    JsonValue::Bool(_) => "a boolean",
+                    _ => "null",
+                }
+            ),
+            vec![],
+        )),
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {e} (line {}, column {})", e.line(), e.column()),
+            vec![],
+        )),
+    }
+}
+
+/// Reads an Avro object container file with the contract's schema and turns each record
+/// into JSON, so both encodings go through the same validation.
+fn parse_avro(topic: Topic, body: &[u8]) -> Result<Vec<JsonValue>, Response> {
+    let schema = Codec::shared().schema(topic.contract());
+    let reader = apache_avro::Reader::with_schema(schema, body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not an Avro object container file readable as {}: {e}", topic.contract()),
+            vec![],
+        )
+    })?;
+    let mut out = Vec::new();
+    for (i, item) in reader.enumerate() {
+        let value = item.map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("Avro record {i} does not decode: {e}"),
+                vec![],
+            )
+        })?;
+        let mut json = avro_to_json(&value);
+        if let JsonValue::Object(map) = &mut json {
+            map.remove("id");
+        }
+        out.push(json);
+    }
+    Ok(out)
+}
+
+fn avro_to_json(v: &Value) -> JsonValue {
+    match v {
+        Value::Null => JsonValue::Null,
+        Value::Boolean(b) => JsonValue::Bool(*b),
+        Value::Int(n) => JsonValue::from(*n),
+        Value::Long(n) | Value::TimestampMillis(n) | Value::TimestampMicros(n) => JsonValue::from(*n),
+        Value::Float(x) => JsonValue::from(f64::from(*x)),
+        Value::Double(x) => JsonValue::from(*x),
+        Value::String(s) | Value::Enum(_, s) => JsonValue::String(s.clone()),
+        Value::Union(_, inner) => avro_to_json(inner),
+        Value::Array(items) => JsonValue::Array(items.iter().map(avro_to_json).collect()),
+        Value::Map(m) => JsonValue::Object(m.iter().map(|(k, v)| (k.clone(), avro_to_json(v))).collect()),
+        Value::Record(fields) => {
+            JsonValue::Object(fields.iter().map(|(k, v)| (k.clone(), avro_to_json(v))).collect())
+        }
+        other => JsonValue::String(format!("{other:?}")),
+    }
+}
+
+type Validated = (Vec<OutboundRecord>, Vec<String>);
+
+fn validate(s: &Ingest, topic: Topic, records: &[JsonValue]) -> Result<Validated, Vec<Problem>> {
+    let codec = Codec::shared();
+    let validator = JsonValidator::new(codec);
+    let contract = topic.contract();
+    let partitions = s.bus.partitions(topic).max(1) as u32;
+    let now = now_ms();
+    let mut problems = Vec::new();
+    let mut outbound = Vec::with_capacity(records.len());
+    let mut ids = Vec::with_capacity(records.len());
+    for (i, json) in records.iter().enumerate() {
+        let value = match validator.validate(contract, json) {
+            Ok(v) => v,
+            Err(errors) => {
+                problems.extend(errors.into_iter().map(|FieldError { field, message }| Problem {
+                    record: i,
+                    field,
+                    message,
+                }));
+                continue;
+            }
+        };
+        match finish(codec, topic, value) {
+            Ok((id, bytes, root_host)) => {
+                let partition = partition_for_key(root_host.as_bytes(), partitions) as i32;
+                outbound.push(OutboundRecord {
+                    topic,
+                    partition,
+                    key: Some(root_host.into_bytes()),
+                    value: Some(bytes),
+                    timestamp_ms: now,
+                });
+                ids.push(id);
+            }
+            Err(message) => problems.push(Problem {
+                record: i,
+                field: String::new(),
+                message,
+            }),
+        }
+    }
+    if problems.is_empty() {
+        Ok((outbound, ids))
+    } else {
+        Err(problems)
+    }
+}
+
+/// Assigns the content id and encodes the record; returns id, framed value, root host.
+fn finish(codec: &Codec, topic: Topic, value: Value) -> Result<(String, Vec<u8>, String), String> {
+    let Value::Record(mut fields) = value else {
+        return Err("record is not an Avro record".to_string());
+    };
+    let root_host = fields
+        .iter()
+        .find_map(|(k, v)| match (k.as_str(), v) {
+            ("root_host", Value::String(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| "record has no root_host".to_string())?;
+    let unidentified = codec
+        .encode_value(topic.contract(), Value::Record(fields.clone()))
+        .map_err(|e| e.to_string())?;
+    let id = content_id(&unidentified);
+    for (k, v) in &mut fields {
+        if k == "id" {
+            *v = Value::String(id.clone());
+        }
+    }
+    let bytes = codec
+        .encode_value(topic.contract(), Value::Record(fields))
+        .map_err(|e| e.to_string())?;
+    Ok((id, bytes, root_host))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;
