@@ -188,7 +188,11 @@ pub trait Bus: Send + Sync {
 }
 
 /// Checks a partition number against a partition count.
-pub(crate) fn check_partition(topic: Topic, partition: i32, partitions: i32) -> Result<(), BusError> {
+pub(crate) fn check_partition(
+    topic: Topic,
+    partition: i32,
+    partitions: i32,
+) -> Result<(), BusError> {
     if partition < 0 || partition >= partitions {
         Err(BusError::NoSuchPartition {
             topic,

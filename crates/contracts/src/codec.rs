@@ -172,13 +172,14 @@ impl Codec {
         } else {
             Some(latest_schema)
         };
-        let value = apache_avro::from_avro_datum(&parsed.schema, &mut datum, reader).map_err(
-            |e| DecodeError::Datum {
-                contract,
-                version: parsed.version,
-                message: e.to_string(),
-            },
-        )?;
+        let value =
+            apache_avro::from_avro_datum(&parsed.schema, &mut datum, reader).map_err(|e| {
+                DecodeError::Datum {
+                    contract,
+                    version: parsed.version,
+                    message: e.to_string(),
+                }
+            })?;
         if !datum.is_empty() {
             return Err(DecodeError::TrailingBytes {
                 contract,

@@ -129,7 +129,10 @@ impl<'s> Walker<'s> {
             return self.convert(schema, json, path);
         };
         let Json::Object(obj) = json else {
-            self.err(path, format!("expected an object, found {}", describe(json)));
+            self.err(
+                path,
+                format!("expected an object, found {}", describe(json)),
+            );
             return Value::Null;
         };
         for key in obj.keys() {
@@ -214,13 +217,18 @@ impl<'s> Walker<'s> {
                 other => self.mismatch(path, "a time (milliseconds or RFC 3339)", other),
             },
             Schema::Enum(e) => match json {
-                Json::String(s) => match e.symbols.iter().position(|sym| sym.eq_ignore_ascii_case(s)) {
-                    Some(i) => Value::Enum(i as u32, e.symbols[i].clone()),
-                    None => {
-                        self.err(path, format!("{s:?} is not one of {}", e.symbols.join(", ")));
-                        Value::Null
+                Json::String(s) => {
+                    match e.symbols.iter().position(|sym| sym.eq_ignore_ascii_case(s)) {
+                        Some(i) => Value::Enum(i as u32, e.symbols[i].clone()),
+                        None => {
+                            self.err(
+                                path,
+                                format!("{s:?} is not one of {}", e.symbols.join(", ")),
+                            );
+                            Value::Null
+                        }
                     }
-                },
+                }
                 other => self.mismatch(path, "a string", other),
             },
             Schema::Array(a) => match json {
@@ -291,13 +299,20 @@ impl<'s> Walker<'s> {
             .collect();
         self.err(
             path,
-            format!("{} does not match any of {}", describe(json), kinds.join(", ")),
+            format!(
+                "{} does not match any of {}",
+                describe(json),
+                kinds.join(", ")
+            ),
         );
         Value::Null
     }
 
     fn mismatch(&mut self, path: &str, expected: &str, found: &Json) -> Value {
-        self.err(path, format!("expected {expected}, found {}", describe(found)));
+        self.err(
+            path,
+            format!("expected {expected}, found {}", describe(found)),
+        );
         Value::Null
     }
 }

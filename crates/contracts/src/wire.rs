@@ -58,6 +58,9 @@ mod tests {
     #[test]
     fn rejects_short_and_unframed_values() {
         assert_eq!(unframe(&[0, 0, 0]), Err(WireError::TooShort { len: 3 }));
-        assert_eq!(unframe(&[7, 0, 0, 0, 1, 2]), Err(WireError::BadMagic { found: 7 }));
+        assert_eq!(
+            unframe(&[7, 0, 0, 0, 1, 2]),
+            Err(WireError::BadMagic { found: 7 })
+        );
     }
 }

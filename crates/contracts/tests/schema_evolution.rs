@@ -24,7 +24,10 @@ fn history(contract: Contract) -> Vec<(u32, PathBuf)> {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| {
             let path = entry.expect("dir entry").path();
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
             let v: u32 = stem
                 .parse()
                 .unwrap_or_else(|_| panic!("{}: history files are named N.avsc", path.display()));
@@ -78,7 +81,11 @@ fn every_contract_has_history_and_current_is_latest() {
         let versions = history(contract);
         assert!(!versions.is_empty(), "{contract}: no committed version");
         for (i, (v, _)) in versions.iter().enumerate() {
-            assert_eq!(*v as usize, i + 1, "{contract}: versions must be 1, 2, ... without gaps");
+            assert_eq!(
+                *v as usize,
+                i + 1,
+                "{contract}: versions must be 1, 2, ... without gaps"
+            );
         }
         let (latest_v, latest_path) = versions.last().expect("non-empty");
         let current = parse(&schemas_dir().join(format!("{}.avsc", contract.name())));
@@ -152,7 +159,11 @@ fn schema_ids_are_unique() {
     let mut ids = std::collections::HashSet::new();
     for contract in Contract::ALL {
         for v in contract.versions() {
-            assert!(ids.insert(v.schema_id), "duplicate schema id {}", v.schema_id);
+            assert!(
+                ids.insert(v.schema_id),
+                "duplicate schema id {}",
+                v.schema_id
+            );
         }
     }
 }

@@ -166,8 +166,13 @@ pub fn dead_letter(
         topic: Topic::DeadLetters,
         partition: message.partition.rem_euclid(dead_letter_partitions.max(1)),
         key: Some(
-            format!("{}/{}/{}", message.topic.name(), message.partition, message.offset)
-                .into_bytes(),
+            format!(
+                "{}/{}/{}",
+                message.topic.name(),
+                message.partition,
+                message.offset
+            )
+            .into_bytes(),
         ),
         value: Some(value),
         timestamp_ms: message.timestamp_ms,
@@ -250,9 +255,16 @@ pub async fn run<P: Processor>(
                             "record sent to dead letters"
                         );
                         metrics::DEAD_LETTERS
-                            .with_label_values(&[stage, message.topic.name(), class_label(rejection.class)])
+                            .with_label_values(&[
+                                stage,
+                                message.topic.name(),
+                                class_label(rejection.class),
+                            ])
                             .inc();
-                        (vec![dead_letter(stage, &message, &rejection, dl_partitions)?], "dead_lettered")
+                        (
+                            vec![dead_letter(stage, &message, &rejection, dl_partitions)?],
+                            "dead_lettered",
+                        )
                     }
                 };
                 // Outputs are durable before the state that produced them is stored.
@@ -300,7 +312,11 @@ fn class_label(class: DeadLetterClass) -> &'static str {
     }
 }
 
-async fn update_lag(bus: &dyn Bus, group: &str, positions: &std::collections::BTreeMap<(Topic, i32), i64>) {
+async fn update_lag(
+    bus: &dyn Bus,
+    group: &str,
+    positions: &std::collections::BTreeMap<(Topic, i32), i64>,
+) {
     for ((topic, partition), pos) in positions {
         if let Ok(end) = bus.end_offset(*topic, *partition).await {
             healthstream_bus::consumer_lag_gauge()

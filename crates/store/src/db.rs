@@ -202,12 +202,16 @@ impl Store {
         match self.get(OFFSETS_CF, &offset_key(topic, partition))? {
             None => Ok(None),
             Some(bytes) => {
-                let arr: [u8; 8] = bytes.as_slice().try_into().map_err(|_| StoreError::BadOffset {
-                    path: self.path.clone(),
-                    topic: topic.to_string(),
-                    partition,
-                    len: bytes.len(),
-                })?;
+                let arr: [u8; 8] =
+                    bytes
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| StoreError::BadOffset {
+                            path: self.path.clone(),
+                            topic: topic.to_string(),
+                            partition,
+                            len: bytes.len(),
+                        })?;
                 Ok(Some(i64::from_be_bytes(arr)))
             }
         }
@@ -241,7 +245,8 @@ impl Store {
     /// where possible, so it is cheap. Open it with [`Store::open`] to restore.
     pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<(), StoreError> {
         let cp = Checkpoint::new(&self.db).map_err(|e| self.rocks(e))?;
-        cp.create_checkpoint(dir.as_ref()).map_err(|e| self.rocks(e))
+        cp.create_checkpoint(dir.as_ref())
+            .map_err(|e| self.rocks(e))
     }
 
     /// Flushes memtables to disk (a clean shutdown does not need it: the WAL is durable).
@@ -284,7 +289,10 @@ impl StoreBatch {
 }
 
 fn offset_key(topic: &str, partition: i32) -> Vec<u8> {
-    KeyWriter::new(OFFSET_PREFIX).str(topic).i32(partition).finish()
+    KeyWriter::new(OFFSET_PREFIX)
+        .str(topic)
+        .i32(partition)
+        .finish()
 }
 
 #[cfg(test)]
@@ -310,7 +318,10 @@ mod tests {
         }
         let store = Store::open(dir.path(), &["samples"]).expect("reopen");
         assert_eq!(store.get("samples", b"k1").expect("get"), None);
-        assert_eq!(store.get("samples", b"k2").expect("get"), Some(b"v2".to_vec()));
+        assert_eq!(
+            store.get("samples", b"k2").expect("get"),
+            Some(b"v2".to_vec())
+        );
         assert_eq!(store.offset("t", 0).expect("offset"), Some(6));
         let all = store.offsets().expect("offsets");
         assert_eq!(
@@ -360,6 +371,9 @@ mod tests {
         let got = store.scan_prefix("s", &prefix).expect("scan");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].1, b"2");
-        assert_eq!(store.scan_prefix_limit("s", &[2], 2).expect("scan").len(), 2);
+        assert_eq!(
+            store.scan_prefix_limit("s", &[2], 2).expect("scan").len(),
+            2
+        );
     }
 }

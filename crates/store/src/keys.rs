@@ -256,16 +256,27 @@ mod tests {
     fn reports_what_is_wrong() {
         assert_eq!(
             KeyReader::new(&[], 1).err(),
-            Some(KeyError::Truncated { at: 0, wanted: "u8", need: 1 })
+            Some(KeyError::Truncated {
+                at: 0,
+                wanted: "u8",
+                need: 1
+            })
         );
         assert_eq!(
             KeyReader::new(&[2], 1).err(),
-            Some(KeyError::WrongPrefix { expected: 1, found: 2 })
+            Some(KeyError::WrongPrefix {
+                expected: 1,
+                found: 2
+            })
         );
         let mut r = KeyReader::new(&[1, 0, 0, 1], 1).expect("prefix");
         assert_eq!(
             r.u32(),
-            Err(KeyError::Truncated { at: 1, wanted: "u32", need: 1 })
+            Err(KeyError::Truncated {
+                at: 1,
+                wanted: "u32",
+                need: 1
+            })
         );
         let mut r = KeyReader::new(&[1, b'a', 0, 9], 1).expect("prefix");
         assert_eq!(r.bytes(), Err(KeyError::BadEscape { at: 3, found: 9 }));

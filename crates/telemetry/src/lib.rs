@@ -159,6 +159,9 @@ mod tests {
         c.inc_by(3);
         let (status, body) = get(&router(Readiness::new()), "/metrics").await;
         assert_eq!(status, StatusCode::OK);
-        assert!(body.contains("healthstream_telemetry_test_events_total 3"), "{body}");
+        assert!(
+            body.contains("healthstream_telemetry_test_events_total 3"),
+            "{body}"
+        );
     }
 }

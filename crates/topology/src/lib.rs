@@ -258,7 +258,11 @@ impl Topology {
             }
             let must_compact = matches!(
                 topic,
-                Topic::Instances | Topic::State | Topic::Alerts | Topic::Packs | Topic::CollectionPlans
+                Topic::Instances
+                    | Topic::State
+                    | Topic::Alerts
+                    | Topic::Packs
+                    | Topic::CollectionPlans
             );
             if must_compact && t.cleanup_policy != CleanupPolicy::Compact {
                 problems.push(format!("topics.{name:?}: must be compacted"));
@@ -298,9 +302,7 @@ impl Topology {
         // Co-partitioning: topics keyed by root host or partitioned by it share a count.
         let root_partitioned: BTreeSet<u32> = topics
             .values()
-            .filter(|t| {
-                !matches!(t.key, KeyKind::PackId | KeyKind::SourcePosition)
-            })
+            .filter(|t| !matches!(t.key, KeyKind::PackId | KeyKind::SourcePosition))
             .map(|t| t.partitions)
             .collect();
         if root_partitioned.len() > 1 {

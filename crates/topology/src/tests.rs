@@ -22,17 +22,25 @@ fn shipped_topologies_declare_every_topic_and_compact_the_state_topics() {
             assert!(spec.partitions >= 1);
         }
         for topic in [Topic::Instances, Topic::State, Topic::Alerts] {
-            assert_eq!(t.topic(topic).cleanup_policy, CleanupPolicy::Compact, "{}", t.name);
+            assert_eq!(
+                t.topic(topic).cleanup_policy,
+                CleanupPolicy::Compact,
+                "{}",
+                t.name
+            );
         }
         assert_eq!(t.topic(Topic::Packs).partitions, 1);
         assert_eq!(t.inputs(Service::Health).first(), Some(&Topic::Perf));
         assert!(t.outputs(Service::Ingest).contains(&Topic::Perf));
         assert_eq!(t.group(Service::Health).ok(), Some("healthstream-health"));
-        t.check_consumes(Service::Health, Topic::Perf).expect("wired");
+        t.check_consumes(Service::Health, Topic::Perf)
+            .expect("wired");
         let err = t
             .check_produces(Service::Health, Topic::Perf)
             .expect_err("health does not produce perf");
-        assert!(err.to_string().contains("does not produce topic healthstream.perf"));
+        assert!(err
+            .to_string()
+            .contains("does not produce topic healthstream.perf"));
     }
 }
 
@@ -95,11 +103,18 @@ group = "g"
 
 #[test]
 fn parse_errors_say_where() {
-    let err = Topology::parse("name = \"x\"\n[defaults]\npartitions = \"four\"\n", Path::new("t.toml"))
-        .expect_err("bad type");
+    let err = Topology::parse(
+        "name = \"x\"\n[defaults]\npartitions = \"four\"\n",
+        Path::new("t.toml"),
+    )
+    .expect_err("bad type");
     let msg = err.to_string();
-    assert!(msg.contains("t.toml") && msg.contains("partitions"), "{msg}");
-    let err = Topology::parse("name = \"x\"\nunknown = 1\n", Path::new("t.toml")).expect_err("unknown");
+    assert!(
+        msg.contains("t.toml") && msg.contains("partitions"),
+        "{msg}"
+    );
+    let err =
+        Topology::parse("name = \"x\"\nunknown = 1\n", Path::new("t.toml")).expect_err("unknown");
     assert!(err.to_string().contains("unknown"), "{err}");
 }
 
@@ -109,9 +124,15 @@ fn parse_errors_say_where() {
 fn code_uses_only_declared_topics() {
     let declared: BTreeSet<&str> = Topic::ALL.iter().map(|t| t.name()).collect();
     let mut offenders = Vec::new();
-    let mut stack = vec![repo().join("crates"), repo().join("services"), repo().join("tests")];
+    let mut stack = vec![
+        repo().join("crates"),
+        repo().join("services"),
+        repo().join("tests"),
+    ];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -130,7 +151,9 @@ fn code_uses_only_declared_topics() {
                     let tail = &rest[pos + 1..];
                     let end = tail.find('"').unwrap_or(tail.len());
                     let name = &tail[..end];
-                    let is_topic_like = name[13..].chars().all(|c| c.is_ascii_lowercase() || c == '-')
+                    let is_topic_like = name[13..]
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '-')
                         && !name.ends_with('.');
                     if is_topic_like && !declared.contains(name) {
                         offenders.push(format!("{}:{}: {name}", path.display(), i + 1));
@@ -143,7 +166,11 @@ fn code_uses_only_declared_topics() {
             }
         }
     }
-    assert!(offenders.is_empty(), "undeclared topics used in code:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "undeclared topics used in code:\n{}",
+        offenders.join("\n")
+    );
     for t in shipped() {
         for name in &declared {
             assert!(Topic::from_name(name).is_some_and(|topic| t.topic(topic).partitions > 0));

@@ -90,7 +90,11 @@ fn decode_latest(key: &[u8], v: &[u8]) -> Result<LatestSample, String> {
 }
 
 /// The latest samples of a hosting tree, at most `limit`.
-pub fn latest_samples(store: &Store, root_host: &str, limit: usize) -> Result<Vec<LatestSample>, StoreError> {
+pub fn latest_samples(
+    store: &Store,
+    root_host: &str,
+    limit: usize,
+) -> Result<Vec<LatestSample>, StoreError> {
     let prefix = KeyWriter::new(LATEST_PREFIX).str(root_host).finish();
     let mut out = Vec::new();
     for (k, v) in store.scan_prefix_limit(LATEST_CF, &prefix, limit)? {
@@ -111,7 +115,9 @@ impl Processor for PerfStage {
 
     fn decode(&self, message: &Message) -> Result<PerfBatch, Rejection> {
         let Some(value) = message.value.as_deref() else {
-            return Err(Rejection::validation("tombstone on the perf topic, which is not compacted"));
+            return Err(Rejection::validation(
+                "tombstone on the perf topic, which is not compacted",
+            ));
         };
         let batch: PerfBatch = Codec::shared().decode(value)?;
         if batch.root_host.is_empty() {
@@ -124,7 +130,12 @@ impl Processor for PerfStage {
                 batch.root_host, message.partition
             )));
         }
-        if let Some((i, s)) = batch.samples.iter().enumerate().find(|(_, s)| !s.value.is_finite()) {
+        if let Some((i, s)) = batch
+            .samples
+            .iter()
+            .enumerate()
+            .find(|(_, s)| !s.value.is_finite())
+        {
             return Err(Rejection::validation(format!(
                 "samples[{i}].value is {}, not a finite number",
                 s.value
@@ -153,7 +164,9 @@ impl Processor for PerfStage {
         }
         for (key, (time, value)) in newest {
             if let Some(old) = store.get(LATEST_CF, &key)? {
-                if old.len() >= 8 && i64::from_be_bytes(old[0..8].try_into().unwrap_or_default()) > time {
+                if old.len() >= 8
+                    && i64::from_be_bytes(old[0..8].try_into().unwrap_or_default()) > time
+                {
                     continue;
                 }
             }
@@ -209,21 +222,50 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), PERF_CFS).expect("store");
         let mut stage = PerfStage::new(4);
-        let at = Position { topic: Topic::Perf, partition: 0, offset: 3, timestamp_ms: 0 };
+        let at = Position {
+            topic: Topic::Perf,
+            partition: 0,
+            offset: 3,
+            timestamp_ms: 0,
+        };
         let mut b = store.batch();
         stage
-            .apply(&store, &mut b, batch("h1", &[(10, "cpu", 1.0), (30, "cpu", 3.0), (20, "cpu", 2.0), (5, "ctx", 9.0)]), at)
+            .apply(
+                &store,
+                &mut b,
+                batch(
+                    "h1",
+                    &[
+                        (10, "cpu", 1.0),
+                        (30, "cpu", 3.0),
+                        (20, "cpu", 2.0),
+                        (5, "ctx", 9.0),
+                    ],
+                ),
+                at,
+            )
             .expect("apply");
         store.write(b).expect("write");
         let mut b = store.batch();
         stage
-            .apply(&store, &mut b, batch("h1", &[(25, "cpu", 2.5), (6, "ctx", 10.0)]), at)
+            .apply(
+                &store,
+                &mut b,
+                batch("h1", &[(25, "cpu", 2.5), (6, "ctx", 10.0)]),
+                at,
+            )
             .expect("apply");
         store.write(b).expect("write");
         let got = latest_samples(&store, "h1", 100).expect("read");
-        let by_counter: Vec<(&str, i64, f64)> = got.iter().map(|s| (s.counter.as_str(), s.time, s.value)).collect();
+        let by_counter: Vec<(&str, i64, f64)> = got
+            .iter()
+            .map(|s| (s.counter.as_str(), s.time, s.value))
+            .collect();
         assert_eq!(by_counter, vec![("cpu", 30, 3.0), ("ctx", 6, 10.0)]);
-        assert!(latest_samples(&store, "h", 100).expect("read").is_empty(), "prefix is the whole host name");
+        assert!(
+            latest_samples(&store, "h", 100).expect("read").is_empty(),
+            "prefix is the whole host name"
+        );
     }
 
     #[test]
@@ -232,16 +274,43 @@ mod tests {
         let good = batch("web-01", &[(1, "cpu", 1.0)]);
         let right = partition_for_key(b"web-01", 4) as i32;
         let bytes = Codec::shared().encode(&good).expect("encode");
-        assert!(stage.decode(&message("web-01", right, Some(bytes.clone()))).is_ok());
-        let wrong = stage.decode(&message("web-01", (right + 1) % 4, Some(bytes))).expect_err("wrong partition");
-        assert!(wrong.reason.contains("belongs on partition"), "{}", wrong.reason);
-        let tomb = stage.decode(&message("web-01", right, None)).expect_err("tombstone");
+        assert!(stage
+            .decode(&message("web-01", right, Some(bytes.clone())))
+            .is_ok());
+        let wrong = stage
+            .decode(&message("web-01", (right + 1) % 4, Some(bytes)))
+            .expect_err("wrong partition");
+        assert!(
+            wrong.reason.contains("belongs on partition"),
+            "{}",
+            wrong.reason
+        );
+        let tomb = stage
+            .decode(&message("web-01", right, None))
+            .expect_err("tombstone");
         assert!(tomb.reason.contains("tombstone"));
-        let junk = stage.decode(&message("web-01", right, Some(b"\x00\x00\x00\x00\xc9garbage".to_vec()))).expect_err("junk");
-        assert_eq!(junk.class, healthstream_contracts::records::DeadLetterClass::Decode, "{}", junk.reason);
+        let junk = stage
+            .decode(&message(
+                "web-01",
+                right,
+                Some(b"\x00\x00\x00\x00\xc9garbage".to_vec()),
+            ))
+            .expect_err("junk");
+        assert_eq!(
+            junk.class,
+            healthstream_contracts::records::DeadLetterClass::Decode,
+            "{}",
+            junk.reason
+        );
         let nan = batch("web-01", &[(1, "cpu", f64::NAN)]);
         let bytes = Codec::shared().encode(&nan).expect("encode");
-        let err = stage.decode(&message("web-01", right, Some(bytes))).expect_err("nan");
-        assert!(err.reason.contains("samples[0].value is NaN"), "{}", err.reason);
+        let err = stage
+            .decode(&message("web-01", right, Some(bytes)))
+            .expect_err("nan");
+        assert!(
+            err.reason.contains("samples[0].value is NaN"),
+            "{}",
+            err.reason
+        );
     }
 }

@@ -71,14 +71,21 @@ impl BusArgs {
     pub fn topology(&self) -> anyhow::Result<Topology> {
         Ok(match (&self.topology, &self.brokers) {
             (Some(path), _) => Topology::load(path)?,
-            (None, None) => Topology::parse(EMBEDDED_TOPOLOGY, "topologies/embedded.toml".as_ref())?,
-            (None, Some(_)) => {
-                Topology::parse(SINGLE_BROKER_TOPOLOGY, "topologies/single-broker.toml".as_ref())?
+            (None, None) => {
+                Topology::parse(EMBEDDED_TOPOLOGY, "topologies/embedded.toml".as_ref())?
             }
+            (None, Some(_)) => Topology::parse(
+                SINGLE_BROKER_TOPOLOGY,
+                "topologies/single-broker.toml".as_ref(),
+            )?,
         })
     }
 
-    pub fn choice(&self, data_dir: &std::path::Path, sync_writes: bool) -> anyhow::Result<BusChoice> {
+    pub fn choice(
+        &self,
+        data_dir: &std::path::Path,
+        sync_writes: bool,
+    ) -> anyhow::Result<BusChoice> {
         match &self.brokers {
             None => {
                 if !self.kafka_options.is_empty() {
@@ -130,11 +137,20 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Schemas => {
-            println!("{:<32} {:<18} {:>8} {:>10}", "topic", "contract", "version", "schema id");
+            println!(
+                "{:<32} {:<18} {:>8} {:>10}",
+                "topic", "contract", "version", "schema id"
+            );
             for topic in Topic::ALL {
                 let c: Contract = topic.contract();
                 for v in c.versions() {
-                    println!("{:<32} {:<18} {:>8} {:>10}", topic.name(), c.name(), v.version, v.schema_id);
+                    println!(
+                        "{:<32} {:<18} {:>8} {:>10}",
+                        topic.name(),
+                        c.name(),
+                        v.version,
+                        v.schema_id
+                    );
                 }
             }
             Ok(())
@@ -151,6 +167,8 @@ async fn serve(args: RunArgs, parts: &[wiring::Part]) -> anyhow::Result<()> {
         "healthstream is running: ingest at http://{addr}/v1/ingest/perf, metrics at http://{addr}/metrics (Ctrl-C stops it)",
         addr = runtime.local_addr
     );
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     runtime.stop().await
 }

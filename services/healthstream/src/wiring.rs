@@ -20,8 +20,14 @@ use tokio::task::JoinHandle;
 
 /// Which bus to use.
 pub enum BusChoice {
-    Embedded { dir: PathBuf, sync_writes: bool },
-    Kafka { brokers: String, options: BTreeMap<String, String> },
+    Embedded {
+        dir: PathBuf,
+        sync_writes: bool,
+    },
+    Kafka {
+        brokers: String,
+        options: BTreeMap<String, String>,
+    },
 }
 
 /// The parts a process can run.
@@ -67,8 +73,14 @@ impl Runtime {
     ) -> anyhow::Result<Runtime> {
         let embedded = match &choice {
             BusChoice::Embedded { dir, sync_writes } => Some(
-                EmbeddedBus::open(dir, &topology, EmbeddedOptions { sync_writes: *sync_writes })
-                    .with_context(|| format!("opening the embedded bus in {}", dir.display()))?,
+                EmbeddedBus::open(
+                    dir,
+                    &topology,
+                    EmbeddedOptions {
+                        sync_writes: *sync_writes,
+                    },
+                )
+                .with_context(|| format!("opening the embedded bus in {}", dir.display()))?,
             ),
             BusChoice::Kafka { .. } => None,
         };
@@ -85,7 +97,10 @@ impl Runtime {
             for topic in INGEST_TOPICS {
                 topology.check_produces(Service::Ingest, topic)?;
             }
-            app = app.merge(healthstream_ingest::router(bus.clone(), IngestLimits::default())?);
+            app = app.merge(healthstream_ingest::router(
+                bus.clone(),
+                IngestLimits::default(),
+            )?);
         }
         if parts.contains(&Part::Health) {
             topology.check_consumes(Service::Health, Topic::Perf)?;
@@ -97,7 +112,16 @@ impl Runtime {
             let stage = PerfStage::new(bus.partitions(Topic::Perf));
             let (bus2, readiness2, rx) = (bus.clone(), readiness.clone(), shutdown_rx.clone());
             stages.push(tokio::spawn(async move {
-                let result = healthstream_stage::run(stage, bus2, &group, &[Topic::Perf], store, readiness2, rx).await;
+                let result = healthstream_stage::run(
+                    stage,
+                    bus2,
+                    &group,
+                    &[Topic::Perf],
+                    store,
+                    readiness2,
+                    rx,
+                )
+                .await;
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "perf stage stopped");
                 }
@@ -117,7 +141,10 @@ impl Runtime {
                     }
                 }
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(graceful).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(graceful)
+                .await
+            {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });

@@ -20,15 +20,17 @@ mod metrics;
 use std::sync::Arc;
 use std::time::Instant;
 
+use apache_avro::types::Value;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use apache_avro::types::Value;
 use healthstream_bus::{Bus, OutboundRecord, Producer};
-use healthstream_contracts::{content_id, partition_for_key, Codec, FieldError, JsonValidator, Topic};
+use healthstream_contracts::{
+    content_id, partition_for_key, Codec, FieldError, JsonValidator, Topic,
+};
 use serde::Serialize;
 use serde_json::Value as JsonValue;
 
@@ -92,7 +94,10 @@ struct Accepted {
 }
 
 /// The ingest routes, producing to `bus`.
-pub fn router(bus: Arc<dyn Bus>, limits: IngestLimits) -> Result<Router, healthstream_bus::BusError> {
+pub fn router(
+    bus: Arc<dyn Bus>,
+    limits: IngestLimits,
+) -> Result<Router, healthstream_bus::BusError> {
     let producer = bus.producer()?;
     let state = Arc::new(Ingest {
         bus,
@@ -109,7 +114,12 @@ pub fn router(bus: Arc<dyn Bus>, limits: IngestLimits) -> Result<Router, healths
 }
 
 /// The topics the ingest produces from collector batches.
-pub const INGEST_TOPICS: [Topic; 4] = [Topic::Discovery, Topic::Perf, Topic::Events, Topic::Heartbeats];
+pub const INGEST_TOPICS: [Topic; 4] = [
+    Topic::Discovery,
+    Topic::Perf,
+    Topic::Events,
+    Topic::Heartbeats,
+];
 
 async fn discovery(State(s): State<Arc<Ingest>>, headers: HeaderMap, body: Bytes) -> Response {
     handle(&s, Topic::Discovery, &headers, body).await
@@ -145,7 +155,12 @@ async fn ingest(s: &Ingest, topic: Topic, headers: &HeaderMap, body: &[u8]) -> R
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let records: Vec<JsonValue> = match mime.as_str() {
         "application/json" => match parse_json(body) {
             Ok(r) => r,
@@ -155,13 +170,13 @@ async fn ingest(s: &Ingest, topic: Topic, headers: &HeaderMap, body: &[u8]) -> R
             Ok(r) => r,
             Err(resp) => return resp,
         },
-        other => {
-            return error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("content type {other:?} is not accepted; use application/json or application/avro"),
-                vec![],
-            )
-        }
+        other => return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "content type {other:?} is not accepted; use application/json or application/avro"
+            ),
+            vec![],
+        ),
     };
     if records.is_empty() {
         return error(StatusCode::BAD_REQUEST, "the batch has no records", vec![]);
@@ -180,7 +195,8 @@ async fn ingest(s: &Ingest, topic: Topic, headers: &HeaderMap, body: &[u8]) -> R
     let (outbound, ids) = match validate(s, topic, &records) {
         Ok(v) => v,
         Err(problems) => {
-            let bad: std::collections::BTreeSet<usize> = problems.iter().map(|p| p.record).collect();
+            let bad: std::collections::BTreeSet<usize> =
+                problems.iter().map(|p| p.record).collect();
             metrics::REJECTED
                 .with_label_values(&[topic.name()])
                 .inc_by(records.len() as u64);
@@ -252,7 +268,11 @@ fn parse_json(body: &[u8]) -> Result<Vec<JsonValue>, Response> {
         )),
         Err(e) => Err(error(
             StatusCode::BAD_REQUEST,
-            format!("the body is not JSON: {e} (line {}, column {})", e.line(), e.column()),
+            format!(
+                "the body is not JSON: {e} (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
             vec![],
         )),
     }
@@ -265,7 +285,10 @@ fn parse_avro(topic: Topic, body: &[u8]) -> Result<Vec<JsonValue>, Response> {
     let reader = apache_avro::Reader::with_schema(schema, body).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
-            format!("the body is not an Avro object container file readable as {}: {e}", topic.contract()),
+            format!(
+                "the body is not an Avro object container file readable as {}: {e}",
+                topic.contract()
+            ),
             vec![],
         )
     })?;
@@ -292,16 +315,25 @@ fn avro_to_json(v: &Value) -> JsonValue {
         Value::Null => JsonValue::Null,
         Value::Boolean(b) => JsonValue::Bool(*b),
         Value::Int(n) => JsonValue::from(*n),
-        Value::Long(n) | Value::TimestampMillis(n) | Value::TimestampMicros(n) => JsonValue::from(*n),
+        Value::Long(n) | Value::TimestampMillis(n) | Value::TimestampMicros(n) => {
+            JsonValue::from(*n)
+        }
         Value::Float(x) => JsonValue::from(f64::from(*x)),
         Value::Double(x) => JsonValue::from(*x),
         Value::String(s) | Value::Enum(_, s) => JsonValue::String(s.clone()),
         Value::Union(_, inner) => avro_to_json(inner),
         Value::Array(items) => JsonValue::Array(items.iter().map(avro_to_json).collect()),
-        Value::Map(m) => JsonValue::Object(m.iter().map(|(k, v)| (k.clone(), avro_to_json(v))).collect()),
-        Value::Record(fields) => {
-            JsonValue::Object(fields.iter().map(|(k, v)| (k.clone(), avro_to_json(v))).collect())
-        }
+        Value::Map(m) => JsonValue::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), avro_to_json(v)))
+                .collect(),
+        ),
+        Value::Record(fields) => JsonValue::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), avro_to_json(v)))
+                .collect(),
+        ),
         other => JsonValue::String(format!("{other:?}")),
     }
 }
@@ -318,17 +350,20 @@ fn validate(s: &Ingest, topic: Topic, records: &[JsonValue]) -> Result<Validated
     let mut outbound = Vec::with_capacity(records.len());
     let mut ids = Vec::with_capacity(records.len());
     for (i, json) in records.iter().enumerate() {
-        let value = match validator.validate(contract, json) {
-            Ok(v) => v,
-            Err(errors) => {
-                problems.extend(errors.into_iter().map(|FieldError { field, message }| Problem {
-                    record: i,
-                    field,
-                    message,
-                }));
-                continue;
-            }
-        };
+        let value =
+            match validator.validate(contract, json) {
+                Ok(v) => v,
+                Err(errors) => {
+                    problems.extend(errors.into_iter().map(|FieldError { field, message }| {
+                        Problem {
+                            record: i,
+                            field,
+                            message,
+                        }
+                    }));
+                    continue;
+                }
+            };
         match finish(codec, topic, value) {
             Ok((id, bytes, root_host)) => {
                 let partition = partition_for_key(root_host.as_bytes(), partitions) as i32;

@@ -36,7 +36,12 @@ fn fixture(limits: IngestLimits) -> Fixture {
     }
 }
 
-async fn post(router: &Router, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, JsonValue) {
+async fn post(
+    router: &Router,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (StatusCode, JsonValue) {
     let resp = router
         .clone()
         .oneshot(
@@ -49,7 +54,9 @@ async fn post(router: &Router, path: &str, content_type: &str, body: Vec<u8>) ->
         .expect("response");
     let status = resp.status();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or(JsonValue::String(String::from_utf8_lossy(&bytes).to_string()));
+    let json = serde_json::from_slice(&bytes).unwrap_or(JsonValue::String(
+        String::from_utf8_lossy(&bytes).to_string(),
+    ));
     (status, json)
 }
 
@@ -67,7 +74,12 @@ async fn records_on(bus: &Arc<dyn Bus>, topic: Topic) -> Vec<healthstream_bus::M
             continue;
         }
         let mut reader = bus.reader(&[(topic, p, 0)]).expect("reader");
-        while (out.iter().filter(|m: &&healthstream_bus::Message| m.partition == p).count() as i64) < end {
+        while (out
+            .iter()
+            .filter(|m: &&healthstream_bus::Message| m.partition == p)
+            .count() as i64)
+            < end
+        {
             if let ConsumerEvent::Message(m) = reader.next().await.expect("next") {
                 out.push(m);
             }
@@ -79,18 +91,33 @@ async fn records_on(bus: &Arc<dyn Bus>, topic: Topic) -> Vec<healthstream_bus::M
 #[tokio::test]
 async fn a_valid_batch_is_on_its_topic_in_the_root_host_partition() {
     let f = fixture(IngestLimits::default());
-    let body = serde_json::to_vec(&json!([perf("web-01", 12.5), perf("db-01", 80.0)])).expect("json");
-    let (status, resp) = post(&f.router, "/v1/ingest/perf", "application/json", body.clone()).await;
+    let body =
+        serde_json::to_vec(&json!([perf("web-01", 12.5), perf("db-01", 80.0)])).expect("json");
+    let (status, resp) = post(
+        &f.router,
+        "/v1/ingest/perf",
+        "application/json",
+        body.clone(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{resp}");
     assert_eq!(resp["accepted"], 2);
     let records = records_on(&f.bus, Topic::Perf).await;
     assert_eq!(records.len(), 2);
     for m in &records {
-        let batch: PerfBatch = Codec::shared().decode(m.value.as_deref().expect("value")).expect("decodes");
-        let expected = partition_for_key(batch.root_host.as_bytes(), f.bus.partitions(Topic::Perf) as u32) as i32;
+        let batch: PerfBatch = Codec::shared()
+            .decode(m.value.as_deref().expect("value"))
+            .expect("decodes");
+        let expected = partition_for_key(
+            batch.root_host.as_bytes(),
+            f.bus.partitions(Topic::Perf) as u32,
+        ) as i32;
         assert_eq!(m.partition, expected);
         assert_eq!(m.key.as_deref(), Some(batch.root_host.as_bytes()));
-        assert!(resp["ids"].as_array().expect("ids").contains(&json!(batch.id)));
+        assert!(resp["ids"]
+            .as_array()
+            .expect("ids")
+            .contains(&json!(batch.id)));
         assert_eq!(batch.samples[0].counter, "% Processor Time");
     }
     // The same batch again carries the same ids: downstream recognises the resend.
@@ -107,45 +134,113 @@ async fn a_mixed_batch_names_every_bad_record_and_accepts_none() {
         perf("web-03", 2.0),
         {"collector": "c1", "samples": [], "colour": "red"}
     ]);
-    let (status, resp) = post(&f.router, "/v1/ingest/perf", "application/json", serde_json::to_vec(&body).expect("json")).await;
+    let (status, resp) = post(
+        &f.router,
+        "/v1/ingest/perf",
+        "application/json",
+        serde_json::to_vec(&body).expect("json"),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{resp}");
     let problems: Vec<(u64, String)> = resp["problems"]
         .as_array()
         .expect("problems")
         .iter()
-        .map(|p| (p["record"].as_u64().expect("record"), p["field"].as_str().expect("field").to_string()))
+        .map(|p| {
+            (
+                p["record"].as_u64().expect("record"),
+                p["field"].as_str().expect("field").to_string(),
+            )
+        })
         .collect();
-    assert!(problems.contains(&(1, "samples[0].value".to_string())), "{problems:?}");
-    assert!(problems.contains(&(3, "root_host".to_string())), "{problems:?}");
-    assert!(problems.contains(&(3, "colour".to_string())), "{problems:?}");
+    assert!(
+        problems.contains(&(1, "samples[0].value".to_string())),
+        "{problems:?}"
+    );
+    assert!(
+        problems.contains(&(3, "root_host".to_string())),
+        "{problems:?}"
+    );
+    assert!(
+        problems.contains(&(3, "colour".to_string())),
+        "{problems:?}"
+    );
     assert!(!problems.iter().any(|(r, _)| *r == 0 || *r == 2));
-    assert!(resp["error"].as_str().expect("error").contains("2 of 4 records are invalid"));
-    assert!(records_on(&f.bus, Topic::Perf).await.is_empty(), "nothing produced");
+    assert!(resp["error"]
+        .as_str()
+        .expect("error")
+        .contains("2 of 4 records are invalid"));
+    assert!(
+        records_on(&f.bus, Topic::Perf).await.is_empty(),
+        "nothing produced"
+    );
 }
 
 #[tokio::test]
 async fn malformed_bodies_get_clear_errors() {
-    let f = fixture(IngestLimits { max_body_bytes: 2048, max_records: 3 });
-    let (status, resp) = post(&f.router, "/v1/ingest/perf", "application/json", b"[{\"collector\": ".to_vec()).await;
+    let f = fixture(IngestLimits {
+        max_body_bytes: 2048,
+        max_records: 3,
+    });
+    let (status, resp) = post(
+        &f.router,
+        "/v1/ingest/perf",
+        "application/json",
+        b"[{\"collector\": ".to_vec(),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(resp["error"].as_str().expect("error").contains("line 1"), "{resp}");
-    let (status, resp) = post(&f.router, "/v1/ingest/events", "application/json", b"{\"a\": 1}".to_vec()).await;
+    assert!(
+        resp["error"].as_str().expect("error").contains("line 1"),
+        "{resp}"
+    );
+    let (status, resp) = post(
+        &f.router,
+        "/v1/ingest/events",
+        "application/json",
+        b"{\"a\": 1}".to_vec(),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(resp["error"].as_str().expect("error").contains("found an object"));
-    let (status, _) = post(&f.router, "/v1/ingest/perf", "application/json", b"[]".to_vec()).await;
+    assert!(resp["error"]
+        .as_str()
+        .expect("error")
+        .contains("found an object"));
+    let (status, _) = post(
+        &f.router,
+        "/v1/ingest/perf",
+        "application/json",
+        b"[]".to_vec(),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, resp) = post(&f.router, "/v1/ingest/perf", "text/csv", b"a,b".to_vec()).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{resp}");
     let big = vec![b' '; 4096];
     let (status, _) = post(&f.router, "/v1/ingest/perf", "application/json", big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    let four = serde_json::to_vec(&json!([perf("a", 1.0), perf("b", 1.0), perf("c", 1.0), perf("d", 1.0)])).expect("json");
+    let four = serde_json::to_vec(&json!([
+        perf("a", 1.0),
+        perf("b", 1.0),
+        perf("c", 1.0),
+        perf("d", 1.0)
+    ]))
+    .expect("json");
     let (status, resp) = post(&f.router, "/v1/ingest/perf", "application/json", four).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(resp["error"].as_str().expect("error").contains("at most 3"));
-    let (status, resp) = post(&f.router, "/v1/ingest/perf", "application/avro", b"not avro".to_vec()).await;
+    let (status, resp) = post(
+        &f.router,
+        "/v1/ingest/perf",
+        "application/avro",
+        b"not avro".to_vec(),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(resp["error"].as_str().expect("error").contains("Avro"), "{resp}");
+    assert!(
+        resp["error"].as_str().expect("error").contains("Avro"),
+        "{resp}"
+    );
     assert!(records_on(&f.bus, Topic::Perf).await.is_empty());
 }
 
@@ -179,11 +274,23 @@ async fn discovery_and_events_validate_their_own_contracts() {
     let discovery = json!([{"root_host": "web-01", "source": {"kind": "discovery", "id": "Linux.Discovery/web-01"},
         "mode": "snapshot", "time": "2026-11-21T10:00:00Z",
         "instances": [{"class": "Linux.Computer", "keys": {"name": "web-01"}, "properties": {"cores": 4}}]}]);
-    let (status, resp) = post(&f.router, "/v1/ingest/discovery", "application/json", serde_json::to_vec(&discovery).expect("json")).await;
+    let (status, resp) = post(
+        &f.router,
+        "/v1/ingest/discovery",
+        "application/json",
+        serde_json::to_vec(&discovery).expect("json"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{resp}");
     let events = json!([{"collector": "c1", "root_host": "web-01", "events": [
         {"time": 5, "channel": "journal", "source": "sshd.service", "level": "fatal"}]}]);
-    let (status, resp) = post(&f.router, "/v1/ingest/events", "application/json", serde_json::to_vec(&events).expect("json")).await;
+    let (status, resp) = post(
+        &f.router,
+        "/v1/ingest/events",
+        "application/json",
+        serde_json::to_vec(&events).expect("json"),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(resp["problems"][0]["field"], "events[0].level");
 }

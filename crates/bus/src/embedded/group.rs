@@ -23,7 +23,8 @@ pub(crate) struct Group {
 
 impl Group {
     pub(crate) fn join(&mut self, member: MemberId, topics: &[Topic]) {
-        self.members.insert(member, topics.iter().copied().collect());
+        self.members
+            .insert(member, topics.iter().copied().collect());
     }
 
     /// Removes a member and releases what it owned.
@@ -106,11 +107,16 @@ mod tests {
         let (rev1, _) = g.sync(1, |_| 4);
         assert_eq!(
             rev1,
-            vec![(Topic::Perf, 1), (Topic::Perf, 3), (Topic::Events, 1), (Topic::Events, 3)]
-                .into_iter()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect::<Vec<_>>()
+            vec![
+                (Topic::Perf, 1),
+                (Topic::Perf, 3),
+                (Topic::Events, 1),
+                (Topic::Events, 3)
+            ]
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
         );
         let (_, acq2) = g.sync(2, |_| 4);
         assert_eq!(acq2.len(), 4);

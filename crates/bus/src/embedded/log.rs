@@ -137,9 +137,8 @@ impl PartitionLog {
     ) -> Result<i64, BusError> {
         let mut st = self.lock();
         let offset = st.next_offset;
-        let mut body = Vec::with_capacity(
-            28 + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len),
-        );
+        let mut body =
+            Vec::with_capacity(28 + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len));
         body.extend_from_slice(&offset.to_be_bytes());
         body.extend_from_slice(&timestamp_ms.to_be_bytes());
         for part in [key, value] {
@@ -154,7 +153,10 @@ impl PartitionLog {
         if body.len() as u64 > u64::from(MAX_RECORD) {
             return Err(log_err(
                 &self.path,
-                format!("record of {} bytes exceeds the {MAX_RECORD}-byte limit", body.len()),
+                format!(
+                    "record of {} bytes exceeds the {MAX_RECORD}-byte limit",
+                    body.len()
+                ),
             ));
         }
         let mut frame = Vec::with_capacity(HEADER + body.len());
@@ -245,8 +247,13 @@ type Body = (Option<Vec<u8>>, Option<Vec<u8>>, i64);
 
 fn parse_body(body: &[u8]) -> Result<Body, String> {
     let take = |at: usize, n: usize| -> Result<&[u8], String> {
-        body.get(at..at + n)
-            .ok_or_else(|| format!("record body ends at byte {} before byte {}", body.len(), at + n))
+        body.get(at..at + n).ok_or_else(|| {
+            format!(
+                "record body ends at byte {} before byte {}",
+                body.len(),
+                at + n
+            )
+        })
     };
     let ts = i64::from_be_bytes(take(8, 8)?.try_into().map_err(|_| "timestamp")?);
     let mut at = 16;
@@ -288,7 +295,10 @@ mod tests {
         f.write_all(&[0, 0, 0, 40, 1, 2]).expect("write");
         drop(f);
         let (log, warn) = PartitionLog::open(&path, Topic::Perf, 0, false).expect("reopen");
-        assert!(warn.expect("warning").contains("torn record"), "cut reported");
+        assert!(
+            warn.expect("warning").contains("torn record"),
+            "cut reported"
+        );
         let all = log.read(0, 10).expect("read");
         assert_eq!(all.len(), 3);
         assert_eq!(all[0].value.as_deref(), Some(&b"v1"[..]));

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use self::group::{Group, MemberId};
 use self::log::PartitionLog;
-use crate::metrics::{forget_partition_lag, RECORDS_CONSUMED, RECORDS_PRODUCED, REBALANCES};
+use crate::metrics::{forget_partition_lag, REBALANCES, RECORDS_CONSUMED, RECORDS_PRODUCED};
 use crate::{
     check_partition, Assignment, Bus, BusError, Consumer, ConsumerEvent, Delivery, DeliveryFuture,
     Message, OffsetSource, OutboundRecord, Producer,
@@ -135,7 +135,13 @@ impl Inner {
     fn group_file(&self, group: &str) -> PathBuf {
         let safe: String = group
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         self.dir.join("groups").join(format!("{safe}.json"))
     }
@@ -153,8 +159,15 @@ impl Inner {
             .collect()
     }
 
-    fn store_committed(&self, group: &str, committed: &BTreeMap<(Topic, i32), i64>) -> Result<(), BusError> {
-        let raw: Vec<(&str, i32, i64)> = committed.iter().map(|((t, p), o)| (t.name(), *p, *o)).collect();
+    fn store_committed(
+        &self,
+        group: &str,
+        committed: &BTreeMap<(Topic, i32), i64>,
+    ) -> Result<(), BusError> {
+        let raw: Vec<(&str, i32, i64)> = committed
+            .iter()
+            .map(|((t, p), o)| (t.name(), *p, *o))
+            .collect();
         let path = self.group_file(group);
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string(&raw).map_err(|e| BusError::Log {
@@ -218,7 +231,12 @@ struct EmbeddedConsumer {
 }
 
 impl EmbeddedConsumer {
-    fn start_offset(&self, topic: Topic, partition: i32, committed: Option<i64>) -> Result<i64, BusError> {
+    fn start_offset(
+        &self,
+        topic: Topic,
+        partition: i32,
+        committed: Option<i64>,
+    ) -> Result<i64, BusError> {
         let stored = self
             .offsets
             .next_offset(topic, partition)
@@ -239,7 +257,8 @@ impl EmbeddedConsumer {
                 return Err(BusError::Closed);
             };
             let partitions = &self.inner.partitions;
-            let (revoked, acquired) = group.sync(*member, |t| partitions.get(&t).copied().unwrap_or(0));
+            let (revoked, acquired) =
+                group.sync(*member, |t| partitions.get(&t).copied().unwrap_or(0));
             (revoked, acquired, group.committed.clone())
         };
         if !revoked.is_empty() {
@@ -247,7 +266,8 @@ impl EmbeddedConsumer {
                 self.positions.remove(tp);
                 forget_partition_lag(name, tp.0.name(), tp.1);
             }
-            self.buffered.retain(|m| !revoked.contains(&(m.topic, m.partition)));
+            self.buffered
+                .retain(|m| !revoked.contains(&(m.topic, m.partition)));
             REBALANCES.with_label_values(&[BACKEND, "revoke"]).inc();
             self.pending.push_back(ConsumerEvent::Revoked(revoked));
             self.inner.bump();
@@ -255,7 +275,11 @@ impl EmbeddedConsumer {
         if !acquired.is_empty() {
             let mut assignments = Vec::with_capacity(acquired.len());
             for (topic, partition) in acquired {
-                let start = self.start_offset(topic, partition, committed.get(&(topic, partition)).copied())?;
+                let start = self.start_offset(
+                    topic,
+                    partition,
+                    committed.get(&(topic, partition)).copied(),
+                )?;
                 self.positions.insert((topic, partition), start);
                 assignments.push(Assignment {
                     topic,
@@ -271,7 +295,8 @@ impl EmbeddedConsumer {
 
     /// Reads the next batch from the owned partitions, round robin.
     fn fill(&mut self) -> Result<(), BusError> {
-        let owned: Vec<((Topic, i32), i64)> = self.positions.iter().map(|(k, v)| (*k, *v)).collect();
+        let owned: Vec<((Topic, i32), i64)> =
+            self.positions.iter().map(|(k, v)| (*k, *v)).collect();
         if owned.is_empty() {
             return Ok(());
         }

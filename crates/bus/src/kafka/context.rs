@@ -11,7 +11,9 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::metrics::{forget_partition_lag, consumer_lag_gauge, KAFKA_BROKER_RTT, KAFKA_STAT, REBALANCES};
+use crate::metrics::{
+    consumer_lag_gauge, forget_partition_lag, KAFKA_BROKER_RTT, KAFKA_STAT, REBALANCES,
+};
 use crate::{Assignment, ConsumerEvent, OffsetSource};
 
 fn export_stats(client: &str, s: &Statistics) {
@@ -158,10 +160,7 @@ impl ConsumerContext for ConsumerCtx {
             if let Err(e) = base_consumer.unassign() {
                 tracing::error!(error = %e, "unassign failed");
             }
-            if !matches!(
-                err,
-                RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS
-            ) {
+            if !matches!(err, RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
                 tracing::warn!(?err, "rebalance error; assignment cleared");
             }
             self.push(ConsumerEvent::Revoked(revoked));

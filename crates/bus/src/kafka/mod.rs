@@ -88,9 +88,18 @@ const RESERVED_KEYS: &[(&str, &str)] = &[
     ("enable.idempotence", "always on: producers are idempotent"),
     ("acks", "always all: required by idempotence"),
     ("group.id", "set from the topology's consumer groups"),
-    ("enable.auto.commit", "offsets live with the processor's state"),
-    ("enable.auto.offset.store", "offsets live with the processor's state"),
-    ("partition.assignment.strategy", "eager assignment is required by the seek-on-assign hand-off"),
+    (
+        "enable.auto.commit",
+        "offsets live with the processor's state",
+    ),
+    (
+        "enable.auto.offset.store",
+        "offsets live with the processor's state",
+    ),
+    (
+        "partition.assignment.strategy",
+        "eager assignment is required by the seek-on-assign hand-off",
+    ),
 ];
 
 impl KafkaConfig {
@@ -178,9 +187,11 @@ struct KafkaProducer {
 #[async_trait]
 impl Producer for KafkaProducer {
     async fn enqueue(&self, record: OutboundRecord) -> Result<DeliveryFuture, BusError> {
-        let n = self.partitions.get(&record.topic).copied().ok_or_else(|| {
-            BusError::UndeclaredTopic(record.topic.name().to_string())
-        })?;
+        let n = self
+            .partitions
+            .get(&record.topic)
+            .copied()
+            .ok_or_else(|| BusError::UndeclaredTopic(record.topic.name().to_string()))?;
         check_partition(record.topic, record.partition, n)?;
         let mut waited: Option<Instant> = None;
         loop {
@@ -204,7 +215,9 @@ impl Producer for KafkaProducer {
                     return Ok(Box::pin(async move {
                         match fut.await {
                             Ok(Ok(d)) => {
-                                RECORDS_PRODUCED.with_label_values(&[BACKEND, topic.name()]).inc();
+                                RECORDS_PRODUCED
+                                    .with_label_values(&[BACKEND, topic.name()])
+                                    .inc();
                                 Ok(Delivery {
                                     partition: d.partition,
                                     offset: d.offset,
@@ -228,7 +241,8 @@ impl Producer for KafkaProducer {
     async fn flush(&self) -> Result<(), BusError> {
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || {
-            rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).map_err(kafka_err)
+            rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30))
+                .map_err(kafka_err)
         })
         .await
         .map_err(|e| BusError::Kafka(e.to_string()))?
@@ -244,7 +258,10 @@ struct KafkaConsumer {
 
 impl KafkaConsumer {
     fn pop_event(&self) -> Option<ConsumerEvent> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
     }
 }
 
@@ -270,7 +287,9 @@ impl Consumer for KafkaConsumer {
                 }
             };
             let topic = KafkaBus::topic_of(msg.topic())?;
-            RECORDS_CONSUMED.with_label_values(&[BACKEND, topic.name()]).inc();
+            RECORDS_CONSUMED
+                .with_label_values(&[BACKEND, topic.name()])
+                .inc();
             let m = Message {
                 topic,
                 partition: msg.partition(),
@@ -355,7 +374,10 @@ impl Bus for KafkaBus {
                 })
                 .collect();
             let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-            let results = admin.create_topics(&new_topics, &opts).await.map_err(kafka_err)?;
+            let results = admin
+                .create_topics(&new_topics, &opts)
+                .await
+                .map_err(kafka_err)?;
             for r in results {
                 match r {
                     Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -526,11 +548,18 @@ mod tests {
         let mut c = KafkaConfig::new("localhost:9092");
         c.options.insert("compression.type".into(), "lz4".into());
         c.validate().expect("plain option passes");
-        c.options.insert("enable.idempotence".into(), "false".into());
+        c.options
+            .insert("enable.idempotence".into(), "false".into());
         c.options.insert("group.id".into(), "x".into());
         let err = c.validate().expect_err("conflicts").to_string();
-        assert!(err.contains("\"enable.idempotence\" cannot be passed through"), "{err}");
-        assert!(err.contains("\"group.id\" cannot be passed through"), "{err}");
+        assert!(
+            err.contains("\"enable.idempotence\" cannot be passed through"),
+            "{err}"
+        );
+        assert!(
+            err.contains("\"group.id\" cannot be passed through"),
+            "{err}"
+        );
         let empty = KafkaConfig::new(" ");
         assert!(empty.validate().is_err());
     }

@@ -236,7 +236,9 @@ fn every_contract_round_trips() {
 fn refuses_values_of_another_contract() {
     let codec = Codec::shared();
     let bytes = codec.encode(&sample_alert()).expect("encodes");
-    let err = codec.decode::<PerfBatch>(&bytes).expect_err("wrong contract");
+    let err = codec
+        .decode::<PerfBatch>(&bytes)
+        .expect_err("wrong contract");
     assert!(matches!(
         err,
         DecodeError::WrongContract {
@@ -277,7 +279,10 @@ fn classifies_corrupt_values() {
         Err(DecodeError::TrailingBytes { extra: 3, .. })
     ));
     // A huge array length must be refused, not allocated.
-    let mut huge = frame(Contract::PerfBatch.latest().schema_id, &[2, b'p', 2, b'c', 2, b'h']);
+    let mut huge = frame(
+        Contract::PerfBatch.latest().schema_id,
+        &[2, b'p', 2, b'c', 2, b'h'],
+    );
     huge.extend_from_slice(&[0xfe, 0xff, 0xff, 0xff, 0x0f]);
     assert!(codec.decode::<PerfBatch>(&huge).is_err());
 }
