@@ -1,0 +1,195 @@
+//! The newcomer's path, through the real binary: `healthstream run` with no Kafka. A perf
+//! batch posted to ingest is on its topic, consumed by the perf stage, persisted with its
+//! offset in RocksDB, still there after a restart (clean or killed), and counted in
+//! `/metrics`; nothing is processed twice.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+struct Process {
+    child: Child,
+    addr: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn start(data_dir: &Path) -> Process {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_healthstream"))
+        .args(["run", "--listen", &addr, "--data-dir"])
+        .arg(data_dir)
+        .env_remove("HEALTHSTREAM_BROKERS")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start healthstream");
+    let p = Process { child, addr };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(resp) = reqwest::blocking_get(&format!("http://{}/readyz", p.addr)) {
+            if resp == 200 {
+                return p;
+            }
+        }
+        assert!(Instant::now() < deadline, "healthstream did not become ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Process {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Ctrl-C: the stages finish their record and the bus is synced.
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill -INT");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "clean exit, got {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "healthstream did not stop on Ctrl-C");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A crash: no chance to clean up.
+    fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tiny blocking HTTP helper on top of reqwest's async client.
+mod reqwest {
+    pub use ::reqwest::*;
+    use std::sync::OnceLock;
+
+    fn rt() -> &'static tokio::runtime::Runtime {
+        static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+        RT.get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+        })
+    }
+
+    pub fn blocking_get(url: &str) -> Result<u16> {
+        rt().block_on(async { Ok(get(url).await?.status().as_u16()) })
+    }
+
+    pub fn get_text(url: &str) -> String {
+        rt().block_on(async { get(url).await.expect("get").text().await.expect("text") })
+    }
+
+    pub fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        rt().block_on(async {
+            let resp = Client::new().post(url).json(body).send().await.expect("post");
+            let status = resp.status().as_u16();
+            (status, resp.json().await.expect("json"))
+        })
+    }
+}
+
+fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn wait_for_samples(p: &Process, host: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = reqwest::get_text(&p.url(&format!("/v1/perf/{host}")));
+        let samples: Vec<Value> = serde_json::from_str(&text).expect("json");
+        if samples.len() >= n {
+            return samples;
+        }
+        assert!(Instant::now() < deadline, "perf samples never appeared: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const APPLIED: &str = "healthstream_stage_records_total{outcome=\"applied\",stage=\"perf\",topic=\"healthstream.perf\"}";
+
+#[test]
+fn perf_batch_flows_to_state_and_survives_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = start(dir.path());
+    let batch = json!([{"collector": "c1", "root_host": "web-01", "samples": [
+        {"time": 1_000, "object": "Processor", "counter": "% Processor Time", "instance": "_Total", "value": 42.5},
+        {"time": 1_000, "object": "Memory", "counter": "Available MBytes", "value": 812}
+    ]}]);
+    let (status, resp) = reqwest::post_json(&p.url("/v1/ingest/perf"), &batch);
+    assert_eq!(status, 200, "{resp}");
+    let samples = wait_for_samples(&p, "web-01", 2);
+    let cpu = samples.iter().find(|s| s["counter"] == "% Processor Time").expect("cpu sample");
+    assert_eq!(cpu["value"], 42.5);
+    assert_eq!(cpu["offset"], 0, "the first record of its partition");
+    let metrics = reqwest::get_text(&p.url("/metrics"));
+    assert_eq!(metric(&metrics, APPLIED), Some(1.0), "{metrics}");
+    assert_eq!(
+        metric(&metrics, "healthstream_ingest_records_accepted_total{topic=\"healthstream.perf\"}"),
+        Some(1.0)
+    );
+    assert!(metrics.contains("healthstream_bus_records_produced_total{backend=\"embedded\",topic=\"healthstream.perf\"} 1"));
+    // A malformed batch is refused and changes nothing.
+    let (status, _) = reqwest::post_json(&p.url("/v1/ingest/perf"), &json!([{"collector": "c1"}]));
+    assert_eq!(status, 422);
+    p.stop();
+
+    // Clean restart: the state is there and nothing is processed again.
+    let p = start(dir.path());
+    let samples = wait_for_samples(&p, "web-01", 2);
+    assert_eq!(samples.len(), 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let metrics = reqwest::get_text(&p.url("/metrics"));
+    assert_eq!(metric(&metrics, APPLIED), None, "nothing reprocessed after a clean restart");
+    let newer = json!([{"collector": "c1", "root_host": "web-01", "samples": [
+        {"time": 2_000, "object": "Processor", "counter": "% Processor Time", "instance": "_Total", "value": 97.0}
+    ]}]);
+    let (status, _) = reqwest::post_json(&p.url("/v1/ingest/perf"), &newer);
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&reqwest::get_text(&p.url("/metrics")), APPLIED) != Some(1.0) {
+        assert!(Instant::now() < deadline, "second batch not applied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    p.kill();
+
+    // After a crash: the acknowledged batch is still there, applied once.
+    let p = start(dir.path());
+    let samples = wait_for_samples(&p, "web-01", 2);
+    let cpu = samples.iter().find(|s| s["counter"] == "% Processor Time").expect("cpu sample");
+    assert_eq!(cpu["value"], 97.0);
+    assert_eq!(cpu["offset"], 1);
+    std::thread::sleep(Duration::from_millis(500));
+    let metrics = reqwest::get_text(&p.url("/metrics"));
+    assert_eq!(metric(&metrics, APPLIED), None, "nothing reprocessed after a crash");
+    p.stop();
+}
