@@ -36,11 +36,15 @@ async fn produce_all(bus: &Arc<dyn Bus>, records: Vec<OutboundRecord>) {
     }
 }
 
+type Offsets = BTreeMap<(Topic, i32), i64>;
+/// Which member processed which partition/offset.
+type Processed = (String, i32, i64);
+
 /// An in-memory stand-in for a processor's state store: processed records and the
 /// offsets they reflect change together, under one lock.
 #[derive(Default)]
 struct MemoryState {
-    inner: Mutex<(BTreeMap<(Topic, i32), i64>, Vec<(String, i32, i64)>)>,
+    inner: Mutex<(Offsets, Vec<Processed>)>,
 }
 
 impl OffsetSource for MemoryState {

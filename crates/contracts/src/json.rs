@@ -66,11 +66,9 @@ impl<'c> JsonValidator<'c> {
 
 fn collect_names<'s>(schema: &'s Schema, names: &mut HashMap<Name, &'s Schema>) {
     match schema {
-        Schema::Record(r) => {
-            if names.insert(r.name.clone(), schema).is_none() {
-                for f in &r.fields {
-                    collect_names(&f.schema, names);
-                }
+        Schema::Record(r) if names.insert(r.name.clone(), schema).is_none() => {
+            for f in &r.fields {
+                collect_names(&f.schema, names);
             }
         }
         Schema::Enum(e) => {

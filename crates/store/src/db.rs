@@ -9,6 +9,9 @@ use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBat
 
 use crate::keys::{KeyError, KeyReader, KeyWriter};
 
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// Column family of the input positions the state reflects.
 pub const OFFSETS_CF: &str = "offsets";
 const OFFSET_PREFIX: u8 = 0x01;
@@ -121,11 +124,7 @@ impl Store {
     }
 
     /// Every key and value of `cf` that starts with `prefix`, in key order.
-    pub fn scan_prefix(
-        &self,
-        cf: &str,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
         self.scan_prefix_limit(cf, prefix, usize::MAX)
     }
 
@@ -135,7 +134,7 @@ impl Store {
         cf: &str,
         prefix: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<Entry>, StoreError> {
         let handle = self.cf(cf)?;
         let mut out = Vec::new();
         for item in self

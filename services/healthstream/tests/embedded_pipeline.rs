@@ -41,7 +41,10 @@ fn start(data_dir: &Path) -> Process {
                 return p;
             }
         }
-        assert!(Instant::now() < deadline, "healthstream did not become ready");
+        assert!(
+            Instant::now() < deadline,
+            "healthstream did not become ready"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -64,7 +67,10 @@ impl Process {
                 assert!(status.success(), "clean exit, got {status}");
                 return;
             }
-            assert!(Instant::now() < deadline, "healthstream did not stop on Ctrl-C");
+            assert!(
+                Instant::now() < deadline,
+                "healthstream did not stop on Ctrl-C"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -108,7 +114,12 @@ mod reqwest {
 
     pub fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         rt().block_on(async {
-            let resp = Client::new().post(url).json(body).send().await.expect("post");
+            let resp = Client::new()
+                .post(url)
+                .json(body)
+                .send()
+                .await
+                .expect("post");
             let status = resp.status().as_u16();
             (status, resp.json().await.expect("json"))
         })
@@ -130,7 +141,10 @@ fn wait_for_samples(p: &Process, host: &str, n: usize) -> Vec<Value> {
         if samples.len() >= n {
             return samples;
         }
-        assert!(Instant::now() < deadline, "perf samples never appeared: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "perf samples never appeared: {text}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -148,13 +162,19 @@ fn perf_batch_flows_to_state_and_survives_restarts() {
     let (status, resp) = reqwest::post_json(&p.url("/v1/ingest/perf"), &batch);
     assert_eq!(status, 200, "{resp}");
     let samples = wait_for_samples(&p, "web-01", 2);
-    let cpu = samples.iter().find(|s| s["counter"] == "% Processor Time").expect("cpu sample");
+    let cpu = samples
+        .iter()
+        .find(|s| s["counter"] == "% Processor Time")
+        .expect("cpu sample");
     assert_eq!(cpu["value"], 42.5);
     assert_eq!(cpu["offset"], 0, "the first record of its partition");
     let metrics = reqwest::get_text(&p.url("/metrics"));
     assert_eq!(metric(&metrics, APPLIED), Some(1.0), "{metrics}");
     assert_eq!(
-        metric(&metrics, "healthstream_ingest_records_accepted_total{topic=\"healthstream.perf\"}"),
+        metric(
+            &metrics,
+            "healthstream_ingest_records_accepted_total{topic=\"healthstream.perf\"}"
+        ),
         Some(1.0)
     );
     assert!(metrics.contains("healthstream_bus_records_produced_total{backend=\"embedded\",topic=\"healthstream.perf\"} 1"));
@@ -169,7 +189,11 @@ fn perf_batch_flows_to_state_and_survives_restarts() {
     assert_eq!(samples.len(), 2);
     std::thread::sleep(Duration::from_millis(500));
     let metrics = reqwest::get_text(&p.url("/metrics"));
-    assert_eq!(metric(&metrics, APPLIED), None, "nothing reprocessed after a clean restart");
+    assert_eq!(
+        metric(&metrics, APPLIED),
+        None,
+        "nothing reprocessed after a clean restart"
+    );
     let newer = json!([{"collector": "c1", "root_host": "web-01", "samples": [
         {"time": 2_000, "object": "Processor", "counter": "% Processor Time", "instance": "_Total", "value": 97.0}
     ]}]);
@@ -185,11 +209,18 @@ fn perf_batch_flows_to_state_and_survives_restarts() {
     // After a crash: the acknowledged batch is still there, applied once.
     let p = start(dir.path());
     let samples = wait_for_samples(&p, "web-01", 2);
-    let cpu = samples.iter().find(|s| s["counter"] == "% Processor Time").expect("cpu sample");
+    let cpu = samples
+        .iter()
+        .find(|s| s["counter"] == "% Processor Time")
+        .expect("cpu sample");
     assert_eq!(cpu["value"], 97.0);
     assert_eq!(cpu["offset"], 1);
     std::thread::sleep(Duration::from_millis(500));
     let metrics = reqwest::get_text(&p.url("/metrics"));
-    assert_eq!(metric(&metrics, APPLIED), None, "nothing reprocessed after a crash");
+    assert_eq!(
+        metric(&metrics, APPLIED),
+        None,
+        "nothing reprocessed after a crash"
+    );
     p.stop();
 }

@@ -75,15 +75,50 @@ struct ErrorBody {
     problems: Vec<Problem>,
 }
 
-fn error(status: StatusCode, message: impl Into<String>, problems: Vec<Problem>) -> Response {
-    (
-        status,
-        Json(ErrorBody {
-            error: message.into(),
-            problems,
-        }),
-    )
-        .into_response()
+/// Why a request was refused. The HTTP status of each is decided here, in one place.
+#[derive(Debug)]
+enum Refusal {
+    /// The body cannot be read as the content type says (`400`).
+    BadBody(String),
+    /// Too many records or too large (`413`).
+    TooLarge(String),
+    /// A content type other than JSON or Avro (`415`).
+    UnsupportedType(String),
+    /// Records break the contract (`422`), none accepted.
+    Invalid {
+        message: String,
+        problems: Vec<Problem>,
+    },
+    /// The bus did not take the batch (`503`, retry).
+    Unavailable(String),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, message, problems) = match self {
+            Refusal::BadBody(m) => (StatusCode::BAD_REQUEST, m, vec![]),
+            Refusal::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m, vec![]),
+            Refusal::UnsupportedType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, m, vec![]),
+            Refusal::Invalid { message, problems } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, message, problems)
+            }
+            Refusal::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m, vec![]),
+        };
+        let retry = status == StatusCode::SERVICE_UNAVAILABLE;
+        let mut resp = (
+            status,
+            Json(ErrorBody {
+                error: message,
+                problems,
+            }),
+        )
+            .into_response();
+        if retry {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        resp
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -136,7 +171,10 @@ async fn heartbeats(State(s): State<Arc<Ingest>>, headers: HeaderMap, body: Byte
 
 async fn handle(s: &Ingest, topic: Topic, headers: &HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
-    let response = ingest(s, topic, headers, &body).await;
+    let response = match ingest(s, topic, headers, &body).await {
+        Ok(accepted) => (StatusCode::OK, Json(accepted)).into_response(),
+        Err(refusal) => refusal.into_response(),
+    };
     let status = response.status();
     metrics::REQUESTS
         .with_label_values(&[topic.name(), status.as_str()])
@@ -150,7 +188,12 @@ async fn handle(s: &Ingest, topic: Topic, headers: &HeaderMap, body: Bytes) -> R
     response
 }
 
-async fn ingest(s: &Ingest, topic: Topic, headers: &HeaderMap, body: &[u8]) -> Response {
+async fn ingest(
+    s: &Ingest,
+    topic: Topic,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Accepted, Refusal> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -162,145 +205,95 @@ async fn ingest(s: &Ingest, topic: Topic, headers: &HeaderMap, body: &[u8]) -> R
         .trim()
         .to_ascii_lowercase();
     let records: Vec<JsonValue> = match mime.as_str() {
-        "application/json" => match parse_json(body) {
-            Ok(r) => r,
-            Err(resp) => return resp,
-        },
-        "application/avro" | "avro/binary" => match parse_avro(topic, body) {
-            Ok(r) => r,
-            Err(resp) => return resp,
-        },
-        other => return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
+        "application/json" => parse_json(body)?,
+        "application/avro" | "avro/binary" => parse_avro(topic, body)?,
+        other => {
+            return Err(Refusal::UnsupportedType(format!(
                 "content type {other:?} is not accepted; use application/json or application/avro"
-            ),
-            vec![],
-        ),
+            )))
+        }
     };
     if records.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "the batch has no records", vec![]);
+        return Err(Refusal::BadBody("the batch has no records".to_string()));
     }
     if records.len() > s.limits.max_records {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the batch has {} records; at most {} are accepted per request",
-                records.len(),
-                s.limits.max_records
-            ),
-            vec![],
-        );
+        return Err(Refusal::TooLarge(format!(
+            "the batch has {} records; at most {} are accepted per request",
+            records.len(),
+            s.limits.max_records
+        )));
     }
-    let (outbound, ids) = match validate(s, topic, &records) {
-        Ok(v) => v,
-        Err(problems) => {
-            let bad: std::collections::BTreeSet<usize> =
-                problems.iter().map(|p| p.record).collect();
-            metrics::REJECTED
-                .with_label_values(&[topic.name()])
-                .inc_by(records.len() as u64);
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "{} of {} records are invalid; none of the batch was accepted",
-                    bad.len(),
-                    records.len()
-                ),
-                problems,
-            );
+    let (outbound, ids) = validate(s, topic, &records).map_err(|problems| {
+        let bad: std::collections::BTreeSet<usize> = problems.iter().map(|p| p.record).collect();
+        metrics::REJECTED
+            .with_label_values(&[topic.name()])
+            .inc_by(records.len() as u64);
+        Refusal::Invalid {
+            message: format!(
+                "{} of {} records are invalid; none of the batch was accepted",
+                bad.len(),
+                records.len()
+            ),
+            problems,
         }
-    };
+    })?;
     let mut pending = Vec::with_capacity(outbound.len());
     for record in outbound {
-        match s.producer.enqueue(record).await {
-            Ok(p) => pending.push(p),
-            Err(e) => return unavailable(&e),
-        }
+        pending.push(s.producer.enqueue(record).await.map_err(unavailable)?);
     }
     for p in pending {
-        if let Err(e) = p.await {
-            return unavailable(&e);
-        }
+        p.await.map_err(unavailable)?;
     }
     metrics::ACCEPTED
         .with_label_values(&[topic.name()])
         .inc_by(ids.len() as u64);
-    (
-        StatusCode::OK,
-        Json(Accepted {
-            topic: topic.name(),
-            accepted: ids.len(),
-            ids,
-        }),
-    )
-        .into_response()
+    Ok(Accepted {
+        topic: topic.name(),
+        accepted: ids.len(),
+        ids,
+    })
 }
 
-fn unavailable(e: &healthstream_bus::BusError) -> Response {
+fn unavailable(e: healthstream_bus::BusError) -> Refusal {
     tracing::warn!(error = %e, "ingest could not produce; batch refused");
-    let mut resp = error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("the bus did not take the batch ({e}); resend it"),
-        vec![],
-    );
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    resp
+    Refusal::Unavailable(format!("the bus did not take the batch ({e}); resend it"))
 }
 
-fn parse_json(body: &[u8]) -> Result<Vec<JsonValue>, Response> {
+fn parse_json(body: &[u8]) -> Result<Vec<JsonValue>, Refusal> {
     match serde_json::from_slice::<JsonValue>(body) {
         Ok(JsonValue::Array(items)) => Ok(items),
-        Ok(other) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "the body must be a JSON array of records, found {}",
-                match other {
-                    JsonValue::Object(_) => "an object",
-                    JsonValue::String(_) => "a string",
-                    JsonValue::Number(_) => "a number",
-                    JsonValue::Bool(_) => "a boolean",
-                    _ => "null",
-                }
-            ),
-            vec![],
-        )),
-        Err(e) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "the body is not JSON: {e} (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-            vec![],
-        )),
+        Ok(other) => Err(Refusal::BadBody(format!(
+            "the body must be a JSON array of records, found {}",
+            match other {
+                JsonValue::Object(_) => "an object",
+                JsonValue::String(_) => "a string",
+                JsonValue::Number(_) => "a number",
+                JsonValue::Bool(_) => "a boolean",
+                _ => "null",
+            }
+        ))),
+        Err(e) => Err(Refusal::BadBody(format!(
+            "the body is not JSON: {e} (line {}, column {})",
+            e.line(),
+            e.column()
+        ))),
     }
 }
 
 /// Reads an Avro object container file with the contract's schema and turns each record
 /// into JSON, so both encodings go through the same validation.
-fn parse_avro(topic: Topic, body: &[u8]) -> Result<Vec<JsonValue>, Response> {
+fn parse_avro(topic: Topic, body: &[u8]) -> Result<Vec<JsonValue>, Refusal> {
     let schema = Codec::shared().schema(topic.contract());
     let reader = apache_avro::Reader::with_schema(schema, body).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "the body is not an Avro object container file readable as {}: {e}",
-                topic.contract()
-            ),
-            vec![],
-        )
+        Refusal::BadBody(format!(
+            "the body is not an Avro object container file readable as {}: {e}",
+            topic.contract()
+        ))
     })?;
     let mut out = Vec::new();
     for (i, item) in reader.enumerate() {
-        let value = item.map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("Avro record {i} does not decode: {e}"),
-                vec![],
-            )
-        })?;
+        let value =
+            item.map_err(|e| Refusal::BadBody(format!("Avro record {i} does not decode: {e}")))?;
         let mut json = avro_to_json(&value);
         if let JsonValue::Object(map) = &mut json {
             map.remove("id");

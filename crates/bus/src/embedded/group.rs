@@ -13,6 +13,9 @@ use healthstream_contracts::Topic;
 
 pub(crate) type MemberId = u64;
 
+/// Partitions given up and partitions taken by one sync.
+pub(crate) type Moves = (Vec<(Topic, i32)>, Vec<(Topic, i32)>);
+
 #[derive(Default)]
 pub(crate) struct Group {
     members: BTreeMap<MemberId, BTreeSet<Topic>>,
@@ -53,11 +56,7 @@ impl Group {
 
     /// Releases what `member` owns but should not, and takes what it should own and nobody
     /// holds. Returns `(revoked, acquired)`.
-    pub(crate) fn sync(
-        &mut self,
-        member: MemberId,
-        partitions_of: impl Fn(Topic) -> i32,
-    ) -> (Vec<(Topic, i32)>, Vec<(Topic, i32)>) {
+    pub(crate) fn sync(&mut self, member: MemberId, partitions_of: impl Fn(Topic) -> i32) -> Moves {
         let mut revoked = Vec::new();
         let owned: Vec<(Topic, i32)> = self
             .owners

@@ -229,7 +229,7 @@ fn parse_at(bytes: &[u8], pos: usize) -> Result<(i64, u32), String> {
         .ok_or_else(|| "torn record header".to_string())?;
     let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
     let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-    if len > MAX_RECORD || len < 24 {
+    if !(24..=MAX_RECORD).contains(&len) {
         return Err(format!("record length {len} is impossible"));
     }
     let body = bytes

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Kafka-protocol broker the tests run against (nisshi, a Kafka-compatible
+# broker written in Rust) into a cache outside the work tree, once. Later runs reuse it.
+set -euo pipefail
+
+TOOLS="${HEALTHSTREAM_TOOLS:-$HOME/.cache/healthstream}"
+VERSION="0.8.1"
+BIN="$TOOLS/nisshi/bin/nisshi"
+
+if [ -x "$BIN" ] && "$BIN" --version 2>/dev/null | grep -q "$VERSION"; then
+    exit 0
+fi
+echo "installing the test broker nisshi $VERSION into $TOOLS/nisshi (once; about 15 minutes on 2 cores)"
+cargo install nisshi --version "$VERSION" --locked --ignore-rust-version \
+    --no-default-features --features dynostore --root "$TOOLS/nisshi" --quiet
+"$BIN" --version
