@@ -36,16 +36,28 @@ async fn a_full_queue_applies_back_pressure_and_loses_nothing() {
             timestamp_ms: 1,
         };
         // With room for 4 messages, most of these calls must wait for deliveries.
-        pending.push(producer.enqueue(record).await.expect("enqueue waits, never fails"));
+        pending.push(
+            producer
+                .enqueue(record)
+                .await
+                .expect("enqueue waits, never fails"),
+        );
     }
     let mut offsets = Vec::new();
     for p in pending {
         offsets.push(p.await.expect("delivered").offset);
     }
-    assert_eq!(offsets, (0..300).collect::<Vec<i64>>(), "delivered in order, once each");
+    assert_eq!(
+        offsets,
+        (0..300).collect::<Vec<i64>>(),
+        "delivered in order, once each"
+    );
     let metrics = healthstream_telemetry::render_metrics();
     assert!(
-        metric_sum(&metrics, "healthstream_bus_produce_wait_seconds_count{backend=\"kafka\"}") > 0.0,
+        metric_sum(
+            &metrics,
+            "healthstream_bus_produce_wait_seconds_count{backend=\"kafka\"}"
+        ) > 0.0,
         "the producer waited on the full queue"
     );
     let mut reader = bus.reader(&[(Topic::Heartbeats, 2, 0)]).expect("reader");
@@ -59,17 +71,26 @@ async fn a_full_queue_applies_back_pressure_and_loses_nothing() {
     })
     .await
     .expect("read back");
-    assert_eq!(values, (0..300).map(|i| format!("{i:04}")).collect::<Vec<_>>());
+    assert_eq!(
+        values,
+        (0..300).map(|i| format!("{i:04}")).collect::<Vec<_>>()
+    );
     // Statistics arrive every 500 ms and become gauges.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = healthstream_telemetry::render_metrics();
         if text.contains("healthstream_bus_kafka_client_stat{client=\"producer\",stat=\"txmsgs\"}")
-            && metric_sum(&text, "healthstream_bus_kafka_client_stat{client=\"producer\",stat=\"txmsgs\"}") > 0.0
+            && metric_sum(
+                &text,
+                "healthstream_bus_kafka_client_stat{client=\"producer\",stat=\"txmsgs\"}",
+            ) > 0.0
         {
             break;
         }
-        assert!(Instant::now() < deadline, "no librdkafka statistics in the metrics");
+        assert!(
+            Instant::now() < deadline,
+            "no librdkafka statistics in the metrics"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
