@@ -184,17 +184,39 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs a stage until `shutdown` turns true or an error stops it.
 pub async fn run<P: Processor>(
-    mut processor: P,
+    processor: P,
     bus: Arc<dyn Bus>,
     group: &str,
     topics: &[Topic],
     store: Store,
     readiness: Readiness,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), StageError> {
+    let component = format!("stage:{}", processor.name());
+    readiness.register(&component);
+    let result = run_inner(
+        processor, bus, group, topics, store, &readiness, &component, shutdown,
+    )
+    .await;
+    if let Err(e) = &result {
+        // A stopped stage must not look ready: /readyz reports why.
+        readiness.set_not_ready(&component, &format!("failed: {e}"));
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_inner<P: Processor>(
+    mut processor: P,
+    bus: Arc<dyn Bus>,
+    group: &str,
+    topics: &[Topic],
+    store: Store,
+    readiness: &Readiness,
+    component: &str,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), StageError> {
     let stage = processor.name();
-    let component = format!("stage:{stage}");
-    readiness.register(&component);
     let producer: Arc<dyn Producer> = bus.producer()?;
     let mut consumer: Box<dyn Consumer> =
         bus.consumer(group, topics, Arc::new(StoreOffsets(store.clone())))?;
@@ -203,7 +225,7 @@ pub async fn run<P: Processor>(
     let mut positions: std::collections::BTreeMap<(Topic, i32), i64> = Default::default();
     let mut last_commit = Instant::now();
     let mut last_lag = Instant::now();
-    readiness.set_ready(&component);
+    readiness.set_ready(component);
     tracing::info!(stage, group, backend = bus.backend(), "stage started");
     loop {
         let event = tokio::select! {
@@ -299,7 +321,7 @@ pub async fn run<P: Processor>(
     }
     let all: Vec<(Topic, i32, i64)> = positions.iter().map(|((t, p), o)| (*t, *p, *o)).collect();
     consumer.commit(&all)?;
-    readiness.set_not_ready(&component, "stopped");
+    readiness.set_not_ready(component, "stopped");
     tracing::info!(stage, "stage stopped");
     Ok(())
 }
