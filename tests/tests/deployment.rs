@@ -174,3 +174,91 @@ fn services_listen_on_their_topology_ports_and_are_scraped() {
         .expect("image")
         .starts_with("prom/prometheus"));
 }
+
+/// Every metric the dashboard and the alert rules use is one the code registers.
+#[test]
+fn dashboards_and_alerts_use_real_metrics() {
+    let mut sources = String::new();
+    let mut stack = vec![repo().join("crates"), repo().join("services")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("dir").flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                sources.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+            }
+        }
+    }
+    let mut checked = 0;
+    for file in ["ops/dashboards/pipeline.json", "ops/prometheus/alerts.yml"] {
+        let text = std::fs::read_to_string(repo().join(file)).expect(file);
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("healthstream_") {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            let name = &tail[..end];
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            assert!(
+                sources.contains(&format!("\"{base}\"")),
+                "{file} uses {name}, which no code registers"
+            );
+            checked += 1;
+            rest = &tail[end..];
+        }
+    }
+    assert!(checked >= 10, "found the metric references ({checked})");
+}
+
+/// The Kubernetes manifests run each service on its topology port with the scaled topology.
+#[test]
+fn kubernetes_manifests_match_the_scaled_topology() {
+    let t = topology("scaled");
+    for (file, svc) in [
+        ("ingest.yaml", Service::Ingest),
+        ("health.yaml", Service::Health),
+    ] {
+        let text = std::fs::read_to_string(repo().join("ops/k8s").join(file)).expect(file);
+        let port = t.service(svc).and_then(|s| s.port).expect("port");
+        let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+            .map(|d| Value::deserialize(d).expect("YAML document"))
+            .collect();
+        let workload = docs
+            .iter()
+            .find(|d| matches!(d["kind"].as_str(), Some("Deployment" | "StatefulSet")))
+            .expect("workload");
+        let container = &workload["spec"]["template"]["spec"]["containers"][0];
+        let args = strings(&container["args"]);
+        assert_eq!(args.first().map(String::as_str), Some(svc.name()), "{file}");
+        assert!(
+            args.contains(&format!("0.0.0.0:{port}")),
+            "{file}: listens on {port}"
+        );
+        assert!(
+            args.contains(&"/etc/healthstream/scaled.toml".to_string()),
+            "{file}"
+        );
+        assert_eq!(
+            container["ports"][0]["containerPort"].as_u64(),
+            Some(u64::from(port)),
+            "{file}"
+        );
+        assert_eq!(
+            workload["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"].as_str(),
+            Some(port.to_string().as_str()),
+            "{file}"
+        );
+    }
+    let health = std::fs::read_to_string(repo().join("ops/k8s/health.yaml")).expect("health.yaml");
+    assert!(
+        health.contains("kind: StatefulSet") && health.contains("volumeClaimTemplates"),
+        "state needs volumes"
+    );
+}
+
+use serde::Deserialize;
