@@ -347,3 +347,73 @@ async fn update_lag(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> Message {
+        Message {
+            topic: Topic::Perf,
+            partition: 5,
+            offset: 42,
+            key: Some(b"web-01".to_vec()),
+            value: Some(b"garbage".to_vec()),
+            timestamp_ms: 7,
+        }
+    }
+
+    #[test]
+    fn output_ids_are_deterministic_per_input_and_index() {
+        let at = Position {
+            topic: Topic::Perf,
+            partition: 1,
+            offset: 9,
+            timestamp_ms: 0,
+        };
+        assert_eq!(at.output_id("health", 0), at.output_id("health", 0));
+        assert_ne!(at.output_id("health", 0), at.output_id("health", 1));
+        assert_ne!(at.output_id("health", 0), at.output_id("rollup", 0));
+        let later = Position { offset: 10, ..at };
+        assert_ne!(at.output_id("health", 0), later.output_id("health", 0));
+    }
+
+    #[test]
+    fn dead_letters_carry_reason_position_and_bytes() {
+        let rejection = Rejection::validation("root_host is empty");
+        let out = dead_letter("perf", &message(), &rejection, 4).expect("builds");
+        assert_eq!(out.topic, Topic::DeadLetters);
+        assert_eq!(
+            out.partition, 1,
+            "source partition modulo the dead-letter partitions"
+        );
+        assert_eq!(out.key.as_deref(), Some(&b"healthstream.perf/5/42"[..]));
+        let letter: DeadLetter = Codec::shared()
+            .decode(out.value.as_deref().expect("value"))
+            .expect("decodes");
+        assert_eq!(letter.reason, "root_host is empty");
+        assert_eq!(letter.error_class, DeadLetterClass::Validation);
+        assert_eq!((letter.source_partition, letter.source_offset), (5, 42));
+        assert_eq!(letter.value.as_deref(), Some(&b"garbage"[..]));
+        let again = dead_letter("perf", &message(), &rejection, 4).expect("builds");
+        assert_eq!(
+            again.value, out.value,
+            "the same input gives the same dead letter"
+        );
+    }
+
+    #[test]
+    fn decode_errors_become_classified_rejections() {
+        let err = Codec::shared()
+            .decode::<healthstream_contracts::records::PerfBatch>(b"x")
+            .expect_err("not framed");
+        let r = Rejection::from(err);
+        assert_eq!(r.class, DeadLetterClass::Framing);
+        assert!(
+            r.reason
+                .contains("shorter than the 5-byte Confluent header"),
+            "{}",
+            r.reason
+        );
+    }
+}
