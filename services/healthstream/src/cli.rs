@@ -162,13 +162,23 @@ async fn serve(args: RunArgs, parts: &[wiring::Part]) -> anyhow::Result<()> {
     let topology = args.bus.topology()?;
     let choice = args.bus.choice(&args.data_dir, args.sync_writes)?;
     let runtime = Runtime::start(choice, topology, &args.data_dir, args.listen, parts).await?;
-    tracing::info!(listen = %runtime.local_addr, "healthstream is up; Ctrl-C stops it");
+    tracing::info!(listen = %runtime.local_addr, "healthstream is up; Ctrl-C or SIGTERM stops it");
     eprintln!(
         "healthstream is running: ingest at http://{addr}/v1/ingest/perf, metrics at http://{addr}/metrics (Ctrl-C stops it)",
         addr = runtime.local_addr
     );
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    wait_for_stop_signal().await?;
     runtime.stop().await
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM (what container runtimes send): stop cleanly.
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping: finishing the records in flight");
+    Ok(())
 }

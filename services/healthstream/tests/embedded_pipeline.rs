@@ -54,10 +54,18 @@ impl Process {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Ctrl-C: the stages finish their record and the bus is synced.
-    fn stop(mut self) {
+    /// Ctrl-C or SIGTERM: the stages finish their record and the bus is synced.
+    fn stop(self) {
+        self.signal("-INT")
+    }
+
+    fn terminate(self) {
+        self.signal("-TERM")
+    }
+
+    fn signal(mut self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .expect("kill -INT");
         assert!(status.success());
@@ -222,5 +230,5 @@ fn perf_batch_flows_to_state_and_survives_restarts() {
         None,
         "nothing reprocessed after a crash"
     );
-    p.stop();
+    p.terminate();
 }
