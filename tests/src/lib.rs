@@ -32,7 +32,7 @@ pub fn nisshi_binary() -> PathBuf {
     let cache = std::env::var("HEALTHSTREAM_TOOLS")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into()))
                 .join(".cache/healthstream")
         })
         .join("nisshi/bin/nisshi");
