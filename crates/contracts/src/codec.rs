@@ -150,6 +150,38 @@ impl Codec {
         Ok(frame(id, &datum))
     }
 
+    /// Encodes a record whose first field, `id`, is still empty, and fills in its content
+    /// id: the hash of the framed value without an id. The value is encoded once and the
+    /// id spliced in where the empty string was, so the id costs a hash, not a second
+    /// encoding.
+    pub fn encode_with_content_id(
+        &self,
+        contract: Contract,
+        value: Value,
+    ) -> Result<(String, Vec<u8>), EncodeError> {
+        let err = |message: &str| EncodeError {
+            contract,
+            message: message.to_string(),
+        };
+        let first_is_id = matches!(self.schema(contract), Schema::Record(r)
+            if r.fields.first().is_some_and(|f| f.name == "id" && matches!(f.schema, Schema::String)));
+        if !first_is_id {
+            return Err(err("the first field is not a string `id`"));
+        }
+        let unidentified = self.encode_value(contract, value)?;
+        // Header (5 bytes), then the empty id: a zero length.
+        if unidentified.get(5) != Some(&0) {
+            return Err(err("the `id` field is not empty"));
+        }
+        let id = crate::content_id(&unidentified);
+        let mut out = Vec::with_capacity(unidentified.len() + id.len() + 1);
+        out.extend_from_slice(&unidentified[..5]);
+        write_avro_long(&mut out, id.len() as i64);
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(&unidentified[6..]);
+        Ok((id, out))
+    }
+
     /// Decodes a framed value of `contract` into an Avro value of the latest schema,
     /// resolving older writer versions.
     pub fn decode_value(&self, contract: Contract, framed: &[u8]) -> Result<Value, DecodeError> {
@@ -198,6 +230,16 @@ impl Codec {
             message: e.to_string(),
         })
     }
+}
+
+/// Avro's variable-length zig-zag encoding of a long.
+fn write_avro_long(out: &mut Vec<u8>, n: i64) {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
 }
 
 #[cfg(test)]

@@ -28,9 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use healthstream_bus::{Bus, OutboundRecord, Producer};
-use healthstream_contracts::{
-    content_id, partition_for_key, Codec, FieldError, JsonValidator, Topic,
-};
+use healthstream_contracts::{partition_for_key, Codec, FieldError, JsonValidator, Topic};
 use serde::Serialize;
 use serde_json::Value as JsonValue;
 
@@ -385,7 +383,7 @@ fn validate(s: &Ingest, topic: Topic, records: &[JsonValue]) -> Result<Validated
 
 /// Assigns the content id and encodes the record; returns id, framed value, root host.
 fn finish(codec: &Codec, topic: Topic, value: Value) -> Result<(String, Vec<u8>, String), String> {
-    let Value::Record(mut fields) = value else {
+    let Value::Record(fields) = &value else {
         return Err("record is not an Avro record".to_string());
     };
     let root_host = fields
@@ -395,17 +393,8 @@ fn finish(codec: &Codec, topic: Topic, value: Value) -> Result<(String, Vec<u8>,
             _ => None,
         })
         .ok_or_else(|| "record has no root_host".to_string())?;
-    let unidentified = codec
-        .encode_value(topic.contract(), Value::Record(fields.clone()))
-        .map_err(|e| e.to_string())?;
-    let id = content_id(&unidentified);
-    for (k, v) in &mut fields {
-        if k == "id" {
-            *v = Value::String(id.clone());
-        }
-    }
-    let bytes = codec
-        .encode_value(topic.contract(), Value::Record(fields))
+    let (id, bytes) = codec
+        .encode_with_content_id(topic.contract(), value)
         .map_err(|e| e.to_string())?;
     Ok((id, bytes, root_host))
 }

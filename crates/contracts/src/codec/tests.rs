@@ -313,3 +313,47 @@ proptest! {
         prop_assert_eq!(back, batch);
     }
 }
+
+#[test]
+fn content_ids_are_spliced_into_a_single_encoding() {
+    let codec = Codec::shared();
+    let batch = PerfBatch {
+        id: String::new(),
+        collector: "c".into(),
+        root_host: "web-01".into(),
+        samples: vec![PerfSample {
+            time: 1,
+            object: "Processor".into(),
+            counter: "% Processor Time".into(),
+            instance: "_Total".into(),
+            value: 3.5,
+        }],
+    };
+    let without_id = codec.encode(&batch).expect("encodes");
+    let value = apache_avro::to_value(&batch).expect("value");
+    let (id, bytes) = codec
+        .encode_with_content_id(Contract::PerfBatch, value)
+        .expect("encodes");
+    assert_eq!(
+        id,
+        crate::content_id(&without_id),
+        "the id hashes the id-less encoding"
+    );
+    let back: PerfBatch = codec.decode(&bytes).expect("decodes");
+    assert_eq!(back.id, id);
+    assert_eq!(
+        PerfBatch {
+            id: String::new(),
+            ..back
+        },
+        batch
+    );
+    let with_id = PerfBatch {
+        id: "x".into(),
+        ..batch
+    };
+    let value = apache_avro::to_value(&with_id).expect("value");
+    assert!(codec
+        .encode_with_content_id(Contract::PerfBatch, value)
+        .is_err());
+}
