@@ -185,6 +185,12 @@ pub trait Bus: Send + Sync {
 
     /// The offset the next record written to a partition will get (the high watermark).
     async fn end_offset(&self, topic: Topic, partition: i32) -> Result<i64, BusError>;
+
+    /// Makes everything written so far durable before the process exits: flushes the
+    /// producer (Kafka) or syncs the logs to disk (embedded).
+    async fn close(&self) -> Result<(), BusError> {
+        self.producer()?.flush().await
+    }
 }
 
 /// Checks a partition number against a partition count.

@@ -60,7 +60,6 @@ pub struct Runtime {
     stages: Vec<JoinHandle<Result<(), healthstream_stage::StageError>>>,
     server: JoinHandle<()>,
     bus: Arc<dyn Bus>,
-    embedded: Option<EmbeddedBus>,
 }
 
 impl Runtime {
@@ -71,23 +70,7 @@ impl Runtime {
         listen: SocketAddr,
         parts: &[Part],
     ) -> anyhow::Result<Runtime> {
-        let embedded = match &choice {
-            BusChoice::Embedded { dir, sync_writes } => Some(
-                EmbeddedBus::open(
-                    dir,
-                    &topology,
-                    EmbeddedOptions {
-                        sync_writes: *sync_writes,
-                    },
-                )
-                .with_context(|| format!("opening the embedded bus in {}", dir.display()))?,
-            ),
-            BusChoice::Kafka { .. } => None,
-        };
-        let bus: Arc<dyn Bus> = match &embedded {
-            Some(e) => Arc::new(e.clone()),
-            None => open_bus(choice, &topology)?,
-        };
+        let bus = open_bus(choice, &topology)?;
         bus.ensure_topics().await.context("preparing topics")?;
         let readiness = Readiness::new();
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -154,7 +137,6 @@ impl Runtime {
             stages,
             server,
             bus,
-            embedded,
         })
     }
 
@@ -174,12 +156,7 @@ impl Runtime {
             }
         }
         let _ = self.server.await;
-        if let Ok(p) = self.bus.producer() {
-            p.flush().await?;
-        }
-        if let Some(e) = self.embedded {
-            e.sync()?;
-        }
+        self.bus.close().await?;
         match first_error {
             None => Ok(()),
             Some(e) => Err(e),

@@ -461,4 +461,8 @@ impl Bus for EmbeddedBus {
     async fn end_offset(&self, topic: Topic, partition: i32) -> Result<i64, BusError> {
         Ok(self.inner.log(topic, partition)?.end_offset())
     }
+
+    async fn close(&self) -> Result<(), BusError> {
+        self.sync()
+    }
 }
