@@ -373,7 +373,8 @@ fn compare(s: &dyn Subject, left: &Operand, op: CmpOp, right: &Operand) -> bool 
                         _ => None,
                     }
                 }
-                (_, Operand::Bool(_)) | (Operand::Bool(_), _) => match (lv.as_bool(), rv.as_bool()) {
+                (_, Operand::Bool(_)) | (Operand::Bool(_), _) => match (lv.as_bool(), rv.as_bool())
+                {
                     (Some(a), Some(b)) => Some(a.cmp(&b)),
                     _ => None,
                 },
@@ -445,7 +446,10 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
-    let err = |at: usize, m: String| ExprError { at: at + 1, message: m };
+    let err = |at: usize, m: String| ExprError {
+        at: at + 1,
+        message: m,
+    };
     while i < chars.len() {
         let c = chars[i];
         let start = i;
@@ -474,7 +478,12 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
                         i += 1;
                         continue;
                     }
-                    _ => return Err(err(start, format!("unexpected {c:?} (did you mean \"!=\"?)"))),
+                    _ => {
+                        return Err(err(
+                            start,
+                            format!("unexpected {c:?} (did you mean \"!=\"?)"),
+                        ))
+                    }
                 };
                 i += op.len();
                 out.push((Tok::Op(op), start));
@@ -510,7 +519,13 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
                 }
                 out.push((Tok::Str(s), start));
             }
-            c if c.is_ascii_digit() || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit() || *d == '.')) || c == '.' => {
+            c if c.is_ascii_digit()
+                || (c == '-'
+                    && chars
+                        .get(i + 1)
+                        .is_some_and(|d| d.is_ascii_digit() || *d == '.'))
+                || c == '.' =>
+            {
                 let mut j = i + 1;
                 while j < chars.len()
                     && (chars[j].is_ascii_alphanumeric()
@@ -533,7 +548,11 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
             c if c.is_alphabetic() || c == '_' => {
                 let mut j = i + 1;
                 while j < chars.len()
-                    && (chars[j].is_alphanumeric() || chars[j] == '_' || chars[j] == '.' || chars[j] == '-' || chars[j] == ':')
+                    && (chars[j].is_alphanumeric()
+                        || chars[j] == '_'
+                        || chars[j] == '.'
+                        || chars[j] == '-'
+                        || chars[j] == ':')
                 {
                     j += 1;
                 }
@@ -549,7 +568,15 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
 }
 
 const KEYWORDS: [&str; 9] = [
-    "and", "or", "not", "exists", "contained", "matches", "like", "contains", "true",
+    "and",
+    "or",
+    "not",
+    "exists",
+    "contained",
+    "matches",
+    "like",
+    "contains",
+    "true",
 ];
 
 fn is_keyword(s: &str) -> bool {
@@ -606,7 +633,8 @@ impl Parser {
     fn expect_end(&self) -> Result<(), ExprError> {
         match self.peek() {
             None => Ok(()),
-            Some(_) => self.fail("unexpected text after the end of the expression (missing \"and\"/\"or\"?)"),
+            Some(_) => self
+                .fail("unexpected text after the end of the expression (missing \"and\"/\"or\"?)"),
         }
     }
 
@@ -647,17 +675,23 @@ impl Parser {
             self.expect(Tok::RParen, "\")\"")?;
             return Ok(e);
         }
-        if self.is_word("exists") && self.toks.get(self.pos + 1).map(|t| &t.0) == Some(&Tok::LParen) {
+        if self.is_word("exists") && self.toks.get(self.pos + 1).map(|t| &t.0) == Some(&Tok::LParen)
+        {
             self.pos += 2;
             let p = self.path()?;
             self.expect(Tok::RParen, "\")\" after the path")?;
             return Ok(Expr::Exists(p));
         }
-        if self.is_word("contained") && self.toks.get(self.pos + 1).map(|t| &t.0) == Some(&Tok::LParen) {
+        if self.is_word("contained")
+            && self.toks.get(self.pos + 1).map(|t| &t.0) == Some(&Tok::LParen)
+        {
             self.pos += 2;
             let g = match self.peek() {
                 Some(Tok::Str(s)) => s.clone(),
-                _ => return self.fail("expected the group id as a string, e.g. contained(\"My.Group\")"),
+                _ => {
+                    return self
+                        .fail("expected the group id as a string, e.g. contained(\"My.Group\")")
+                }
             };
             self.pos += 1;
             self.expect(Tok::RParen, "\")\"")?;
@@ -715,12 +749,15 @@ impl Parser {
                             self.pos += 1;
                             Ok(CmpOp::NotContains)
                         }
-                        _ => self.fail("expected \"matches\", \"like\" or \"contains\" after \"not\""),
+                        _ => self
+                            .fail("expected \"matches\", \"like\" or \"contains\" after \"not\""),
                     };
                 }
                 _ => return self.fail(format!("expected a comparison operator, found {w:?}")),
             },
-            _ => return self.fail("expected a comparison operator (==, !=, <, <=, >, >=, matches, like, contains)"),
+            _ => return self.fail(
+                "expected a comparison operator (==, !=, <, <=, >, >=, matches, like, contains)",
+            ),
         };
         self.pos += 1;
         Ok(op)
@@ -779,7 +816,10 @@ impl Parser {
                         self.pos += 1;
                         Index::Attribute { name, value }
                     }
-                    _ => return self.fail("expected a position (1, 2, ...) or @Name=\"value\" in [...]"),
+                    _ => {
+                        return self
+                            .fail("expected a position (1, 2, ...) or @Name=\"value\" in [...]")
+                    }
                 };
                 self.expect(Tok::RBracket, "\"]\"")?;
                 Some(idx)
@@ -860,7 +900,11 @@ impl fmt::Display for Expr {
         };
         match self {
             Expr::And(xs) | Expr::Or(xs) => {
-                let sep = if matches!(self, Expr::And(_)) { " and " } else { " or " };
+                let sep = if matches!(self, Expr::And(_)) {
+                    " and "
+                } else {
+                    " or "
+                };
                 for (i, x) in xs.iter().enumerate() {
                     if i > 0 {
                         f.write_str(sep)?;
@@ -917,7 +961,10 @@ mod tests {
     }
     fn item(pairs: &[(&str, Value)]) -> Item {
         Item(
-            pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
             vec!["G1"],
         )
     }
@@ -927,7 +974,11 @@ mod tests {
 
     #[test]
     fn comparisons_follow_the_literal_type() {
-        let it = item(&[("EventId", t("7036")), ("Level", Value::Number(2.0)), ("Name", t("sshd"))]);
+        let it = item(&[
+            ("EventId", t("7036")),
+            ("Level", Value::Number(2.0)),
+            ("Name", t("sshd")),
+        ]);
         for (src, want) in [
             ("EventId == 7036", true),
             ("EventId > 100", true),
@@ -936,8 +987,8 @@ mod tests {
             ("Level >= 2 and Name == \"sshd\"", true),
             ("Level > 2 or Name != \"sshd\"", false),
             ("not (Level > 2)", true),
-            ("Name > 3", false),           // not a number: false
-            ("Name != 3", false),          // whatever the operator
+            ("Name > 3", false),  // not a number: false
+            ("Name != 3", false), // whatever the operator
             ("Missing == 1", false),
             ("Missing != 1", false),
             ("exists(Missing)", false),

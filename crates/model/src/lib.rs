@@ -23,3 +23,23 @@ pub mod validate;
 pub use catalog::Catalog;
 pub use load::{LoadedPack, Problem};
 pub use pack::Pack;
+
+/// The shipped packs, compiled in: (path in the repository, text).
+pub const SHIPPED: [(&str, &str); 2] = [
+    (
+        "packs/System.Library.toml",
+        include_str!("../../../packs/System.Library.toml"),
+    ),
+    (
+        "packs/Healthstream.Linux.toml",
+        include_str!("../../../packs/Healthstream.Linux.toml"),
+    ),
+];
+
+/// The shipped packs, parsed.
+pub fn shipped() -> Result<Vec<LoadedPack>, Problem> {
+    SHIPPED
+        .iter()
+        .map(|(path, text)| load::parse_pack(text, std::path::Path::new(path)))
+        .collect()
+}

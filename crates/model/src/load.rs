@@ -260,7 +260,10 @@ mod tests {
             let e = parse_pack(text, Path::new("bad.toml")).expect_err(text);
             assert_eq!(e.line, Some(line), "{text}: {e}");
             assert!(e.message.contains(needle), "{e}");
-            assert!(e.to_string().starts_with(&format!("bad.toml:{line}: ")), "{e}");
+            assert!(
+                e.to_string().starts_with(&format!("bad.toml:{line}: ")),
+                "{e}"
+            );
         }
     }
 

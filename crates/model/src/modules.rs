@@ -87,11 +87,17 @@ pub const INVENTORY_PROVIDERS: [&str; 5] = [
 /// Configuration checks of a data source.
 pub fn check_source(s: &DataSource) -> Result<(), String> {
     match s {
-        DataSource::Perf { object, counter, .. } if object.trim().is_empty() || counter.trim().is_empty() => {
+        DataSource::Perf {
+            object, counter, ..
+        } if object.trim().is_empty() || counter.trim().is_empty() => {
             Err("object and counter must not be empty".into())
         }
-        DataSource::Event { log, .. } if log.trim().is_empty() => Err("log must not be empty".into()),
-        DataSource::Service { service, .. } if service.trim().is_empty() => Err("service must not be empty".into()),
+        DataSource::Event { log, .. } if log.trim().is_empty() => {
+            Err("log must not be empty".into())
+        }
+        DataSource::Service { service, .. } if service.trim().is_empty() => {
+            Err("service must not be empty".into())
+        }
         DataSource::Command { command, .. } if command.is_empty() => Err("command is empty".into()),
         DataSource::LogFile { path, pattern } => {
             if path.trim().is_empty() {
@@ -102,10 +108,14 @@ pub fn check_source(s: &DataSource) -> Result<(), String> {
             }
             Ok(())
         }
-        DataSource::Inventory { provider, .. } if !INVENTORY_PROVIDERS.contains(&provider.as_str()) => Err(format!(
-            "unknown inventory provider {provider:?} (known: {})",
-            INVENTORY_PROVIDERS.join(", ")
-        )),
+        DataSource::Inventory { provider, .. }
+            if !INVENTORY_PROVIDERS.contains(&provider.as_str()) =>
+        {
+            Err(format!(
+                "unknown inventory provider {provider:?} (known: {})",
+                INVENTORY_PROVIDERS.join(", ")
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -130,7 +140,10 @@ pub fn condition_output(c: &Condition, input: DataType) -> Result<DataType, Stri
         } else {
             Err(format!(
                 "takes {} data, but receives {input} data",
-                ok.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" or ")
+                ok.iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             ))
         }
     };
@@ -148,15 +161,25 @@ pub fn condition_output(c: &Condition, input: DataType) -> Result<DataType, Stri
                 return Err("count must be at least 1".into());
             }
             need(
-                &[DataType::Perf, DataType::Event, DataType::LogLine, DataType::PropertyBag, DataType::ServiceState],
+                &[
+                    DataType::Perf,
+                    DataType::Event,
+                    DataType::LogLine,
+                    DataType::PropertyBag,
+                    DataType::ServiceState,
+                ],
                 DataType::Consolidated,
             )
         }
-        Condition::Correlate { .. } => need(&[DataType::Event, DataType::LogLine], DataType::Correlated),
+        Condition::Correlate { .. } => {
+            need(&[DataType::Event, DataType::LogLine], DataType::Correlated)
+        }
         Condition::MapPerf { .. } => need(&[DataType::PropertyBag], DataType::Perf),
         Condition::MapEvent { level, .. } => {
             if !["information", "warning", "error"].contains(&level.as_str()) {
-                return Err(format!("level {level:?} is not information, warning or error"));
+                return Err(format!(
+                    "level {level:?} is not information, warning or error"
+                ));
             }
             need(&[DataType::PropertyBag], DataType::Event)
         }
@@ -171,9 +194,14 @@ pub fn detection_accepts(d: &Detection, input: DataType) -> Result<(), String> {
         | Detection::AverageThreshold { .. }
         | Detection::ConsecutiveSamples { .. }
         | Detection::DeltaThreshold { .. } => &[DataType::Perf],
-        Detection::EventReset { .. } | Detection::ManualReset { .. } | Detection::TimerReset { .. } => {
-            &[DataType::Event, DataType::LogLine, DataType::Consolidated, DataType::Correlated]
-        }
+        Detection::EventReset { .. }
+        | Detection::ManualReset { .. }
+        | Detection::TimerReset { .. } => &[
+            DataType::Event,
+            DataType::LogLine,
+            DataType::Consolidated,
+            DataType::Correlated,
+        ],
         Detection::BasicService { .. } => &[DataType::ServiceState],
         Detection::Expression { .. } => &[
             DataType::PropertyBag,
@@ -189,7 +217,10 @@ pub fn detection_accepts(d: &Detection, input: DataType) -> Result<(), String> {
     } else {
         Err(format!(
             "takes {} data, but receives {input} data (add a data mapper or change the source)",
-            ok.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" or ")
+            ok.iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(" or ")
         ))
     }
 }
@@ -211,7 +242,13 @@ pub fn check_detection(d: &Detection) -> Result<(), String> {
         }
     };
     match d {
-        Detection::SimpleThreshold { direction, threshold, warning, critical, unhealthy } => match (threshold, warning, critical) {
+        Detection::SimpleThreshold {
+            direction,
+            threshold,
+            warning,
+            critical,
+            unhealthy,
+        } => match (threshold, warning, critical) {
             (Some(t), None, None) => finite(*t).and(unhealthy_ok(unhealthy)),
             (None, Some(w), Some(c)) => {
                 finite(*w)?;
@@ -230,7 +267,13 @@ pub fn check_detection(d: &Detection) -> Result<(), String> {
             }
             _ => Err("give either threshold (2-state) or warning and critical (3-state)".into()),
         },
-        Detection::DoubleThreshold { low, high, below, between, above } => {
+        Detection::DoubleThreshold {
+            low,
+            high,
+            below,
+            between,
+            above,
+        } => {
             finite(*low)?;
             finite(*high)?;
             if low > high {
@@ -241,9 +284,24 @@ pub fn check_detection(d: &Detection) -> Result<(), String> {
             }
             Ok(())
         }
-        Detection::AverageThreshold { threshold, samples, unhealthy, .. }
-        | Detection::ConsecutiveSamples { threshold, samples, unhealthy, .. }
-        | Detection::DeltaThreshold { threshold, samples, unhealthy, .. } => {
+        Detection::AverageThreshold {
+            threshold,
+            samples,
+            unhealthy,
+            ..
+        }
+        | Detection::ConsecutiveSamples {
+            threshold,
+            samples,
+            unhealthy,
+            ..
+        }
+        | Detection::DeltaThreshold {
+            threshold,
+            samples,
+            unhealthy,
+            ..
+        } => {
             finite(*threshold)?;
             samples_ok(*samples)?;
             unhealthy_ok(unhealthy)
@@ -254,7 +312,10 @@ pub fn check_detection(d: &Detection) -> Result<(), String> {
         | Detection::BasicService { unhealthy, .. } => unhealthy_ok(unhealthy),
         Detection::Expression { states } => {
             if states.len() < 2 || states.len() > 3 {
-                return Err(format!("an expression monitor has 2 or 3 states, not {}", states.len()));
+                return Err(format!(
+                    "an expression monitor has 2 or 3 states, not {}",
+                    states.len()
+                ));
             }
             let mut seen = Vec::new();
             for s in states {
@@ -271,7 +332,9 @@ pub fn check_detection(d: &Detection) -> Result<(), String> {
             }
             Ok(())
         }
-        Detection::Heartbeat { missed } => samples_ok(*missed).map_err(|_| "missed must be at least 1".into()),
+        Detection::Heartbeat { missed } => {
+            samples_ok(*missed).map_err(|_| "missed must be at least 1".into())
+        }
     }
 }
 

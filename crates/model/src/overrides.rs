@@ -50,7 +50,10 @@ pub fn parameters(w: Workflow<'_>) -> BTreeMap<String, (ParamValue, ParamKind)> 
                 flatten_config(&mut out, c);
             }
             for a in &r.actions {
-                if let Action::Alert { severity, priority, .. } = a {
+                if let Action::Alert {
+                    severity, priority, ..
+                } = a
+                {
                     prop(&mut out, "severity", text_of(severity));
                     prop(&mut out, "priority", text_of(priority));
                 }
@@ -78,17 +81,31 @@ pub fn parameters(w: Workflow<'_>) -> BTreeMap<String, (ParamValue, ParamKind)> 
                 "percentage",
                 ParamValue::Int(i64::from(d.percentage.unwrap_or(100))),
             );
-            prop(&mut out, "member_in_maintenance", text_of(&d.member_in_maintenance));
-            prop(&mut out, "member_unavailable", text_of(&d.member_unavailable));
+            prop(
+                &mut out,
+                "member_in_maintenance",
+                text_of(&d.member_in_maintenance),
+            );
+            prop(
+                &mut out,
+                "member_unavailable",
+                text_of(&d.member_unavailable),
+            );
             alert_params(&mut out, d.alert.as_ref());
         }
         Workflow::Diagnostic(d) => {
             prop(&mut out, "enabled", ParamValue::Bool(d.enabled));
-            out.insert("timeout".into(), (ParamValue::Text(d.timeout.to_string()), ParamKind::Config));
+            out.insert(
+                "timeout".into(),
+                (ParamValue::Text(d.timeout.to_string()), ParamKind::Config),
+            );
         }
         Workflow::Recovery(r) => {
             prop(&mut out, "enabled", ParamValue::Bool(r.enabled));
-            out.insert("timeout".into(), (ParamValue::Text(r.timeout.to_string()), ParamKind::Config));
+            out.insert(
+                "timeout".into(),
+                (ParamValue::Text(r.timeout.to_string()), ParamKind::Config),
+            );
         }
     }
     out
@@ -126,7 +143,8 @@ fn flatten_config<T: serde::Serialize>(out: &mut BTreeMap<String, (ParamValue, P
             if k == "type" || matches!(v, toml::Value::Array(_) | toml::Value::Table(_)) {
                 continue;
             }
-            out.entry(k).or_insert((ParamValue::from(v), ParamKind::Config));
+            out.entry(k)
+                .or_insert((ParamValue::from(v), ParamKind::Config));
         }
     }
 }
@@ -139,8 +157,12 @@ pub fn workflow_target<'a>(catalog: &'a Catalog, w: Workflow<'a>) -> Option<&'a 
         Workflow::Monitor(m) => Some(&m.target),
         Workflow::Aggregate(a) => Some(&a.target),
         Workflow::Dependency(d) => Some(&d.target),
-        Workflow::Diagnostic(d) => catalog.workflow(&d.monitor).and_then(|m| workflow_target(catalog, m)),
-        Workflow::Recovery(r) => catalog.workflow(&r.monitor).and_then(|m| workflow_target(catalog, m)),
+        Workflow::Diagnostic(d) => catalog
+            .workflow(&d.monitor)
+            .and_then(|m| workflow_target(catalog, m)),
+        Workflow::Recovery(r) => catalog
+            .workflow(&r.monitor)
+            .and_then(|m| workflow_target(catalog, m)),
     }
 }
 
@@ -196,9 +218,15 @@ impl fmt::Display for ContextMatch {
         };
         match self {
             ContextMatch::Instance { hops } => write!(f, "instance context: {}", whose(*hops)),
-            ContextMatch::Group { hops } => write!(f, "group context: {} is a member", whose(*hops)),
+            ContextMatch::Group { hops } => {
+                write!(f, "group context: {} is a member", whose(*hops))
+            }
             ContextMatch::Class { hops, depth } => {
-                write!(f, "class context (class depth {depth}): {} is of the class", whose(*hops))
+                write!(
+                    f,
+                    "class context (class depth {depth}): {} is of the class",
+                    whose(*hops)
+                )
             }
         }
     }
@@ -233,7 +261,9 @@ impl fmt::Display for Precedence {
             Precedence::Context => "instance beats group beats class",
             Precedence::Enforced => "enforced beats not enforced",
             Precedence::Unsealed => "unsealed pack beats sealed pack",
-            Precedence::Hosting => "the instance's own context beats its host's (nearer host first)",
+            Precedence::Hosting => {
+                "the instance's own context beats its host's (nearer host first)"
+            }
             Precedence::DerivedClass => "derived class beats base class",
             Precedence::Tie => "full tie: smaller pack id, then smaller override id",
         })
@@ -243,13 +273,18 @@ impl fmt::Display for Precedence {
 /// Compare two candidates: `Less` means `a` wins; also the rule that decided.
 pub fn rank(a: &Candidate, b: &Candidate) -> (Ordering, Precedence) {
     let steps: [(Ordering, Precedence); 5] = [
-        (a.matched.level().cmp(&b.matched.level()), Precedence::Context),
+        (
+            a.matched.level().cmp(&b.matched.level()),
+            Precedence::Context,
+        ),
         (b.enforced.cmp(&a.enforced), Precedence::Enforced),
         (a.sealed.cmp(&b.sealed), Precedence::Unsealed),
         (a.matched.hops().cmp(&b.matched.hops()), Precedence::Hosting),
         (
             match (&a.matched, &b.matched) {
-                (ContextMatch::Class { depth: da, .. }, ContextMatch::Class { depth: db, .. }) => db.cmp(da),
+                (ContextMatch::Class { depth: da, .. }, ContextMatch::Class { depth: db, .. }) => {
+                    db.cmp(da)
+                }
                 _ => Ordering::Equal,
             },
             Precedence::DerivedClass,
@@ -294,7 +329,9 @@ pub enum ResolveError {
         parameter: String,
         known: String,
     },
-    #[error("{workflow} targets {target}; instance {instance} is of class {class}, which is not one")]
+    #[error(
+        "{workflow} targets {target}; instance {instance} is of class {class}, which is not one"
+    )]
     NotATarget {
         workflow: String,
         target: String,
@@ -364,7 +401,10 @@ pub fn resolve(
         })
         .collect();
     candidates.sort_by(|a, b| rank(a, b).0);
-    let decided_by = candidates.windows(2).map(|w| rank(&w[0], &w[1]).1).collect();
+    let decided_by = candidates
+        .windows(2)
+        .map(|w| rank(&w[0], &w[1]).1)
+        .collect();
     let value = candidates
         .first()
         .map(|c| c.value.clone())
@@ -409,7 +449,11 @@ impl fmt::Display for Resolution {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{} {} = {}", self.workflow, self.parameter, self.value)?;
         if self.candidates.is_empty() {
-            return writeln!(f, "  no override applies: the value defined by the workflow ({})", self.default);
+            return writeln!(
+                f,
+                "  no override applies: the value defined by the workflow ({})",
+                self.default
+            );
         }
         writeln!(f, "  defined by the workflow: {}", self.default)?;
         for (i, c) in self.candidates.iter().enumerate() {

@@ -24,7 +24,11 @@ pub struct Pack {
     #[serde(default, rename = "class", skip_serializing_if = "Vec::is_empty")]
     pub classes: Vec<Class>,
     /// Hosting, containment and reference relationship types.
-    #[serde(default, rename = "relationship", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "relationship",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub relationships: Vec<Relationship>,
     /// Singleton classes whose members come from membership rules.
     #[serde(default, rename = "group", skip_serializing_if = "Vec::is_empty")]
@@ -514,8 +518,7 @@ pub struct UnitMonitor {
     /// Default: enabled.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub enabled: bool,
-    /// Where the data comes from (absent for `manual`-driven types fed by events of the
-    /// instance's own topic is not allowed: every unit monitor has a source).
+    /// Where the data comes from.
     pub source: DataSource,
     /// Conditions applied before the monitor type (filters, data mappers).
     #[serde(default, rename = "condition", skip_serializing_if = "Vec::is_empty")]
@@ -638,7 +641,7 @@ pub enum Detection {
     /// to start automatically.
     BasicService {
         /// Also require automatic start.
-        #[serde(default, skip_serializing_if = "is_false")]
+        #[serde(default)]
         check_start_mode: bool,
         /// State when the check fails.
         #[serde(default = "Health::critical_default")]
@@ -989,7 +992,9 @@ impl<'de> Deserialize<'de> for Interval {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         let parsed = humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!("duration {text:?}: {e} (write e.g. \"60s\", \"5m\")"))
+            serde::de::Error::custom(format!(
+                "duration {text:?}: {e} (write e.g. \"60s\", \"5m\")"
+            ))
         })?;
         if parsed.is_zero() {
             return Err(serde::de::Error::custom(format!(
@@ -1051,17 +1056,26 @@ impl Pack {
 
     /// Every element: (kind, id).
     pub fn elements(&self) -> impl Iterator<Item = (ElementKind, &str)> + '_ {
-        let c = self.classes.iter().map(|e| (ElementKind::Class, e.id.as_str()));
+        let c = self
+            .classes
+            .iter()
+            .map(|e| (ElementKind::Class, e.id.as_str()));
         let r = self
             .relationships
             .iter()
             .map(|e| (ElementKind::Relationship, e.id.as_str()));
-        let g = self.groups.iter().map(|e| (ElementKind::Group, e.id.as_str()));
+        let g = self
+            .groups
+            .iter()
+            .map(|e| (ElementKind::Group, e.id.as_str()));
         let d = self
             .discoveries
             .iter()
             .map(|e| (ElementKind::Discovery, e.id.as_str()));
-        let ru = self.rules.iter().map(|e| (ElementKind::Rule, e.id.as_str()));
+        let ru = self
+            .rules
+            .iter()
+            .map(|e| (ElementKind::Rule, e.id.as_str()));
         let m = self
             .monitors
             .iter()
@@ -1078,7 +1092,10 @@ impl Pack {
             .overrides
             .iter()
             .map(|e| (ElementKind::Override, e.id.as_str()));
-        let t = self.tasks.iter().map(|e| (ElementKind::Task, e.id.as_str()));
+        let t = self
+            .tasks
+            .iter()
+            .map(|e| (ElementKind::Task, e.id.as_str()));
         let di = self
             .diagnostics
             .iter()

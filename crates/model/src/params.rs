@@ -29,7 +29,10 @@ impl ParamValue {
             return ParamValue::Int(i);
         }
         match t.parse::<f64>() {
-            Ok(f) if f.is_finite() && t.chars().all(|c| c.is_ascii_digit() || ".-+eE".contains(c)) => {
+            Ok(f)
+                if f.is_finite()
+                    && t.chars().all(|c| c.is_ascii_digit() || ".-+eE".contains(c)) =>
+            {
                 ParamValue::Float(f)
             }
             _ => ParamValue::Text(text.to_string()),
@@ -61,7 +64,10 @@ impl ParamValue {
         matches!(
             (self, default),
             (ParamValue::Bool(_), ParamValue::Bool(_))
-                | (ParamValue::Int(_) | ParamValue::Float(_), ParamValue::Int(_) | ParamValue::Float(_))
+                | (
+                    ParamValue::Int(_) | ParamValue::Float(_),
+                    ParamValue::Int(_) | ParamValue::Float(_)
+                )
                 | (ParamValue::Text(_), ParamValue::Text(_))
         )
     }

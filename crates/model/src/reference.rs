@@ -131,7 +131,9 @@ impl Template {
                     };
                     match v {
                         Some(v) => out.push_str(&v),
-                        None => return Err(format!("{} does not resolve", Part::Target(r.clone()))),
+                        None => {
+                            return Err(format!("{} does not resolve", Part::Target(r.clone())))
+                        }
                     }
                 }
             }
@@ -163,7 +165,10 @@ fn parse_ref(body: &str) -> Result<Part, String> {
         let (key, value) = attr
             .split_once('=')
             .ok_or_else(|| format!("${body}$: expected Property[Name=\"...\"]"))?;
-        let value = value.trim().trim_matches(|c| c == '"' || c == '\'').to_string();
+        let value = value
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'')
+            .to_string();
         match (key.trim().trim_start_matches('@'), tail) {
             ("Name", "") => TargetField::Property {
                 class: None,

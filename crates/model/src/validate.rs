@@ -9,7 +9,7 @@ use crate::load::Problem;
 use crate::modules::{self, DataType};
 use crate::overrides::{parameters, ParamKind};
 use crate::pack::*;
-use crate::reference::{Template, TargetField};
+use crate::reference::{TargetField, Template};
 
 /// Validate every pack of the catalog against the others.
 pub fn validate(catalog: &Catalog) -> Vec<Problem> {
@@ -56,7 +56,10 @@ impl Want {
             Want::Group => k == K::Group,
             Want::Relationship => k == K::Relationship,
             Want::Monitor | Want::UnitOrAnyMonitor => {
-                matches!(k, K::UnitMonitor | K::AggregateMonitor | K::DependencyMonitor)
+                matches!(
+                    k,
+                    K::UnitMonitor | K::AggregateMonitor | K::DependencyMonitor
+                )
             }
             Want::Aggregate => k == K::AggregateMonitor,
             Want::Workflow => matches!(
@@ -87,7 +90,14 @@ impl Want {
 }
 
 impl<'a> Validator<'a> {
-    fn report(&mut self, pi: usize, kind: Option<ElementKind>, id: Option<&str>, n: usize, message: String) {
+    fn report(
+        &mut self,
+        pi: usize,
+        kind: Option<ElementKind>,
+        id: Option<&str>,
+        n: usize,
+        message: String,
+    ) {
         let lp = &self.cat.packs()[pi];
         let line = match (kind, id) {
             (Some(k), Some(id)) => lp.line_of(k, id, n),
@@ -113,7 +123,13 @@ impl<'a> Validator<'a> {
             let id = lp.pack.pack.id.as_str();
             if let Some(first) = seen.insert(id, pi) {
                 let other = self.cat.packs()[first].file.display().to_string();
-                self.report(pi, None, None, 0, format!("pack {id} is loaded twice (also from {other})"));
+                self.report(
+                    pi,
+                    None,
+                    None,
+                    0,
+                    format!("pack {id} is loaded twice (also from {other})"),
+                );
             }
             if id.trim().is_empty() {
                 self.report(pi, None, None, 0, "the pack id is empty".into());
@@ -121,7 +137,13 @@ impl<'a> Validator<'a> {
             let mut refs = BTreeSet::new();
             for r in &lp.pack.references {
                 if !refs.insert(r.pack.as_str()) {
-                    self.report(pi, None, None, 0, format!("pack {} is referenced twice", r.pack));
+                    self.report(
+                        pi,
+                        None,
+                        None,
+                        0,
+                        format!("pack {} is referenced twice", r.pack),
+                    );
                 }
                 if r.pack == id {
                     self.report(pi, None, None, 0, "a pack cannot reference itself".into());
@@ -133,7 +155,10 @@ impl<'a> Validator<'a> {
                         None,
                         None,
                         0,
-                        format!("references pack {} (>= {}), which is not loaded", r.pack, r.version),
+                        format!(
+                            "references pack {} (>= {}), which is not loaded",
+                            r.pack, r.version
+                        ),
                     ),
                     Some(p) if p.pack.pack.version < r.version => self.report(
                         pi,
@@ -153,30 +178,72 @@ impl<'a> Validator<'a> {
 
     /// Resolve an element reference from pack `pi`: it must exist once, be of the wanted
     /// kind, and live in this pack or one it references.
-    fn resolve(&mut self, pi: usize, kind: ElementKind, owner: &str, field: &str, id: &str, want: Want) -> Option<ElementRef> {
+    fn resolve(
+        &mut self,
+        pi: usize,
+        kind: ElementKind,
+        owner: &str,
+        field: &str,
+        id: &str,
+        want: Want,
+    ) -> Option<ElementRef> {
         let defs: Vec<ElementRef> = self.cat.find(id).to_vec();
-        let visible: Vec<ElementRef> = defs.iter().copied().filter(|r| self.visible(pi, r.pack)).collect();
-        let fitting: Vec<ElementRef> = visible.iter().copied().filter(|r| want.accepts(r.kind)).collect();
+        let visible: Vec<ElementRef> = defs
+            .iter()
+            .copied()
+            .filter(|r| self.visible(pi, r.pack))
+            .collect();
+        let fitting: Vec<ElementRef> = visible
+            .iter()
+            .copied()
+            .filter(|r| want.accepts(r.kind))
+            .collect();
         match (defs.is_empty(), visible.is_empty(), fitting.len()) {
             (true, _, _) => {
                 let hint = self.missing_pack_hint(pi);
-                self.at(pi, kind, owner, format!("{field} {id:?}: no such element{hint}"));
+                self.at(
+                    pi,
+                    kind,
+                    owner,
+                    format!("{field} {id:?}: no such element{hint}"),
+                );
                 None
             }
             (false, true, _) => {
                 let home = &self.cat.packs()[defs[0].pack].pack.pack.id;
-                self.at(pi, kind, owner, format!("{field} {id:?} is in pack {home}, which this pack does not reference"));
+                self.at(
+                    pi,
+                    kind,
+                    owner,
+                    format!("{field} {id:?} is in pack {home}, which this pack does not reference"),
+                );
                 None
             }
             (_, _, 0) => {
                 let k = visible[0].kind;
-                self.at(pi, kind, owner, format!("{field} {id:?} is a {k}, not {}", want.noun()));
+                self.at(
+                    pi,
+                    kind,
+                    owner,
+                    format!("{field} {id:?} is a {k}, not {}", want.noun()),
+                );
                 None
             }
             (_, _, 1) => Some(fitting[0]),
             _ => {
-                let packs: Vec<&str> = fitting.iter().map(|r| self.cat.packs()[r.pack].pack.pack.id.as_str()).collect();
-                self.at(pi, kind, owner, format!("{field} {id:?} is ambiguous: defined in {}", packs.join(" and ")));
+                let packs: Vec<&str> = fitting
+                    .iter()
+                    .map(|r| self.cat.packs()[r.pack].pack.pack.id.as_str())
+                    .collect();
+                self.at(
+                    pi,
+                    kind,
+                    owner,
+                    format!(
+                        "{field} {id:?} is ambiguous: defined in {}",
+                        packs.join(" and ")
+                    ),
+                );
                 None
             }
         }
@@ -193,7 +260,10 @@ impl<'a> Validator<'a> {
         if missing.is_empty() {
             String::new()
         } else {
-            format!(" (it may be in {}, which is not loaded)", missing.join(", "))
+            format!(
+                " (it may be in {}, which is not loaded)",
+                missing.join(", ")
+            )
         }
     }
 
@@ -242,20 +312,47 @@ impl<'a> Validator<'a> {
             self.command(pi, ElementKind::Task, &t.id, &t.command, Some(&t.target));
         }
         for d in &pack.diagnostics {
-            self.resolve(pi, ElementKind::Diagnostic, &d.id, "monitor", &d.monitor, Want::UnitOrAnyMonitor);
+            self.resolve(
+                pi,
+                ElementKind::Diagnostic,
+                &d.id,
+                "monitor",
+                &d.monitor,
+                Want::UnitOrAnyMonitor,
+            );
             self.state_trigger(pi, ElementKind::Diagnostic, &d.id, d.on_state);
             self.command(pi, ElementKind::Diagnostic, &d.id, &d.command, None);
         }
         for r in &pack.recoveries {
-            self.resolve(pi, ElementKind::Recovery, &r.id, "monitor", &r.monitor, Want::UnitOrAnyMonitor);
+            self.resolve(
+                pi,
+                ElementKind::Recovery,
+                &r.id,
+                "monitor",
+                &r.monitor,
+                Want::UnitOrAnyMonitor,
+            );
             self.state_trigger(pi, ElementKind::Recovery, &r.id, r.on_state);
             if let Some(d) = &r.after_diagnostic {
-                if let Some(dr) = self.resolve(pi, ElementKind::Recovery, &r.id, "after_diagnostic", d, Want::Diagnostic) {
+                if let Some(dr) = self.resolve(
+                    pi,
+                    ElementKind::Recovery,
+                    &r.id,
+                    "after_diagnostic",
+                    d,
+                    Want::Diagnostic,
+                ) {
                     let diag = &self.cat.packs()[dr.pack].pack.diagnostics[dr.pos];
                     if diag.monitor != r.monitor {
-                        self.at(pi, ElementKind::Recovery, &r.id, format!(
-                            "after_diagnostic {d:?} belongs to monitor {}, not {}", diag.monitor, r.monitor
-                        ));
+                        self.at(
+                            pi,
+                            ElementKind::Recovery,
+                            &r.id,
+                            format!(
+                                "after_diagnostic {d:?} belongs to monitor {}, not {}",
+                                diag.monitor, r.monitor
+                            ),
+                        );
                     }
                 }
             }
@@ -268,7 +365,13 @@ impl<'a> Validator<'a> {
         let mut counts: BTreeMap<(ElementKind, &str), usize> = BTreeMap::new();
         for (kind, id) in pack.elements() {
             if id.trim().is_empty() {
-                self.report(pi, Some(kind), Some(id), 0, format!("a {kind} has an empty id"));
+                self.report(
+                    pi,
+                    Some(kind),
+                    Some(id),
+                    0,
+                    format!("a {kind} has an empty id"),
+                );
                 continue;
             }
             let n = counts.entry((kind, id)).or_default();
@@ -309,7 +412,12 @@ impl<'a> Validator<'a> {
         let mut names = BTreeSet::new();
         for p in &c.properties {
             if !names.insert(p.name.as_str()) {
-                self.at(pi, k, &c.id, format!("property {:?} is declared twice", p.name));
+                self.at(
+                    pi,
+                    k,
+                    &c.id,
+                    format!("property {:?} is declared twice", p.name),
+                );
             }
         }
         let inherited: Vec<String> = self
@@ -322,18 +430,29 @@ impl<'a> Validator<'a> {
             .collect();
         for p in &c.properties {
             if inherited.contains(&p.name) {
-                self.at(pi, k, &c.id, format!("property {:?} is already declared by a base class", p.name));
+                self.at(
+                    pi,
+                    k,
+                    &c.id,
+                    format!("property {:?} is already declared by a base class", p.name),
+                );
             }
         }
         let has_key = self.cat.properties(&c.id).iter().any(|p| p.key);
         if c.singleton && has_key {
-            self.at(pi, k, &c.id, "a singleton class cannot have key properties".into());
+            self.at(
+                pi,
+                k,
+                &c.id,
+                "a singleton class cannot have key properties".into(),
+            );
         }
         if c.singleton && c.host.is_some() {
             self.at(pi, k, &c.id, "a singleton class cannot be hosted".into());
         }
         let hosted = self.cat.host_of(&c.id).is_some();
-        if !c.is_abstract && !c.singleton && !hosted && !has_key && c.id != ROOT_CLASS {
+        let rooted = self.cat.ancestors(&c.id).last() == Some(&ROOT_CLASS);
+        if rooted && !c.is_abstract && !c.singleton && !hosted && !has_key && c.id != ROOT_CLASS {
             self.at(pi, k, &c.id, "missing key property: an unhosted class that is neither abstract nor a singleton needs at least one key property to identify its instances".into());
         }
     }
@@ -344,10 +463,19 @@ impl<'a> Validator<'a> {
         self.resolve(pi, k, &r.id, "target", &r.target, Want::ClassOrGroup);
         if r.kind == RelationshipKind::Hosting && !r.is_abstract {
             if let Some(host) = self.cat.host_of(&r.target) {
-                if self.cat.class(&r.source).is_some() && !self.cat.is_a(&r.source, host) && !self.cat.is_a(host, &r.source) {
-                    self.at(pi, k, &r.id, format!(
-                        "hosting relationship: {} is hosted by {host}, not by {}", r.target, r.source
-                    ));
+                if self.cat.class(&r.source).is_some()
+                    && !self.cat.is_a(&r.source, host)
+                    && !self.cat.is_a(host, &r.source)
+                {
+                    self.at(
+                        pi,
+                        k,
+                        &r.id,
+                        format!(
+                            "hosting relationship: {} is hosted by {host}, not by {}",
+                            r.target, r.source
+                        ),
+                    );
                 }
             } else if self.cat.class(&r.target).is_some() {
                 self.at(pi, k, &r.id, format!("hosting relationship: target {} is not a hosted class (give it host = \"{}\")", r.target, r.source));
@@ -359,8 +487,16 @@ impl<'a> Validator<'a> {
         let k = ElementKind::Group;
         if let Some(b) = &g.base {
             if let Some(r) = self.resolve(pi, k, &g.id, "base", b, Want::ClassOrGroup) {
-                if r.kind == ElementKind::Class && self.cat.class(GROUP_BASE).is_some() && !self.cat.is_a(b, GROUP_BASE) {
-                    self.at(pi, k, &g.id, format!("base {b:?} is not a group class (derived from {GROUP_BASE})"));
+                if r.kind == ElementKind::Class
+                    && self.cat.class(GROUP_BASE).is_some()
+                    && !self.cat.is_a(b, GROUP_BASE)
+                {
+                    self.at(
+                        pi,
+                        k,
+                        &g.id,
+                        format!("base {b:?} is not a group class (derived from {GROUP_BASE})"),
+                    );
                 }
             }
         }
@@ -368,12 +504,26 @@ impl<'a> Validator<'a> {
             if let Some(er) = self.resolve(pi, k, &g.id, "relationship", r, Want::Relationship) {
                 let rel = &self.cat.packs()[er.pack].pack.relationships[er.pos];
                 if rel.kind != RelationshipKind::Containment {
-                    self.at(pi, k, &g.id, format!("relationship {r:?} is {:?}; group membership is containment", rel.kind));
+                    self.at(
+                        pi,
+                        k,
+                        &g.id,
+                        format!(
+                            "relationship {r:?} is {:?}; group membership is containment",
+                            rel.kind
+                        ),
+                    );
                 }
             }
         }
         if g.rules.is_empty() && g.include.is_empty() {
-            self.at(pi, k, &g.id, "the group has no membership rule and no included instance: it is always empty".into());
+            self.at(
+                pi,
+                k,
+                &g.id,
+                "the group has no membership rule and no included instance: it is always empty"
+                    .into(),
+            );
         }
         for rule in &g.rules {
             self.resolve(pi, k, &g.id, "rule class", &rule.class, Want::ClassOrGroup);
@@ -381,7 +531,12 @@ impl<'a> Validator<'a> {
                 self.property_expr(pi, k, &g.id, &rule.class, e);
                 for grp in e.groups() {
                     if grp == g.id {
-                        self.at(pi, k, &g.id, "a membership rule cannot test membership of its own group".into());
+                        self.at(
+                            pi,
+                            k,
+                            &g.id,
+                            "a membership rule cannot test membership of its own group".into(),
+                        );
                     } else {
                         self.resolve(pi, k, &g.id, "contained(...)", grp, Want::Group);
                     }
@@ -390,7 +545,12 @@ impl<'a> Validator<'a> {
         }
         let both: Vec<&String> = g.include.iter().filter(|i| g.exclude.contains(i)).collect();
         for i in both {
-            self.at(pi, k, &g.id, format!("instance {i:?} is both included and excluded (exclude wins)"));
+            self.at(
+                pi,
+                k,
+                &g.id,
+                format!("instance {i:?} is both included and excluded (exclude wins)"),
+            );
         }
     }
 
@@ -399,23 +559,38 @@ impl<'a> Validator<'a> {
         if self.cat.class(class).is_none() {
             return;
         }
-        let props: Vec<String> = self.cat.properties(class).iter().map(|p| p.name.clone()).collect();
+        let props: Vec<String> = self
+            .cat
+            .properties(class)
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
         for p in e.paths() {
             let known = match p.simple_name() {
                 Some(n) => props.iter().any(|x| x == n) || n == "DisplayName" || n == "Id",
                 None => false,
             };
             if !known {
-                self.at(pi, k, id, format!(
-                    "expression reads {p}, which is not a property of {class} (it has: {})",
-                    if props.is_empty() { "none".to_string() } else { props.join(", ") }
-                ));
+                self.at(
+                    pi,
+                    k,
+                    id,
+                    format!(
+                        "expression reads {p}, which is not a property of {class} (it has: {})",
+                        if props.is_empty() {
+                            "none".to_string()
+                        } else {
+                            props.join(", ")
+                        }
+                    ),
+                );
             }
         }
     }
 
     fn target(&mut self, pi: usize, k: ElementKind, id: &str, target: &str) -> bool {
-        self.resolve(pi, k, id, "target", target, Want::ClassOrGroup).is_some()
+        self.resolve(pi, k, id, "target", target, Want::ClassOrGroup)
+            .is_some()
     }
 
     fn state_trigger(&mut self, pi: usize, k: ElementKind, id: &str, on: Option<Health>) {
@@ -424,9 +599,21 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn command(&mut self, pi: usize, k: ElementKind, id: &str, cmd: &[String], target: Option<&str>) {
+    fn command(
+        &mut self,
+        pi: usize,
+        k: ElementKind,
+        id: &str,
+        cmd: &[String],
+        target: Option<&str>,
+    ) {
         if cmd.is_empty() || cmd[0].trim().is_empty() {
-            self.at(pi, k, id, "command is empty: give the program and its arguments".into());
+            self.at(
+                pi,
+                k,
+                id,
+                "command is empty: give the program and its arguments".into(),
+            );
         }
         for part in cmd {
             self.template(pi, k, id, "command", part, target);
@@ -434,7 +621,15 @@ impl<'a> Validator<'a> {
     }
 
     /// A text with `$Target/...$` references: syntax, and properties of the target class.
-    fn template(&mut self, pi: usize, k: ElementKind, id: &str, field: &str, text: &str, target: Option<&str>) {
+    fn template(
+        &mut self,
+        pi: usize,
+        k: ElementKind,
+        id: &str,
+        field: &str,
+        text: &str,
+        target: Option<&str>,
+    ) {
         let t = match Template::parse(text) {
             Ok(t) => t,
             Err(e) => {
@@ -451,35 +646,80 @@ impl<'a> Validator<'a> {
             .collect();
         for r in t.target_refs() {
             let Some(class) = chain.get(r.hops) else {
-                self.at(pi, k, id, format!(
-                    "{field}: {} climbs {} hosts, but {target} has {}", crate::reference::Part::Target(r.clone()), r.hops, chain.len() - 1
-                ));
+                self.at(
+                    pi,
+                    k,
+                    id,
+                    format!(
+                        "{field}: {} climbs {} hosts, but {target} has {}",
+                        crate::reference::Part::Target(r.clone()),
+                        r.hops,
+                        chain.len() - 1
+                    ),
+                );
                 continue;
             };
-            if let TargetField::Property { class: declared, name } = &r.field {
+            if let TargetField::Property {
+                class: declared,
+                name,
+            } = &r.field
+            {
                 let owner = declared.as_deref().unwrap_or(class);
                 let has = self.cat.class(owner).is_none() && declared.is_some()
                     || self.cat.properties(owner).iter().any(|p| &p.name == name);
                 if !has {
-                    self.at(pi, k, id, format!("{field}: property {name:?} is not a property of {owner}"));
+                    self.at(
+                        pi,
+                        k,
+                        id,
+                        format!("{field}: property {name:?} is not a property of {owner}"),
+                    );
                 }
             }
         }
     }
 
-    fn pipeline(&mut self, pi: usize, k: ElementKind, id: &str, source: &DataSource, conditions: &[Condition], target: &str) -> Option<DataType> {
+    fn pipeline(
+        &mut self,
+        pi: usize,
+        k: ElementKind,
+        id: &str,
+        source: &DataSource,
+        conditions: &[Condition],
+        target: &str,
+    ) -> Option<DataType> {
         self.source(pi, k, id, source, target);
         let mut ty = modules::output_of(source);
         for (i, c) in conditions.iter().enumerate() {
             match modules::condition_output(c, ty) {
                 Ok(t) => ty = t,
                 Err(msg) => {
-                    self.at(pi, k, id, format!("condition {} ({}): {msg}", i + 1, modules::condition_name(c)));
+                    self.at(
+                        pi,
+                        k,
+                        id,
+                        format!(
+                            "condition {} ({}): {msg}",
+                            i + 1,
+                            modules::condition_name(c)
+                        ),
+                    );
                     return None;
                 }
             }
-            if let Condition::MapPerf { object, counter, instance, value } = c {
-                for (f, t) in [("object", object), ("counter", counter), ("instance", instance), ("value", value)] {
+            if let Condition::MapPerf {
+                object,
+                counter,
+                instance,
+                value,
+            } = c
+            {
+                for (f, t) in [
+                    ("object", object),
+                    ("counter", counter),
+                    ("instance", instance),
+                    ("value", value),
+                ] {
                     self.template(pi, k, id, f, t, Some(target));
                 }
             }
@@ -489,16 +729,33 @@ impl<'a> Validator<'a> {
 
     fn source(&mut self, pi: usize, k: ElementKind, id: &str, s: &DataSource, target: &str) {
         if let Err(msg) = modules::check_source(s) {
-            self.at(pi, k, id, format!("source ({}): {msg}", modules::source_name(s)));
+            self.at(
+                pi,
+                k,
+                id,
+                format!("source ({}): {msg}", modules::source_name(s)),
+            );
         }
         match s {
-            DataSource::Perf { object, counter, instance, .. } => {
-                for t in [Some(object), Some(counter), instance.as_ref()].into_iter().flatten() {
+            DataSource::Perf {
+                object,
+                counter,
+                instance,
+                ..
+            } => {
+                for t in [Some(object), Some(counter), instance.as_ref()]
+                    .into_iter()
+                    .flatten()
+                {
                     self.template(pi, k, id, "source", t, Some(target));
                 }
             }
-            DataSource::Service { service, .. } => self.template(pi, k, id, "source", service, Some(target)),
-            DataSource::LogFile { path, .. } => self.template(pi, k, id, "source", path, Some(target)),
+            DataSource::Service { service, .. } => {
+                self.template(pi, k, id, "source", service, Some(target))
+            }
+            DataSource::LogFile { path, .. } => {
+                self.template(pi, k, id, "source", path, Some(target))
+            }
             DataSource::Command { command, .. } => self.command(pi, k, id, command, Some(target)),
             _ => {}
         }
@@ -508,7 +765,12 @@ impl<'a> Validator<'a> {
         let k = ElementKind::Discovery;
         self.target(pi, k, &d.id, &d.target);
         if d.classes.is_empty() && d.relationships.is_empty() {
-            self.at(pi, k, &d.id, "discovers nothing: list its classes or relationships".into());
+            self.at(
+                pi,
+                k,
+                &d.id,
+                "discovers nothing: list its classes or relationships".into(),
+            );
         }
         for c in &d.classes {
             self.resolve(pi, k, &d.id, "class", c, Want::ClassOrGroup);
@@ -538,20 +800,36 @@ impl<'a> Validator<'a> {
         if let Some(ty) = ty {
             for a in &r.actions {
                 if let Err(msg) = modules::action_accepts(a, ty) {
-                    self.at(pi, k, &r.id, format!("action {}: {msg}", modules::action_name(a)));
+                    self.at(
+                        pi,
+                        k,
+                        &r.id,
+                        format!("action {}: {msg}", modules::action_name(a)),
+                    );
                 }
             }
         }
         for a in &r.actions {
             match a {
-                Action::Alert { name, description, .. } => {
+                Action::Alert {
+                    name, description, ..
+                } => {
                     if name.trim().is_empty() {
                         self.at(pi, k, &r.id, "alert name is empty".into());
                     }
                     self.template(pi, k, &r.id, "alert name", name, Some(&r.target));
-                    self.template(pi, k, &r.id, "alert description", description, Some(&r.target));
+                    self.template(
+                        pi,
+                        k,
+                        &r.id,
+                        "alert description",
+                        description,
+                        Some(&r.target),
+                    );
                 }
-                Action::Command { command, .. } => self.command(pi, k, &r.id, command, Some(&r.target)),
+                Action::Command { command, .. } => {
+                    self.command(pi, k, &r.id, command, Some(&r.target))
+                }
                 _ => {}
             }
         }
@@ -564,20 +842,42 @@ impl<'a> Validator<'a> {
         self.parent(pi, k, &m.id, &m.parent, &m.target);
         if let Some(ty) = self.pipeline(pi, k, &m.id, &m.source, &m.conditions, &m.target) {
             if let Err(msg) = modules::detection_accepts(&m.detect, ty) {
-                self.at(pi, k, &m.id, format!("detect ({}): {msg}", m.detect.type_name()));
+                self.at(
+                    pi,
+                    k,
+                    &m.id,
+                    format!("detect ({}): {msg}", m.detect.type_name()),
+                );
             }
         }
         if let Err(msg) = modules::check_detection(&m.detect) {
-            self.at(pi, k, &m.id, format!("detect ({}): {msg}", m.detect.type_name()));
+            self.at(
+                pi,
+                k,
+                &m.id,
+                format!("detect ({}): {msg}", m.detect.type_name()),
+            );
         }
         self.alert(pi, k, &m.id, m.alert.as_ref(), &m.target);
         self.overridable(pi, k, &m.id, Workflow::Monitor(m));
     }
 
-    fn alert(&mut self, pi: usize, k: ElementKind, id: &str, a: Option<&AlertSettings>, target: &str) {
+    fn alert(
+        &mut self,
+        pi: usize,
+        k: ElementKind,
+        id: &str,
+        a: Option<&AlertSettings>,
+        target: &str,
+    ) {
         let Some(a) = a else { return };
         if !matches!(a.on, Health::Warning | Health::Critical) {
-            self.at(pi, k, id, "alert.on must be warning (warning or critical) or critical".into());
+            self.at(
+                pi,
+                k,
+                id,
+                "alert.on must be warning (warning or critical) or critical".into(),
+            );
         }
         if a.name.trim().is_empty() {
             self.at(pi, k, id, "alert name is empty".into());
@@ -611,18 +911,43 @@ impl<'a> Validator<'a> {
         let k = ElementKind::DependencyMonitor;
         self.target(pi, k, &d.id, &d.target);
         self.parent(pi, k, &d.id, &d.parent, &d.target);
-        if let Some(r) = self.resolve(pi, k, &d.id, "relationship", &d.relationship, Want::Relationship) {
+        if let Some(r) = self.resolve(
+            pi,
+            k,
+            &d.id,
+            "relationship",
+            &d.relationship,
+            Want::Relationship,
+        ) {
             let rel = &self.cat.packs()[r.pack].pack.relationships[r.pos];
             if rel.kind == RelationshipKind::Reference {
                 self.at(pi, k, &d.id, format!("relationship {} is a reference; dependency monitors roll up hosting or containment", rel.id));
             }
             if self.cat.class(&d.target).is_some() && !self.cat.is_a(&d.target, &rel.source) {
-                self.at(pi, k, &d.id, format!("target {} is not the source class {} of {} (or derived from it)", d.target, rel.source, rel.id));
+                self.at(
+                    pi,
+                    k,
+                    &d.id,
+                    format!(
+                        "target {} is not the source class {} of {} (or derived from it)",
+                        d.target, rel.source, rel.id
+                    ),
+                );
             }
-            if let Some(m) = self.resolve(pi, k, &d.id, "member_monitor", &d.member_monitor, Want::Monitor) {
+            if let Some(m) = self.resolve(
+                pi,
+                k,
+                &d.id,
+                "member_monitor",
+                &d.member_monitor,
+                Want::Monitor,
+            ) {
                 let mt = self.monitor_target(m);
                 if let Some(mt) = mt {
-                    if self.cat.class(&rel.target).is_some() && !self.cat.is_a(&rel.target, &mt) && !self.cat.is_a(&mt, &rel.target) {
+                    if self.cat.class(&rel.target).is_some()
+                        && !self.cat.is_a(&rel.target, &mt)
+                        && !self.cat.is_a(&mt, &rel.target)
+                    {
                         self.at(pi, k, &d.id, format!(
                             "member_monitor {} targets {mt}, but the members ({}) are of class {}", d.member_monitor, rel.id, rel.target
                         ));
@@ -631,13 +956,24 @@ impl<'a> Validator<'a> {
             }
         }
         match (d.algorithm, d.percentage) {
-            (DependencyAlgorithm::Percentage, None) => self.at(pi, k, &d.id, "algorithm percentage needs percentage = N (1 to 100)".into()),
-            (DependencyAlgorithm::Percentage, Some(p)) if !(1..=100).contains(&p) => {
-                self.at(pi, k, &d.id, format!("percentage {p} is not between 1 and 100"))
-            }
-            (DependencyAlgorithm::WorstOf | DependencyAlgorithm::BestOf, Some(_)) => {
-                self.at(pi, k, &d.id, "percentage is only used with algorithm = \"percentage\"".into())
-            }
+            (DependencyAlgorithm::Percentage, None) => self.at(
+                pi,
+                k,
+                &d.id,
+                "algorithm percentage needs percentage = N (1 to 100)".into(),
+            ),
+            (DependencyAlgorithm::Percentage, Some(p)) if !(1..=100).contains(&p) => self.at(
+                pi,
+                k,
+                &d.id,
+                format!("percentage {p} is not between 1 and 100"),
+            ),
+            (DependencyAlgorithm::WorstOf | DependencyAlgorithm::BestOf, Some(_)) => self.at(
+                pi,
+                k,
+                &d.id,
+                "percentage is only used with algorithm = \"percentage\"".into(),
+            ),
             _ => {}
         }
         self.alert(pi, k, &d.id, d.alert.as_ref(), &d.target);
@@ -671,32 +1007,60 @@ impl<'a> Validator<'a> {
 
     fn override_(&mut self, pi: usize, o: &Override) {
         let k = ElementKind::Override;
-        let context_ok = self.resolve(pi, k, &o.id, "context", &o.context, Want::ClassOrGroup).is_some();
+        let context_ok = self
+            .resolve(pi, k, &o.id, "context", &o.context, Want::ClassOrGroup)
+            .is_some();
         if o.instance.as_deref().is_some_and(|i| i.trim().is_empty()) {
             self.at(pi, k, &o.id, "instance is empty".into());
         }
         let Some(wr) = self.resolve(pi, k, &o.id, "workflow", &o.workflow, Want::Workflow) else {
             return;
         };
-        let Some(w) = self.cat.workflow(&o.workflow) else { return };
+        let Some(w) = self.cat.workflow(&o.workflow) else {
+            return;
+        };
         let _ = wr;
         let params = parameters(w);
         match params.get(&o.parameter) {
-            None => self.at(pi, k, &o.id, format!(
-                "{} has no parameter {:?} (it has: {})", o.workflow, o.parameter,
-                params.keys().cloned().collect::<Vec<_>>().join(", ")
-            )),
-            Some((_, ParamKind::Config)) if !w.overridable().contains(&o.parameter) => self.at(pi, k, &o.id, format!(
+            None => self.at(
+                pi,
+                k,
+                &o.id,
+                format!(
+                    "{} has no parameter {:?} (it has: {})",
+                    o.workflow,
+                    o.parameter,
+                    params.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ),
+            Some((_, ParamKind::Config)) if !w.overridable().contains(&o.parameter) => {
+                self.at(
+                    pi,
+                    k,
+                    &o.id,
+                    format!(
                 "parameter {:?} of {} is not overridable (the {} declares overridable = [{}])",
                 o.parameter, o.workflow, w.kind(),
                 w.overridable().iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ")
-            )),
+            ),
+                )
+            }
             Some((default, _)) => {
                 if !o.value.same_kind(default) {
-                    self.at(pi, k, &o.id, format!(
-                        "value {} is {}, but {} of {} is {} ({})",
-                        o.value, o.value.kind(), o.parameter, o.workflow, default.kind(), default
-                    ));
+                    self.at(
+                        pi,
+                        k,
+                        &o.id,
+                        format!(
+                            "value {} is {}, but {} of {} is {} ({})",
+                            o.value,
+                            o.value.kind(),
+                            o.parameter,
+                            o.workflow,
+                            default.kind(),
+                            default
+                        ),
+                    );
                 }
             }
         }
@@ -705,9 +1069,13 @@ impl<'a> Validator<'a> {
                 let ctx = o.context.as_str();
                 // The context must be able to cover target instances: the target class itself,
                 // a class of the hosting chain (either way along inheritance), or a group.
-                let chain: Vec<&str> = std::iter::once(target).chain(self.cat.host_chain(target)).collect();
+                let chain: Vec<&str> = std::iter::once(target)
+                    .chain(self.cat.host_chain(target))
+                    .collect();
                 let related = self.cat.group(ctx).is_some()
-                    || chain.iter().any(|c| self.cat.is_a(c, ctx) || self.cat.is_a(ctx, c));
+                    || chain
+                        .iter()
+                        .any(|c| self.cat.is_a(c, ctx) || self.cat.is_a(ctx, c));
                 if !related {
                     self.at(pi, k, &o.id, format!(
                         "context {ctx} can never apply: {} targets {target}, which is neither a {ctx} nor hosted by one", o.workflow
@@ -727,7 +1095,10 @@ impl<'a> Validator<'a> {
                     let mut cur = c.id.clone();
                     loop {
                         let n = if next == 0 {
-                            self.cat.class(&cur).and_then(|x| x.base).map(str::to_string)
+                            self.cat
+                                .class(&cur)
+                                .and_then(|x| x.base)
+                                .map(str::to_string)
                         } else {
                             self.cat.host_of(&cur).map(str::to_string)
                         };
@@ -740,7 +1111,12 @@ impl<'a> Validator<'a> {
                                 if reported.insert((what, key)) {
                                     let mut shown = cycle.to_vec();
                                     shown.push(n.clone());
-                                    self.at(pi, ElementKind::Class, &c.id, format!("{what} cycle: {}", shown.join(" -> ")));
+                                    self.at(
+                                        pi,
+                                        ElementKind::Class,
+                                        &c.id,
+                                        format!("{what} cycle: {}", shown.join(" -> ")),
+                                    );
                                 }
                             }
                             break;
@@ -753,69 +1129,113 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// Monitor trees: a monitor feeds its parent, a member monitor feeds the dependency
-    /// monitors that roll it up. A cycle in that graph is a rollup that never settles.
+    /// Monitor trees: every monitor feeds its parent on the same instance; a cycle there never
+    /// settles. Dependency monitors cross instances: a cycle of rollups between classes that
+    /// are not related by inheritance (A rolls up B, B rolls up A) is a containment rollup
+    /// cycle. (A class rolling up its own kind, like groups of groups, is legal; instance
+    /// cycles there are the health engine's to stop.)
     fn monitor_cycles(&mut self) {
-        let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        let mut home: BTreeMap<&str, (usize, ElementKind)> = BTreeMap::new();
+        let mut tree: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut home: BTreeMap<String, (usize, ElementKind)> = BTreeMap::new();
+        let mut rollups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut rollup_home: BTreeMap<String, (usize, String)> = BTreeMap::new();
         for (pi, lp) in self.cat.packs().iter().enumerate() {
             let p = &lp.pack;
             for m in &p.monitors {
-                edges.entry(&m.id).or_default().push(&m.parent);
-                home.insert(&m.id, (pi, ElementKind::UnitMonitor));
+                tree.entry(m.id.clone()).or_default().push(m.parent.clone());
+                home.insert(m.id.clone(), (pi, ElementKind::UnitMonitor));
             }
             for a in &p.aggregates {
                 if let Some(par) = &a.parent {
-                    edges.entry(&a.id).or_default().push(par);
+                    tree.entry(a.id.clone()).or_default().push(par.clone());
                 }
-                home.insert(&a.id, (pi, ElementKind::AggregateMonitor));
+                home.insert(a.id.clone(), (pi, ElementKind::AggregateMonitor));
             }
             for d in &p.dependencies {
-                edges.entry(&d.id).or_default().push(&d.parent);
-                edges.entry(&d.member_monitor).or_default().push(&d.id);
-                home.insert(&d.id, (pi, ElementKind::DependencyMonitor));
+                tree.entry(d.id.clone()).or_default().push(d.parent.clone());
+                home.insert(d.id.clone(), (pi, ElementKind::DependencyMonitor));
+                if let Some(rel) = self.cat.relationship(&d.relationship) {
+                    let (u, t) = (rel.target.clone(), d.target.clone());
+                    if !self.cat.is_a(&u, &t) && !self.cat.is_a(&t, &u) {
+                        rollups.entry(u.clone()).or_default().push(t.clone());
+                        rollup_home.entry(t).or_insert((pi, d.id.clone()));
+                    }
+                }
             }
         }
-        // Iterative DFS with colours.
-        let mut colour: BTreeMap<&str, u8> = BTreeMap::new();
-        let mut reported = BTreeSet::new();
-        let nodes: Vec<&str> = edges.keys().copied().collect();
-        for start in nodes {
-            if colour.get(start).copied().unwrap_or(0) != 0 {
-                continue;
+        for cycle in cycles(&tree) {
+            if let Some(&(pi, kind)) = cycle.iter().find_map(|c| home.get(c)) {
+                let at = cycle
+                    .iter()
+                    .find(|c| home.contains_key(*c))
+                    .cloned()
+                    .unwrap_or_default();
+                self.at(
+                    pi,
+                    kind,
+                    &at,
+                    format!("monitor tree cycle: {}", cycle.join(" -> ")),
+                );
             }
-            let mut stack: Vec<(&str, usize)> = vec![(start, 0)];
-            colour.insert(start, 1);
-            while let Some(&mut (node, ref mut i)) = stack.last_mut() {
-                let next = edges.get(node).and_then(|v| v.get(*i)).copied();
-                *i += 1;
-                match next {
-                    None => {
-                        colour.insert(node, 2);
-                        stack.pop();
-                    }
-                    Some(n) => match colour.get(n).copied().unwrap_or(0) {
-                        0 => {
-                            colour.insert(n, 1);
-                            stack.push((n, 0));
-                        }
-                        1 => {
-                            let pos = stack.iter().position(|(s, _)| *s == n).unwrap_or(0);
-                            let mut cycle: Vec<&str> = stack[pos..].iter().map(|(s, _)| *s).collect();
-                            let mut key = cycle.clone();
-                            key.sort();
-                            if reported.insert(key) {
-                                cycle.push(n);
-                                let at = cycle.iter().find_map(|c| home.get(c).map(|h| (*h, *c)));
-                                if let Some(((pi, kind), id)) = at {
-                                    self.at(pi, kind, id, format!("monitor rollup cycle: {}", cycle.join(" -> ")));
-                                }
-                            }
-                        }
-                        _ => {}
-                    },
-                }
+        }
+        for cycle in cycles(&rollups) {
+            if let Some((pi, id)) = cycle.iter().find_map(|c| rollup_home.get(c)).cloned() {
+                self.at(
+                    pi,
+                    ElementKind::DependencyMonitor,
+                    &id,
+                    format!(
+                        "containment rollup cycle between classes: {} (each rolls up the next)",
+                        cycle.join(" <- ")
+                    ),
+                );
             }
         }
     }
+}
+
+/// Every cycle of a directed graph, each once, as the node list with its first node repeated.
+fn cycles(edges: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
+    let mut colour: BTreeMap<&str, u8> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for start in edges.keys() {
+        if colour.get(start.as_str()).copied().unwrap_or(0) != 0 {
+            continue;
+        }
+        let mut stack: Vec<(&str, usize)> = vec![(start, 0)];
+        colour.insert(start, 1);
+        while let Some(top) = stack.last_mut() {
+            let (node, i) = (top.0, top.1);
+            top.1 += 1;
+            match edges.get(node).and_then(|v| v.get(i)) {
+                None => {
+                    colour.insert(node, 2);
+                    stack.pop();
+                }
+                Some(n) => match colour.get(n.as_str()).copied().unwrap_or(0) {
+                    0 => {
+                        colour.insert(n, 1);
+                        stack.push((n, 0));
+                    }
+                    1 => {
+                        let pos = stack
+                            .iter()
+                            .position(|(s, _)| *s == n.as_str())
+                            .unwrap_or(0);
+                        let mut cycle: Vec<String> =
+                            stack[pos..].iter().map(|(s, _)| s.to_string()).collect();
+                        let mut key = cycle.clone();
+                        key.sort();
+                        if seen.insert(key) {
+                            cycle.push(n.clone());
+                            out.push(cycle);
+                        }
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+    out
 }
