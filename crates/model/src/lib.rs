@@ -18,6 +18,7 @@ pub mod overrides;
 pub mod pack;
 pub mod params;
 pub mod reference;
+pub mod scom;
 pub mod validate;
 
 pub use catalog::Catalog;

@@ -58,7 +58,25 @@ pub fn output_of(s: &DataSource) -> DataType {
         DataSource::LogFile { .. } => DataType::LogLine,
         DataSource::Inventory { .. } => DataType::Discovery,
         DataSource::Schedule { .. } => DataType::Trigger,
+        DataSource::Unsupported { produces, .. } => {
+            data_type_named(produces).unwrap_or(DataType::Trigger)
+        }
     }
+}
+
+/// The data type with this file name (`perf`, `property_bag`, ...).
+pub fn data_type_named(name: &str) -> Option<DataType> {
+    Some(match name {
+        "perf" => DataType::Perf,
+        "event" => DataType::Event,
+        "heartbeat" => DataType::Heartbeat,
+        "service_state" => DataType::ServiceState,
+        "property_bag" => DataType::PropertyBag,
+        "log_line" => DataType::LogLine,
+        "discovery" => DataType::Discovery,
+        "trigger" => DataType::Trigger,
+        _ => return None,
+    })
 }
 
 /// The data source's type name.
@@ -72,6 +90,7 @@ pub fn source_name(s: &DataSource) -> &'static str {
         DataSource::LogFile { .. } => "log_file",
         DataSource::Inventory { .. } => "inventory",
         DataSource::Schedule { .. } => "schedule",
+        DataSource::Unsupported { .. } => "unsupported",
     }
 }
 
@@ -116,6 +135,9 @@ pub fn check_source(s: &DataSource) -> Result<(), String> {
                 INVENTORY_PROVIDERS.join(", ")
             ))
         }
+        DataSource::Unsupported { produces, .. } if data_type_named(produces).is_none() => Err(format!(
+            "produces {produces:?} is not a data type (perf, event, heartbeat, service_state, property_bag, log_line, discovery, trigger)"
+        )),
         _ => Ok(()),
     }
 }
@@ -211,6 +233,7 @@ pub fn detection_accepts(d: &Detection, input: DataType) -> Result<(), String> {
             DataType::LogLine,
         ],
         Detection::Heartbeat { .. } => &[DataType::Heartbeat],
+        Detection::Unsupported { .. } => return Ok(()),
     };
     if ok.contains(&input) {
         Ok(())
@@ -334,6 +357,13 @@ pub fn check_detection(d: &Detection) -> Result<(), String> {
         }
         Detection::Heartbeat { missed } => {
             samples_ok(*missed).map_err(|_| "missed must be at least 1".into())
+        }
+        Detection::Unsupported { states, .. } => {
+            if states.len() < 2 || states.len() > 3 {
+                Err(format!("a monitor has 2 or 3 states, not {}", states.len()))
+            } else {
+                Ok(())
+            }
         }
     }
 }

@@ -317,6 +317,15 @@ pub enum DataSource {
         /// Fire interval.
         interval: Interval,
     },
+    /// A module healthstream cannot run (an imported Windows script or WMI query). The
+    /// collector skips it; workflows using it are imported disabled, for an administrator to
+    /// give them a runnable source.
+    Unsupported {
+        /// The original module type.
+        module: String,
+        /// The data type it produced: perf, event, property_bag, service_state, discovery, trigger.
+        produces: String,
+    },
 }
 
 /// A condition-detection module in a workflow pipeline.
@@ -659,6 +668,14 @@ pub enum Detection {
         #[serde(default = "four")]
         missed: u32,
     },
+    /// An imported monitor type healthstream cannot evaluate; the monitor stays uninitialized
+    /// (imported disabled).
+    Unsupported {
+        /// The original monitor type.
+        monitor_type: String,
+        /// The states it had.
+        states: Vec<Health>,
+    },
 }
 
 impl Detection {
@@ -676,6 +693,7 @@ impl Detection {
             Detection::BasicService { .. } => "basic_service",
             Detection::Expression { .. } => "expression",
             Detection::Heartbeat { .. } => "heartbeat",
+            Detection::Unsupported { .. } => "unsupported",
         }
     }
 }

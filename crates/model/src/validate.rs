@@ -516,15 +516,6 @@ impl<'a> Validator<'a> {
                 }
             }
         }
-        if g.rules.is_empty() && g.include.is_empty() {
-            self.at(
-                pi,
-                k,
-                &g.id,
-                "the group has no membership rule and no included instance: it is always empty"
-                    .into(),
-            );
-        }
         for rule in &g.rules {
             self.resolve(pi, k, &g.id, "rule class", &rule.class, Want::ClassOrGroup);
             if let Some(e) = &rule.expression {

@@ -110,7 +110,11 @@ fn disk() -> InstanceContext {
 fn winner(c: &Catalog) -> (String, f64, Option<Precedence>) {
     let r = resolve(c, "M.Free", "threshold", &disk()).expect("resolves");
     let v = r.value.as_f64().expect("number");
-    let id = r.candidates.first().map(|c| c.override_id.clone()).unwrap_or_default();
+    let id = r
+        .candidates
+        .first()
+        .map(|c| c.override_id.clone())
+        .unwrap_or_default();
     (id, v, r.decided_by.first().copied())
 }
 
@@ -135,13 +139,20 @@ fn instance_beats_group_beats_class() {
         ],
     )]);
     let r = resolve(&c, "M.Free", "threshold", &disk()).expect("resolves");
-    let order: Vec<&str> = r.candidates.iter().map(|c| c.override_id.as_str()).collect();
+    let order: Vec<&str> = r
+        .candidates
+        .iter()
+        .map(|c| c.override_id.as_str())
+        .collect();
     assert_eq!(order, ["U.Instance", "U.Group", "U.Class"]);
     assert_eq!(r.value, ParamValue::Float(3.0));
     assert_eq!(r.decided_by, [Precedence::Context, Precedence::Context]);
     let text = r.to_string();
     assert!(text.contains("winner U.Instance"), "{text}");
-    assert!(text.contains("loses to U.Instance: instance beats group beats class"), "{text}");
+    assert!(
+        text.contains("loses to U.Instance: instance beats group beats class"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -149,14 +160,20 @@ fn enforced_beats_not_enforced_at_the_same_level_only() {
     let c = catalog(&[pack(
         "U",
         false,
-        &[("U.A", "M.Disk", None, false, 1.0), ("U.B", "M.Disk", None, true, 2.0)],
+        &[
+            ("U.A", "M.Disk", None, false, 1.0),
+            ("U.B", "M.Disk", None, true, 2.0),
+        ],
     )]);
     assert_eq!(winner(&c), ("U.B".into(), 2.0, Some(Precedence::Enforced)));
     // An enforced class override does not beat a group override: specificity comes first.
     let c = catalog(&[pack(
         "U",
         false,
-        &[("U.A", "M.Other", None, false, 1.0), ("U.B", "M.Disk", None, true, 2.0)],
+        &[
+            ("U.A", "M.Other", None, false, 1.0),
+            ("U.B", "M.Disk", None, true, 2.0),
+        ],
     )]);
     assert_eq!(winner(&c), ("U.A".into(), 1.0, Some(Precedence::Context)));
 }
@@ -175,14 +192,20 @@ fn hosted_class_beats_host_class() {
     let c = catalog(&[pack(
         "U",
         false,
-        &[("U.A", "M.Box", None, false, 1.0), ("U.B", "M.Disk", None, false, 2.0)],
+        &[
+            ("U.A", "M.Box", None, false, 1.0),
+            ("U.B", "M.Disk", None, false, 2.0),
+        ],
     )]);
     assert_eq!(winner(&c), ("U.B".into(), 2.0, Some(Precedence::Hosting)));
     // An instance override on the host applies to what it hosts, after one on the disk.
     let c = catalog(&[pack(
         "U",
         false,
-        &[("U.A", "M.Box", Some("box1"), false, 1.0), ("U.B", "M.Disk", Some("disk-sda"), false, 2.0)],
+        &[
+            ("U.A", "M.Box", Some("box1"), false, 1.0),
+            ("U.B", "M.Disk", Some("disk-sda"), false, 2.0),
+        ],
     )]);
     assert_eq!(winner(&c), ("U.B".into(), 2.0, Some(Precedence::Hosting)));
 }
@@ -192,14 +215,23 @@ fn derived_class_beats_base_class() {
     let c = catalog(&[pack(
         "U",
         false,
-        &[("U.A", "M.DiskBase", None, false, 1.0), ("U.B", "M.Disk", None, false, 2.0)],
+        &[
+            ("U.A", "M.DiskBase", None, false, 1.0),
+            ("U.B", "M.Disk", None, false, 2.0),
+        ],
     )]);
-    assert_eq!(winner(&c), ("U.B".into(), 2.0, Some(Precedence::DerivedClass)));
+    assert_eq!(
+        winner(&c),
+        ("U.B".into(), 2.0, Some(Precedence::DerivedClass))
+    );
 }
 
 #[test]
 fn full_ties_are_deterministic() {
-    let overrides = [("U.Z", "M.Important", None, false, 1.0), ("U.A", "M.Other", None, false, 2.0)];
+    let overrides = [
+        ("U.Z", "M.Important", None, false, 1.0),
+        ("U.A", "M.Other", None, false, 2.0),
+    ];
     let c = catalog(&[pack("U", false, &overrides)]);
     assert_eq!(winner(&c), ("U.A".into(), 2.0, Some(Precedence::Tie)));
     let mut reversed = overrides;
@@ -220,7 +252,13 @@ fn overrides_that_do_not_cover_the_instance_are_ignored() {
         false,
         &[
             ("U.OtherDisk", "M.Disk", Some("disk-sdb"), false, 1.0),
-            ("U.Connector", "System.Group.AllCollectors", None, false, 2.0),
+            (
+                "U.Connector",
+                "System.Group.AllCollectors",
+                None,
+                false,
+                2.0,
+            ),
         ],
     )]);
     let r = resolve(&c, "M.Free", "threshold", &disk()).expect("resolves");
@@ -234,7 +272,11 @@ fn resolution_errors_are_clear() {
     let e = resolve(&c, "M.Nope", "threshold", &disk()).expect_err("unknown workflow");
     assert!(e.to_string().contains("no discovery, rule, monitor"), "{e}");
     let e = resolve(&c, "M.Free", "colour", &disk()).expect_err("unknown parameter");
-    assert!(e.to_string().contains("has no parameter \"colour\"; it has: "), "{e}");
+    assert!(
+        e.to_string()
+            .contains("has no parameter \"colour\"; it has: "),
+        "{e}"
+    );
     let mut wrong = disk();
     wrong.class = "M.Box".into();
     let e = resolve(&c, "M.Free", "threshold", &wrong).expect_err("not a target");

@@ -3,14 +3,25 @@
 
 use std::collections::BTreeMap;
 
-use healthstream_model::expr::{CmpOp, Expr, Index, Operand, Path, Pattern, Segment, Subject, Value};
+use healthstream_model::expr::{
+    CmpOp, Expr, Index, Operand, Path, Pattern, Segment, Subject, Value,
+};
 use healthstream_model::pack::*;
 use healthstream_model::params::ParamValue;
 use healthstream_model::reference::Template;
 use proptest::prelude::*;
 
 const KEYWORDS: [&str; 10] = [
-    "and", "or", "not", "exists", "contained", "matches", "like", "contains", "true", "false",
+    "and",
+    "or",
+    "not",
+    "exists",
+    "contained",
+    "matches",
+    "like",
+    "contains",
+    "true",
+    "false",
 ];
 
 fn name() -> impl Strategy<Value = String> {
@@ -60,17 +71,40 @@ fn operand() -> impl Strategy<Value = Operand> {
 fn leaf() -> impl Strategy<Value = Expr> {
     prop_oneof![
         (operand(), operand(), 0usize..8).prop_map(|(left, right, op)| {
-            let op = [CmpOp::Eq, CmpOp::Ne, CmpOp::Lt, CmpOp::Le, CmpOp::Gt, CmpOp::Ge, CmpOp::Contains, CmpOp::NotContains][op];
+            let op = [
+                CmpOp::Eq,
+                CmpOp::Ne,
+                CmpOp::Lt,
+                CmpOp::Le,
+                CmpOp::Gt,
+                CmpOp::Ge,
+                CmpOp::Contains,
+                CmpOp::NotContains,
+            ][op];
             Expr::Compare { left, op, right }
         }),
         (path(), text(), any::<bool>(), any::<bool>()).prop_map(|(p, src, regex, negate)| {
             let (pattern, op) = if regex {
                 let p = Pattern::regex(&regex::escape(&src)).expect("escaped text is a regex");
-                (p, if negate { CmpOp::NotMatches } else { CmpOp::Matches })
+                (
+                    p,
+                    if negate {
+                        CmpOp::NotMatches
+                    } else {
+                        CmpOp::Matches
+                    },
+                )
             } else {
-                (Pattern::wildcard(&src).expect("any text is a wildcard"), if negate { CmpOp::NotLike } else { CmpOp::Like })
+                (
+                    Pattern::wildcard(&src).expect("any text is a wildcard"),
+                    if negate { CmpOp::NotLike } else { CmpOp::Like },
+                )
             };
-            Expr::Compare { left: Operand::Path(p), op, right: Operand::Pattern(pattern) }
+            Expr::Compare {
+                left: Operand::Path(p),
+                op,
+                right: Operand::Pattern(pattern),
+            }
         }),
         path().prop_map(Expr::Exists),
         text().prop_map(Expr::Contained),
@@ -116,7 +150,14 @@ fn item() -> impl Strategy<Value = Item> {
 fn small_expr() -> impl Strategy<Value = Expr> {
     let leaf = ("[a-c]", -3i64..3, 0usize..6).prop_map(|(p, n, op)| Expr::Compare {
         left: Operand::Path(Path::name(&p)),
-        op: [CmpOp::Eq, CmpOp::Ne, CmpOp::Lt, CmpOp::Le, CmpOp::Gt, CmpOp::Ge][op],
+        op: [
+            CmpOp::Eq,
+            CmpOp::Ne,
+            CmpOp::Lt,
+            CmpOp::Le,
+            CmpOp::Gt,
+            CmpOp::Ge,
+        ][op],
         right: Operand::Number(n as f64),
     });
     leaf.prop_recursive(3, 12, 3, |inner| {
@@ -208,7 +249,11 @@ fn interval() -> impl Strategy<Value = Interval> {
 }
 
 fn health() -> impl Strategy<Value = Health> {
-    prop_oneof![Just(Health::Healthy), Just(Health::Warning), Just(Health::Critical)]
+    prop_oneof![
+        Just(Health::Healthy),
+        Just(Health::Warning),
+        Just(Health::Critical)
+    ]
 }
 
 fn direction() -> impl Strategy<Value = Direction> {
@@ -217,41 +262,115 @@ fn direction() -> impl Strategy<Value = Direction> {
 
 fn source() -> impl Strategy<Value = DataSource> {
     prop_oneof![
-        (text(), text(), prop::option::of(text()), interval())
-            .prop_map(|(object, counter, instance, interval)| DataSource::Perf { object, counter, instance, interval }),
-        (text(), prop::option::of(small_expr())).prop_map(|(log, filter)| DataSource::Event { log, filter }),
+        (text(), text(), prop::option::of(text()), interval()).prop_map(
+            |(object, counter, instance, interval)| DataSource::Perf {
+                object,
+                counter,
+                instance,
+                interval
+            }
+        ),
+        (text(), prop::option::of(small_expr()))
+            .prop_map(|(log, filter)| DataSource::Event { log, filter }),
         interval().prop_map(|interval| DataSource::Heartbeat { interval }),
-        (text(), interval()).prop_map(|(service, interval)| DataSource::Service { service, interval }),
-        (prop::collection::vec(text(), 1..3), interval(), interval())
-            .prop_map(|(command, interval, timeout)| DataSource::Command { command, interval, timeout }),
-        (text(), prop::option::of("[a-z]+")).prop_map(|(path, pattern)| DataSource::LogFile { path, pattern }),
+        (text(), interval())
+            .prop_map(|(service, interval)| DataSource::Service { service, interval }),
+        (prop::collection::vec(text(), 1..3), interval(), interval()).prop_map(
+            |(command, interval, timeout)| DataSource::Command {
+                command,
+                interval,
+                timeout
+            }
+        ),
+        (text(), prop::option::of("[a-z]+"))
+            .prop_map(|(path, pattern)| DataSource::LogFile { path, pattern }),
     ]
 }
 
 fn detection() -> impl Strategy<Value = Detection> {
     prop_oneof![
-        (direction(), number(), health()).prop_map(|(direction, t, unhealthy)| Detection::SimpleThreshold {
-            direction, threshold: Some(t), warning: None, critical: None, unhealthy
+        (direction(), number(), health()).prop_map(|(direction, t, unhealthy)| {
+            Detection::SimpleThreshold {
+                direction,
+                threshold: Some(t),
+                warning: None,
+                critical: None,
+                unhealthy,
+            }
         }),
-        (direction(), number(), number()).prop_map(|(direction, w, c)| Detection::SimpleThreshold {
-            direction, threshold: None, warning: Some(w), critical: Some(c), unhealthy: Health::Critical
+        (direction(), number(), number()).prop_map(|(direction, w, c)| {
+            Detection::SimpleThreshold {
+                direction,
+                threshold: None,
+                warning: Some(w),
+                critical: Some(c),
+                unhealthy: Health::Critical,
+            }
         }),
-        (number(), number(), health(), health(), health()).prop_map(|(low, high, below, between, above)| {
-            Detection::DoubleThreshold { low, high, below, between, above }
+        (number(), number(), health(), health(), health()).prop_map(
+            |(low, high, below, between, above)| {
+                Detection::DoubleThreshold {
+                    low,
+                    high,
+                    below,
+                    between,
+                    above,
+                }
+            }
+        ),
+        (direction(), number(), 1u32..10, health()).prop_map(
+            |(direction, threshold, samples, unhealthy)| Detection::ConsecutiveSamples {
+                direction,
+                threshold,
+                samples,
+                unhealthy
+            }
+        ),
+        (direction(), number(), 1u32..10, health()).prop_map(
+            |(direction, threshold, samples, unhealthy)| Detection::AverageThreshold {
+                direction,
+                threshold,
+                samples,
+                unhealthy
+            }
+        ),
+        (direction(), number(), 1u32..10, health()).prop_map(
+            |(direction, threshold, samples, unhealthy)| Detection::DeltaThreshold {
+                direction,
+                threshold,
+                samples,
+                unhealthy
+            }
+        ),
+        (small_expr(), small_expr(), health()).prop_map(
+            |(unhealthy_when, healthy_when, unhealthy)| Detection::EventReset {
+                unhealthy_when,
+                healthy_when,
+                unhealthy
+            }
+        ),
+        (small_expr(), health()).prop_map(|(unhealthy_when, unhealthy)| Detection::ManualReset {
+            unhealthy_when,
+            unhealthy
         }),
-        (direction(), number(), 1u32..10, health())
-            .prop_map(|(direction, threshold, samples, unhealthy)| Detection::ConsecutiveSamples { direction, threshold, samples, unhealthy }),
-        (direction(), number(), 1u32..10, health())
-            .prop_map(|(direction, threshold, samples, unhealthy)| Detection::AverageThreshold { direction, threshold, samples, unhealthy }),
-        (direction(), number(), 1u32..10, health())
-            .prop_map(|(direction, threshold, samples, unhealthy)| Detection::DeltaThreshold { direction, threshold, samples, unhealthy }),
-        (small_expr(), small_expr(), health())
-            .prop_map(|(unhealthy_when, healthy_when, unhealthy)| Detection::EventReset { unhealthy_when, healthy_when, unhealthy }),
-        (small_expr(), health()).prop_map(|(unhealthy_when, unhealthy)| Detection::ManualReset { unhealthy_when, unhealthy }),
-        (small_expr(), interval(), health()).prop_map(|(unhealthy_when, after, unhealthy)| Detection::TimerReset { unhealthy_when, after, unhealthy }),
-        (any::<bool>(), health()).prop_map(|(check_start_mode, unhealthy)| Detection::BasicService { check_start_mode, unhealthy }),
-        prop::collection::vec((health(), small_expr()).prop_map(|(health, when)| StateCondition { health, when }), 2..4)
-            .prop_map(|states| Detection::Expression { states }),
+        (small_expr(), interval(), health()).prop_map(|(unhealthy_when, after, unhealthy)| {
+            Detection::TimerReset {
+                unhealthy_when,
+                after,
+                unhealthy,
+            }
+        }),
+        (any::<bool>(), health()).prop_map(|(check_start_mode, unhealthy)| {
+            Detection::BasicService {
+                check_start_mode,
+                unhealthy,
+            }
+        }),
+        prop::collection::vec(
+            (health(), small_expr()).prop_map(|(health, when)| StateCondition { health, when }),
+            2..4
+        )
+        .prop_map(|states| Detection::Expression { states }),
         (1u32..10).prop_map(|missed| Detection::Heartbeat { missed }),
     ]
 }
@@ -260,13 +379,21 @@ fn param_value() -> impl Strategy<Value = ParamValue> {
     prop_oneof![
         any::<bool>().prop_map(ParamValue::Bool),
         any::<i64>().prop_map(ParamValue::Int),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(ParamValue::Float),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(ParamValue::Float),
         text().prop_map(ParamValue::Text),
     ]
 }
 
 fn pack() -> impl Strategy<Value = Pack> {
-    let class = (id(), prop::option::of(id()), any::<bool>(), prop::option::of(id()), prop::collection::vec(("[A-Za-z]{1,6}", any::<bool>()), 0..3))
+    let class = (
+        id(),
+        prop::option::of(id()),
+        any::<bool>(),
+        prop::option::of(id()),
+        prop::collection::vec(("[A-Za-z]{1,6}", any::<bool>()), 0..3),
+    )
         .prop_map(|(id, base, is_abstract, host, props)| Class {
             id,
             name: None,
@@ -276,55 +403,103 @@ fn pack() -> impl Strategy<Value = Pack> {
             host,
             properties: props
                 .into_iter()
-                .map(|(name, key)| Property { name, kind: PropertyType::Int, key })
+                .map(|(name, key)| Property {
+                    name,
+                    kind: PropertyType::Int,
+                    key,
+                })
                 .collect(),
             description: None,
         });
-    let group = (id(), prop::collection::vec((id(), prop::option::of(expr())), 0..3), prop::collection::vec(text(), 0..2))
+    let group = (
+        id(),
+        prop::collection::vec((id(), prop::option::of(expr())), 0..3),
+        prop::collection::vec(text(), 0..2),
+    )
         .prop_map(|(id, rules, include)| Group {
             id,
             name: None,
             base: None,
             relationship: None,
-            rules: rules.into_iter().map(|(class, expression)| MembershipRule { class, expression }).collect(),
+            rules: rules
+                .into_iter()
+                .map(|(class, expression)| MembershipRule { class, expression })
+                .collect(),
             include,
             exclude: vec![],
             description: None,
         });
-    let monitor = (id(), id(), source(), detection(), any::<bool>(), prop::collection::vec("[a-z]{1,5}", 0..3))
-        .prop_map(|(id, target, source, detect, alert, overridable)| UnitMonitor {
-            id,
-            name: None,
-            target,
-            parent: "System.Health.AvailabilityState".into(),
-            enabled: true,
-            source,
-            conditions: vec![Condition::Filter { expression: Expr::Exists(Path::name("Value")) }],
-            detect,
-            alert: alert.then(|| AlertSettings {
-                generate: true,
-                on: Health::Warning,
-                auto_resolve: false,
-                severity: Some(Severity::Critical),
-                priority: Priority::High,
-                name: "n $Target/Property[Name=\"X\"]$".into(),
-                description: String::new(),
-            }),
-            overridable,
-            knowledge: None,
-        });
-    let over = (id(), id(), "[a-z_]{1,8}", param_value(), id(), prop::option::of(text()), any::<bool>())
-        .prop_map(|(id, workflow, parameter, value, context, instance, enforced)| Override {
-            id, workflow, parameter, value, context, instance, enforced,
-        });
-    (id(), prop::collection::vec(1u64..1000, 1..5), any::<bool>(), prop::collection::vec(class, 0..3), prop::collection::vec(group, 0..2), prop::collection::vec(monitor, 0..3), prop::collection::vec(over, 0..3))
-        .prop_map(|(pid, version, sealed, classes, groups, monitors, overrides)| {
-            let mut p = Pack::new(&pid, Version(version));
-            p.pack.sealed = sealed;
-            p.classes = classes;
-            p.groups = groups;
-            p.monitors = monitors;
-            p.overrides = overrides;
-            p
-        })
+    let monitor = (
+        id(),
+        id(),
+        source(),
+        detection(),
+        any::<bool>(),
+        prop::collection::vec("[a-z]{1,5}", 0..3),
+    )
+        .prop_map(
+            |(id, target, source, detect, alert, overridable)| UnitMonitor {
+                id,
+                name: None,
+                target,
+                parent: "System.Health.AvailabilityState".into(),
+                enabled: true,
+                source,
+                conditions: vec![Condition::Filter {
+                    expression: Expr::Exists(Path::name("Value")),
+                }],
+                detect,
+                alert: alert.then(|| AlertSettings {
+                    generate: true,
+                    on: Health::Warning,
+                    auto_resolve: false,
+                    severity: Some(Severity::Critical),
+                    priority: Priority::High,
+                    name: "n $Target/Property[Name=\"X\"]$".into(),
+                    description: String::new(),
+                }),
+                overridable,
+                knowledge: None,
+            },
+        );
+    let over = (
+        id(),
+        id(),
+        "[a-z_]{1,8}",
+        param_value(),
+        id(),
+        prop::option::of(text()),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(id, workflow, parameter, value, context, instance, enforced)| Override {
+                id,
+                workflow,
+                parameter,
+                value,
+                context,
+                instance,
+                enforced,
+            },
+        );
+    (
+        id(),
+        prop::collection::vec(1u64..1000, 1..5),
+        any::<bool>(),
+        prop::collection::vec(class, 0..3),
+        prop::collection::vec(group, 0..2),
+        prop::collection::vec(monitor, 0..3),
+        prop::collection::vec(over, 0..3),
+    )
+        .prop_map(
+            |(pid, version, sealed, classes, groups, monitors, overrides)| {
+                let mut p = Pack::new(&pid, Version(version));
+                p.pack.sealed = sealed;
+                p.classes = classes;
+                p.groups = groups;
+                p.monitors = monitors;
+                p.overrides = overrides;
+                p
+            },
+        )
 }
