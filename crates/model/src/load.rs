@@ -268,6 +268,28 @@ mod tests {
     }
 
     #[test]
+    fn deep_and_huge_values_are_errors_not_crashes() {
+        let deep = format!(
+            "[pack]\nid = \"A\"\nversion = \"1\"\nx = {}1{}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let e = parse_pack(&deep, Path::new("deep.toml")).expect_err("too deep");
+        assert_eq!(e.line, Some(4), "{e}");
+        let huge = format!(
+            "[pack]\nid = \"{}\"\nversion = \"99999999999999999999999\"\n",
+            "A".repeat(1_000_000)
+        );
+        let e = parse_pack(&huge, Path::new("huge.toml")).expect_err("version out of range");
+        assert!(e.message.contains("version"), "{e}");
+        let big = " ".repeat(MAX_PACK_BYTES + 1);
+        assert!(parse_pack(&big, Path::new("big.toml"))
+            .expect_err("too big")
+            .message
+            .contains("limited"));
+    }
+
+    #[test]
     fn unreadable_files_are_problems_not_panics() {
         let dir = tempfile::tempdir().expect("tempdir");
         let bin = dir.path().join("bin.toml");

@@ -763,9 +763,11 @@ impl<'a, 'i> Importer<'a, 'i> {
         }
         if let Some(params) = child(a, "AlertParameters") {
             for (i, p) in params.children().filter(|c| c.is_element()).enumerate() {
-                let value = self
-                    .text(p.text().unwrap_or("").trim(), owner, notes)
-                    .replace("$Data/Context/", "$Data/");
+                let value = data_fields(
+                    &self
+                        .text(p.text().unwrap_or("").trim(), owner, notes)
+                        .replace("$Data/Context/", "$Data/"),
+                );
                 name = name.replace(&format!("{{{i}}}"), &value);
                 description = description.replace(&format!("{{{i}}}"), &value);
             }
@@ -972,11 +974,27 @@ impl<'a, 'i> Importer<'a, 'i> {
             .map(|(_, h)| *h)
             .find(|h| matches!(h, Health::Warning | Health::Critical))
             .unwrap_or(Health::Critical);
-        let samples = config
-            .get("NumSamples")
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(1)
-            .max(1);
+        let samples = match config.get("NumSamples") {
+            None => 1,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    notes.add(format!(
+                        "NumSamples {v:?} is not a whole number from 1 to {}",
+                        u32::MAX
+                    ));
+                    return None;
+                }
+            },
+        };
+        for key in ["Threshold", "Threshold1", "Threshold2"] {
+            if let Some(v) = config.get(key) {
+                if number(key).is_none() {
+                    notes.add(format!("{key} {v:?} is not a finite number"));
+                    return None;
+                }
+            }
+        }
         let threshold = number("Threshold");
         let detect = match kind {
             "consecutive_samples" => Detection::ConsecutiveSamples {
@@ -1636,11 +1654,15 @@ impl<'a, 'i> Importer<'a, 'i> {
                 owner,
                 notes,
             );
+            let windows = app.contains('%')
+                || app.contains('\\')
+                || app.to_ascii_lowercase().ends_with(".exe");
             let mut cmd = vec![app];
             cmd.extend(line.split_whitespace().map(str::to_string));
-            notes.add(
-                "a Windows command line: check that the program exists on the collector's host",
-            );
+            if windows {
+                notes.add("runs a Windows program: kept as written, disabled");
+                *enabled = false;
+            }
             return (cmd, timeout);
         }
         let script = child_text(m, "ScriptName").unwrap_or_else(|| "script".into());
@@ -1764,6 +1786,20 @@ impl<'a, 'i> Importer<'a, 'i> {
         });
         self.entry(e, Outcome::Imported, notes);
     }
+}
+
+/// SCOM event fields in `$Data/...$` references -> the names healthstream's events use.
+fn data_fields(text: &str) -> String {
+    let mut out = text.to_string();
+    for (scom, native) in [
+        ("EventDescription", "Message"),
+        ("EventDisplayNumber", "EventId"),
+        ("PublisherName", "Source"),
+        ("EventLevel", "Level"),
+    ] {
+        out = out.replace(&format!("$Data/{scom}$"), &format!("$Data/{native}$"));
+    }
+    out
 }
 
 fn rename_groups(e: &mut Expr, from: &str, to: &str) {

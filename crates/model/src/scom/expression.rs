@@ -102,7 +102,21 @@ pub fn convert(
                 other => return Err(format!("unknown operator {other:?}")),
             };
             let left = operand(left, ctx)?;
-            let right = operand(right, ctx)?;
+            let mut right = operand(right, ctx)?;
+            if let (Operand::Path(p), Operand::Number(n)) = (&left, &right) {
+                if p.simple_name() == Some("Level") {
+                    // SCOM's numeric event levels -> the level names events carry.
+                    let name = match *n as i64 {
+                        1 => "ERROR",
+                        2 => "WARNING",
+                        4 | 0 => "INFORMATION",
+                        _ => "VERBOSE",
+                    };
+                    ctx.notes
+                        .push(format!("event level {n} compared as {name:?}"));
+                    right = Operand::Text(name.to_string());
+                }
+            }
             if matches!(op, CmpOp::Like | CmpOp::NotLike) {
                 let pattern = match &right {
                     Operand::Text(t) => Pattern::wildcard(&t.replace('%', "*").replace('_', "?"))?,

@@ -101,6 +101,14 @@ pub fn import(
         file: file.to_path_buf(),
         message,
     })?;
+    if let Some((line, depth)) = too_deep(&text) {
+        return Err(ImportError::Xml {
+            file: file.to_path_buf(),
+            line,
+            column: 1,
+            message: format!("elements nested deeper than {MAX_XML_DEPTH} (at least {depth})"),
+        });
+    }
     let options = roxmltree::ParsingOptions {
         allow_dtd: false,
         nodes_limit: 4_000_000,
@@ -115,6 +123,62 @@ pub fn import(
         }
     })?;
     convert::Importer::run(&doc, file, present)
+}
+
+/// Deepest element nesting accepted (real packs stay far below; the XML parser recurses).
+pub const MAX_XML_DEPTH: usize = 256;
+
+/// The line where element nesting first exceeds [`MAX_XML_DEPTH`], found without parsing.
+fn too_deep(text: &str) -> Option<(u32, usize)> {
+    let b = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    let skip_to = |from: usize, end: &[u8]| -> usize {
+        b[from..]
+            .windows(end.len())
+            .position(|w| w == end)
+            .map_or(b.len(), |p| from + p + end.len())
+    };
+    while i < b.len() {
+        if b[i] != b'<' {
+            i += 1;
+            continue;
+        }
+        let rest = &b[i..];
+        if rest.starts_with(b"<!--") {
+            i = skip_to(i + 4, b"-->");
+        } else if rest.starts_with(b"<![CDATA[") {
+            i = skip_to(i + 9, b"]]>");
+        } else if rest.starts_with(b"<?") {
+            i = skip_to(i + 2, b"?>");
+        } else if rest.starts_with(b"<!") {
+            i = skip_to(i + 2, b">");
+        } else if rest.starts_with(b"</") {
+            depth = depth.saturating_sub(1);
+            i = skip_to(i + 2, b">");
+        } else {
+            let mut j = i + 1;
+            let mut quote = 0u8;
+            while j < b.len() {
+                match b[j] {
+                    q @ (b'"' | b'\'') if quote == 0 => quote = q,
+                    q if q == quote => quote = 0,
+                    b'>' if quote == 0 => break,
+                    _ => {}
+                }
+                j += 1;
+            }
+            if j == 0 || b.get(j - 1) != Some(&b'/') {
+                depth += 1;
+                if depth > MAX_XML_DEPTH {
+                    let line = b[..i].iter().filter(|&&c| c == b'\n').count() + 1;
+                    return Some((u32::try_from(line).unwrap_or(u32::MAX), depth));
+                }
+            }
+            i = j + 1;
+        }
+    }
+    None
 }
 
 /// Import a file from disk.
