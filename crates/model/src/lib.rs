@@ -19,6 +19,7 @@ pub mod pack;
 pub mod params;
 pub mod reference;
 pub mod scom;
+pub mod store;
 pub mod validate;
 
 pub use catalog::Catalog;
