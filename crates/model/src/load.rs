@@ -86,7 +86,25 @@ pub fn parse_pack(text: &str, file: &Path) -> Result<LoadedPack, Problem> {
     }
     let pack: Pack = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_at(text, s.start));
-        problem(line, e.message().trim().to_string())
+        let column = e.span().map(|s| {
+            let start = s.start.min(text.len());
+            start - text[..start].rfind('\n').map_or(0, |i| i + 1) + 1
+        });
+        let message = e
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let message = match (message.is_empty(), column) {
+            (false, _) => message,
+            (true, Some(c)) => {
+                format!("invalid TOML at column {c} (a value is missing or the file ends early)")
+            }
+            (true, None) => "invalid TOML".to_string(),
+        };
+        problem(line, message)
     })?;
     let lines = locate(text);
     Ok(LoadedPack {

@@ -55,7 +55,9 @@ pub enum StoreError {
         version: Version,
         current: Version,
     },
-    #[error("{pack} references {reference}, which is not sealed: packs can reference sealed packs only")]
+    #[error(
+        "{pack} references {reference}, which is not sealed: packs can reference sealed packs only"
+    )]
     ReferencesUnsealed { pack: String, reference: String },
     #[error("{pack} is referenced by {}: remove or upgrade those first", by.join(", "))]
     StillReferenced { pack: String, by: Vec<String> },
@@ -109,7 +111,8 @@ impl PackStore {
 
     /// Check an import or upgrade of `content` (read as `file` in messages).
     pub fn plan_import(&self, content: &str, file: &str) -> Result<PackChange, StoreError> {
-        let loaded = parse_pack(content, &PathBuf::from(file)).map_err(|p| StoreError::Invalid { problems: vec![p] })?;
+        let loaded = parse_pack(content, &PathBuf::from(file))
+            .map_err(|p| StoreError::Invalid { problems: vec![p] })?;
         let m = &loaded.pack.pack;
         let id = m.id.clone();
         let d = digest(content);
@@ -118,13 +121,23 @@ impl PackStore {
             Some((cur, cur_digest)) => {
                 let cv = &cur.pack.pack.version;
                 if m.version == *cv && *cur_digest == d {
-                    return Err(StoreError::Unchanged { pack: id, version: m.version.clone() });
+                    return Err(StoreError::Unchanged {
+                        pack: id,
+                        version: m.version.clone(),
+                    });
                 }
                 if m.version == *cv {
-                    return Err(StoreError::SameVersion { pack: id, version: m.version.clone() });
+                    return Err(StoreError::SameVersion {
+                        pack: id,
+                        version: m.version.clone(),
+                    });
                 }
                 if m.version < *cv {
-                    return Err(StoreError::Downgrade { pack: id, version: m.version.clone(), current: cv.clone() });
+                    return Err(StoreError::Downgrade {
+                        pack: id,
+                        version: m.version.clone(),
+                        current: cv.clone(),
+                    });
                 }
                 ChangeKind::Upgrade
             }
@@ -132,7 +145,10 @@ impl PackStore {
         for r in &loaded.pack.references {
             if let Some((p, _)) = self.packs.get(&r.pack) {
                 if !p.pack.pack.sealed {
-                    return Err(StoreError::ReferencesUnsealed { pack: id, reference: r.pack.clone() });
+                    return Err(StoreError::ReferencesUnsealed {
+                        pack: id,
+                        reference: r.pack.clone(),
+                    });
                 }
             }
         }
@@ -152,14 +168,20 @@ impl PackStore {
 
     /// Check the removal of a pack.
     pub fn plan_remove(&self, id: &str) -> Result<PackChange, StoreError> {
-        let (cur, _) = self.packs.get(id).ok_or_else(|| StoreError::Unknown(id.to_string()))?;
+        let (cur, _) = self
+            .packs
+            .get(id)
+            .ok_or_else(|| StoreError::Unknown(id.to_string()))?;
         let by: Vec<String> = self
             .packs()
             .filter(|p| p.pack.references.iter().any(|r| r.pack == id))
             .map(|p| p.pack.pack.id.clone())
             .collect();
         if !by.is_empty() {
-            return Err(StoreError::StillReferenced { pack: id.to_string(), by });
+            return Err(StoreError::StillReferenced {
+                pack: id.to_string(),
+                by,
+            });
         }
         Ok(PackChange {
             pack_id: id.to_string(),
@@ -180,9 +202,15 @@ impl PackStore {
             }
             ChangeKind::Import | ChangeKind::Upgrade => {
                 let file = format!("pack-topic/{}", change.pack_id);
-                let loaded = parse_pack(&change.content, &PathBuf::from(file))
-                    .map_err(|problem| StoreError::Corrupt { pack: change.pack_id.clone(), problem })?;
-                self.packs.insert(change.pack_id.clone(), (loaded, digest(&change.content)));
+                let loaded =
+                    parse_pack(&change.content, &PathBuf::from(file)).map_err(|problem| {
+                        StoreError::Corrupt {
+                            pack: change.pack_id.clone(),
+                            problem,
+                        }
+                    })?;
+                self.packs
+                    .insert(change.pack_id.clone(), (loaded, digest(&change.content)));
             }
         }
         Ok(())
@@ -192,7 +220,10 @@ impl PackStore {
     fn check_against(&self, before: &PackStore) -> Result<(), StoreError> {
         let key = |p: &Problem| (p.pack.clone(), p.element.clone(), p.message.clone());
         let old: Vec<_> = validate(&before.catalog()).iter().map(key).collect();
-        let new: Vec<Problem> = validate(&self.catalog()).into_iter().filter(|p| !old.contains(&key(p))).collect();
+        let new: Vec<Problem> = validate(&self.catalog())
+            .into_iter()
+            .filter(|p| !old.contains(&key(p)))
+            .collect();
         if new.is_empty() {
             Ok(())
         } else {
@@ -208,7 +239,9 @@ mod tests {
     fn store_with_library() -> PackStore {
         let mut s = PackStore::new();
         for (path, text) in crate::SHIPPED {
-            let c = s.plan_import(text, path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let c = s
+                .plan_import(text, path)
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
             s.apply(&c).expect("applies");
         }
         s
@@ -222,14 +255,26 @@ mod tests {
         let c = s.plan_import(APP, "app.toml").expect("import");
         assert_eq!(c.kind, ChangeKind::Import);
         s.apply(&c).expect("apply");
-        assert!(matches!(s.plan_import(APP, "app.toml"), Err(StoreError::Unchanged { .. })));
+        assert!(matches!(
+            s.plan_import(APP, "app.toml"),
+            Err(StoreError::Unchanged { .. })
+        ));
         let edited = APP.replace("App.Server\"", "App.Server\"\nname = \"Server\"");
-        assert!(matches!(s.plan_import(&edited, "app.toml"), Err(StoreError::SameVersion { .. })));
-        let v2 = edited.replace("version = \"1.0\"\n[[reference]]", "version = \"1.1\"\n[[reference]]");
+        assert!(matches!(
+            s.plan_import(&edited, "app.toml"),
+            Err(StoreError::SameVersion { .. })
+        ));
+        let v2 = edited.replace(
+            "version = \"1.0\"\n[[reference]]",
+            "version = \"1.1\"\n[[reference]]",
+        );
         let c = s.plan_import(&v2, "app.toml").expect("upgrade");
         assert_eq!(c.kind, ChangeKind::Upgrade);
         s.apply(&c).expect("apply");
-        assert!(matches!(s.plan_import(APP, "app.toml"), Err(StoreError::Downgrade { .. })));
+        assert!(matches!(
+            s.plan_import(APP, "app.toml"),
+            Err(StoreError::Downgrade { .. })
+        ));
     }
 
     #[test]
@@ -241,39 +286,67 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let missing_ref = APP.replace("System.Library", "Nowhere");
-        assert!(matches!(s.plan_import(&missing_ref, "m.toml"), Err(StoreError::Invalid { .. })));
+        assert!(matches!(
+            s.plan_import(&missing_ref, "m.toml"),
+            Err(StoreError::Invalid { .. })
+        ));
     }
 
     #[test]
     fn only_sealed_packs_can_be_referenced() {
         let mut s = store_with_library();
-        s.apply(&s.plan_import(APP, "app.toml").expect("import")).expect("apply");
+        s.apply(&s.plan_import(APP, "app.toml").expect("import"))
+            .expect("apply");
         let user = "[pack]\nid = \"User\"\nversion = \"1\"\n[[reference]]\npack = \"App\"\nversion = \"1.0\"\n";
-        assert!(matches!(s.plan_import(user, "u.toml"), Err(StoreError::ReferencesUnsealed { .. })));
+        assert!(matches!(
+            s.plan_import(user, "u.toml"),
+            Err(StoreError::ReferencesUnsealed { .. })
+        ));
     }
 
     #[test]
     fn removal_checks_dependants() {
         let mut s = store_with_library();
-        let e = s.plan_remove("System.Library").expect_err("Linux references it");
-        assert!(e.to_string().contains("referenced by Healthstream.Linux"), "{e}");
-        let c = s.plan_remove("Healthstream.Linux").expect("nothing references Linux");
+        let e = s
+            .plan_remove("System.Library")
+            .expect_err("Linux references it");
+        assert!(
+            e.to_string().contains("referenced by Healthstream.Linux"),
+            "{e}"
+        );
+        let c = s
+            .plan_remove("Healthstream.Linux")
+            .expect("nothing references Linux");
         s.apply(&c).expect("apply");
         assert!(s.get("Healthstream.Linux").is_none());
-        assert!(matches!(s.plan_remove("Healthstream.Linux"), Err(StoreError::Unknown(_))));
+        assert!(matches!(
+            s.plan_remove("Healthstream.Linux"),
+            Err(StoreError::Unknown(_))
+        ));
     }
 
     #[test]
     fn an_upgrade_that_breaks_another_pack_is_refused() {
         let mut s = store_with_library();
-        let sealed = APP.replace("version = \"1.0\"\n[[reference]]", "version = \"1.0\"\nsealed = true\n[[reference]]");
-        s.apply(&s.plan_import(&sealed, "app.toml").expect("import")).expect("apply");
+        let sealed = APP.replace(
+            "version = \"1.0\"\n[[reference]]",
+            "version = \"1.0\"\nsealed = true\n[[reference]]",
+        );
+        s.apply(&s.plan_import(&sealed, "app.toml").expect("import"))
+            .expect("apply");
         let user = "[pack]\nid = \"User\"\nversion = \"1\"\n[[reference]]\npack = \"App\"\nversion = \"1.0\"\n[[reference]]\npack = \"System.Library\"\nversion = \"1.0\"\n[[override]]\nid = \"User.O\"\nworkflow = \"System.Collector.Heartbeat\"\nparameter = \"enabled\"\nvalue = false\ncontext = \"App.Server\"\n";
-        s.apply(&s.plan_import(user, "user.toml").expect("import user")).expect("apply");
+        s.apply(&s.plan_import(user, "user.toml").expect("import user"))
+            .expect("apply");
         let without_class = "[pack]\nid = \"App\"\nversion = \"2.0\"\nsealed = true\n[[reference]]\npack = \"System.Library\"\nversion = \"1.0\"\n";
         match s.plan_import(without_class, "app2.toml") {
             Err(StoreError::Invalid { problems }) => {
-                assert!(problems.iter().any(|p| p.pack.as_deref() == Some("User") && p.message.contains("App.Server")), "{problems:?}");
+                assert!(
+                    problems
+                        .iter()
+                        .any(|p| p.pack.as_deref() == Some("User")
+                            && p.message.contains("App.Server")),
+                    "{problems:?}"
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -32,6 +32,11 @@ pub enum Command {
     Topics(BusArgs),
     /// List the contracts: topics, schema files and Confluent schema ids.
     Schemas,
+    /// Management packs: validate, explain overrides, import SCOM packs, manage a deployment's packs.
+    Pack {
+        #[command(subcommand)]
+        command: crate::pack_cmd::PackCommand,
+    },
 }
 
 /// Where the bus is and how it is laid out.
@@ -136,6 +141,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Pack { command } => crate::pack_cmd::run(command).await,
         Command::Schemas => {
             println!(
                 "{:<32} {:<18} {:>8} {:>10}",

@@ -1,6 +1,7 @@
 //! `healthstream`: CLI and wiring only.
 
 mod cli;
+mod pack_cmd;
 mod wiring;
 
 use clap::Parser;
