@@ -66,7 +66,7 @@ pub enum StoreError {
     #[error("the change leaves problems:\n{}", problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid { problems: Vec<Problem> },
     #[error("stored pack {pack} cannot be read: {problem}")]
-    Corrupt { pack: String, problem: Problem },
+    Corrupt { pack: String, problem: Box<Problem> },
 }
 
 /// The packs in force.
@@ -206,7 +206,7 @@ impl PackStore {
                     parse_pack(&change.content, &PathBuf::from(file)).map_err(|problem| {
                         StoreError::Corrupt {
                             pack: change.pack_id.clone(),
-                            problem,
+                            problem: Box::new(problem),
                         }
                     })?;
                 self.packs
