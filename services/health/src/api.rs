@@ -5,8 +5,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use healthstream_packfeed::PackSnapshot;
 use healthstream_store::Store;
 use serde::Deserialize;
+use std::sync::Arc;
+use tokio::sync::watch;
 
 use crate::latest_samples;
 
@@ -36,4 +39,29 @@ async fn perf_latest(
         )
             .into_response(),
     }
+}
+
+/// `GET /v1/model`: the packs this health processor holds (followed from the pack topic).
+pub fn model_router(packs: watch::Receiver<Arc<PackSnapshot>>) -> Router {
+    Router::new()
+        .route("/v1/model", get(model))
+        .with_state(packs)
+}
+
+async fn model(State(packs): State<watch::Receiver<Arc<PackSnapshot>>>) -> Response {
+    let s = packs.borrow().clone();
+    let catalog = s.store.catalog();
+    let packs: Vec<serde_json::Value> = catalog
+        .packs()
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "id": p.pack.pack.id,
+                "version": p.pack.pack.version.to_string(),
+                "monitors": p.pack.monitors.len() + p.pack.aggregates.len() + p.pack.dependencies.len(),
+                "rules": p.pack.rules.len(),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "packs": packs, "pack_topic_offset": s.next_offset })).into_response()
 }

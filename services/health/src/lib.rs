@@ -9,5 +9,5 @@ mod api;
 mod metrics;
 mod perf;
 
-pub use api::router;
+pub use api::{model_router, router};
 pub use perf::{latest_samples, LatestSample, PerfStage, PERF_CFS};

@@ -28,6 +28,8 @@ pub enum Command {
     Ingest(RunArgs),
     /// Run the health processor alone.
     Health(RunArgs),
+    /// Run the connector service alone (the operations API: packs).
+    Connector(RunArgs),
     /// Create the topology's topics on the Kafka brokers and check existing ones.
     Topics(BusArgs),
     /// List the contracts: topics, schema files and Confluent schema ids.
@@ -123,6 +125,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => serve(args, &wiring::ALL_SERVICES).await,
         Command::Ingest(args) => serve(args, &[wiring::Part::Ingest]).await,
         Command::Health(args) => serve(args, &[wiring::Part::Health]).await,
+        Command::Connector(args) => serve(args, &[wiring::Part::Connector]).await,
         Command::Topics(args) => {
             if args.brokers.is_none() {
                 bail!("topics needs --brokers (the embedded bus creates its topics itself)");

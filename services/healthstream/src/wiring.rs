@@ -35,9 +35,10 @@ pub enum BusChoice {
 pub enum Part {
     Ingest,
     Health,
+    Connector,
 }
 
-pub const ALL_SERVICES: [Part; 2] = [Part::Ingest, Part::Health];
+pub const ALL_SERVICES: [Part; 3] = [Part::Ingest, Part::Health, Part::Connector];
 
 pub fn open_bus(choice: BusChoice, topology: &Topology) -> anyhow::Result<Arc<dyn Bus>> {
     Ok(match choice {
@@ -58,6 +59,7 @@ pub struct Runtime {
     pub local_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     stages: Vec<JoinHandle<Result<(), healthstream_stage::StageError>>>,
+    followers: Vec<JoinHandle<Result<(), healthstream_packfeed::FeedError>>>,
     server: JoinHandle<()>,
     bus: Arc<dyn Bus>,
 }
@@ -76,6 +78,31 @@ impl Runtime {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut app = healthstream_telemetry::router(readiness.clone());
         let mut stages = Vec::new();
+        let mut followers = Vec::new();
+        // Every processor follows the pack topic: imports and upgrades apply while it runs.
+        let packs = if parts
+            .iter()
+            .any(|p| matches!(p, Part::Health | Part::Connector))
+        {
+            let (rx, task) = healthstream_packfeed::follow(bus.clone(), shutdown_rx.clone())
+                .context("following the pack topic")?;
+            followers.push(task);
+            Some(rx)
+        } else {
+            None
+        };
+        if let (true, Some(packs)) = (parts.contains(&Part::Connector), &packs) {
+            topology.check_produces(Service::Connector, Topic::Packs)?;
+            topology.check_consumes(Service::Connector, Topic::Packs)?;
+            let api = healthstream_connector::PackApi::new(bus.clone(), packs.clone());
+            let seeded = healthstream_connector::seed(&api, &healthstream_model::SHIPPED)
+                .await
+                .map_err(|e| anyhow::anyhow!("importing the shipped packs: {e}"))?;
+            if !seeded.is_empty() {
+                tracing::info!(packs = ?seeded, "shipped packs imported");
+            }
+            app = app.merge(healthstream_connector::router(api));
+        }
         if parts.contains(&Part::Ingest) {
             for topic in INGEST_TOPICS {
                 topology.check_produces(Service::Ingest, topic)?;
@@ -92,6 +119,10 @@ impl Runtime {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let store = Store::open(&dir, PERF_CFS)?;
             app = app.merge(healthstream_health::router(store.clone()));
+            if let Some(packs) = &packs {
+                topology.check_consumes(Service::Health, Topic::Packs)?;
+                app = app.merge(healthstream_health::model_router(packs.clone()));
+            }
             let stage = PerfStage::new(bus.partitions(Topic::Perf));
             let (bus2, readiness2, rx) = (bus.clone(), readiness.clone(), shutdown_rx.clone());
             stages.push(tokio::spawn(async move {
@@ -135,6 +166,7 @@ impl Runtime {
             local_addr,
             shutdown,
             stages,
+            followers,
             server,
             bus,
         })
@@ -152,6 +184,17 @@ impl Runtime {
                 }
                 Err(e) => {
                     first_error.get_or_insert_with(|| anyhow::anyhow!("stage task: {e}"));
+                }
+            }
+        }
+        for f in self.followers {
+            match f.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert_with(|| anyhow::anyhow!(e));
+                }
+                Err(e) => {
+                    first_error.get_or_insert_with(|| anyhow::anyhow!("pack feed task: {e}"));
                 }
             }
         }
