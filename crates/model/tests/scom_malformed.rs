@@ -239,3 +239,135 @@ fn oversized_files_are_refused() {
         .to_string()
         .contains("limited to"));
 }
+
+/// Module types and elements the six real packs do not use: manual-reset and timer-reset
+/// event monitors, an alert rule with suppression, rule and discovery overrides, a knowledge
+/// article, and a schema 1.0 pack without a SchemaVersion attribute.
+#[test]
+fn other_standard_modules_map_onto_the_native_model() {
+    let monitoring = r#"
+<Rules>
+  <Rule ID="Test.AlertRule" Target="Test.Thing" Enabled="true">
+    <Category>Alert</Category>
+    <DataSources><DataSource ID="DS" TypeID="Windows!Microsoft.Windows.EventProvider">
+      <ComputerName>.</ComputerName><LogName>System</LogName>
+      <Expression><RegExExpression><ValueExpression><XPathQuery>PublisherName</XPathQuery></ValueExpression><Operator>MatchesRegularExpression</Operator><Pattern>^disk$</Pattern></RegExExpression></Expression>
+    </DataSource></DataSources>
+    <WriteActions><WriteAction ID="Alert" TypeID="Health!System.Health.GenerateAlert">
+      <Priority>2</Priority><Severity>2</Severity>
+      <AlertMessageId>$MPElement[Name="Test.AlertRule.Message"]$</AlertMessageId>
+      <AlertParameters><AlertParameter1>$Data/EventDescription$</AlertParameter1></AlertParameters>
+      <Suppression><SuppressionValue>$Data/EventDisplayNumber$</SuppressionValue></Suppression>
+    </WriteAction></WriteActions>
+  </Rule>
+</Rules>
+<Monitors>
+  <UnitMonitor ID="Test.Manual" Target="Test.Thing" ParentMonitorID="Health!System.Health.AvailabilityState" TypeID="Windows!Microsoft.Windows.SingleEventLogManualReset2StateMonitorType">
+    <OperationalStates>
+      <OperationalState ID="E" MonitorTypeStateID="EventRaised" HealthState="Warning" />
+      <OperationalState ID="M" MonitorTypeStateID="ManualResetEventRaised" HealthState="Success" />
+    </OperationalStates>
+    <Configuration><ComputerName>.</ComputerName><LogName>System</LogName>
+      <Expression><SimpleExpression><ValueExpression><XPathQuery Type="UnsignedInteger">EventDisplayNumber</XPathQuery></ValueExpression><Operator>Equal</Operator><ValueExpression><Value Type="UnsignedInteger">7</Value></ValueExpression></SimpleExpression></Expression>
+    </Configuration>
+  </UnitMonitor>
+  <UnitMonitor ID="Test.Timer" Target="Test.Thing" ParentMonitorID="Health!System.Health.AvailabilityState" TypeID="Windows!Microsoft.Windows.SingleEventLogTimer2StateMonitorType">
+    <OperationalStates>
+      <OperationalState ID="E" MonitorTypeStateID="EventRaised" HealthState="Error" />
+      <OperationalState ID="T" MonitorTypeStateID="TimerEventRaised" HealthState="Success" />
+    </OperationalStates>
+    <Configuration><ComputerName>.</ComputerName><LogName>System</LogName>
+      <Expression><Exists><ValueExpression><XPathQuery>Params/Param[1]</XPathQuery></ValueExpression></Exists></Expression>
+      <TimerWaitInSeconds>600</TimerWaitInSeconds>
+    </Configuration>
+  </UnitMonitor>
+</Monitors>
+<Overrides>
+  <RulePropertyOverride ID="Test.O1" Context="Test.Thing" Enforced="true" Rule="Test.AlertRule" Property="Enabled"><Value>false</Value></RulePropertyOverride>
+  <MonitorConfigurationOverride ID="Test.O2" Context="Test.Thing" ContextInstance="abc" Monitor="Test.Timer" Parameter="TimerWaitInSeconds"><Value>1200</Value></MonitorConfigurationOverride>
+</Overrides>"#;
+    let text = mp(monitoring)
+        .replace(" SchemaVersion=\"2.0\"", "")
+        .replace("</References>", "<Reference Alias=\"Windows\"><ID>Microsoft.Windows.Library</ID><Version>6.0.4837.0</Version></Reference></References>")
+        .replace(
+            "</ManagementPack>",
+            r#"<LanguagePacks><LanguagePack ID="ENU" IsDefault="true">
+  <DisplayStrings><DisplayString ElementID="Test.AlertRule.Message"><Name>Disk error</Name><Description>The disk said: {0}</Description></DisplayString></DisplayStrings>
+  <KnowledgeArticles><KnowledgeArticle ElementID="Test.Manual" Visible="true"><MamlContent>
+    <maml:section xmlns:maml="http://schemas.microsoft.com/maml/2004/10"><maml:title>Summary</maml:title><maml:para>Event 7 means trouble.</maml:para></maml:section>
+    <maml:section xmlns:maml="http://schemas.microsoft.com/maml/2004/10"><maml:title>Causes</maml:title><maml:para>A loose cable.</maml:para><maml:para>A dead disk.</maml:para></maml:section>
+    <maml:section xmlns:maml="http://schemas.microsoft.com/maml/2004/10"><maml:title>Resolutions</maml:title><maml:para>Replace it.</maml:para></maml:section>
+  </MamlContent></KnowledgeArticle></KnowledgeArticles>
+</LanguagePack></LanguagePacks></ManagementPack>"#,
+        );
+    let imp = run(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(imp.report.schema_version, "1.0");
+    use healthstream_model::pack::{Action, DataSource, Health, Severity};
+    let manual = imp
+        .pack
+        .monitors
+        .iter()
+        .find(|m| m.id == "Test.Manual")
+        .expect("manual");
+    match &manual.detect {
+        Detection::ManualReset {
+            unhealthy_when,
+            unhealthy,
+        } => {
+            assert_eq!(unhealthy_when.to_string(), "EventId == 7");
+            assert_eq!(*unhealthy, Health::Warning);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(&manual.source, DataSource::Event { log, .. } if log == "System"));
+    let k = manual.knowledge.as_ref().expect("knowledge article");
+    assert_eq!(k.summary, "Event 7 means trouble.");
+    assert_eq!(k.causes, ["A loose cable.", "A dead disk."]);
+    assert_eq!(k.resolutions, ["Replace it."]);
+    let timer = imp
+        .pack
+        .monitors
+        .iter()
+        .find(|m| m.id == "Test.Timer")
+        .expect("timer");
+    match &timer.detect {
+        Detection::TimerReset {
+            unhealthy_when,
+            after,
+            unhealthy,
+        } => {
+            assert_eq!(unhealthy_when.to_string(), "exists(Params/Param[1])");
+            assert_eq!(after.0.as_secs(), 600);
+            assert_eq!(*unhealthy, Health::Critical);
+        }
+        other => panic!("{other:?}"),
+    }
+    let rule = &imp.pack.rules[0];
+    assert!(
+        matches!(&rule.source, DataSource::Event { filter: Some(f), .. } if f.to_string() == "Source matches \"^disk$\"")
+    );
+    match &rule.actions[0] {
+        Action::Alert {
+            name,
+            description,
+            severity,
+            suppression,
+            ..
+        } => {
+            assert_eq!(name, "Disk error");
+            assert_eq!(description, "The disk said: $Data/Message$");
+            assert_eq!(*severity, Severity::Critical);
+            assert_eq!(suppression, &["EventId".to_string()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let o1 = &imp.pack.overrides[0];
+    assert_eq!((o1.parameter.as_str(), o1.enforced), ("enabled", true));
+    let o2 = &imp.pack.overrides[1];
+    assert_eq!(o2.parameter, "after");
+    assert_eq!(o2.instance.as_deref(), Some("abc"));
+    assert_eq!(
+        o2.value,
+        healthstream_model::params::ParamValue::Text("20m".into())
+    );
+}

@@ -303,6 +303,7 @@ impl<'a, 'i> Importer<'a, 'i> {
                             .filter(|n| n.is_element() && n.tag_name().name() == "para")
                             .map(|p| {
                                 p.descendants()
+                                    .filter(|t| t.is_text())
                                     .filter_map(|t| t.text())
                                     .collect::<Vec<_>>()
                                     .join("")
@@ -1587,7 +1588,7 @@ impl<'a, 'i> Importer<'a, 'i> {
             .unwrap_or_else(|| (owner.to_string(), String::new()));
         if let Some(params) = child(w, "AlertParameters") {
             for (i, p) in params.children().filter(|c| c.is_element()).enumerate() {
-                let value = self.text(p.text().unwrap_or("").trim(), owner, notes);
+                let value = data_fields(&self.text(p.text().unwrap_or("").trim(), owner, notes));
                 name = name.replace(&format!("{{{i}}}"), &value);
                 description = description.replace(&format!("{{{i}}}"), &value);
             }
@@ -1607,10 +1608,9 @@ impl<'a, 'i> Importer<'a, 'i> {
                 children(s, "SuppressionValue")
                     .filter_map(|v| v.text())
                     .map(|t| {
-                        t.trim()
-                            .trim_start_matches("$Data/")
-                            .trim_end_matches('$')
-                            .to_string()
+                        library::event_field(
+                            t.trim().trim_start_matches("$Data/").trim_end_matches('$'),
+                        )
                     })
                     .collect()
             })
