@@ -20,7 +20,10 @@
 //! presence. `matches` is a regular expression (anywhere in the value unless anchored),
 //! `like` a wildcard (`*` any run, `?` one character, whole value, case-insensitive),
 //! `contains` a substring. `contained("G")` holds for members of group `G` (membership rules).
+//! In strings, `\"`, `\\`, `\n` and `\t` are escapes; any other backslash stays as written, so
+//! regular expressions like `"^web-\d+\.example"` need no doubling.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use regex::{Regex, RegexBuilder};
@@ -204,15 +207,20 @@ impl Path {
     }
 }
 
-/// A value read from a data item or an instance.
+/// A value read from a data item or an instance (text borrowed where it can be).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Text(String),
+pub enum Value<'a> {
+    Text(Cow<'a, str>),
     Number(f64),
     Bool(bool),
 }
 
-impl Value {
+impl<'a> Value<'a> {
+    /// Borrowed text.
+    pub fn text(t: &'a str) -> Value<'a> {
+        Value::Text(Cow::Borrowed(t))
+    }
+
     fn as_number(&self) -> Option<f64> {
         match self {
             Value::Number(n) => Some(*n),
@@ -229,11 +237,11 @@ impl Value {
         }
     }
     /// The value as text.
-    pub fn as_text(&self) -> String {
+    pub fn as_text(&self) -> Cow<'_, str> {
         match self {
-            Value::Text(t) => t.clone(),
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
+            Value::Text(t) => Cow::Borrowed(t.as_ref()),
+            Value::Number(n) => Cow::Owned(n.to_string()),
+            Value::Bool(b) => Cow::Owned(b.to_string()),
         }
     }
 }
@@ -241,7 +249,7 @@ impl Value {
 /// What an expression is evaluated against.
 pub trait Subject {
     /// The value at `path`, if present.
-    fn lookup(&self, path: &Path) -> Option<Value>;
+    fn lookup(&self, path: &Path) -> Option<Value<'_>>;
     /// Group membership (membership rules only).
     fn contained_in(&self, _group: &str) -> bool {
         false
@@ -336,15 +344,16 @@ impl Expr {
 }
 
 fn compare(s: &dyn Subject, left: &Operand, op: CmpOp, right: &Operand) -> bool {
-    let resolve = |o: &Operand| -> Option<Value> {
+    fn resolve<'v>(s: &'v dyn Subject, o: &'v Operand) -> Option<Value<'v>> {
         match o {
             Operand::Path(p) => s.lookup(p),
-            Operand::Text(t) => Some(Value::Text(t.clone())),
+            Operand::Text(t) => Some(Value::text(t)),
             Operand::Number(n) => Some(Value::Number(*n)),
             Operand::Bool(b) => Some(Value::Bool(*b)),
-            Operand::Pattern(p) => Some(Value::Text(p.source.clone())),
+            Operand::Pattern(p) => Some(Value::text(&p.source)),
         }
-    };
+    }
+    let resolve = |o| resolve(s, o);
     let Some(lv) = resolve(left) else {
         return false;
     };
@@ -360,7 +369,7 @@ fn compare(s: &dyn Subject, left: &Operand, op: CmpOp, right: &Operand) -> bool 
             let Some(rv) = resolve(right) else {
                 return false;
             };
-            lv.as_text().contains(&rv.as_text()) == (op == CmpOp::Contains)
+            lv.as_text().contains(rv.as_text().as_ref()) == (op == CmpOp::Contains)
         }
         _ => {
             let Some(rv) = resolve(right) else {
@@ -499,17 +508,21 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
                         Some(&q) if q == quote => break,
                         Some('\\') => {
                             let e = chars.get(i + 1).copied();
-                            s.push(match e {
+                            let unescaped = match e {
                                 Some('n') => '\n',
                                 Some('t') => '\t',
                                 Some('\\') => '\\',
                                 Some('"') => '"',
                                 Some('\'') => '\'',
+                                // Other escapes stay as written: regular expressions
+                                // (`\d`, `\.`) need no doubling.
                                 Some(other) => {
-                                    return Err(err(i, format!("unknown escape \\{other}")))
+                                    s.push('\\');
+                                    other
                                 }
                                 None => return Err(err(i, "string is not closed".into())),
-                            });
+                            };
+                            s.push(unescaped);
                             i += 2;
                             continue;
                         }
@@ -950,16 +963,16 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    struct Item(BTreeMap<String, Value>, Vec<&'static str>);
+    struct Item(BTreeMap<String, Value<'static>>, Vec<&'static str>);
     impl Subject for Item {
-        fn lookup(&self, path: &Path) -> Option<Value> {
+        fn lookup(&self, path: &Path) -> Option<Value<'_>> {
             self.0.get(&path.to_string()).cloned()
         }
         fn contained_in(&self, group: &str) -> bool {
             self.1.contains(&group)
         }
     }
-    fn item(pairs: &[(&str, Value)]) -> Item {
+    fn item(pairs: &[(&str, Value<'static>)]) -> Item {
         Item(
             pairs
                 .iter()
@@ -968,8 +981,8 @@ mod tests {
             vec!["G1"],
         )
     }
-    fn t(s: &str) -> Value {
-        Value::Text(s.into())
+    fn t(s: &str) -> Value<'static> {
+        Value::Text(Cow::Owned(s.to_string()))
     }
 
     #[test]
@@ -999,6 +1012,7 @@ mod tests {
             ("Name like \"s?hd\"", true),
             ("Name like \"ss\"", false), // whole value
             ("Name contains \"sh\"", true),
+            ("Name matches \"^s\\w+d$\"", true), // \w stays a regex escape
             ("Name not contains \"x\"", true),
             ("contained(\"G1\") and not contained(\"G2\")", true),
         ] {

@@ -123,10 +123,10 @@ fn expr() -> impl Strategy<Value = Expr> {
 
 /// A data item: a few paths with values; membership of one group.
 #[derive(Debug, Clone)]
-struct Item(BTreeMap<String, Value>);
+struct Item(BTreeMap<String, Value<'static>>);
 
 impl Subject for Item {
-    fn lookup(&self, path: &Path) -> Option<Value> {
+    fn lookup(&self, path: &Path) -> Option<Value<'_>> {
         self.0.get(&path.to_string()).cloned()
     }
     fn contained_in(&self, group: &str) -> bool {
@@ -139,7 +139,7 @@ fn item() -> impl Strategy<Value = Item> {
         "[a-c]",
         prop_oneof![
             number().prop_map(Value::Number),
-            "[a-c0-9]{0,3}".prop_map(Value::Text),
+            "[a-c0-9]{0,3}".prop_map(|t| Value::Text(t.into())),
             any::<bool>().prop_map(Value::Bool),
         ],
         0..3,
@@ -211,7 +211,7 @@ proptest! {
         let want = [x == y, x != y, x < y, x <= y, x > y, x >= y][op];
         let it = Item([("v".to_string(), Value::Number(x))].into_iter().collect());
         prop_assert_eq!(e.eval(&it), want);
-        let text = Item([("v".to_string(), Value::Text(x.to_string()))].into_iter().collect());
+        let text = Item([("v".to_string(), Value::Text(x.to_string().into()))].into_iter().collect());
         prop_assert_eq!(e.eval(&text), want, "numbers sent as text compare as numbers");
         prop_assert!(!e.eval(&Item(BTreeMap::new())));
     }
