@@ -21,10 +21,13 @@ struct Event {
 impl Subject for Event {
     fn lookup(&self, path: &Path) -> Option<Value<'_>> {
         let name = path.simple_name()?;
-        self.fields.iter().find(|(k, _)| *k == name).map(|(_, v)| match v {
-            Value::Text(t) => Value::text(t),
-            other => other.clone(),
-        })
+        self.fields
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| match v {
+                Value::Text(t) => Value::text(t),
+                other => other.clone(),
+            })
     }
 }
 
@@ -34,14 +37,22 @@ fn benches(c: &mut Criterion) {
             ("EventId", Value::Number(7036.0)),
             ("Source", Value::text("systemd")),
             ("Level", Value::text("ERROR")),
-            ("Message", Value::text("nginx.service: Main process exited, code=killed, status=9/KILL")),
+            (
+                "Message",
+                Value::text("nginx.service: Main process exited, code=killed, status=9/KILL"),
+            ),
         ],
     };
     let filter = Expr::parse(r#"Source == "systemd" and (Level == "ERROR" or Level == "CRITICAL") and Message contains "exited""#)
         .expect("parses");
-    let regex = Expr::parse(r#"Message matches "^[a-z]+\.service: Main process exited""#).expect("parses");
-    c.bench_function("expr/eval three clauses", |b| b.iter(|| black_box(filter.eval(black_box(&event)))));
-    c.bench_function("expr/eval regex", |b| b.iter(|| black_box(regex.eval(black_box(&event)))));
+    let regex =
+        Expr::parse(r#"Message matches "^[a-z]+\.service: Main process exited""#).expect("parses");
+    c.bench_function("expr/eval three clauses", |b| {
+        b.iter(|| black_box(filter.eval(black_box(&event))))
+    });
+    c.bench_function("expr/eval regex", |b| {
+        b.iter(|| black_box(regex.eval(black_box(&event))))
+    });
     c.bench_function("expr/parse three clauses", |b| {
         b.iter(|| Expr::parse(black_box(r#"Source == "systemd" and (Level == "ERROR" or Level == "CRITICAL") and Message contains "exited""#)))
     });
@@ -92,10 +103,20 @@ instance = "fs-var"
         groups: vec![],
     };
     c.bench_function("overrides/resolve every parameter of a monitor", |b| {
-        b.iter(|| black_box(resolve_all(&catalog, "Linux.Monitor.FilesystemFreeSpace", black_box(&fs)).expect("resolves")))
+        b.iter(|| {
+            black_box(
+                resolve_all(
+                    &catalog,
+                    "Linux.Monitor.FilesystemFreeSpace",
+                    black_box(&fs),
+                )
+                .expect("resolves"),
+            )
+        })
     });
 
-    let f5 = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/mps/04_Juanito99_F5_BIGIP_OpsMgr_ABC.F5.BIGIP.xml");
+    let f5 = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/mps/04_Juanito99_F5_BIGIP_OpsMgr_ABC.F5.BIGIP.xml");
     if let Ok(bytes) = std::fs::read(&f5) {
         let present = BTreeMap::new();
         c.bench_function("scom/import F5 BIG-IP (340 KB)", |b| {

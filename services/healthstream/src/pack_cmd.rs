@@ -305,23 +305,23 @@ async fn remote_import(files: &[PathBuf], server: &str) -> anyhow::Result<()> {
 }
 
 async fn remote_remove(id: &str, server: &str) -> anyhow::Result<()> {
-    let resp = reqwest::Client::new()
-        .delete(format!("{}/v1/packs/{id}", server.trim_end_matches('/')))
-        .send()
-        .await
-        .with_context(|| format!("contacting {server}"))?;
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!("{status}: {body}");
-    }
-    println!("{body}");
+    let url = format!("{}/v1/packs/{id}", server.trim_end_matches('/'));
+    println!(
+        "{}",
+        call(reqwest::Client::new().delete(url), server).await?
+    );
     Ok(())
 }
 
 async fn remote_list(server: &str) -> anyhow::Result<()> {
-    let resp = reqwest::Client::new()
-        .get(format!("{}/v1/packs", server.trim_end_matches('/')))
+    let url = format!("{}/v1/packs", server.trim_end_matches('/'));
+    println!("{}", call(reqwest::Client::new().get(url), server).await?);
+    Ok(())
+}
+
+/// Send a request; the body on success, an error with status and body otherwise.
+async fn call(request: reqwest::RequestBuilder, server: &str) -> anyhow::Result<String> {
+    let resp = request
         .send()
         .await
         .with_context(|| format!("contacting {server}"))?;
@@ -330,6 +330,5 @@ async fn remote_list(server: &str) -> anyhow::Result<()> {
     if !status.is_success() {
         bail!("{status}: {body}");
     }
-    println!("{body}");
-    Ok(())
+    Ok(body)
 }

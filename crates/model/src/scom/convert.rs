@@ -1678,11 +1678,7 @@ impl<'a, 'i> Importer<'a, 'i> {
         let mut notes = Notes::default();
         let monitor = self.element(e.attribute("Monitor").unwrap_or(""), &id, &mut notes);
         let mut enabled = e.attribute("Enabled").is_none_or(|v| v != "false");
-        let on_state = match e.attribute("ExecuteOnState") {
-            Some("Warning") => Some(Health::Warning),
-            Some("Error") => Some(Health::Critical),
-            _ => None,
-        };
+        let on_state = execute_on_state(e);
         let (command, timeout) = self.command_of(e, &id, &mut notes, &mut enabled);
         self.pack.diagnostics.push(Diagnostic {
             id: id.clone(),
@@ -1701,11 +1697,7 @@ impl<'a, 'i> Importer<'a, 'i> {
         let mut notes = Notes::default();
         let monitor = self.element(e.attribute("Monitor").unwrap_or(""), &id, &mut notes);
         let mut enabled = e.attribute("Enabled").is_none_or(|v| v != "false");
-        let on_state = match e.attribute("ExecuteOnState") {
-            Some("Warning") => Some(Health::Warning),
-            Some("Error") => Some(Health::Critical),
-            _ => None,
-        };
+        let on_state = execute_on_state(e);
         let after_diagnostic = e
             .attribute("ExecuteOnDiagnostic")
             .map(|d| self.element(d, &id, &mut notes));
@@ -1785,6 +1777,15 @@ impl<'a, 'i> Importer<'a, 'i> {
             enforced: e.attribute("Enforced") == Some("true"),
         });
         self.entry(e, Outcome::Imported, notes);
+    }
+}
+
+/// `ExecuteOnState` of a diagnostic or recovery.
+fn execute_on_state(e: Node<'_, '_>) -> Option<Health> {
+    match e.attribute("ExecuteOnState") {
+        Some("Warning") => Some(Health::Warning),
+        Some("Error") => Some(Health::Critical),
+        _ => None,
     }
 }
 
