@@ -149,6 +149,67 @@ fn flatten_config<T: serde::Serialize>(out: &mut BTreeMap<String, (ParamValue, P
     }
 }
 
+/// Check an override value against the parameter it replaces: same kind, and for durations,
+/// enumerations and counts a value the workflow can use.
+pub fn check_value(
+    parameter: &str,
+    default: &ParamValue,
+    value: &ParamValue,
+) -> Result<(), String> {
+    if !value.same_kind(default) {
+        return Err(format!(
+            "value {value} is {}, but {parameter} is {} ({default})",
+            value.kind(),
+            default.kind()
+        ));
+    }
+    let one_of = |allowed: &[&str]| match value {
+        ParamValue::Text(t) if allowed.contains(&t.as_str()) => Ok(()),
+        _ => Err(format!(
+            "value {value} of {parameter} is not one of {}",
+            allowed.join(", ")
+        )),
+    };
+    match parameter {
+        "interval" | "timeout" | "after" | "window" | "within" => match value {
+            ParamValue::Text(t) => match humantime::parse_duration(t) {
+                Ok(d) if !d.is_zero() => Ok(()),
+                Ok(_) => Err(format!("{parameter} {t:?} must be greater than zero")),
+                Err(e) => Err(format!(
+                    "{parameter} {t:?} is not a duration ({e}); write e.g. \"5m\""
+                )),
+            },
+            _ => Ok(()),
+        },
+        "severity" => one_of(&["information", "warning", "critical", "match_state"]),
+        "priority" => one_of(&["low", "normal", "high"]),
+        "alert_on" => one_of(&["warning", "critical"]),
+        "direction" => one_of(&["above", "below"]),
+        "unhealthy" => one_of(&["warning", "critical"]),
+        "below" | "between" | "above" => one_of(&["healthy", "warning", "critical"]),
+        "member_in_maintenance" | "member_unavailable" => {
+            one_of(&["uninitialized", "healthy", "warning", "critical"])
+        }
+        "algorithm" => one_of(&["worst_of", "best_of", "percentage"]),
+        "percentage" => match value.as_f64() {
+            Some(p) if (1.0..=100.0).contains(&p) && p.fract() == 0.0 => Ok(()),
+            _ => Err(format!(
+                "percentage {value} is not a whole number from 1 to 100"
+            )),
+        },
+        "samples" | "missed" | "count" => match value {
+            ParamValue::Int(n) if *n >= 1 && *n <= i64::from(u32::MAX) => Ok(()),
+            _ => Err(format!(
+                "{parameter} {value} is not a whole number of at least 1"
+            )),
+        },
+        _ => match value.as_f64() {
+            Some(f) if !f.is_finite() => Err(format!("{parameter} {value} is not a finite number")),
+            _ => Ok(()),
+        },
+    }
+}
+
 /// The class a workflow runs for (a diagnostic or recovery: its monitor's target).
 pub fn workflow_target<'a>(catalog: &'a Catalog, w: Workflow<'a>) -> Option<&'a str> {
     match w {

@@ -1037,21 +1037,8 @@ impl<'a> Validator<'a> {
                 )
             }
             Some((default, _)) => {
-                if !o.value.same_kind(default) {
-                    self.at(
-                        pi,
-                        k,
-                        &o.id,
-                        format!(
-                            "value {} is {}, but {} of {} is {} ({})",
-                            o.value,
-                            o.value.kind(),
-                            o.parameter,
-                            o.workflow,
-                            default.kind(),
-                            default
-                        ),
-                    );
+                if let Err(msg) = crate::overrides::check_value(&o.parameter, default, &o.value) {
+                    self.at(pi, k, &o.id, format!("{msg} (override of {})", o.workflow));
                 }
             }
         }
