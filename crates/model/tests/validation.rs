@@ -271,7 +271,27 @@ fn override_problems() {
         &ov("threshold", "\"high\"", "T.Box"),
         "T.O",
         line,
-        "value \"high\" is text, but threshold of T.M is a number",
+        "value \"high\" is text, but threshold is a number",
+    );
+    expect_one(
+        &ov("severity", "\"urgent\"", "T.Box"),
+        "T.O",
+        line,
+        "value \"urgent\" of severity is not one of information, warning, critical, match_state",
+    );
+    let with_interval = monitor.replace(
+        "overridable = [\"threshold\"]",
+        "overridable = [\"threshold\", \"interval\"]",
+    );
+    let ov_interval = |v: &str| {
+        format!("{with_interval}[[override]]\nid = \"T.O\"\nworkflow = \"T.M\"\nparameter = \"interval\"\nvalue = {v}\ncontext = \"T.Box\"\n")
+    };
+    assert!(problems(&ov_interval("\"5m\"")).is_empty());
+    expect_one(
+        &ov_interval("\"soon\""),
+        "T.O",
+        line,
+        "interval \"soon\" is not a duration",
     );
     expect_one(
         &ov("threshold", "5", "System.Connector"),
