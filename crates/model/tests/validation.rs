@@ -273,19 +273,20 @@ fn override_problems() {
         line,
         "value \"high\" is text, but threshold is a number",
     );
-    expect_one(
-        &ov("severity", "\"urgent\"", "T.Box"),
-        "T.O",
-        line,
-        "value \"urgent\" of severity is not one of information, warning, critical, match_state",
-    );
     let with_interval = monitor.replace(
         "overridable = [\"threshold\"]",
-        "overridable = [\"threshold\", \"interval\"]",
+        "overridable = [\"threshold\", \"interval\", \"direction\"]",
     );
-    let ov_interval = |v: &str| {
-        format!("{with_interval}[[override]]\nid = \"T.O\"\nworkflow = \"T.M\"\nparameter = \"interval\"\nvalue = {v}\ncontext = \"T.Box\"\n")
+    let ov_param = |param: &str, v: &str| {
+        format!("{with_interval}[[override]]\nid = \"T.O\"\nworkflow = \"T.M\"\nparameter = \"{param}\"\nvalue = {v}\ncontext = \"T.Box\"\n")
     };
+    let ov_interval = |v: &str| ov_param("interval", v);
+    expect_one(
+        &ov_param("direction", "\"sideways\""),
+        "T.O",
+        line,
+        "value \"sideways\" of direction is not one of above, below",
+    );
     assert!(problems(&ov_interval("\"5m\"")).is_empty());
     expect_one(
         &ov_interval("\"soon\""),
