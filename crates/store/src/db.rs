@@ -38,6 +38,8 @@ pub enum StoreError {
         #[source]
         source: KeyError,
     },
+    #[error("state store: a stored value cannot be read: {0}")]
+    Corrupt(String),
     #[error("state store at {path}: offset of {topic}/{partition} is {len} bytes, expected 8")]
     BadOffset {
         path: PathBuf,

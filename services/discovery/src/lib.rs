@@ -1,0 +1,13 @@
+//! The instance-space processor (DESIGN.md section 3): discovery data in, instances and
+//! relationships (with their claims, hosting and managed flags) in RocksDB, changes out on
+//! the compacted instance topic.
+
+mod identity;
+mod metrics;
+pub mod space;
+mod stage;
+pub mod state;
+
+pub use identity::{relationship_id, resolve, ClassShape, Classes, Resolved};
+pub use stage::DiscoveryStage;
+pub use state::DISCOVERY_CFS;

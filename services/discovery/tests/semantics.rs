@@ -1,0 +1,686 @@
+//! The instance space's semantics (DESIGN.md section 3), on the real RocksDB state: snapshot
+//! and incremental discovery, claims by several sources, the hosting cascade, connector
+//! removal, no churn, managed flags, unknown hosts and malformed data.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use healthstream_contracts::records::{
+    DiscoveredInstance, DiscoveredRelationship, DiscoveryData, DiscoveryMode, DiscoverySource,
+    DiscoverySourceKind, EntityKind, InstanceRef, Properties, PropertyValue,
+};
+use healthstream_discovery::space::{self, Change, Outcome};
+use healthstream_discovery::state::WorkingSet;
+use healthstream_discovery::{resolve, Classes, DISCOVERY_CFS};
+use healthstream_model::load::parse_pack;
+use healthstream_model::{shipped, Catalog};
+use healthstream_store::Store;
+
+/// A server hosting databases hosting tables: a three-level hosting tree.
+const TEST_PACK: &str = r#"
+[pack]
+id = "T"
+version = "1.0"
+
+[[reference]]
+pack = "System.Library"
+version = "1.0"
+
+[[class]]
+id = "T.Server"
+base = "System.Computer"
+
+[[class]]
+id = "T.Database"
+base = "System.LocalApplication"
+host = "T.Server"
+
+[[class.property]]
+name = "Name"
+key = true
+
+[[class.property]]
+name = "SizeGb"
+type = "int"
+
+[[class]]
+id = "T.Table"
+base = "System.LogicalEntity"
+host = "T.Database"
+
+[[class.property]]
+name = "Name"
+key = true
+
+[[relationship]]
+id = "T.ServerHostsDatabase"
+kind = "hosting"
+source = "T.Server"
+target = "T.Database"
+
+[[relationship]]
+id = "T.DatabaseHostsTable"
+kind = "hosting"
+source = "T.Database"
+target = "T.Table"
+
+[[relationship]]
+id = "T.DatabaseUsesDatabase"
+kind = "reference"
+source = "T.Database"
+target = "T.Database"
+"#;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    store: Store,
+    classes: Classes,
+    seq: i64,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), DISCOVERY_CFS).expect("store");
+        let mut packs = shipped().expect("shipped");
+        packs.push(parse_pack(TEST_PACK, Path::new("t.toml")).expect("test pack"));
+        Harness {
+            _dir: dir,
+            store,
+            classes: Classes::new(Catalog::new(packs)),
+            seq: 0,
+        }
+    }
+
+    /// Apply one submission and persist it, as the stage does.
+    fn submit(&mut self, d: &DiscoveryData) -> Outcome {
+        self.seq += 1;
+        let mut ws = WorkingSet::new(&self.store);
+        let out = space::apply(&mut ws, &mut self.classes, d, self.seq).expect("applies");
+        let mut batch = self.store.batch();
+        ws.flush(&mut batch).expect("flush");
+        self.store.write(batch).expect("write");
+        out
+    }
+
+    fn id(&mut self, r: &InstanceRef) -> String {
+        resolve(&mut self.classes, r, false, 32)
+            .expect("resolves")
+            .id
+    }
+}
+
+fn s(v: &str) -> PropertyValue {
+    PropertyValue::String(v.into())
+}
+
+fn props(pairs: &[(&str, PropertyValue)]) -> Properties {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn server(name: &str) -> InstanceRef {
+    InstanceRef {
+        class: "T.Server".into(),
+        keys: props(&[("PrincipalName", s(name))]),
+        host: None,
+    }
+}
+
+fn database(server_name: &str, name: &str) -> InstanceRef {
+    InstanceRef {
+        class: "T.Database".into(),
+        keys: props(&[("Name", s(name))]),
+        host: Some(Box::new(server(server_name))),
+    }
+}
+
+fn table(server_name: &str, db: &str, name: &str) -> InstanceRef {
+    InstanceRef {
+        class: "T.Table".into(),
+        keys: props(&[("Name", s(name))]),
+        host: Some(Box::new(database(server_name, db))),
+    }
+}
+
+fn inst(r: &InstanceRef, properties: Properties) -> DiscoveredInstance {
+    DiscoveredInstance {
+        class: r.class.clone(),
+        keys: r.keys.clone(),
+        properties,
+        host: r.host.as_deref().cloned(),
+    }
+}
+
+fn data(
+    source: &str,
+    kind: DiscoverySourceKind,
+    mode: DiscoveryMode,
+    instances: Vec<DiscoveredInstance>,
+) -> DiscoveryData {
+    DiscoveryData {
+        id: "x".into(),
+        root_host: "srv1".into(),
+        source: DiscoverySource {
+            kind,
+            id: source.into(),
+            managing: kind == DiscoverySourceKind::Discovery,
+        },
+        mode,
+        time: 1_700_000_000_000,
+        instances,
+        relationships: vec![],
+        removed_instances: vec![],
+        removed_relationships: vec![],
+    }
+}
+
+fn snapshot(source: &str, instances: Vec<DiscoveredInstance>) -> DiscoveryData {
+    data(
+        source,
+        DiscoverySourceKind::Discovery,
+        DiscoveryMode::Snapshot,
+        instances,
+    )
+}
+
+fn deleted(out: &Outcome) -> Vec<String> {
+    out.changes
+        .iter()
+        .filter(|c| c.view.is_none())
+        .map(|c| c.entity_id.clone())
+        .collect()
+}
+
+fn upserted(out: &Outcome) -> Vec<String> {
+    out.changes
+        .iter()
+        .filter(|c| c.view.is_some())
+        .map(|c| c.entity_id.clone())
+        .collect()
+}
+
+fn change<'a>(out: &'a Outcome, id: &str) -> &'a Change {
+    out.changes
+        .iter()
+        .find(|c| c.entity_id == id)
+        .unwrap_or_else(|| panic!("no change of {id}: {:?}", out.changes))
+}
+
+#[test]
+fn identity_is_deterministic_and_includes_the_hosting_chain() {
+    let mut a = Harness::new();
+    let mut b = Harness::new();
+    assert_eq!(
+        a.id(&database("srv1", "sales")),
+        b.id(&database("srv1", "sales"))
+    );
+    assert_ne!(
+        a.id(&database("srv1", "sales")),
+        a.id(&database("srv2", "sales"))
+    );
+    assert_ne!(
+        a.id(&database("srv1", "sales")),
+        a.id(&database("srv1", "hr"))
+    );
+    // The key owner is System.Computer: a T.Server and a Linux.Computer of the same name are
+    // the same computer.
+    let linux = InstanceRef {
+        class: "Linux.Computer".into(),
+        keys: props(&[("PrincipalName", s("srv1"))]),
+        host: None,
+    };
+    assert_eq!(a.id(&linux), a.id(&server("srv1")));
+}
+
+#[test]
+fn snapshot_removal() {
+    let mut h = Harness::new();
+    let first = h.submit(&snapshot(
+        "db-discovery",
+        vec![
+            inst(&server("srv1"), props(&[])),
+            inst(
+                &database("srv1", "sales"),
+                props(&[("SizeGb", PropertyValue::Long(10))]),
+            ),
+            inst(&database("srv1", "hr"), props(&[])),
+        ],
+    ));
+    assert_eq!(first.changes.len(), 3);
+    assert!(first.rejected.is_empty(), "{:?}", first.rejected);
+    let sales = h.id(&database("srv1", "sales"));
+    let view = change(&first, &sales).view.clone().expect("upsert");
+    assert_eq!(view.class, "T.Database");
+    assert_eq!(view.properties["SizeGb"], PropertyValue::Long(10));
+    assert_eq!(view.host_id, Some(h.id(&server("srv1"))));
+    assert_eq!(view.claimed_by, ["discovery:db-discovery"]);
+
+    let second = h.submit(&snapshot(
+        "db-discovery",
+        vec![
+            inst(&server("srv1"), props(&[])),
+            inst(
+                &database("srv1", "sales"),
+                props(&[("SizeGb", PropertyValue::Long(10))]),
+            ),
+        ],
+    ));
+    assert_eq!(deleted(&second), [h.id(&database("srv1", "hr"))]);
+    assert!(
+        upserted(&second).is_empty(),
+        "nothing else changed: {:?}",
+        second.changes
+    );
+}
+
+#[test]
+fn identical_submission_changes_nothing() {
+    let mut h = Harness::new();
+    let d = snapshot(
+        "db-discovery",
+        vec![
+            inst(&server("srv1"), props(&[])),
+            inst(&database("srv1", "sales"), props(&[])),
+        ],
+    );
+    assert!(!h.submit(&d).changes.is_empty());
+    let again = h.submit(&d);
+    assert!(again.unchanged);
+    assert!(again.changes.is_empty());
+    // A property change is a change of that instance only.
+    let mut changed = d.clone();
+    changed.instances[1].properties = props(&[("SizeGb", PropertyValue::Long(3))]);
+    let out = h.submit(&changed);
+    assert_eq!(upserted(&out), [h.id(&database("srv1", "sales"))]);
+}
+
+#[test]
+fn incremental_add_and_remove() {
+    let mut h = Harness::new();
+    h.submit(&snapshot(
+        "db-discovery",
+        vec![inst(&server("srv1"), props(&[]))],
+    ));
+    let mut add = data(
+        "db-discovery",
+        DiscoverySourceKind::Discovery,
+        DiscoveryMode::Incremental,
+        vec![inst(&database("srv1", "sales"), props(&[]))],
+    );
+    let out = h.submit(&add);
+    assert_eq!(upserted(&out), [h.id(&database("srv1", "sales"))]);
+    // An increment does not unclaim what it does not mention.
+    add.instances = vec![inst(&database("srv1", "hr"), props(&[]))];
+    let out = h.submit(&add);
+    assert_eq!(upserted(&out), [h.id(&database("srv1", "hr"))]);
+    assert!(deleted(&out).is_empty());
+    let mut remove = data(
+        "db-discovery",
+        DiscoverySourceKind::Discovery,
+        DiscoveryMode::Incremental,
+        vec![],
+    );
+    remove.removed_instances = vec![database("srv1", "sales")];
+    let out = h.submit(&remove);
+    assert_eq!(deleted(&out), [h.id(&database("srv1", "sales"))]);
+    // A later snapshot of the source knows the server and hr: nothing to delete.
+    let out = h.submit(&snapshot(
+        "db-discovery",
+        vec![
+            inst(&server("srv1"), props(&[])),
+            inst(&database("srv1", "hr"), props(&[])),
+        ],
+    ));
+    assert!(deleted(&out).is_empty(), "{:?}", out.changes);
+}
+
+#[test]
+fn two_sources_claim_one_instance() {
+    let mut h = Harness::new();
+    h.submit(&snapshot(
+        "a",
+        vec![
+            inst(&server("srv1"), props(&[])),
+            inst(
+                &database("srv1", "sales"),
+                props(&[("SizeGb", PropertyValue::Long(1))]),
+            ),
+        ],
+    ));
+    let out = h.submit(&snapshot(
+        "b",
+        vec![
+            inst(&server("srv1"), props(&[])),
+            inst(
+                &database("srv1", "sales"),
+                props(&[("SizeGb", PropertyValue::Long(2))]),
+            ),
+        ],
+    ));
+    let sales = h.id(&database("srv1", "sales"));
+    let v = change(&out, &sales).view.clone().expect("upsert");
+    assert_eq!(v.claimed_by, ["discovery:a", "discovery:b"]);
+    assert_eq!(
+        v.properties["SizeGb"],
+        PropertyValue::Long(2),
+        "the later claim wins a property conflict"
+    );
+    // A drops it: it lives on, claimed by B.
+    let out = h.submit(&snapshot("a", vec![inst(&server("srv1"), props(&[]))]));
+    let v = change(&out, &sales).view.clone().expect("still there");
+    assert_eq!(v.claimed_by, ["discovery:b"]);
+    // B drops it: deleted.
+    let out = h.submit(&snapshot("b", vec![inst(&server("srv1"), props(&[]))]));
+    assert_eq!(deleted(&out), [sales]);
+}
+
+#[test]
+fn deleting_a_host_deletes_what_it_hosts_three_levels_down() {
+    let mut h = Harness::new();
+    let mut d = snapshot(
+        "inventory",
+        vec![
+            inst(&table("srv1", "sales", "orders"), props(&[])),
+            inst(&database("srv1", "sales"), props(&[])),
+            inst(&server("srv1"), props(&[])),
+            inst(&database("srv1", "hr"), props(&[])),
+            inst(&table("srv1", "hr", "people"), props(&[])),
+        ],
+    );
+    d.relationships = vec![DiscoveredRelationship {
+        kind: "T.DatabaseUsesDatabase".into(),
+        source: database("srv1", "hr"),
+        target: database("srv1", "sales"),
+        properties: props(&[]),
+    }];
+    let out = h.submit(&d);
+    assert!(
+        out.rejected.is_empty(),
+        "children listed before their hosts still apply: {:?}",
+        out.rejected
+    );
+    assert_eq!(out.changes.len(), 6);
+    // Another source claims only the hr table: the cascade deletes it anyway.
+    h.submit(&snapshot(
+        "other",
+        vec![inst(&table("srv1", "hr", "people"), props(&[]))],
+    ));
+    let out = h.submit(&snapshot("inventory", vec![]));
+    let mut gone = deleted(&out);
+    gone.sort();
+    let mut want = vec![
+        h.id(&server("srv1")),
+        h.id(&database("srv1", "sales")),
+        h.id(&database("srv1", "hr")),
+        h.id(&table("srv1", "sales", "orders")),
+        h.id(&table("srv1", "hr", "people")),
+    ];
+    want.sort();
+    let rel: Vec<&Change> = out
+        .changes
+        .iter()
+        .filter(|c| c.kind == EntityKind::Relationship)
+        .collect();
+    assert_eq!(rel.len(), 1, "the relationship goes with its ends");
+    gone.retain(|g| *g != rel[0].entity_id);
+    assert_eq!(gone, want);
+    // The other source's next snapshot cannot bring the table back without its host.
+    let out = h.submit(&snapshot(
+        "other",
+        vec![inst(&table("srv1", "hr", "people"), props(&[]))],
+    ));
+    assert!(out.changes.is_empty());
+    assert_eq!(out.rejected.len(), 1);
+    assert!(
+        out.rejected[0]
+            .reason()
+            .contains("its host (T.Database Name=hr) is not known"),
+        "{:?}",
+        out.rejected
+    );
+}
+
+#[test]
+fn removing_a_connector_removes_its_claims() {
+    let mut h = Harness::new();
+    h.submit(&snapshot("agent", vec![inst(&server("srv1"), props(&[]))]));
+    let connector = |instances| {
+        data(
+            "cmdb",
+            DiscoverySourceKind::Connector,
+            DiscoveryMode::Snapshot,
+            instances,
+        )
+    };
+    let out = h.submit(&connector(vec![
+        inst(&server("srv1"), props(&[])),
+        inst(&database("srv1", "erp"), props(&[])),
+    ]));
+    let erp = h.id(&database("srv1", "erp"));
+    let v = change(&out, &erp).view.clone().expect("inserted");
+    assert_eq!(v.claimed_by, ["connector:cmdb"]);
+    // The connector goes away: an empty snapshot. Its claims go; the server stays (the agent claims it).
+    let out = h.submit(&connector(vec![]));
+    assert_eq!(deleted(&out), [erp]);
+    let srv = h.id(&server("srv1"));
+    let v = change(&out, &srv)
+        .view
+        .clone()
+        .expect("server still claimed");
+    assert_eq!(v.claimed_by, ["discovery:agent"]);
+}
+
+#[test]
+fn managed_comes_from_a_managing_source_or_a_managed_host() {
+    let mut h = Harness::new();
+    // A connector that does not manage inserts a server and a database: unmanaged.
+    let mut d = data(
+        "cmdb",
+        DiscoverySourceKind::Connector,
+        DiscoveryMode::Snapshot,
+        vec![
+            inst(&server("srv1"), props(&[])),
+            inst(&database("srv1", "erp"), props(&[])),
+        ],
+    );
+    d.source.managing = false;
+    let out = h.submit(&d);
+    assert!(out
+        .changes
+        .iter()
+        .all(|c| !c.view.as_ref().expect("upsert").managed));
+    // A managing discovery claims the server: it and what it hosts become managed.
+    let out = h.submit(&snapshot("agent", vec![inst(&server("srv1"), props(&[]))]));
+    let erp = h.id(&database("srv1", "erp"));
+    assert!(
+        change(&out, &h.id(&server("srv1")))
+            .view
+            .as_ref()
+            .expect("upsert")
+            .managed
+    );
+    assert!(
+        change(&out, &erp).view.as_ref().expect("upsert").managed,
+        "hosted by a managed instance"
+    );
+    // The managing claim goes: unmanaged again.
+    let out = h.submit(&snapshot("agent", vec![]));
+    assert!(!change(&out, &erp).view.as_ref().expect("upsert").managed);
+}
+
+#[test]
+fn unknown_host_is_dead_lettered_and_retried_when_the_host_appears() {
+    let mut h = Harness::new();
+    let d = snapshot(
+        "db-discovery",
+        vec![inst(&database("srv1", "sales"), props(&[]))],
+    );
+    let out = h.submit(&d);
+    assert!(out.changes.is_empty());
+    assert_eq!(out.rejected.len(), 1);
+    assert!(out.rejected[0].reason().contains("is not known"));
+    h.submit(&snapshot("agent", vec![inst(&server("srv1"), props(&[]))]));
+    // The identical submission is applied again (it was not applied in full before).
+    let out = h.submit(&d);
+    assert!(!out.unchanged);
+    assert_eq!(upserted(&out), [h.id(&database("srv1", "sales"))]);
+}
+
+#[test]
+fn malformed_instances_are_rejected_with_reasons_and_the_rest_applied() {
+    let mut h = Harness::new();
+    let bad = |class: &str, keys: Properties, properties: Properties, host: Option<InstanceRef>| {
+        DiscoveredInstance {
+            class: class.into(),
+            keys,
+            properties,
+            host,
+        }
+    };
+    let d = snapshot(
+        "db-discovery",
+        vec![
+            inst(&server("srv1"), props(&[])),
+            bad("T.Nope", props(&[]), props(&[]), None),
+            bad(
+                "System.Computer",
+                props(&[("PrincipalName", s("x"))]),
+                props(&[]),
+                None,
+            ),
+            bad("T.Database", props(&[]), props(&[]), Some(server("srv1"))),
+            bad(
+                "T.Database",
+                props(&[("Name", s("a")), ("Colour", s("red"))]),
+                props(&[]),
+                Some(server("srv1")),
+            ),
+            bad(
+                "T.Database",
+                props(&[("Name", PropertyValue::Long(5))]),
+                props(&[]),
+                Some(server("srv1")),
+            ),
+            bad("T.Database", props(&[("Name", s("b"))]), props(&[]), None),
+            bad(
+                "T.Server",
+                props(&[("PrincipalName", s("y"))]),
+                props(&[]),
+                Some(server("srv1")),
+            ),
+            bad(
+                "T.Database",
+                props(&[("Name", s("c"))]),
+                props(&[("SizeGb", s("big"))]),
+                Some(server("srv1")),
+            ),
+            bad(
+                "T.Database",
+                props(&[("Name", s("d"))]),
+                props(&[("Owner", s("me"))]),
+                Some(server("srv1")),
+            ),
+            bad(
+                "T.Table",
+                props(&[("Name", s("t"))]),
+                props(&[]),
+                Some(server("srv1")),
+            ),
+        ],
+    );
+    let out = h.submit(&d);
+    assert_eq!(upserted(&out), [h.id(&server("srv1"))]);
+    let reasons: Vec<&str> = out.rejected.iter().map(|r| r.reason()).collect();
+    let expect = [
+        "class \"T.Nope\" is not defined",
+        "class System.Computer is abstract",
+        "key property Name of T.Database is missing",
+        "\"Colour\" is not a key property of T.Database",
+        "property name: expected string, got an integer",
+        "T.Database is hosted by T.Server: the host is missing",
+        "T.Server is not a hosted class, but a host was given",
+        "property sizegb: expected int, got text",
+        "T.Database has no property \"Owner\"",
+        "T.Table is hosted by T.Database, not by T.Server",
+    ];
+    assert_eq!(reasons.len(), expect.len(), "{reasons:#?}");
+    for (got, want) in reasons.iter().zip(expect) {
+        assert!(got.contains(want), "{got:?} should say {want:?}");
+    }
+    // Not applied in full: the next identical submission is tried again.
+    assert!(!h.submit(&d).unchanged);
+}
+
+#[test]
+fn relationships_need_known_ends_and_a_matching_type() {
+    let mut h = Harness::new();
+    let mut d = snapshot(
+        "db",
+        vec![
+            inst(&server("srv1"), props(&[])),
+            inst(&database("srv1", "a"), props(&[])),
+            inst(&database("srv1", "b"), props(&[])),
+        ],
+    );
+    let rel = |kind: &str, s: InstanceRef, t: InstanceRef| DiscoveredRelationship {
+        kind: kind.into(),
+        source: s,
+        target: t,
+        properties: props(&[]),
+    };
+    d.relationships = vec![
+        rel(
+            "T.DatabaseUsesDatabase",
+            database("srv1", "a"),
+            database("srv1", "b"),
+        ),
+        rel("T.Nope", database("srv1", "a"), database("srv1", "b")),
+        rel(
+            "T.DatabaseUsesDatabase",
+            database("srv1", "a"),
+            database("srv1", "zzz"),
+        ),
+        rel(
+            "T.DatabaseUsesDatabase",
+            server("srv1"),
+            database("srv1", "b"),
+        ),
+    ];
+    let out = h.submit(&d);
+    let rels: Vec<&Change> = out
+        .changes
+        .iter()
+        .filter(|c| c.kind == EntityKind::Relationship)
+        .collect();
+    assert_eq!(rels.len(), 1);
+    let v = rels[0].view.as_ref().expect("upsert");
+    assert_eq!(
+        v.source_id.as_deref(),
+        Some(h.id(&database("srv1", "a")).as_str())
+    );
+    let reasons: Vec<&str> = out.rejected.iter().map(|r| r.reason()).collect();
+    assert!(
+        reasons[0].contains("relationship type \"T.Nope\" is not defined"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("its target is not a known instance"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].contains("goes from T.Database, not from T.Server"),
+        "{reasons:?}"
+    );
+    // Dropping an end deletes the relationship.
+    d.instances.pop();
+    d.relationships.truncate(1);
+    let out = h.submit(&d);
+    assert!(out
+        .changes
+        .iter()
+        .any(|c| c.kind == EntityKind::Relationship && c.view.is_none()));
+    let _: BTreeMap<(), ()> = BTreeMap::new();
+}
