@@ -152,6 +152,37 @@ impl Store {
         Ok(out)
     }
 
+    /// Like [`Store::scan_prefix_limit`], starting after `after` (exclusive) when given: a
+    /// page of a longer listing.
+    pub fn scan_prefix_after(
+        &self,
+        cf: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let handle = self.cf(cf)?;
+        let start = match after {
+            Some(a) if a > prefix => a,
+            _ => prefix,
+        };
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(&handle, IteratorMode::From(start, Direction::Forward))
+        {
+            let (k, v) = item.map_err(|e| self.rocks(e))?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            if after.is_some_and(|a| k.as_ref() == a) {
+                continue;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     /// A new, empty batch.
     pub fn batch(&self) -> StoreBatch {
         StoreBatch {

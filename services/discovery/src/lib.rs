@@ -2,6 +2,7 @@
 //! relationships (with their claims, hosting and managed flags) in RocksDB, changes out on
 //! the compacted instance topic.
 
+pub mod api;
 mod identity;
 mod metrics;
 pub mod space;

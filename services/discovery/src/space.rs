@@ -375,6 +375,7 @@ impl Space<'_, '_> {
     ) -> Result<(), StoreError> {
         let before = self.instance(id)?;
         let mut state = before.clone().unwrap_or_else(|| InstanceState {
+            class: String::new(),
             keys: keys.clone(),
             host_id: host_id.clone(),
             claims: BTreeMap::new(),
@@ -414,6 +415,23 @@ impl Space<'_, '_> {
         let old_view = before.as_ref().map(|b| self.instance_view(classes, b));
         let new_view = self.instance_view(classes, &state);
         let managed_changed = before.as_ref().map(|b| b.managed) != Some(state.managed);
+        let mut state = state;
+        state.class = new_view.class.clone();
+        match &old_view {
+            None => {
+                self.ws
+                    .put_raw(BY_ID_CF, by_id_key(id), self.root.as_bytes().to_vec());
+                self.ws
+                    .put_marker(BY_CLASS_CF, by_class_key(&state.class, self.root, id));
+            }
+            Some(old) if old.class != state.class => {
+                self.ws
+                    .delete(BY_CLASS_CF, by_class_key(&old.class, self.root, id));
+                self.ws
+                    .put_marker(BY_CLASS_CF, by_class_key(&state.class, self.root, id));
+            }
+            Some(_) => {}
+        }
         self.ws
             .put(INSTANCES_CF, instance_key(self.root, id), &state)?;
         if old_view.as_ref() != Some(&new_view) {
@@ -492,6 +510,9 @@ impl Space<'_, '_> {
             self.forget(other, Some(id), None)?;
         }
         self.ws.delete(INSTANCES_CF, instance_key(self.root, id));
+        self.ws.delete(BY_ID_CF, by_id_key(id));
+        self.ws
+            .delete(BY_CLASS_CF, by_class_key(&state.class, self.root, id));
         self.out.push(Change {
             entity_id: id.to_string(),
             kind: EntityKind::Instance,

@@ -19,12 +19,20 @@ pub const ENDPOINTS_CF: &str = "endpoint";
 pub const SOURCES_CF: &str = "source";
 
 /// Column families of the instance space.
+/// Instance id -> root host (reads by id).
+pub const BY_ID_CF: &str = "by_id";
+/// (class, root host, instance id) -> () (reads by class).
+pub const BY_CLASS_CF: &str = "by_class";
+
+/// Column families of the instance space.
 pub const DISCOVERY_CFS: &[&str] = &[
     INSTANCES_CF,
     HOSTED_CF,
     RELATIONSHIPS_CF,
     ENDPOINTS_CF,
     SOURCES_CF,
+    BY_ID_CF,
+    BY_CLASS_CF,
 ];
 
 const INSTANCE_PREFIX: u8 = 0x20;
@@ -32,6 +40,8 @@ const HOSTED_PREFIX: u8 = 0x21;
 const RELATIONSHIP_PREFIX: u8 = 0x22;
 const ENDPOINT_PREFIX: u8 = 0x23;
 const SOURCE_PREFIX: u8 = 0x24;
+const BY_ID_PREFIX: u8 = 0x25;
+const BY_CLASS_PREFIX: u8 = 0x26;
 
 /// One source's claim on an instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +61,9 @@ pub struct Claim {
 /// An instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceState {
+    /// The effective class: the most derived one claimed.
+    #[serde(rename = "t", default)]
+    pub class: String,
     #[serde(rename = "k", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub keys: Properties,
     #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
@@ -122,6 +135,24 @@ pub fn endpoint_prefix(root: &str, instance: &str) -> Vec<u8> {
 pub fn source_key(root: &str, source: &str) -> Vec<u8> {
     KeyWriter::new(SOURCE_PREFIX).str(root).str(source).finish()
 }
+pub fn by_id_key(id: &str) -> Vec<u8> {
+    KeyWriter::new(BY_ID_PREFIX).str(id).finish()
+}
+pub fn by_class_key(class: &str, root: &str, id: &str) -> Vec<u8> {
+    KeyWriter::new(BY_CLASS_PREFIX)
+        .str(class)
+        .str(root)
+        .str(id)
+        .finish()
+}
+pub fn by_class_prefix(class: &str) -> Vec<u8> {
+    KeyWriter::new(BY_CLASS_PREFIX).str(class).finish()
+}
+pub const BY_CLASS_KEY_PREFIX: u8 = BY_CLASS_PREFIX;
+pub const INSTANCE_KEY_PREFIX: u8 = INSTANCE_PREFIX;
+pub fn all_instances_prefix() -> Vec<u8> {
+    vec![INSTANCE_PREFIX]
+}
 pub fn instances_prefix(root: &str) -> Vec<u8> {
     KeyWriter::new(INSTANCE_PREFIX).str(root).finish()
 }
@@ -184,6 +215,10 @@ impl<'s> WorkingSet<'s> {
             serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(format!("{cf}: {e}")))?;
         self.pending.insert((cf, key), Some(bytes));
         Ok(())
+    }
+
+    pub fn put_raw(&mut self, cf: &'static str, key: Vec<u8>, value: Vec<u8>) {
+        self.pending.insert((cf, key), Some(value));
     }
 
     pub fn put_marker(&mut self, cf: &'static str, key: Vec<u8>) {

@@ -26,6 +26,8 @@ pub enum Command {
     Run(RunArgs),
     /// Run the ingest service alone (collector-facing HTTP -> topics).
     Ingest(RunArgs),
+    /// Run the instance-space processor alone.
+    Discovery(RunArgs),
     /// Run the health processor alone.
     Health(RunArgs),
     /// Run the connector service alone (the operations API: packs).
@@ -124,6 +126,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => serve(args, &wiring::ALL_SERVICES).await,
         Command::Ingest(args) => serve(args, &[wiring::Part::Ingest]).await,
+        Command::Discovery(args) => serve(args, &[wiring::Part::Discovery]).await,
         Command::Health(args) => serve(args, &[wiring::Part::Health]).await,
         Command::Connector(args) => serve(args, &[wiring::Part::Connector]).await,
         Command::Topics(args) => {

@@ -34,11 +34,12 @@ pub enum BusChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
     Ingest,
+    Discovery,
     Health,
     Connector,
 }
 
-pub const ALL_SERVICES: [Part; 3] = [Part::Ingest, Part::Health, Part::Connector];
+pub const ALL_SERVICES: [Part; 4] = [Part::Ingest, Part::Discovery, Part::Health, Part::Connector];
 
 pub fn open_bus(choice: BusChoice, topology: &Topology) -> anyhow::Result<Arc<dyn Bus>> {
     Ok(match choice {
@@ -102,6 +103,50 @@ impl Runtime {
                 tracing::info!(packs = ?seeded, "shipped packs imported");
             }
             app = app.merge(healthstream_connector::router(api));
+        }
+        if let (true, Some(packs)) = (parts.contains(&Part::Discovery), &packs) {
+            topology.check_consumes(Service::Discovery, Topic::Discovery)?;
+            topology.check_consumes(Service::Discovery, Topic::Packs)?;
+            topology.check_produces(Service::Discovery, Topic::Instances)?;
+            // Classes are checked against the packs: read them all before the first record.
+            let mut rx = packs.clone();
+            healthstream_packfeed::catch_up(
+                bus.as_ref(),
+                &mut rx,
+                std::time::Duration::from_secs(60),
+            )
+            .await
+            .context("reading the pack topic before discovery starts")?;
+            let group = topology.group(Service::Discovery)?.to_string();
+            let dir = data_dir.join("state").join("discovery");
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let store = Store::open(&dir, healthstream_discovery::DISCOVERY_CFS)?;
+            app = app.merge(healthstream_discovery::api::router(
+                store.clone(),
+                packs.clone(),
+            ));
+            let stage = healthstream_discovery::DiscoveryStage::new(
+                bus.partitions(Topic::Discovery),
+                bus.partitions(Topic::DeadLetters),
+                packs.clone(),
+            );
+            let (bus2, readiness2, rx) = (bus.clone(), readiness.clone(), shutdown_rx.clone());
+            stages.push(tokio::spawn(async move {
+                let result = healthstream_stage::run(
+                    stage,
+                    bus2,
+                    &group,
+                    &[Topic::Discovery],
+                    store,
+                    readiness2,
+                    rx,
+                )
+                .await;
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "discovery stage stopped");
+                }
+                result
+            }));
         }
         if parts.contains(&Part::Ingest) {
             for topic in INGEST_TOPICS {

@@ -1,0 +1,130 @@
+//! The instance space through the real binary (embedded): discovery posted to ingest becomes
+//! instances readable by class (derived classes included), property and host; a snapshot that
+//! drops an instance deletes it; bad parts go to dead letters while the rest is applied; the
+//! state survives a restart.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::reqwest::{self, Method};
+use common::{start, Process};
+use serde_json::{json, Value};
+
+fn get(p: &Process, path: &str) -> Value {
+    let (status, body) = reqwest::send(Method::GET, &p.url(path), None);
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).expect("json")
+}
+
+fn post_discovery(p: &Process, body: Value) {
+    let (status, resp) = reqwest::post_json(&p.url("/v1/ingest/discovery"), &body);
+    assert_eq!(status, 200, "{resp}");
+}
+
+fn snapshot(filesystems: &[&str]) -> Value {
+    let host = json!({"class": "Linux.Computer", "keys": {"PrincipalName": "web-01"}});
+    let mut instances = vec![
+        json!({"class": "Linux.Computer", "keys": {"PrincipalName": "web-01"}, "properties": {"CpuCount": 4}}),
+    ];
+    for fs in filesystems {
+        instances.push(json!({"class": "Linux.Filesystem", "keys": {"MountPoint": fs}, "properties": {"Type": "ext4"}, "host": host}));
+    }
+    json!([{
+        "root_host": "web-01",
+        "source": {"kind": "discovery", "id": "Linux.Discovery.Filesystems/web-01"},
+        "mode": "snapshot",
+        "time": "2026-11-22T10:00:00Z",
+        "instances": instances
+    }])
+}
+
+/// Instances of a class once there are `n` of them.
+fn wait_for(p: &Process, query: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = get(p, &format!("/v1/instances?{query}"));
+        let items = v["instances"].as_array().cloned().unwrap_or_default();
+        if items.len() == n {
+            return items;
+        }
+        assert!(Instant::now() < deadline, "{query}: wanted {n}, have {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn discovery_to_instances_and_reads() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let p = start(data.path());
+    post_discovery(&p, snapshot(&["/", "/var", "/home"]));
+
+    // By class, derived classes included: Linux.Computer is a System.Computer.
+    let computers = wait_for(&p, "class=System.Computer", 1);
+    assert_eq!(computers[0]["class"], "Linux.Computer");
+    assert_eq!(computers[0]["properties"]["CpuCount"], 4);
+    assert_eq!(computers[0]["managed"], true);
+    let host_id = computers[0]["id"].as_str().expect("id").to_string();
+    let fs = wait_for(&p, "class=Linux.Filesystem", 3);
+    assert!(fs.iter().all(|f| f["host_id"] == host_id.as_str()));
+    // By property, by host, and paged.
+    let var = wait_for(&p, "class=Linux.Filesystem&property=MountPoint=/var", 1);
+    assert_eq!(var[0]["keys"]["MountPoint"], "/var");
+    let page = get(&p, "/v1/instances?class=Linux.Filesystem&limit=2");
+    assert_eq!(page["instances"].as_array().map(Vec::len), Some(2));
+    let next = page["next"].as_str().expect("a next page").to_string();
+    let rest = get(
+        &p,
+        &format!("/v1/instances?class=Linux.Filesystem&limit=2&after={next}"),
+    );
+    assert_eq!(rest["instances"].as_array().map(Vec::len), Some(1));
+    let hosted = get(&p, &format!("/v1/instances?host={host_id}"));
+    assert_eq!(hosted["instances"].as_array().map(Vec::len), Some(3));
+
+    // One instance in full.
+    let one = get(&p, &format!("/v1/instances/{host_id}"));
+    assert_eq!(one["hosted"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        one["instance"]["claimed_by"],
+        json!(["discovery:Linux.Discovery.Filesystems/web-01"])
+    );
+
+    // The next snapshot drops /home; a filesystem with an unknown property is not applied.
+    let mut next = snapshot(&["/", "/var"]);
+    next[0]["instances"].as_array_mut().expect("array").push(
+        json!({"class": "Linux.Filesystem", "keys": {"MountPoint": "/srv"}, "properties": {"Colour": "red"},
+               "host": {"class": "Linux.Computer", "keys": {"PrincipalName": "web-01"}}}),
+    );
+    post_discovery(&p, next);
+    let fs = wait_for(&p, "class=Linux.Filesystem", 2);
+    let mounts: Vec<&str> = fs
+        .iter()
+        .filter_map(|f| f["keys"]["MountPoint"].as_str())
+        .collect();
+    assert!(
+        mounts.contains(&"/") && mounts.contains(&"/var"),
+        "{mounts:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = reqwest::get_text(&p.url("/metrics"));
+        if metrics.contains("healthstream_discovery_rejected_parts_total 1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rejected filesystem was never counted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A restart keeps the instance space.
+    p.stop();
+    let p = start(data.path());
+    wait_for(&p, "class=Linux.Filesystem", 2);
+    let (status, _) = reqwest::send(Method::GET, &p.url("/v1/instances/no-such-id"), None);
+    assert_eq!(status, 404);
+    let (status, _) = reqwest::send(Method::GET, &p.url("/v1/instances?after=zz"), None);
+    assert_eq!(status, 400);
+    p.stop();
+}
