@@ -355,7 +355,6 @@ async fn show(State(r): State<Reads>, Path(id): Path<String>) -> Response {
         };
         let mut relationships = Vec::new();
         let mut groups = Vec::new();
-        let catalog = r.packs.borrow().store.catalog();
         for (k, _) in r
             .store
             .scan_prefix(ENDPOINTS_CF, &endpoint_prefix(&root, &id))?
@@ -373,12 +372,8 @@ async fn show(State(r): State<Reads>, Path(id): Path<String>) -> Response {
             } else {
                 "target"
             };
-            if role == "target" {
-                if let Some((_, src)) = instance(&r.store, &rel.source_id)? {
-                    if catalog.group(&src.class).is_some() {
-                        groups.push(json!({ "id": rel.source_id, "group": src.class }));
-                    }
-                }
+            if let (Some(g), "target") = (&rel.group, role) {
+                groups.push(json!({ "group": g, "group_instance_id": rel.source_id }));
             }
             relationships.push(json!({
                 "id": rel_id,

@@ -31,6 +31,7 @@ pub struct ClassShape {
 pub struct Classes {
     catalog: Catalog,
     cache: HashMap<String, Option<ClassShape>>,
+    groups: Option<std::sync::Arc<(Vec<crate::groups::GroupDef>, String)>>,
 }
 
 impl Classes {
@@ -38,12 +39,24 @@ impl Classes {
         Classes {
             catalog,
             cache: HashMap::new(),
+            groups: None,
         }
     }
 
     /// The catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// The groups in evaluation order, and the digest of their definitions.
+    pub fn groups(&mut self) -> std::sync::Arc<(Vec<crate::groups::GroupDef>, String)> {
+        if let Some(g) = &self.groups {
+            return g.clone();
+        }
+        let catalog = self.catalog.clone();
+        let g = std::sync::Arc::new(crate::groups::groups(&catalog, self));
+        self.groups = Some(g.clone());
+        g
     }
 
     /// The shape of a class (or group), if the packs define it.

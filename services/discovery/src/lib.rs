@@ -3,6 +3,7 @@
 //! the compacted instance topic.
 
 pub mod api;
+pub mod groups;
 mod identity;
 mod metrics;
 pub mod space;

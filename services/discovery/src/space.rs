@@ -20,6 +20,7 @@ use healthstream_contracts::records::{
 };
 use healthstream_store::StoreError;
 
+use crate::groups::{Candidate, GroupDef};
 use crate::identity::{check_properties, relationship_id, resolve, Classes};
 use crate::state::*;
 
@@ -108,7 +109,10 @@ pub fn apply(
     let digest = digest(d);
     let skey = source_key(root, &src);
     let mut source: SourceState = ws.get(SOURCES_CF, &skey)?.unwrap_or_default();
-    if source.digest.as_deref() == Some(digest.as_str()) {
+    let defs = classes.groups();
+    let mkey = meta_key(root);
+    let groups_changed = ws.get_raw(META_CF, &mkey)?.as_deref() != Some(defs.1.as_bytes());
+    if source.digest.as_deref() == Some(digest.as_str()) && !groups_changed {
         return Ok(Outcome {
             unchanged: true,
             ..Outcome::default()
@@ -119,6 +123,7 @@ pub fn apply(
         root,
         src: &src,
         out: Vec::new(),
+        touched: BTreeSet::new(),
     };
     let mut rejected = Vec::new();
 
@@ -236,6 +241,13 @@ pub fn apply(
             source.relationships.extend(rels_now);
         }
     }
+    // Group memberships of what changed (of everything, when the groups changed).
+    if groups_changed {
+        space.touch_all()?;
+        space.ws.put_raw(META_CF, mkey, defs.1.as_bytes().to_vec());
+    }
+    space.recalc_groups(classes, &defs.0, seq)?;
+
     // Instances deleted by a cascade are no longer claimed by anyone.
     let mut gone = Vec::new();
     for id in &source.instances {
@@ -316,6 +328,8 @@ struct Space<'w, 's> {
     /// The source being applied.
     src: &'w str,
     out: Vec<Change>,
+    /// Instances whose view changed: their group memberships are evaluated again.
+    touched: BTreeSet<String>,
 }
 
 impl Space<'_, '_> {
@@ -435,6 +449,7 @@ impl Space<'_, '_> {
         self.ws
             .put(INSTANCES_CF, instance_key(self.root, id), &state)?;
         if old_view.as_ref() != Some(&new_view) {
+            self.touched.insert(id.to_string());
             self.out.push(Change {
                 entity_id: id.to_string(),
                 kind: EntityKind::Instance,
@@ -521,6 +536,87 @@ impl Space<'_, '_> {
         Ok(())
     }
 
+    fn touch_all(&mut self) -> Result<(), StoreError> {
+        let prefix = instances_prefix(self.root);
+        for k in self.ws.keys_with_prefix(INSTANCES_CF, &prefix)? {
+            self.touched.insert(last_str(&k, INSTANCE_KEY_PREFIX, 2)?);
+        }
+        Ok(())
+    }
+
+    /// Evaluate the groups for every touched instance; create and delete membership
+    /// relationships where membership changed.
+    fn recalc_groups(
+        &mut self,
+        classes: &mut Classes,
+        defs: &[GroupDef],
+        seq: i64,
+    ) -> Result<(), StoreError> {
+        if defs.is_empty() {
+            return Ok(());
+        }
+        let touched = std::mem::take(&mut self.touched);
+        for id in touched {
+            let Some(state) = self.instance(&id)? else {
+                continue;
+            };
+            let view = self.instance_view(classes, &state);
+            // Memberships of groups the packs no longer define.
+            let ends = self
+                .ws
+                .keys_with_prefix(ENDPOINTS_CF, &endpoint_prefix(self.root, &id))?;
+            for k in ends {
+                let rel = last_str(&k, ENDPOINT_KEY_PREFIX, 3)?;
+                if let Some(r) = self.relationship(&rel)? {
+                    if r.group
+                        .as_ref()
+                        .is_some_and(|g| !defs.iter().any(|d| &d.id == g))
+                    {
+                        self.delete_relationship(&rel)?;
+                    }
+                }
+            }
+            let mut memberships: BTreeMap<String, bool> = BTreeMap::new();
+            let mut stored: BTreeMap<String, String> = BTreeMap::new();
+            for d in defs {
+                let rel = relationship_id(&d.relationship, &d.instance_id, &id);
+                let exists = self.relationship(&rel)?.is_some();
+                memberships.insert(d.id.clone(), exists);
+                stored.insert(d.id.clone(), rel);
+            }
+            for d in defs {
+                let member = {
+                    let c = Candidate {
+                        id: &id,
+                        keys: &view.keys,
+                        properties: &view.properties,
+                        memberships: &memberships,
+                    };
+                    d.admits(classes, &view.class, &c)
+                };
+                let was = memberships.get(&d.id).copied().unwrap_or(false);
+                let rel = stored[&d.id].clone();
+                if member && !was {
+                    let group_source = format!("group:{}", d.id);
+                    let state = RelationshipState {
+                        kind: d.relationship.clone(),
+                        source_id: d.instance_id.clone(),
+                        target_id: id.clone(),
+                        claims: BTreeMap::from([(group_source, (Properties::new(), seq))]),
+                        group: Some(d.id.clone()),
+                    };
+                    self.ws
+                        .put_marker(ENDPOINTS_CF, endpoint_key(self.root, &id, &rel));
+                    self.store_relationship(&rel, None, state)?;
+                } else if !member && was {
+                    self.delete_relationship(&rel)?;
+                }
+                memberships.insert(d.id.clone(), member);
+            }
+        }
+        Ok(())
+    }
+
     /// Another source's claim went with a cascade: it no longer claims the entity, and its
     /// next submission is applied even if identical to its last one (it may bring the
     /// entity back). The source being applied keeps its own bookkeeping.
@@ -596,6 +692,7 @@ impl Space<'_, '_> {
             source_id: s.to_string(),
             target_id: t.to_string(),
             claims: BTreeMap::new(),
+            group: None,
         });
         let entry = match state.claims.get(src) {
             Some((p, old_seq)) if *p == props => (p.clone(), *old_seq),

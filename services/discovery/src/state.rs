@@ -19,6 +19,8 @@ pub const ENDPOINTS_CF: &str = "endpoint";
 pub const SOURCES_CF: &str = "source";
 
 /// Column families of the instance space.
+/// Per root host: the digest of the group definitions its memberships reflect.
+pub const META_CF: &str = "meta";
 /// Instance id -> root host (reads by id).
 pub const BY_ID_CF: &str = "by_id";
 /// (class, root host, instance id) -> () (reads by class).
@@ -33,6 +35,7 @@ pub const DISCOVERY_CFS: &[&str] = &[
     SOURCES_CF,
     BY_ID_CF,
     BY_CLASS_CF,
+    META_CF,
 ];
 
 const INSTANCE_PREFIX: u8 = 0x20;
@@ -42,6 +45,7 @@ const ENDPOINT_PREFIX: u8 = 0x23;
 const SOURCE_PREFIX: u8 = 0x24;
 const BY_ID_PREFIX: u8 = 0x25;
 const BY_CLASS_PREFIX: u8 = 0x26;
+const META_PREFIX: u8 = 0x27;
 
 /// One source's claim on an instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +92,9 @@ pub struct RelationshipState {
     /// Claims: source id -> (properties, seq).
     #[serde(rename = "c")]
     pub claims: BTreeMap<String, (Properties, i64)>,
+    /// The group whose membership this is (membership relationships only).
+    #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// What a source claimed last time.
@@ -134,6 +141,9 @@ pub fn endpoint_prefix(root: &str, instance: &str) -> Vec<u8> {
 }
 pub fn source_key(root: &str, source: &str) -> Vec<u8> {
     KeyWriter::new(SOURCE_PREFIX).str(root).str(source).finish()
+}
+pub fn meta_key(root: &str) -> Vec<u8> {
+    KeyWriter::new(META_PREFIX).str(root).finish()
 }
 pub fn by_id_key(id: &str) -> Vec<u8> {
     KeyWriter::new(BY_ID_PREFIX).str(id).finish()

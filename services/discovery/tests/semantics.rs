@@ -80,10 +80,17 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
+        Harness::with("")
+    }
+
+    /// With more elements appended to the test pack.
+    fn with(extra: &str) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), DISCOVERY_CFS).expect("store");
         let mut packs = shipped().expect("shipped");
-        packs.push(parse_pack(TEST_PACK, Path::new("t.toml")).expect("test pack"));
+        packs.push(
+            parse_pack(&format!("{TEST_PACK}{extra}"), Path::new("t.toml")).expect("test pack"),
+        );
         Harness {
             _dir: dir,
             store,
@@ -186,17 +193,38 @@ fn snapshot(source: &str, instances: Vec<DiscoveredInstance>) -> DiscoveryData {
     )
 }
 
-fn deleted(out: &Outcome) -> Vec<String> {
+/// Instance changes (group memberships aside).
+fn instances(out: &Outcome) -> Vec<&Change> {
     out.changes
         .iter()
+        .filter(|c| c.kind == EntityKind::Instance)
+        .collect()
+}
+
+/// Relationship changes that are not group memberships.
+fn relationships(out: &Outcome) -> Vec<&Change> {
+    out.changes
+        .iter()
+        .filter(|c| c.kind == EntityKind::Relationship)
+        .filter(|c| {
+            !c.view
+                .as_ref()
+                .is_some_and(|v| v.claimed_by.iter().any(|s| s.starts_with("group:")))
+        })
+        .collect()
+}
+
+fn deleted(out: &Outcome) -> Vec<String> {
+    instances(out)
+        .into_iter()
         .filter(|c| c.view.is_none())
         .map(|c| c.entity_id.clone())
         .collect()
 }
 
 fn upserted(out: &Outcome) -> Vec<String> {
-    out.changes
-        .iter()
+    instances(out)
+        .into_iter()
         .filter(|c| c.view.is_some())
         .map(|c| c.entity_id.clone())
         .collect()
@@ -249,7 +277,7 @@ fn snapshot_removal() {
             inst(&database("srv1", "hr"), props(&[])),
         ],
     ));
-    assert_eq!(first.changes.len(), 3);
+    assert_eq!(instances(&first).len(), 3);
     assert!(first.rejected.is_empty(), "{:?}", first.rejected);
     let sales = h.id(&database("srv1", "sales"));
     let view = change(&first, &sales).view.clone().expect("upsert");
@@ -402,7 +430,8 @@ fn deleting_a_host_deletes_what_it_hosts_three_levels_down() {
         "children listed before their hosts still apply: {:?}",
         out.rejected
     );
-    assert_eq!(out.changes.len(), 6);
+    assert_eq!(instances(&out).len(), 5);
+    assert_eq!(relationships(&out).len(), 1);
     // Another source claims only the hr table: the cascade deletes it anyway.
     h.submit(&snapshot(
         "other",
@@ -424,8 +453,12 @@ fn deleting_a_host_deletes_what_it_hosts_three_levels_down() {
         .iter()
         .filter(|c| c.kind == EntityKind::Relationship)
         .collect();
-    assert_eq!(rel.len(), 1, "the relationship goes with its ends");
-    gone.retain(|g| *g != rel[0].entity_id);
+    assert_eq!(
+        rel.len(),
+        2,
+        "the relationship and the server's group membership go with their ends"
+    );
+    assert!(rel.iter().all(|r| r.view.is_none()));
     assert_eq!(gone, want);
     // The other source's next snapshot cannot bring the table back without its host.
     let out = h.submit(&snapshot(
@@ -488,8 +521,7 @@ fn managed_comes_from_a_managing_source_or_a_managed_host() {
     );
     d.source.managing = false;
     let out = h.submit(&d);
-    assert!(out
-        .changes
+    assert!(instances(&out)
         .iter()
         .all(|c| !c.view.as_ref().expect("upsert").managed));
     // A managing discovery claims the server: it and what it hosts become managed.
@@ -650,11 +682,7 @@ fn relationships_need_known_ends_and_a_matching_type() {
         ),
     ];
     let out = h.submit(&d);
-    let rels: Vec<&Change> = out
-        .changes
-        .iter()
-        .filter(|c| c.kind == EntityKind::Relationship)
-        .collect();
+    let rels = relationships(&out);
     assert_eq!(rels.len(), 1);
     let v = rels[0].view.as_ref().expect("upsert");
     assert_eq!(
@@ -678,9 +706,161 @@ fn relationships_need_known_ends_and_a_matching_type() {
     d.instances.pop();
     d.relationships.truncate(1);
     let out = h.submit(&d);
-    assert!(out
-        .changes
-        .iter()
-        .any(|c| c.kind == EntityKind::Relationship && c.view.is_none()));
+    assert!(relationships(&out).iter().any(|c| c.view.is_none()));
     let _: BTreeMap<(), ()> = BTreeMap::new();
+}
+
+const SIZE_GROUPS: &str = r#"
+[[group]]
+id = "T.BigDatabases"
+
+[[group.rule]]
+class = "T.Database"
+expression = 'SizeGb >= 100'
+
+[[group]]
+id = "T.SmallDatabases"
+
+[[group.rule]]
+class = "T.Database"
+expression = 'not contained("T.BigDatabases")'
+"#;
+
+/// Group memberships of an outcome: (group instance id, member id, created?).
+fn memberships(out: &Outcome) -> Vec<(String, String, bool)> {
+    out.changes
+        .iter()
+        .filter(|c| c.kind == EntityKind::Relationship)
+        .filter_map(|c| match &c.view {
+            Some(v) if v.claimed_by.iter().any(|s| s.starts_with("group:")) => Some((
+                v.source_id.clone().unwrap_or_default(),
+                v.target_id.clone().unwrap_or_default(),
+                true,
+            )),
+            None => Some((String::new(), c.entity_id.clone(), false)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn group_instance(h: &mut Harness, group: &str) -> String {
+    h.id(&InstanceRef {
+        class: group.into(),
+        keys: props(&[]),
+        host: None,
+    })
+}
+
+#[test]
+fn groups_follow_property_changes() {
+    let mut h = Harness::with(SIZE_GROUPS);
+    let small = group_instance(&mut h, "T.SmallDatabases");
+    let big = group_instance(&mut h, "T.BigDatabases");
+    let sales = h.id(&database("srv1", "sales"));
+    let d = |size: i64| {
+        snapshot(
+            "db",
+            vec![
+                inst(&server("srv1"), props(&[])),
+                inst(
+                    &database("srv1", "sales"),
+                    props(&[("SizeGb", PropertyValue::Long(size))]),
+                ),
+            ],
+        )
+    };
+    let out = h.submit(&d(10));
+    let m = memberships(&out);
+    assert!(m.contains(&(small.clone(), sales.clone(), true)), "{m:?}");
+    assert!(!m.iter().any(|(g, _, _)| *g == big));
+    // Grows: joins the big group and, through not contained(...), leaves the small one.
+    let out = h.submit(&d(500));
+    let m = memberships(&out);
+    assert!(m.contains(&(big.clone(), sales.clone(), true)), "{m:?}");
+    let deleted: Vec<&String> = m
+        .iter()
+        .filter(|(_, _, created)| !created)
+        .map(|(_, id, _)| id)
+        .collect();
+    assert_eq!(deleted.len(), 1, "the small-group membership goes: {m:?}");
+    assert_eq!(
+        *deleted[0],
+        healthstream_discovery::relationship_id("System.GroupContainsEntities", &small, &sales)
+    );
+    // An unrelated change leaves memberships alone.
+    let mut same = d(500);
+    same.instances[0].properties = props(&[("NetworkName", s("srv1.example"))]);
+    assert!(memberships(&h.submit(&same)).is_empty());
+    // The member goes: so does its membership.
+    let out = h.submit(&snapshot("db", vec![inst(&server("srv1"), props(&[]))]));
+    let m = memberships(&out);
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(!m[0].2);
+}
+
+#[test]
+fn include_and_exclude_lists_beat_rules() {
+    let mut probe = Harness::new();
+    let sales = probe.id(&database("srv1", "sales"));
+    let hr = probe.id(&database("srv1", "hr"));
+    let group = format!(
+        "\n[[group]]\nid = \"T.Pinned\"\ninclude = [\"{hr}\"]\nexclude = [\"{sales}\"]\n\n[[group.rule]]\nclass = \"T.Database\"\nexpression = 'SizeGb > 1000'\n\n[[group.rule]]\nclass = \"T.Database\"\nexpression = 'Name == \"sales\"'\n"
+    );
+    let mut h = Harness::with(&group);
+    let pinned = group_instance(&mut h, "T.Pinned");
+    let out = h.submit(&snapshot(
+        "db",
+        vec![
+            inst(&server("srv1"), props(&[])),
+            inst(&database("srv1", "sales"), props(&[])),
+            inst(&database("srv1", "hr"), props(&[])),
+        ],
+    ));
+    let members: Vec<String> = memberships(&out)
+        .into_iter()
+        .filter(|(g, _, c)| *g == pinned && *c)
+        .map(|(_, m, _)| m)
+        .collect();
+    assert_eq!(
+        members,
+        [hr],
+        "hr is included; sales matches a rule but is excluded"
+    );
+}
+
+#[test]
+fn a_group_definition_change_applies_at_the_next_submission_even_if_identical() {
+    let d = snapshot(
+        "db",
+        vec![
+            inst(&server("srv1"), props(&[])),
+            inst(
+                &database("srv1", "sales"),
+                props(&[("SizeGb", PropertyValue::Long(50))]),
+            ),
+        ],
+    );
+    let mut h = Harness::with(SIZE_GROUPS);
+    h.submit(&d);
+    let sales = h.id(&database("srv1", "sales"));
+    // The same store under packs where "big" starts at 20 GB.
+    let mut packs = shipped().expect("shipped");
+    packs.push(
+        parse_pack(
+            &format!("{TEST_PACK}{}", SIZE_GROUPS.replace(">= 100", ">= 20")),
+            Path::new("t.toml"),
+        )
+        .expect("pack"),
+    );
+    h.classes = Classes::new(Catalog::new(packs));
+    let out = h.submit(&d);
+    assert!(!out.unchanged);
+    let big = group_instance(&mut h, "T.BigDatabases");
+    assert!(
+        memberships(&out).contains(&(big, sales, true)),
+        "{:?}",
+        out.changes
+    );
+    // Then identical again: nothing.
+    assert!(h.submit(&d).unchanged);
 }

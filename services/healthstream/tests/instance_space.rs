@@ -88,6 +88,21 @@ fn discovery_to_instances_and_reads() {
         one["instance"]["claimed_by"],
         json!(["discovery:Linux.Discovery.Filesystems/web-01"])
     );
+    // Group membership: every computer is in the standard library's all-computers group.
+    assert_eq!(
+        one["groups"],
+        json!([{"group": "System.Group.AllComputers", "group_instance_id": one["groups"][0]["group_instance_id"]}])
+    );
+    let tmp = wait_for(&p, "class=Linux.Filesystem&property=MountPoint=/", 1);
+    let root_fs = get(
+        &p,
+        &format!("/v1/instances/{}", tmp[0]["id"].as_str().expect("id")),
+    );
+    assert_eq!(
+        root_fs["groups"],
+        json!([]),
+        "an ext4 root filesystem is not volatile"
+    );
 
     // The next snapshot drops /home; a filesystem with an unknown property is not applied.
     let mut next = snapshot(&["/", "/var"]);
