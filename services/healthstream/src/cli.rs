@@ -36,6 +36,11 @@ pub enum Command {
     Topics(BusArgs),
     /// List the contracts: topics, schema files and Confluent schema ids.
     Schemas,
+    /// Read the instance space of a running deployment.
+    Instances {
+        #[command(subcommand)]
+        command: crate::instances_cmd::InstancesCommand,
+    },
     /// Management packs: validate, explain overrides, import SCOM packs, manage a deployment's packs.
     Pack {
         #[command(subcommand)]
@@ -148,6 +153,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Pack { command } => crate::pack_cmd::run(command).await,
+        Command::Instances { command } => crate::instances_cmd::run(command).await,
         Command::Schemas => {
             println!(
                 "{:<32} {:<18} {:>8} {:>10}",

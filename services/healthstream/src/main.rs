@@ -1,6 +1,7 @@
 //! `healthstream`: CLI and wiring only.
 
 mod cli;
+mod instances_cmd;
 mod pack_cmd;
 mod wiring;
 

@@ -98,12 +98,16 @@ pub struct ExplainArgs {
     /// Pack files or directories to load besides the shipped packs.
     #[arg(long = "packs")]
     pub packs: Vec<PathBuf>,
+    /// Look the instance up in a running deployment (class, hosts, groups) at this API URL;
+    /// `--class`, `--host` and `--group` add to or replace what it says.
+    #[arg(long)]
+    pub server: Option<String>,
 }
 
 pub async fn run(cmd: PackCommand) -> anyhow::Result<()> {
     match cmd {
         PackCommand::Validate { paths } => validate_cmd(&paths),
-        PackCommand::Explain(args) => explain(args),
+        PackCommand::Explain(args) => explain(args).await,
         PackCommand::ImportScom { files, out, packs } => import_scom(&files, &out, &packs),
         PackCommand::Show { paths } => show(&paths),
         PackCommand::Import { files, server } => remote_import(&files, &server.server).await,
@@ -146,7 +150,10 @@ fn validate_cmd(paths: &[PathBuf]) -> anyhow::Result<()> {
     }
 }
 
-fn explain(args: ExplainArgs) -> anyhow::Result<()> {
+async fn explain(mut args: ExplainArgs) -> anyhow::Result<()> {
+    if let Some(server) = args.server.clone() {
+        fill_from_server(&mut args, &server).await?;
+    }
     let (packs, problems) = load_with_shipped(&args.packs)?;
     if let Some(p) = problems.first() {
         bail!("{p}");
@@ -331,4 +338,48 @@ async fn call(request: reqwest::RequestBuilder, server: &str) -> anyhow::Result<
         bail!("{status}: {body}");
     }
     Ok(body)
+}
+
+/// Fill an explain request from the instance space: the instance's class, its hosts (nearest
+/// first) and the groups it and its hosts are members of.
+async fn fill_from_server(args: &mut ExplainArgs, server: &str) -> anyhow::Result<()> {
+    let one =
+        crate::instances_cmd::get(server, &format!("/v1/instances/{}", args.instance), &[]).await?;
+    if args.class.is_none() {
+        args.class = one["instance"]["class"].as_str().map(str::to_string);
+    }
+    let groups_of = |v: &serde_json::Value| -> Vec<String> {
+        v["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g["group"].as_str().map(str::to_string))
+            .collect()
+    };
+    let mut found_groups: Vec<String> = groups_of(&one)
+        .into_iter()
+        .map(|g| format!("{g}@0"))
+        .collect();
+    let mut found_hosts = Vec::new();
+    let mut next = one["instance"]["host_id"].as_str().map(str::to_string);
+    let mut hops = 0;
+    while let Some(h) = next.take() {
+        hops += 1;
+        if hops > 32 {
+            break;
+        }
+        let host = crate::instances_cmd::get(server, &format!("/v1/instances/{h}"), &[]).await?;
+        found_hosts.push(format!(
+            "{h}={}",
+            host["instance"]["class"].as_str().unwrap_or("")
+        ));
+        found_groups.extend(groups_of(&host).into_iter().map(|g| format!("{g}@{hops}")));
+        next = host["instance"]["host_id"].as_str().map(str::to_string);
+    }
+    if args.hosts.is_empty() {
+        args.hosts = found_hosts;
+    }
+    found_groups.extend(std::mem::take(&mut args.groups));
+    args.groups = found_groups;
+    Ok(())
 }

@@ -133,10 +133,79 @@ fn discovery_to_instances_and_reads() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // A tmpfs joins the volatile-filesystems group, whose override disables free-space
+    // monitoring: `pack explain` finds the instance, its host and groups in the deployment.
+    let mut with_run = snapshot(&["/", "/var"]);
+    with_run[0]["instances"].as_array_mut().expect("array").push(
+        json!({"class": "Linux.Filesystem", "keys": {"MountPoint": "/run"}, "properties": {"Type": "tmpfs"},
+               "host": {"class": "Linux.Computer", "keys": {"PrincipalName": "web-01"}}}),
+    );
+    post_discovery(&p, with_run);
+    let run = wait_for(&p, "class=Linux.Filesystem&property=MountPoint=/run", 1);
+    let run_id = run[0]["id"].as_str().expect("id").to_string();
+    let server = format!("http://{}", p.addr);
+    let cli = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_healthstream"))
+            .args(args)
+            .output()
+            .expect("cli");
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cli(&[
+            "pack",
+            "explain",
+            "Linux.Monitor.FilesystemFreeSpace",
+            "--instance",
+            &run_id,
+            "--parameter",
+            "enabled",
+            "--server",
+            &server,
+        ]);
+        if out.contains("enabled = false") {
+            assert!(
+                out.contains("winner Linux.Override.NoFreeSpaceOnVolatile"),
+                "{out}"
+            );
+            assert!(
+                out.contains("group context: the instance is a member"),
+                "{out}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group membership never showed: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let listed = cli(&[
+        "instances",
+        "list",
+        "--class",
+        "Linux.Filesystem",
+        "--server",
+        &server,
+    ]);
+    assert_eq!(
+        listed.lines().count(),
+        4,
+        "a header and three filesystems:\n{listed}"
+    );
+    let shown = cli(&["instances", "show", &run_id, "--server", &server]);
+    assert!(shown.contains("Linux.Group.VolatileFilesystems"), "{shown}");
+
     // A restart keeps the instance space.
     p.stop();
     let p = start(data.path());
-    wait_for(&p, "class=Linux.Filesystem", 2);
+    wait_for(&p, "class=Linux.Filesystem", 3);
     let (status, _) = reqwest::send(Method::GET, &p.url("/v1/instances/no-such-id"), None);
     assert_eq!(status, 404);
     let (status, _) = reqwest::send(Method::GET, &p.url("/v1/instances?after=zz"), None);
