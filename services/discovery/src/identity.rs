@@ -32,6 +32,8 @@ pub struct Classes {
     catalog: Catalog,
     cache: HashMap<String, Option<ClassShape>>,
     groups: Option<std::sync::Arc<(Vec<crate::groups::GroupDef>, String)>>,
+    plans: Option<std::sync::Arc<crate::plans::PlanIndex>>,
+    digest: Option<String>,
 }
 
 impl Classes {
@@ -40,12 +42,43 @@ impl Classes {
             catalog,
             cache: HashMap::new(),
             groups: None,
+            plans: None,
+            digest: None,
         }
     }
 
     /// The catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// The workflows a collection plan is made of.
+    pub fn plan_index(&mut self) -> std::sync::Arc<crate::plans::PlanIndex> {
+        if let Some(p) = &self.plans {
+            return p.clone();
+        }
+        let p = std::sync::Arc::new(crate::plans::PlanIndex::new(&self.catalog));
+        self.plans = Some(p.clone());
+        p
+    }
+
+    /// A digest of the packs in force: what the stored memberships and plans reflect.
+    pub fn digest(&mut self) -> String {
+        if let Some(d) = &self.digest {
+            return d.clone();
+        }
+        let mut text = String::new();
+        for p in self.catalog.packs() {
+            text.push_str(&format!(
+                "{} {} {}\n",
+                p.pack.pack.id,
+                p.pack.pack.version,
+                healthstream_model::store::digest(&p.text)
+            ));
+        }
+        let d = healthstream_contracts::content_id(text.as_bytes());
+        self.digest = Some(d.clone());
+        d
     }
 
     /// The groups in evaluation order, and the digest of their definitions.

@@ -6,6 +6,7 @@ pub mod api;
 pub mod groups;
 mod identity;
 mod metrics;
+pub mod plans;
 pub mod space;
 mod stage;
 pub mod state;

@@ -27,3 +27,11 @@ pub(crate) static REJECTED: LazyLock<IntCounter> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+pub(crate) static PLANS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "healthstream_discovery_plans_published_total",
+        "Collection plans published because a root host's set of data sources changed."
+    )
+    .expect("metric registers once")
+});

@@ -22,6 +22,7 @@ use healthstream_store::StoreError;
 
 use crate::groups::{Candidate, GroupDef};
 use crate::identity::{check_properties, relationship_id, resolve, Classes};
+use crate::plans::{Plan, PlanInstance};
 use crate::state::*;
 
 /// A change to emit on the instance topic (the stage adds the id and encodes it).
@@ -74,6 +75,8 @@ pub struct Outcome {
     pub rejected: Vec<Rejected>,
     /// The submission was identical to the source's last one.
     pub unchanged: bool,
+    /// The root host's collection plan, when it changed.
+    pub plan: Option<Plan>,
 }
 
 /// The source id of a submission (`discovery:<id>` or `connector:<id>`).
@@ -109,10 +112,13 @@ pub fn apply(
     let digest = digest(d);
     let skey = source_key(root, &src);
     let mut source: SourceState = ws.get(SOURCES_CF, &skey)?.unwrap_or_default();
+    // Packs changed since this root host's memberships and plan were computed: everything
+    // is evaluated again at this submission (even an identical one).
     let defs = classes.groups();
+    let packs_digest = classes.digest();
     let mkey = meta_key(root);
-    let groups_changed = ws.get_raw(META_CF, &mkey)?.as_deref() != Some(defs.1.as_bytes());
-    if source.digest.as_deref() == Some(digest.as_str()) && !groups_changed {
+    let packs_changed = ws.get_raw(META_CF, &mkey)?.as_deref() != Some(packs_digest.as_bytes());
+    if source.digest.as_deref() == Some(digest.as_str()) && !packs_changed {
         return Ok(Outcome {
             unchanged: true,
             ..Outcome::default()
@@ -242,9 +248,9 @@ pub fn apply(
         }
     }
     // Group memberships of what changed (of everything, when the groups changed).
-    if groups_changed {
+    if packs_changed {
         space.touch_all()?;
-        space.ws.put_raw(META_CF, mkey, defs.1.as_bytes().to_vec());
+        space.ws.put_raw(META_CF, mkey, packs_digest.into_bytes());
     }
     space.recalc_groups(classes, &defs.0, seq)?;
 
@@ -269,6 +275,11 @@ pub fn apply(
     }
     source.digest = rejected.is_empty().then_some(digest);
     let out = std::mem::take(&mut space.out);
+    let plan = if !out.is_empty() || packs_changed {
+        space.plan(classes)?
+    } else {
+        None
+    };
     if source.instances.is_empty() && source.relationships.is_empty() {
         ws.delete(SOURCES_CF, skey);
     } else {
@@ -278,6 +289,7 @@ pub fn apply(
         changes: coalesce(out),
         rejected,
         unchanged: false,
+        plan,
     })
 }
 
@@ -534,6 +546,86 @@ impl Space<'_, '_> {
             view: None,
         });
         Ok(())
+    }
+
+    /// The root host's collection plan, if it differs from the last one published.
+    fn plan(&mut self, classes: &mut Classes) -> Result<Option<Plan>, StoreError> {
+        let mut all: BTreeMap<String, InstanceState> = BTreeMap::new();
+        for k in self
+            .ws
+            .keys_with_prefix(INSTANCES_CF, &instances_prefix(self.root))?
+        {
+            let id = last_str(&k, INSTANCE_KEY_PREFIX, 2)?;
+            if let Some(s) = self.instance(&id)? {
+                all.insert(id, s);
+            }
+        }
+        let mut groups_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut props: BTreeMap<String, Properties> = BTreeMap::new();
+        for (id, s) in &all {
+            let view = self.instance_view(classes, s);
+            let mut p = view.keys.clone();
+            p.extend(view.properties);
+            props.insert(id.clone(), p);
+            let mut gs = Vec::new();
+            for k in self
+                .ws
+                .keys_with_prefix(ENDPOINTS_CF, &endpoint_prefix(self.root, id))?
+            {
+                let rel = last_str(&k, ENDPOINT_KEY_PREFIX, 3)?;
+                if let Some(r) = self.relationship(&rel)? {
+                    if let (Some(g), true) = (r.group, r.target_id == *id) {
+                        gs.push(g);
+                    }
+                }
+            }
+            groups_of.insert(id.clone(), gs);
+        }
+        let mut instances = Vec::with_capacity(all.len());
+        for (id, s) in &all {
+            let mut chain = vec![(id.clone(), props.get(id).cloned().unwrap_or_default())];
+            let mut hosts = Vec::new();
+            let mut groups: Vec<(String, usize)> = groups_of
+                .get(id)
+                .into_iter()
+                .flatten()
+                .map(|g| (g.clone(), 0))
+                .collect();
+            let mut next = s.host_id.clone();
+            while let Some(h) = next.take() {
+                let Some(hs) = all.get(&h) else { break };
+                if chain.len() > 32 {
+                    break;
+                }
+                hosts.push((h.clone(), hs.class.clone()));
+                groups.extend(
+                    groups_of
+                        .get(&h)
+                        .into_iter()
+                        .flatten()
+                        .map(|g| (g.clone(), chain.len())),
+                );
+                chain.push((h.clone(), props.get(&h).cloned().unwrap_or_default()));
+                next = hs.host_id.clone();
+            }
+            instances.push(PlanInstance {
+                id: id.clone(),
+                class: s.class.clone(),
+                managed: s.managed,
+                chain,
+                hosts,
+                groups,
+            });
+        }
+        let index = classes.plan_index();
+        let plan = crate::plans::plan(classes.catalog(), &index, &instances);
+        let key = plan_key(self.root);
+        if self.ws.get_raw(META_CF, &key)?.as_deref() == Some(plan.digest.as_bytes()) {
+            return Ok(None);
+        }
+        self.ws
+            .put_raw(META_CF, key, plan.digest.clone().into_bytes());
+        Ok(Some(plan))
     }
 
     fn touch_all(&mut self) -> Result<(), StoreError> {

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use healthstream_bus::{Message, OutboundRecord};
 use healthstream_contracts::records::{
-    ChangeKind, DeadLetter, DeadLetterClass, DiscoveryData, DiscoveryMode, InstanceChange,
+    ChangeKind, CollectionPlan, DeadLetter, DeadLetterClass, DiscoveryData, DiscoveryMode,
+    InstanceChange,
 };
 use healthstream_contracts::{derived_id, partition_for_key, Codec, Topic};
 use healthstream_packfeed::{PackSnapshot, Packs};
@@ -147,6 +148,30 @@ impl Processor for DiscoveryStage {
             });
         }
         metrics::CHANGES.inc_by(outcome.changes.len() as u64);
+        if let Some(plan) = &outcome.plan {
+            for s in &plan.skipped {
+                tracing::warn!(root_host = %input.root_host, reason = %s, "workflow copy left out of the collection plan");
+            }
+            metrics::PLANS.inc();
+            let record = CollectionPlan {
+                id: derived_id(&[b"plan", input.root_host.as_bytes(), plan.digest.as_bytes()]),
+                root_host: input.root_host.clone(),
+                collector: input.root_host.clone(),
+                digest: plan.digest.clone(),
+                generated_at: input.time,
+                data_sources: plan.data_sources.clone(),
+            };
+            let value = Codec::shared()
+                .encode(&record)
+                .map_err(|e| internal(e.to_string()))?;
+            out.push(OutboundRecord {
+                topic: Topic::CollectionPlans,
+                partition: at.partition,
+                key: Some(input.root_host.as_bytes().to_vec()),
+                value: Some(value),
+                timestamp_ms: input.time,
+            });
+        }
         if !outcome.rejected.is_empty() {
             metrics::REJECTED.inc_by(outcome.rejected.len() as u64);
             out.push(self.dead_letter(&input, &outcome.rejected, at)?);

@@ -145,6 +145,10 @@ pub fn source_key(root: &str, source: &str) -> Vec<u8> {
 pub fn meta_key(root: &str) -> Vec<u8> {
     KeyWriter::new(META_PREFIX).str(root).finish()
 }
+/// The digest of a root host's last published collection plan.
+pub fn plan_key(root: &str) -> Vec<u8> {
+    KeyWriter::new(META_PREFIX).str(root).str("plan").finish()
+}
 pub fn by_id_key(id: &str) -> Vec<u8> {
     KeyWriter::new(BY_ID_PREFIX).str(id).finish()
 }

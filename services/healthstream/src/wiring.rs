@@ -108,6 +108,7 @@ impl Runtime {
             topology.check_consumes(Service::Discovery, Topic::Discovery)?;
             topology.check_consumes(Service::Discovery, Topic::Packs)?;
             topology.check_produces(Service::Discovery, Topic::Instances)?;
+            topology.check_produces(Service::Discovery, Topic::CollectionPlans)?;
             // Classes are checked against the packs: read them all before the first record.
             let mut rx = packs.clone();
             healthstream_packfeed::catch_up(
