@@ -61,6 +61,7 @@ pub struct Runtime {
     shutdown: watch::Sender<bool>,
     stages: Vec<JoinHandle<Result<(), healthstream_stage::StageError>>>,
     followers: Vec<JoinHandle<Result<(), healthstream_packfeed::FeedError>>>,
+    plan_followers: Vec<JoinHandle<Result<(), healthstream_bus::BusError>>>,
     server: JoinHandle<()>,
     bus: Arc<dyn Bus>,
 }
@@ -80,6 +81,7 @@ impl Runtime {
         let mut app = healthstream_telemetry::router(readiness.clone());
         let mut stages = Vec::new();
         let mut followers = Vec::new();
+        let mut plan_followers = Vec::new();
         // Every processor follows the pack topic: imports and upgrades apply while it runs.
         let packs = if parts
             .iter()
@@ -157,6 +159,12 @@ impl Runtime {
                 bus.clone(),
                 IngestLimits::default(),
             )?);
+            topology.check_consumes(Service::Ingest, Topic::CollectionPlans)?;
+            let (plans, task) =
+                healthstream_ingest::plans::follow_plans(bus.clone(), shutdown_rx.clone())
+                    .context("following the collection plans")?;
+            plan_followers.push(task);
+            app = app.merge(healthstream_ingest::plans::router(plans));
         }
         if parts.contains(&Part::Health) {
             topology.check_consumes(Service::Health, Topic::Perf)?;
@@ -213,6 +221,7 @@ impl Runtime {
             shutdown,
             stages,
             followers,
+            plan_followers,
             server,
             bus,
         })
@@ -242,6 +251,11 @@ impl Runtime {
                 Err(e) => {
                     first_error.get_or_insert_with(|| anyhow::anyhow!("pack feed task: {e}"));
                 }
+            }
+        }
+        for f in self.plan_followers {
+            if let Ok(Err(e)) = f.await {
+                first_error.get_or_insert_with(|| anyhow::anyhow!(e));
             }
         }
         let _ = self.server.await;

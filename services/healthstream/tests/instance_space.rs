@@ -81,6 +81,36 @@ fn discovery_to_instances_and_reads() {
     let hosted = get(&p, &format!("/v1/instances?host={host_id}"));
     assert_eq!(hosted["instances"].as_array().map(Vec::len), Some(3));
 
+    // The host's collection plan reaches ingest, for its collector to fetch.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let plan = loop {
+        let (status, body) = reqwest::send(Method::GET, &p.url("/v1/plans/web-01"), None);
+        if status == 200 {
+            let v: Value = serde_json::from_str(&body).expect("json");
+            if v["data_sources"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|s| s["config"]["instance"] == "/home"))
+            {
+                break v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no plan with /home: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(plan["root_host"], "web-01");
+    let digest = plan["digest"].as_str().expect("digest").to_string();
+    let (status, _) = reqwest::send_with(
+        Method::GET,
+        &p.url("/v1/plans/web-01"),
+        &[("if-none-match", &format!("\"{digest}\""))],
+    );
+    assert_eq!(status, 304, "unchanged plan");
+    let (status, _) = reqwest::send(Method::GET, &p.url("/v1/plans/nobody"), None);
+    assert_eq!(status, 404);
+
     // One instance in full.
     let one = get(&p, &format!("/v1/instances/{host_id}"));
     assert_eq!(one["hosted"].as_array().map(Vec::len), Some(3));

@@ -16,6 +16,7 @@
 //! the same records downstream.
 
 mod metrics;
+pub mod plans;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -130,6 +130,19 @@ pub mod reqwest {
         })
     }
 
+    /// A request with headers: status and body text.
+    pub fn send_with(method: Method, url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        rt().block_on(async {
+            let mut req = Client::new().request(method, url);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let resp = req.send().await.expect("request");
+            let status = resp.status().as_u16();
+            (status, resp.text().await.expect("text"))
+        })
+    }
+
     pub fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         rt().block_on(async {
             let resp = Client::new()
