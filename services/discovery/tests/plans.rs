@@ -169,3 +169,27 @@ fn unmanaged_instances_run_nothing() {
     let plan = out.plan.expect("the first plan of the host");
     assert!(plan.data_sources.is_empty(), "{:?}", plan.data_sources);
 }
+
+#[test]
+fn a_simulated_fleet_is_valid_discovery_data() {
+    use healthstream_fleet::{discovery, host_shape};
+    let mut h = Harness::new();
+    for i in 0..3 {
+        let shape = host_shape(i, 100);
+        let mut created = 0;
+        for d in discovery(&shape, 1_000) {
+            let out = h.submit(&d);
+            assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+            created += out
+                .changes
+                .iter()
+                .filter(|c| c.kind == healthstream_contracts::records::EntityKind::Instance && c.view.as_ref().is_some_and(|v| v.claimed_by.len() == 1))
+                .count();
+        }
+        assert_eq!(created, 100, "host {i}");
+        // Sent again: nothing changes.
+        for d in discovery(&shape, 2_000) {
+            assert!(h.submit(&d).unchanged);
+        }
+    }
+}
