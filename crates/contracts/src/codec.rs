@@ -138,6 +138,25 @@ impl Codec {
         self.encode_value(R::CONTRACT, value)
     }
 
+    /// Encodes typed records as an Avro object container file (what collectors post to
+    /// ingest with `Content-Type: application/avro`).
+    pub fn container<R: Record>(&self, records: &[R]) -> Result<Vec<u8>, EncodeError> {
+        let (_, schema) = self.latest(R::CONTRACT);
+        let err = |e: apache_avro::Error| EncodeError {
+            contract: R::CONTRACT,
+            message: e.to_string(),
+        };
+        let mut writer = apache_avro::Writer::new(schema, Vec::new());
+        for r in records {
+            let value = apache_avro::to_value(r)
+                .map_err(err)?
+                .resolve(schema)
+                .map_err(err)?;
+            writer.append(value).map_err(err)?;
+        }
+        writer.into_inner().map_err(err)
+    }
+
     /// Encodes an Avro value (resolved against the contract's schema first) as a framed value.
     pub fn encode_value(&self, contract: Contract, value: Value) -> Result<Vec<u8>, EncodeError> {
         let (id, schema) = self.latest(contract);

@@ -11,20 +11,35 @@ use std::time::Duration;
 
 use healthstream_contracts::records::{
     DiscoveredInstance, DiscoveryData, DiscoveryMode, DiscoverySource, DiscoverySourceKind, Event,
-    EventBatch, EventLevel, Heartbeat, InstanceRef, PerfBatch, PerfSample, Properties, PropertyValue,
+    EventBatch, EventLevel, Heartbeat, InstanceRef, PerfBatch, PerfSample, Properties,
+    PropertyValue,
 };
 
 /// A scripted fault.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
     /// From `at`, the filesystem `mount` of host `host` fills up, reaching 0% free at `at + over`.
-    DiskFilling { host: usize, mount: String, at: Duration, over: Duration },
+    DiskFilling {
+        host: usize,
+        mount: String,
+        at: Duration,
+        over: Duration,
+    },
     /// From `at`, the service `unit` of host `host` is stopped.
-    ServiceStops { host: usize, unit: String, at: Duration },
+    ServiceStops {
+        host: usize,
+        unit: String,
+        at: Duration,
+    },
     /// From `at`, host `host` sends nothing (its collector is down): no heartbeats, no data.
     HeartbeatsStop { host: usize, at: Duration },
     /// From `at` for `over`, host `host` logs `per_second` error events each second.
-    EventBurst { host: usize, at: Duration, over: Duration, per_second: u32 },
+    EventBurst {
+        host: usize,
+        at: Duration,
+        over: Duration,
+        per_second: u32,
+    },
 }
 
 impl Fault {
@@ -32,8 +47,12 @@ impl Fault {
     /// `heartbeats-stop:HOST:AT`, `event-burst:HOST:AT:OVER:PER_SECOND` (durations like `5m`).
     pub fn parse(text: &str) -> Result<Fault, String> {
         let parts: Vec<&str> = text.split(':').collect();
-        let host = |s: &str| s.parse::<usize>().map_err(|_| format!("{text:?}: host {s:?} is not a host number"));
-        let dur = |s: &str| humantime::parse_duration(s).map_err(|e| format!("{text:?}: {s:?}: {e}"));
+        let host = |s: &str| {
+            s.parse::<usize>()
+                .map_err(|_| format!("{text:?}: host {s:?} is not a host number"))
+        };
+        let dur =
+            |s: &str| humantime::parse_duration(s).map_err(|e| format!("{text:?}: {s:?}: {e}"));
         match parts.as_slice() {
             ["disk-filling", h, mount, at, over] => Ok(Fault::DiskFilling { host: host(h)?, mount: mount.to_string(), at: dur(at)?, over: dur(over)? }),
             ["service-stops", h, unit, at] => Ok(Fault::ServiceStops { host: host(h)?, unit: unit.to_string(), at: dur(at)? }),
@@ -52,7 +71,10 @@ impl Fault {
 
     fn host(&self) -> usize {
         match self {
-            Fault::DiskFilling { host, .. } | Fault::ServiceStops { host, .. } | Fault::HeartbeatsStop { host, .. } | Fault::EventBurst { host, .. } => *host,
+            Fault::DiskFilling { host, .. }
+            | Fault::ServiceStops { host, .. }
+            | Fault::HeartbeatsStop { host, .. }
+            | Fault::EventBurst { host, .. } => *host,
         }
     }
 }
@@ -156,7 +178,20 @@ pub struct HostShape {
     pub services: Vec<String>,
 }
 
-const SERVICES: [&str; 12] = ["sshd", "cron", "nginx", "postgresql", "redis", "docker", "chronyd", "rsyslog", "node-exporter", "containerd", "haproxy", "kafka"];
+const SERVICES: [&str; 12] = [
+    "sshd",
+    "cron",
+    "nginx",
+    "postgresql",
+    "redis",
+    "docker",
+    "chronyd",
+    "rsyslog",
+    "node-exporter",
+    "containerd",
+    "haproxy",
+    "kafka",
+];
 
 /// The name of host `i`.
 pub fn host_name(i: usize) -> String {
@@ -174,15 +209,29 @@ pub fn host_shape(i: usize, instances: usize) -> HostShape {
     let mut filesystems = vec![("/".to_string(), "ext4".to_string())];
     for n in 1..fs {
         let kind = if n % 5 == 4 { "tmpfs" } else { "xfs" };
-        let mount = if kind == "tmpfs" { format!("/run/user/{n}") } else { format!("/data/{n:03}") };
+        let mount = if kind == "tmpfs" {
+            format!("/run/user/{n}")
+        } else {
+            format!("/data/{n:03}")
+        };
         filesystems.push((mount, kind.to_string()));
     }
     HostShape {
         name: host_name(i),
         filesystems,
-        disks: (0..disks).map(|n| format!("sd{}{}", (b'a' + (n % 26) as u8) as char, n / 26)).collect(),
+        disks: (0..disks)
+            .map(|n| format!("sd{}{}", (b'a' + (n % 26) as u8) as char, n / 26))
+            .collect(),
         interfaces: (0..nics).map(|n| format!("eth{n}")).collect(),
-        services: (0..services).map(|n| if n < SERVICES.len() { SERVICES[n].to_string() } else { format!("app-{n:03}") }).collect(),
+        services: (0..services)
+            .map(|n| {
+                if n < SERVICES.len() {
+                    SERVICES[n].to_string()
+                } else {
+                    format!("app-{n:03}")
+                }
+            })
+            .collect(),
     }
 }
 
@@ -191,7 +240,10 @@ fn s(v: &str) -> PropertyValue {
 }
 
 fn props(pairs: &[(&str, PropertyValue)]) -> Properties {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
 }
 
 fn computer_ref(name: &str) -> InstanceRef {
@@ -202,7 +254,13 @@ fn computer_ref(name: &str) -> InstanceRef {
     }
 }
 
-fn hosted(class: &str, key: &str, value: &str, host: &str, properties: Properties) -> DiscoveredInstance {
+fn hosted(
+    class: &str,
+    key: &str,
+    value: &str,
+    host: &str,
+    properties: Properties,
+) -> DiscoveredInstance {
     DiscoveredInstance {
         class: class.into(),
         keys: props(&[(key, s(value))]),
@@ -218,7 +276,11 @@ pub fn discovery(shape: &HostShape, time: i64) -> Vec<DiscoveryData> {
     let snapshot = |source: String, instances: Vec<DiscoveredInstance>| DiscoveryData {
         id: String::new(),
         root_host: name.clone(),
-        source: DiscoverySource { kind: DiscoverySourceKind::Discovery, id: source, managing: true },
+        source: DiscoverySource {
+            kind: DiscoverySourceKind::Discovery,
+            id: source,
+            managing: true,
+        },
         mode: DiscoveryMode::Snapshot,
         time,
         instances,
@@ -229,44 +291,113 @@ pub fn discovery(shape: &HostShape, time: i64) -> Vec<DiscoveryData> {
     let computer = DiscoveredInstance {
         class: "Linux.Computer".into(),
         keys: props(&[("PrincipalName", s(name))]),
-        properties: props(&[("NetworkName", s(&format!("{name}.example.net"))), ("CpuCount", PropertyValue::Long(8)), ("MemoryBytes", PropertyValue::Long(32 << 30)), ("Architecture", s("x86_64"))]),
+        properties: props(&[
+            ("NetworkName", s(&format!("{name}.example.net"))),
+            ("CpuCount", PropertyValue::Long(8)),
+            ("MemoryBytes", PropertyValue::Long(32 << 30)),
+            ("Architecture", s("x86_64")),
+        ]),
         host: None,
     };
     let collector = DiscoveredInstance {
         class: "System.Collector".into(),
         keys: Properties::new(),
-        properties: props(&[("Version", s(env!("CARGO_PKG_VERSION"))), ("HeartbeatIntervalSeconds", PropertyValue::Long(60))]),
+        properties: props(&[
+            ("Version", s(env!("CARGO_PKG_VERSION"))),
+            ("HeartbeatIntervalSeconds", PropertyValue::Long(60)),
+        ]),
         host: Some(computer_ref(name)),
     };
     vec![
-        snapshot(format!("healthstream.collector/{name}"), vec![computer.clone(), collector]),
+        snapshot(
+            format!("healthstream.collector/{name}"),
+            vec![computer.clone(), collector],
+        ),
         snapshot(
             format!("Linux.Discovery.Computer/{name}"),
-                        vec![
+            vec![
                 computer,
                 DiscoveredInstance {
                     class: "Linux.OperatingSystem".into(),
                     keys: Properties::new(),
-                    properties: props(&[("Distribution", s("Debian")), ("Version", s("12")), ("Kernel", s("6.1.0"))]),
+                    properties: props(&[
+                        ("Distribution", s("Debian")),
+                        ("Version", s("12")),
+                        ("Kernel", s("6.1.0")),
+                    ]),
                     host: Some(computer_ref(name)),
                 },
             ],
         ),
         snapshot(
             format!("Linux.Discovery.Filesystems/{name}"),
-            shape.filesystems.iter().map(|(m, k)| hosted("Linux.Filesystem", "MountPoint", m, name, props(&[("Type", s(k)), ("SizeBytes", PropertyValue::Long(100 << 30))]))).collect(),
+            shape
+                .filesystems
+                .iter()
+                .map(|(m, k)| {
+                    hosted(
+                        "Linux.Filesystem",
+                        "MountPoint",
+                        m,
+                        name,
+                        props(&[
+                            ("Type", s(k)),
+                            ("SizeBytes", PropertyValue::Long(100 << 30)),
+                        ]),
+                    )
+                })
+                .collect(),
         ),
         snapshot(
             format!("Linux.Discovery.BlockDevices/{name}"),
-            shape.disks.iter().map(|d| hosted("Linux.BlockDevice", "Name", d, name, props(&[("SizeBytes", PropertyValue::Long(500 << 30)), ("Rotational", PropertyValue::Boolean(false))]))).collect(),
+            shape
+                .disks
+                .iter()
+                .map(|d| {
+                    hosted(
+                        "Linux.BlockDevice",
+                        "Name",
+                        d,
+                        name,
+                        props(&[
+                            ("SizeBytes", PropertyValue::Long(500 << 30)),
+                            ("Rotational", PropertyValue::Boolean(false)),
+                        ]),
+                    )
+                })
+                .collect(),
         ),
         snapshot(
             format!("Linux.Discovery.NetworkInterfaces/{name}"),
-            shape.interfaces.iter().map(|n| hosted("Linux.NetworkInterface", "Name", n, name, props(&[("SpeedMbps", PropertyValue::Long(10_000))]))).collect(),
+            shape
+                .interfaces
+                .iter()
+                .map(|n| {
+                    hosted(
+                        "Linux.NetworkInterface",
+                        "Name",
+                        n,
+                        name,
+                        props(&[("SpeedMbps", PropertyValue::Long(10_000))]),
+                    )
+                })
+                .collect(),
         ),
         snapshot(
             format!("Linux.Discovery.Services/{name}"),
-            shape.services.iter().map(|u| hosted("Linux.Service", "Name", &format!("{u}.service"), name, props(&[("StartMode", s("enabled"))]))).collect(),
+            shape
+                .services
+                .iter()
+                .map(|u| {
+                    hosted(
+                        "Linux.Service",
+                        "Name",
+                        &format!("{u}.service"),
+                        name,
+                        props(&[("StartMode", s("enabled"))]),
+                    )
+                })
+                .collect(),
         ),
     ]
 }
@@ -280,8 +411,12 @@ pub fn run(config: &FleetConfig) -> Vec<Record> {
 
 /// Generate the records of a run, calling `emit` for each, in time order.
 pub fn generate(config: &FleetConfig, mut emit: impl FnMut(Record)) {
-    let shapes: Vec<HostShape> = (0..config.hosts).map(|i| host_shape(i, config.instances_per_host)).collect();
-    let mut rngs: Vec<Rng> = (0..config.hosts).map(|i| Rng::new(config.seed ^ (i as u64).wrapping_mul(0x9E37_79B9))).collect();
+    let shapes: Vec<HostShape> = (0..config.hosts)
+        .map(|i| host_shape(i, config.instances_per_host))
+        .collect();
+    let mut rngs: Vec<Rng> = (0..config.hosts)
+        .map(|i| Rng::new(config.seed ^ (i as u64).wrapping_mul(0x9E37_79B9)))
+        .collect();
     let mut cpu: Vec<f64> = rngs.iter_mut().map(|r| 10.0 + 30.0 * r.unit()).collect();
     let mut sequence = vec![0i64; config.hosts];
     let ticks = config.duration.as_secs();
@@ -290,7 +425,9 @@ pub fn generate(config: &FleetConfig, mut emit: impl FnMut(Record)) {
         let now = config.start_ms + (t as i64) * 1000;
         let since = Duration::from_secs(t);
         for (h, shape) in shapes.iter().enumerate() {
-            let down = config.faults.iter().any(|f| matches!(f, Fault::HeartbeatsStop { host, at } if *host == h && since >= *at));
+            let down = config.faults.iter().any(
+                |f| matches!(f, Fault::HeartbeatsStop { host, at } if *host == h && since >= *at),
+            );
             if down {
                 continue;
             }
@@ -314,7 +451,13 @@ pub fn generate(config: &FleetConfig, mut emit: impl FnMut(Record)) {
             let rng = &mut rngs[h];
             if every(config.perf_interval, t) {
                 cpu[h] = (cpu[h] + (rng.unit() - 0.5) * 10.0).clamp(0.0, 100.0);
-                let sample = |object: &str, counter: &str, instance: &str, value: f64| PerfSample { time: now, object: object.into(), counter: counter.into(), instance: instance.into(), value };
+                let sample = |object: &str, counter: &str, instance: &str, value: f64| PerfSample {
+                    time: now,
+                    object: object.into(),
+                    counter: counter.into(),
+                    instance: instance.into(),
+                    value,
+                };
                 let mut samples = vec![
                     sample("Processor", "% Processor Time", "_Total", cpu[h]),
                     sample("Processor", "% IO Wait", "_Total", 5.0 * rng.unit()),
@@ -324,9 +467,16 @@ pub fn generate(config: &FleetConfig, mut emit: impl FnMut(Record)) {
                 for (mount, _) in &shape.filesystems {
                     let mut free = 50.0 + 10.0 * ((h as f64 + mount.len() as f64).sin());
                     for f in &config.faults {
-                        if let Fault::DiskFilling { host, mount: m, at, over } = f {
+                        if let Fault::DiskFilling {
+                            host,
+                            mount: m,
+                            at,
+                            over,
+                        } = f
+                        {
                             if *host == h && m == mount && since >= *at {
-                                let progress = (since - *at).as_secs_f64() / over.as_secs_f64().max(1.0);
+                                let progress =
+                                    (since - *at).as_secs_f64() / over.as_secs_f64().max(1.0);
                                 free *= (1.0 - progress).max(0.0);
                             }
                         }
@@ -337,25 +487,60 @@ pub fn generate(config: &FleetConfig, mut emit: impl FnMut(Record)) {
                     samples.push(sample("BlockDevice", "% Busy", d, 20.0 * rng.unit()));
                 }
                 for n in &shape.interfaces {
-                    samples.push(sample("NetworkInterface", "Bytes Received/sec", n, 1e6 * rng.unit()));
-                    samples.push(sample("NetworkInterface", "Bytes Sent/sec", n, 1e6 * rng.unit()));
+                    samples.push(sample(
+                        "NetworkInterface",
+                        "Bytes Received/sec",
+                        n,
+                        1e6 * rng.unit(),
+                    ));
+                    samples.push(sample(
+                        "NetworkInterface",
+                        "Bytes Sent/sec",
+                        n,
+                        1e6 * rng.unit(),
+                    ));
                 }
                 for u in &shape.services {
                     let unit = format!("{u}.service");
                     let stopped = config.faults.iter().any(|f| matches!(f, Fault::ServiceStops { host, unit: x, at } if *host == h && (x == u || *x == unit) && since >= *at));
-                    samples.push(sample("Service", "Running", &unit, if stopped { 0.0 } else { 1.0 }));
+                    samples.push(sample(
+                        "Service",
+                        "Running",
+                        &unit,
+                        if stopped { 0.0 } else { 1.0 },
+                    ));
                     samples.push(sample("Service", "Automatic", &unit, 1.0));
                 }
-                emit(Record::Perf(PerfBatch { id: String::new(), collector: shape.name.clone(), root_host: shape.name.clone(), samples }));
+                emit(Record::Perf(PerfBatch {
+                    id: String::new(),
+                    collector: shape.name.clone(),
+                    root_host: shape.name.clone(),
+                    samples,
+                }));
             }
             let mut events = Vec::new();
             let per_minute = config.events_per_host_minute as u64;
             if per_minute > 0 && rng.below(60) < per_minute {
                 let error = rng.below(10) == 0;
-                events.push(journal(now, if error { EventLevel::Error } else { EventLevel::Information }, &shape.services[rng.below(shape.services.len() as u64) as usize], rng));
+                events.push(journal(
+                    now,
+                    if error {
+                        EventLevel::Error
+                    } else {
+                        EventLevel::Information
+                    },
+                    &shape.services[rng.below(shape.services.len() as u64) as usize],
+                    rng,
+                ));
             }
             for f in &config.faults {
-                if let Fault::EventBurst { host, at, over, per_second } = f {
+                if let Fault::EventBurst {
+                    host,
+                    at,
+                    over,
+                    per_second,
+                } = f
+                {
                     if *host == h && since >= *at && since < *at + *over {
                         for _ in 0..*per_second {
                             events.push(journal(now, EventLevel::Error, "app-burst", rng));
@@ -364,7 +549,12 @@ pub fn generate(config: &FleetConfig, mut emit: impl FnMut(Record)) {
                 }
             }
             if !events.is_empty() {
-                emit(Record::Events(EventBatch { id: String::new(), collector: shape.name.clone(), root_host: shape.name.clone(), events }));
+                emit(Record::Events(EventBatch {
+                    id: String::new(),
+                    collector: shape.name.clone(),
+                    root_host: shape.name.clone(),
+                    events,
+                }));
             }
         }
     }
@@ -372,7 +562,10 @@ pub fn generate(config: &FleetConfig, mut emit: impl FnMut(Record)) {
 
 fn journal(time: i64, level: EventLevel, unit: &str, rng: &mut Rng) -> Event {
     let message = match level {
-        EventLevel::Error => format!("{unit}.service: Main process exited, code=exited, status={}/FAILURE", 1 + rng.below(3)),
+        EventLevel::Error => format!(
+            "{unit}.service: Main process exited, code=exited, status={}/FAILURE",
+            1 + rng.below(3)
+        ),
         _ => format!("{unit}.service: request handled in {} ms", rng.below(200)),
     };
     Event {
@@ -391,7 +584,11 @@ fn journal(time: i64, level: EventLevel, unit: &str, rng: &mut Rng) -> Event {
 pub fn check_faults(config: &FleetConfig) -> Result<(), String> {
     for f in &config.faults {
         if f.host() >= config.hosts {
-            return Err(format!("{f:?}: host {} is outside the fleet of {} hosts", f.host(), config.hosts));
+            return Err(format!(
+                "{f:?}: host {} is outside the fleet of {} hosts",
+                f.host(),
+                config.hosts
+            ));
         }
     }
     Ok(())
@@ -445,27 +642,50 @@ mod tests {
         let records = run(&c);
         let free_at = |t: i64| {
             records.iter().find_map(|r| match r {
-                Record::Perf(p) if p.root_host == "host-00001" && p.samples[0].time == c.start_ms + t * 1000 => {
-                    p.samples.iter().find(|s| s.counter == "% Free Space" && s.instance == "/").map(|s| s.value)
+                Record::Perf(p)
+                    if p.root_host == "host-00001"
+                        && p.samples[0].time == c.start_ms + t * 1000 =>
+                {
+                    p.samples
+                        .iter()
+                        .find(|s| s.counter == "% Free Space" && s.instance == "/")
+                        .map(|s| s.value)
                 }
                 _ => None,
             })
         };
         assert!(free_at(60).expect("sample") > 1.0);
-        assert!(free_at(120).expect("sample") < 1e-9, "full after the fill time");
+        assert!(
+            free_at(120).expect("sample") < 1e-9,
+            "full after the fill time"
+        );
         let running = records.iter().rev().find_map(|r| match r {
-            Record::Perf(p) if p.root_host == "host-00000" => p.samples.iter().find(|s| s.counter == "Running" && s.instance == "sshd.service").map(|s| s.value),
+            Record::Perf(p) if p.root_host == "host-00000" => p
+                .samples
+                .iter()
+                .find(|s| s.counter == "Running" && s.instance == "sshd.service")
+                .map(|s| s.value),
             _ => None,
         });
         assert_eq!(running, Some(0.0));
-        let last_heartbeat = records.iter().filter_map(|r| match r {
-            Record::Heartbeat(h) if h.root_host == "host-00002" => Some(h.time),
-            _ => None,
-        }).max();
+        let last_heartbeat = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Heartbeat(h) if h.root_host == "host-00002" => Some(h.time),
+                _ => None,
+            })
+            .max();
         assert!(last_heartbeat.expect("some") < c.start_ms + 60_000);
         let burst = records.iter().filter(|r| matches!(r, Record::Events(e) if e.root_host == "host-00000" && e.events.iter().any(|x| x.source == "app-burst.service"))).count();
         assert_eq!(burst, 10);
         assert!(Fault::parse("disk-filling:x").is_err());
-        assert!(check_faults(&FleetConfig { faults: vec![Fault::HeartbeatsStop { host: 9, at: Duration::ZERO }], ..small() }).is_err());
+        assert!(check_faults(&FleetConfig {
+            faults: vec![Fault::HeartbeatsStop {
+                host: 9,
+                at: Duration::ZERO
+            }],
+            ..small()
+        })
+        .is_err());
     }
 }

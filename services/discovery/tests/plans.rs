@@ -183,7 +183,10 @@ fn a_simulated_fleet_is_valid_discovery_data() {
             created += out
                 .changes
                 .iter()
-                .filter(|c| c.kind == healthstream_contracts::records::EntityKind::Instance && c.view.as_ref().is_some_and(|v| v.claimed_by.len() == 1))
+                .filter(|c| {
+                    c.kind == healthstream_contracts::records::EntityKind::Instance
+                        && c.view.as_ref().is_some_and(|v| v.claimed_by.len() == 1)
+                })
                 .count();
         }
         assert_eq!(created, 100, "host {i}");

@@ -36,6 +36,8 @@ pub enum Command {
     Topics(BusArgs),
     /// List the contracts: topics, schema files and Confluent schema ids.
     Schemas,
+    /// Simulate a fleet of hosts sending to a deployment (seeded, reproducible, bounded).
+    Simulate(crate::simulate_cmd::SimulateArgs),
     /// Read the instance space of a running deployment.
     Instances {
         #[command(subcommand)]
@@ -154,6 +156,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Pack { command } => crate::pack_cmd::run(command).await,
         Command::Instances { command } => crate::instances_cmd::run(command).await,
+        Command::Simulate(args) => crate::simulate_cmd::run(args).await,
         Command::Schemas => {
             println!(
                 "{:<32} {:<18} {:>8} {:>10}",

@@ -3,6 +3,7 @@
 mod cli;
 mod instances_cmd;
 mod pack_cmd;
+mod simulate_cmd;
 mod wiring;
 
 use clap::Parser;
