@@ -7,7 +7,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// A property value: Avro union `["null", "boolean", "long", "double", "string"]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Serialized untagged (the natural value); deserialized by the value's own type, without
+/// serde's trial-and-error over variants (which builds an error per failed attempt and was
+/// the largest cost of reading stored instances).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum PropertyValue {
     Null,
@@ -15,6 +19,54 @@ pub enum PropertyValue {
     Long(i64),
     Double(f64),
     String(String),
+}
+
+impl<'de> Deserialize<'de> for PropertyValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = PropertyValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("null, a boolean, an integer, a number or a string")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<PropertyValue, E> {
+                Ok(PropertyValue::Null)
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<PropertyValue, E> {
+                Ok(PropertyValue::Null)
+            }
+            fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<PropertyValue, D2::Error> {
+                PropertyValue::deserialize(d)
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<PropertyValue, E> {
+                Ok(PropertyValue::Boolean(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PropertyValue, E> {
+                Ok(PropertyValue::Long(v))
+            }
+            fn visit_i32<E: serde::de::Error>(self, v: i32) -> Result<PropertyValue, E> {
+                Ok(PropertyValue::Long(i64::from(v)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PropertyValue, E> {
+                i64::try_from(v)
+                    .map(PropertyValue::Long)
+                    .map_err(|_| E::custom(format!("integer {v} is out of range")))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<PropertyValue, E> {
+                Ok(PropertyValue::Double(v))
+            }
+            fn visit_f32<E: serde::de::Error>(self, v: f32) -> Result<PropertyValue, E> {
+                Ok(PropertyValue::Double(f64::from(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PropertyValue, E> {
+                Ok(PropertyValue::String(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<PropertyValue, E> {
+                Ok(PropertyValue::String(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Property values by property name.

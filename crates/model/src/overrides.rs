@@ -444,6 +444,18 @@ pub fn resolve(
             });
         }
     }
+    Ok(resolve_from(catalog, workflow, parameter, default.clone(), instance))
+}
+
+/// Resolve one parameter whose value as defined is `default`, without checking that the
+/// workflow has it or targets the instance's class (for callers that already know).
+pub fn resolve_from(
+    catalog: &Catalog,
+    workflow: &str,
+    parameter: &str,
+    default: ParamValue,
+    instance: &InstanceContext,
+) -> Resolution {
     let mut candidates: Vec<Candidate> = catalog
         .overrides()
         .filter(|(_, o)| o.workflow == workflow && o.parameter == parameter)
@@ -462,22 +474,19 @@ pub fn resolve(
         })
         .collect();
     candidates.sort_by(|a, b| rank(a, b).0);
-    let decided_by = candidates
-        .windows(2)
-        .map(|w| rank(&w[0], &w[1]).1)
-        .collect();
+    let decided_by = candidates.windows(2).map(|w| rank(&w[0], &w[1]).1).collect();
     let value = candidates
         .first()
         .map(|c| c.value.clone())
         .unwrap_or_else(|| default.clone());
-    Ok(Resolution {
+    Resolution {
         workflow: workflow.to_string(),
         parameter: parameter.to_string(),
-        default: default.clone(),
+        default,
         candidates,
         decided_by,
         value,
-    })
+    }
 }
 
 /// Does the override's context cover this instance, and how?

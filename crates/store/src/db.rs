@@ -291,6 +291,15 @@ impl Store {
         Ok(())
     }
 
+        /// Compacts every column family fully (for measurements and after bulk loads).
+    pub fn compact(&self) -> Result<(), StoreError> {
+        for cf in self.cfs.iter() {
+            let handle = self.cf(cf)?;
+            self.db.compact_range_cf(&handle, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+
     /// Approximate bytes on disk of live data in `cf`.
     pub fn approximate_size(&self, cf: &str) -> Result<u64, StoreError> {
         let handle = self.cf(cf)?;

@@ -75,7 +75,7 @@ fn internal(e: StoreError) -> Response {
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+    crate::state::decode(bytes).map_err(StoreError::Corrupt)
 }
 
 fn effective_properties(s: &InstanceState) -> Properties {

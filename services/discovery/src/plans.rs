@@ -10,38 +10,97 @@ use std::collections::{BTreeMap, HashMap};
 
 use healthstream_contracts::content_id;
 use healthstream_contracts::records::{PlannedDataSource, Properties, PropertyValue};
-use healthstream_model::catalog::{Catalog, Workflow};
+use healthstream_model::catalog::Catalog;
 use healthstream_model::modules::source_name;
-use healthstream_model::overrides::{resolve, InstanceContext};
+use healthstream_model::overrides::{resolve_from, InstanceContext};
 use healthstream_model::pack::DataSource;
 use healthstream_model::params::ParamValue;
 use healthstream_model::reference::{TargetContext, Template};
 
-/// Workflows with a data source the collector runs, by target class, and which of them have
-/// overrides.
+/// A workflow with a data source the collector runs, prepared once per set of packs.
+struct PlanWorkflow {
+    id: String,
+    target: String,
+    module: String,
+    enabled: bool,
+    /// The source's configuration, `type` removed.
+    table: toml::map::Map<String, toml::Value>,
+        /// Each configuration value as a template (`$Target/...$` resolved per instance).
+    templates: Vec<(String, Template)>,
+    /// The planned entry when no value refers to the target: the same for every instance.
+    fixed: Option<(i32, BTreeMap<String, String>, String)>,
+}
+
+/// Workflows with a data source the collector runs, and which of them have overrides.
 pub struct PlanIndex {
-    /// (workflow id, target class, its data source).
-    workflows: Vec<(String, String, DataSource)>,
+    workflows: Vec<PlanWorkflow>,
     overridden: HashMap<String, Vec<String>>,
+    referenced: std::sync::Arc<std::collections::BTreeSet<String>>,
+}
+
+fn value_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Array(items) => serde_json::to_string(
+            &items.iter().map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string())).collect::<Vec<_>>(),
+        )
+        .unwrap_or_default(),
+        other => other.to_string(),
+    }
+}
+
+fn templates(table: &toml::map::Map<String, toml::Value>) -> Result<Vec<(String, Template)>, String> {
+    table
+        .iter()
+        .map(|(k, v)| Template::parse(&value_text(v)).map(|t| (k.clone(), t)).map_err(|e| format!("{k}: {e}")))
+        .collect()
 }
 
 impl PlanIndex {
+    /// Property names that data sources read through `$Target/...$`.
+    pub fn referenced(&self) -> std::sync::Arc<std::collections::BTreeSet<String>> {
+        self.referenced.clone()
+    }
+
     pub fn new(catalog: &Catalog) -> PlanIndex {
-        let mut workflows = Vec::new();
+        let mut raw: Vec<(String, String, bool, DataSource)> = Vec::new();
         for p in catalog.packs() {
             for d in &p.pack.discoveries {
                 if let Some(s) = &d.source {
-                    workflows.push((d.id.clone(), d.target.clone(), s.clone()));
+                    raw.push((d.id.clone(), d.target.clone(), d.enabled, s.clone()));
                 }
             }
             for r in &p.pack.rules {
-                workflows.push((r.id.clone(), r.target.clone(), r.source.clone()));
+                raw.push((r.id.clone(), r.target.clone(), r.enabled, r.source.clone()));
             }
             for m in &p.pack.monitors {
-                workflows.push((m.id.clone(), m.target.clone(), m.source.clone()));
+                raw.push((m.id.clone(), m.target.clone(), m.enabled, m.source.clone()));
             }
         }
-        workflows.retain(|(_, _, s)| !matches!(s, DataSource::Unsupported { .. }));
+        let mut workflows = Vec::new();
+        for (id, target, enabled, source) in raw {
+            if matches!(source, DataSource::Unsupported { .. }) {
+                continue;
+            }
+            let Ok(toml::Value::Table(mut table)) = toml::Value::try_from(&source) else { continue };
+            table.remove("type");
+                        let Ok(templates) = templates(&table) else { continue };
+            let module = source_name(&source).to_string();
+            let fixed = if templates.iter().all(|(_, t)| t.target_refs().next().is_none()) {
+                resolve_entry(&module, &templates, &NoTarget).ok()
+            } else {
+                None
+            };
+            workflows.push(PlanWorkflow {
+                id,
+                target,
+                module,
+                enabled,
+                table,
+                templates,
+                fixed,
+            });
+        }
         let mut overridden: HashMap<String, Vec<String>> = HashMap::new();
         for (_, o) in catalog.overrides() {
             let params = overridden.entry(o.workflow.clone()).or_default();
@@ -49,9 +108,18 @@ impl PlanIndex {
                 params.push(o.parameter.clone());
             }
         }
+                let referenced = workflows
+            .iter()
+            .flat_map(|w| w.templates.iter().flat_map(|(_, t)| t.target_refs()))
+            .filter_map(|r| match &r.field {
+                healthstream_model::reference::TargetField::Property { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
         PlanIndex {
             workflows,
             overridden,
+            referenced: std::sync::Arc::new(referenced),
         }
     }
 }
@@ -110,23 +178,25 @@ pub struct Plan {
 pub fn plan(catalog: &Catalog, index: &PlanIndex, instances: &[PlanInstance]) -> Plan {
     let mut sources: BTreeMap<String, PlannedDataSource> = BTreeMap::new();
     let mut skipped = Vec::new();
+    // The workflows that apply to each class, computed once per class.
+    let mut by_class: HashMap<&str, Vec<usize>> = HashMap::new();
     for inst in instances.iter().filter(|i| i.managed) {
-        for (wid, target, source) in &index.workflows {
-            if !catalog.is_a(&inst.class, target) {
-                continue;
-            }
-            let copy = format!("{wid}@{}", inst.id);
-            let mut table = match toml::Value::try_from(source) {
-                Ok(toml::Value::Table(t)) => t,
-                _ => continue,
-            };
-            let mut enabled = match catalog.workflow(wid) {
-                Some(Workflow::Discovery(d)) => d.enabled,
-                Some(Workflow::Rule(r)) => r.enabled,
-                Some(Workflow::Monitor(m)) => m.enabled,
-                _ => true,
-            };
-            if let Some(params) = index.overridden.get(wid) {
+        let applicable = by_class.entry(inst.class.as_str()).or_insert_with(|| {
+            let ancestors = catalog.ancestors(&inst.class);
+            index
+                .workflows
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| ancestors.contains(&w.target.as_str()))
+                .map(|(i, _)| i)
+                .collect()
+        });
+        for &wi in applicable.iter() {
+            let w = &index.workflows[wi];
+            let copy = format!("{}@{}", w.id, inst.id);
+            let mut enabled = w.enabled;
+            let mut patched: Option<toml::map::Map<String, toml::Value>> = None;
+            if let Some(params) = index.overridden.get(&w.id) {
                 let ctx = InstanceContext {
                     id: inst.id.clone(),
                     class: inst.class.clone(),
@@ -134,74 +204,57 @@ pub fn plan(catalog: &Catalog, index: &PlanIndex, instances: &[PlanInstance]) ->
                     groups: inst.groups.clone(),
                 };
                 for p in params {
-                    let Ok(r) = resolve(catalog, wid, p, &ctx) else {
+                    let default = if p == "enabled" {
+                        ParamValue::Bool(w.enabled)
+                    } else if let Some(v) = w.table.get(p) {
+                        ParamValue::from(v.clone())
+                    } else {
                         continue;
                     };
+                    let r = resolve_from(catalog, &w.id, p, default, &ctx);
+                    if r.candidates.is_empty() {
+                        continue;
+                    }
                     if p == "enabled" {
                         enabled = !matches!(r.value, ParamValue::Bool(false));
-                    } else if table.contains_key(p) && p != "type" {
-                        table.insert(p.clone(), to_toml(&r.value));
+                    } else if w.table.contains_key(p) {
+                        patched.get_or_insert_with(|| w.table.clone()).insert(p.clone(), to_toml(&r.value));
                     }
                 }
             }
             if !enabled {
                 continue;
             }
-            let module = source_name(source).to_string();
-            let mut interval_seconds = 0i32;
-            let mut config = BTreeMap::new();
-            let mut failed = None;
-            for (k, v) in &table {
-                if k == "type" {
-                    continue;
-                }
-                let raw = match v {
-                    toml::Value::String(s) => s.clone(),
-                    toml::Value::Array(items) => serde_json::to_string(
-                        &items
-                            .iter()
-                            .map(|i| {
-                                i.as_str()
-                                    .map(str::to_string)
-                                    .unwrap_or_else(|| i.to_string())
-                            })
-                            .collect::<Vec<_>>(),
-                    )
-                    .unwrap_or_default(),
-                    other => other.to_string(),
-                };
-                let resolved = match Template::parse(&raw)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| t.resolve_target(&Ctx(inst)))
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        failed = Some(format!("{copy}: {k}: {e}"));
-                        break;
+            let owned;
+            let templates = match &patched {
+                None => &w.templates,
+                Some(t) => match templates(t) {
+                    Ok(t) => {
+                        owned = t;
+                        &owned
                     }
-                };
-                if k == "interval" {
-                    interval_seconds = humantime::parse_duration(&resolved)
-                        .map(|d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX))
-                        .unwrap_or(0);
+                    Err(e) => {
+                        skipped.push(format!("{copy}: {e}"));
+                        continue;
+                    }
+                },
+            };
+            let entry = match (&patched, &w.fixed) {
+                (None, Some(fixed)) => Ok(fixed.clone()),
+                _ => resolve_entry(&w.module, templates, &Ctx(inst)),
+            };
+            let (interval_seconds, config, id) = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    skipped.push(format!("{copy}: {e}"));
                     continue;
                 }
-                config.insert(k.clone(), resolved);
-            }
-            if let Some(f) = failed {
-                skipped.push(f);
-                continue;
-            }
-            let key = format!(
-                "{module}|{interval_seconds}|{}",
-                serde_json::to_string(&config).unwrap_or_default()
-            );
-            let id = content_id(key.as_bytes());
+            };
             sources
                 .entry(id.clone())
                 .or_insert_with(|| PlannedDataSource {
                     id,
-                    module,
+                    module: w.module.clone(),
                     interval_seconds,
                     config,
                     workflows: Vec::new(),
@@ -215,20 +268,48 @@ pub fn plan(catalog: &Catalog, index: &PlanIndex, instances: &[PlanInstance]) ->
         d.workflows.sort();
     }
     let digest = content_id(
-        serde_json::to_string(
-            &data_sources
-                .iter()
-                .map(|d| (&d.id, &d.workflows))
-                .collect::<Vec<_>>(),
-        )
-        .unwrap_or_default()
-        .as_bytes(),
+        serde_json::to_string(&data_sources.iter().map(|d| (&d.id, &d.workflows)).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .as_bytes(),
     );
-    Plan {
-        data_sources,
-        digest,
-        skipped,
+    Plan { data_sources, digest, skipped }
+}
+
+/// A target context with no target (for sources that refer to none).
+struct NoTarget;
+
+impl TargetContext for NoTarget {
+    fn property(&self, _: usize, _: &str) -> Option<String> {
+        None
     }
+    fn id(&self, _: usize) -> Option<String> {
+        None
+    }
+    fn display_name(&self, _: usize) -> Option<String> {
+        None
+    }
+}
+
+/// Resolve a source's templates: (interval in seconds, configuration, entry id).
+fn resolve_entry(
+    module: &str,
+    templates: &[(String, Template)],
+    ctx: &dyn TargetContext,
+) -> Result<(i32, BTreeMap<String, String>, String), String> {
+    let mut interval_seconds = 0i32;
+    let mut config = BTreeMap::new();
+    for (k, t) in templates {
+        let resolved = t.resolve_target(ctx).map_err(|e| format!("{k}: {e}"))?;
+        if k == "interval" {
+            interval_seconds = humantime::parse_duration(&resolved)
+                .map(|d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX))
+                .unwrap_or(0);
+        } else {
+            config.insert(k.clone(), resolved);
+        }
+    }
+    let key = format!("{module}|{interval_seconds}|{}", serde_json::to_string(&config).unwrap_or_default());
+    Ok((interval_seconds, config, content_id(key.as_bytes())))
 }
 
 fn to_toml(v: &ParamValue) -> toml::Value {

@@ -87,8 +87,9 @@ pub fn source_id(d: &DiscoveryData) -> String {
     }
 }
 
-/// Digest of what a submission says (not its id or time).
-fn digest(d: &DiscoveryData) -> String {
+/// Digest of what a submission says (not its id or time). The stage uses a digest of the
+/// encoded record instead ([`crate::stage`]), which is cheaper and equally deterministic.
+pub fn digest(d: &DiscoveryData) -> String {
     let body = serde_json::json!([
         d.mode,
         d.source.managing,
@@ -107,9 +108,34 @@ pub fn apply(
     d: &DiscoveryData,
     seq: i64,
 ) -> Result<Outcome, StoreError> {
+    let digest = digest(d);
+    apply_with_digest(ws, classes, d, &digest, seq)
+}
+
+/// Is a submission with this digest identical to its source's last one, with the same packs
+/// in force? Then it changes nothing: two reads, no decoding of the submission.
+pub fn unchanged(ws: &WorkingSet<'_>, classes: &mut Classes, root: &str, source: &str, digest: &str) -> Result<bool, StoreError> {
+    let packs_digest = classes.digest();
+    Ok(ws.get_raw(META_CF, &source_digest_key(root, source))?.as_deref() == Some(digest.as_bytes())
+        && ws.get_raw(META_CF, &meta_key(root))?.as_deref() == Some(packs_digest.as_bytes()))
+}
+
+/// [`apply`] with the submission's digest given.
+pub fn apply_with_digest(
+    ws: &mut WorkingSet<'_>,
+    classes: &mut Classes,
+    d: &DiscoveryData,
+    digest: &str,
+    seq: i64,
+) -> Result<Outcome, StoreError> {
     let root = d.root_host.as_str();
     let src = source_id(d);
-    let digest = digest(d);
+    if unchanged(ws, classes, root, &src, digest)? {
+        return Ok(Outcome {
+            unchanged: true,
+            ..Outcome::default()
+        });
+    }
     let skey = source_key(root, &src);
     let mut source: SourceState = ws.get(SOURCES_CF, &skey)?.unwrap_or_default();
     // Packs changed since this root host's memberships and plan were computed: everything
@@ -118,18 +144,14 @@ pub fn apply(
     let packs_digest = classes.digest();
     let mkey = meta_key(root);
     let packs_changed = ws.get_raw(META_CF, &mkey)?.as_deref() != Some(packs_digest.as_bytes());
-    if source.digest.as_deref() == Some(digest.as_str()) && !packs_changed {
-        return Ok(Outcome {
-            unchanged: true,
-            ..Outcome::default()
-        });
-    }
     let mut space = Space {
         ws,
         root,
         src: &src,
-        out: Vec::new(),
+                out: Vec::new(),
         touched: BTreeSet::new(),
+        referenced: classes.plan_index().referenced(),
+        plan_dirty: false,
     };
     let mut rejected = Vec::new();
 
@@ -273,9 +295,14 @@ pub fn apply(
     for id in gone {
         source.relationships.remove(&id);
     }
-    source.digest = rejected.is_empty().then_some(digest);
+        let dkey = source_digest_key(root, &src);
+    if rejected.is_empty() {
+        space.ws.put_raw(META_CF, dkey, digest.as_bytes().to_vec());
+    } else {
+        space.ws.delete(META_CF, dkey);
+    }
     let out = std::mem::take(&mut space.out);
-    let plan = if !out.is_empty() || packs_changed {
+        let plan = if space.plan_dirty || packs_changed {
         space.plan(classes)?
     } else {
         None
@@ -340,8 +367,13 @@ struct Space<'w, 's> {
     /// The source being applied.
     src: &'w str,
     out: Vec<Change>,
-    /// Instances whose view changed: their group memberships are evaluated again.
+        /// Instances whose view changed: their group memberships are evaluated again.
     touched: BTreeSet<String>,
+    /// Property names collection plans read (`$Target/...$` in data sources).
+    referenced: std::sync::Arc<BTreeSet<String>>,
+    /// Something a collection plan depends on changed: instances came or went, or changed
+    /// class, managed flag, group membership, or a property a data source reads.
+    plan_dirty: bool,
 }
 
 impl Space<'_, '_> {
@@ -406,6 +438,7 @@ impl Space<'_, '_> {
             host_id: host_id.clone(),
             claims: BTreeMap::new(),
             managed: false,
+            groups: BTreeMap::new(),
         });
         // A changed claim keeps its place in the order unless what it says changed.
         let claim = match state.claims.get(src) {
@@ -460,6 +493,19 @@ impl Space<'_, '_> {
         }
         self.ws
             .put(INSTANCES_CF, instance_key(self.root, id), &state)?;
+                let plan_inputs_changed = match &old_view {
+            None => true,
+            Some(old) => {
+                old.class != new_view.class
+                    || managed_changed
+                    || self.referenced.iter().any(|p| {
+                        old.properties.get(p) != new_view.properties.get(p) || old.keys.get(p) != new_view.keys.get(p)
+                    })
+            }
+        };
+        if plan_inputs_changed {
+            self.plan_dirty = true;
+        }
         if old_view.as_ref() != Some(&new_view) {
             self.touched.insert(id.to_string());
             self.out.push(Change {
@@ -536,6 +582,7 @@ impl Space<'_, '_> {
         for other in state.claims.keys() {
             self.forget(other, Some(id), None)?;
         }
+                self.plan_dirty = true;
         self.ws.delete(INSTANCES_CF, instance_key(self.root, id));
         self.ws.delete(BY_ID_CF, by_id_key(id));
         self.ws
@@ -551,14 +598,14 @@ impl Space<'_, '_> {
     /// The root host's collection plan, if it differs from the last one published.
     fn plan(&mut self, classes: &mut Classes) -> Result<Option<Plan>, StoreError> {
         let mut all: BTreeMap<String, InstanceState> = BTreeMap::new();
-        for k in self
+        for (k, v) in self
             .ws
-            .keys_with_prefix(INSTANCES_CF, &instances_prefix(self.root))?
+            .entries_with_prefix(INSTANCES_CF, &instances_prefix(self.root))?
         {
             let id = last_str(&k, INSTANCE_KEY_PREFIX, 2)?;
-            if let Some(s) = self.instance(&id)? {
-                all.insert(id, s);
-            }
+            let s: InstanceState =
+                decode(&v).map_err(|e| StoreError::Corrupt(format!("instance: {e}")))?;
+            all.insert(id, s);
         }
         let mut groups_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut props: BTreeMap<String, Properties> = BTreeMap::new();
@@ -567,19 +614,7 @@ impl Space<'_, '_> {
             let mut p = view.keys.clone();
             p.extend(view.properties);
             props.insert(id.clone(), p);
-            let mut gs = Vec::new();
-            for k in self
-                .ws
-                .keys_with_prefix(ENDPOINTS_CF, &endpoint_prefix(self.root, id))?
-            {
-                let rel = last_str(&k, ENDPOINT_KEY_PREFIX, 3)?;
-                if let Some(r) = self.relationship(&rel)? {
-                    if let (Some(g), true) = (r.group, r.target_id == *id) {
-                        gs.push(g);
-                    }
-                }
-            }
-            groups_of.insert(id.clone(), gs);
+            groups_of.insert(id.clone(), s.groups.keys().cloned().collect());
         }
         let mut instances = Vec::with_capacity(all.len());
         for (id, s) in &all {
@@ -644,66 +679,60 @@ impl Space<'_, '_> {
         defs: &[GroupDef],
         seq: i64,
     ) -> Result<(), StoreError> {
-        if defs.is_empty() {
-            return Ok(());
-        }
         let touched = std::mem::take(&mut self.touched);
         for id in touched {
-            let Some(state) = self.instance(&id)? else {
+            let Some(mut state) = self.instance(&id)? else {
                 continue;
             };
-            let view = self.instance_view(classes, &state);
+            let before = state.groups.clone();
             // Memberships of groups the packs no longer define.
-            let ends = self
-                .ws
-                .keys_with_prefix(ENDPOINTS_CF, &endpoint_prefix(self.root, &id))?;
-            for k in ends {
-                let rel = last_str(&k, ENDPOINT_KEY_PREFIX, 3)?;
-                if let Some(r) = self.relationship(&rel)? {
-                    if r.group
-                        .as_ref()
-                        .is_some_and(|g| !defs.iter().any(|d| &d.id == g))
-                    {
-                        self.delete_relationship(&rel)?;
+            for (g, rel) in before.iter() {
+                if !defs.iter().any(|d| &d.id == g) {
+                    self.delete_relationship(rel)?;
+                    state.groups.remove(g);
+                }
+            }
+            if !defs.is_empty() {
+                let view = self.instance_view(classes, &state);
+                let mut memberships: BTreeMap<String, bool> =
+                    defs.iter().map(|d| (d.id.clone(), state.groups.contains_key(&d.id))).collect();
+                for d in defs {
+                    let member = {
+                        let c = Candidate {
+                            id: &id,
+                            keys: &view.keys,
+                            properties: &view.properties,
+                            memberships: &memberships,
+                        };
+                        d.admits(classes, &view.class, &c)
+                    };
+                    let was = memberships.get(&d.id).copied().unwrap_or(false);
+                    if member && !was {
+                        let rel = relationship_id(&d.relationship, &d.instance_id, &id);
+                        let group_source = format!("group:{}", d.id);
+                        let rs = RelationshipState {
+                            kind: d.relationship.clone(),
+                            source_id: d.instance_id.clone(),
+                            target_id: id.clone(),
+                            claims: BTreeMap::from([(group_source, (Properties::new(), seq))]),
+                            group: Some(d.id.clone()),
+                        };
+                        self.ws
+                            .put_marker(ENDPOINTS_CF, endpoint_key(self.root, &id, &rel));
+                        self.store_relationship(&rel, None, rs)?;
+                        state.groups.insert(d.id.clone(), rel);
+                    } else if !member && was {
+                        if let Some(rel) = state.groups.remove(&d.id) {
+                            self.delete_relationship(&rel)?;
+                        }
                     }
+                    memberships.insert(d.id.clone(), member);
                 }
             }
-            let mut memberships: BTreeMap<String, bool> = BTreeMap::new();
-            let mut stored: BTreeMap<String, String> = BTreeMap::new();
-            for d in defs {
-                let rel = relationship_id(&d.relationship, &d.instance_id, &id);
-                let exists = self.relationship(&rel)?.is_some();
-                memberships.insert(d.id.clone(), exists);
-                stored.insert(d.id.clone(), rel);
-            }
-            for d in defs {
-                let member = {
-                    let c = Candidate {
-                        id: &id,
-                        keys: &view.keys,
-                        properties: &view.properties,
-                        memberships: &memberships,
-                    };
-                    d.admits(classes, &view.class, &c)
-                };
-                let was = memberships.get(&d.id).copied().unwrap_or(false);
-                let rel = stored[&d.id].clone();
-                if member && !was {
-                    let group_source = format!("group:{}", d.id);
-                    let state = RelationshipState {
-                        kind: d.relationship.clone(),
-                        source_id: d.instance_id.clone(),
-                        target_id: id.clone(),
-                        claims: BTreeMap::from([(group_source, (Properties::new(), seq))]),
-                        group: Some(d.id.clone()),
-                    };
-                    self.ws
-                        .put_marker(ENDPOINTS_CF, endpoint_key(self.root, &id, &rel));
-                    self.store_relationship(&rel, None, state)?;
-                } else if !member && was {
-                    self.delete_relationship(&rel)?;
-                }
-                memberships.insert(d.id.clone(), member);
+                        if state.groups != before {
+                self.plan_dirty = true;
+                self.ws
+                    .put(INSTANCES_CF, instance_key(self.root, &id), &state)?;
             }
         }
         Ok(())
@@ -731,7 +760,7 @@ impl Space<'_, '_> {
         if let Some(r) = relationship {
             st.relationships.remove(r);
         }
-        st.digest = None;
+                self.ws.delete(META_CF, source_digest_key(self.root, source));
         self.ws.put(SOURCES_CF, key, &st)
     }
 

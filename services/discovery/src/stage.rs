@@ -7,7 +7,7 @@ use healthstream_contracts::records::{
     ChangeKind, CollectionPlan, DeadLetter, DeadLetterClass, DiscoveryData, DiscoveryMode,
     InstanceChange,
 };
-use healthstream_contracts::{derived_id, partition_for_key, Codec, Topic};
+use healthstream_contracts::{derived_id, partition_for_key, Codec, Contract, Topic};
 use healthstream_packfeed::{PackSnapshot, Packs};
 use healthstream_stage::{Position, Processor, Rejection, StageError};
 use healthstream_store::{Store, StoreBatch};
@@ -51,52 +51,140 @@ impl DiscoveryStage {
     }
 }
 
+/// A discovery record as read from the topic: enough to route it and to recognise an
+/// identical resubmission without decoding it.
+pub struct RawDiscovery {
+    framed: Vec<u8>,
+    root_host: String,
+    source: String,
+    /// Digest of the encoded submission without its id and time.
+    digest: String,
+}
+
+/// Read the head of an encoded `DiscoveryData` (schema version 1: id, root_host, source
+/// {kind, id, managing}, mode, time, ...) and digest everything but the id and the time.
+/// `None` for another schema version or a malformed head (the full decode then says why).
+fn head(framed: &[u8]) -> Option<(String, String, String)> {
+    struct Cursor<'a>(&'a [u8], usize);
+    impl Cursor<'_> {
+        fn long(&mut self) -> Option<i64> {
+            let mut v: u64 = 0;
+            for shift in (0..64).step_by(7) {
+                let b = *self.0.get(self.1)?;
+                self.1 += 1;
+                v |= u64::from(b & 0x7f) << shift;
+                if b & 0x80 == 0 {
+                    return Some(((v >> 1) as i64) ^ -((v & 1) as i64));
+                }
+            }
+            None
+        }
+        fn string(&mut self) -> Option<String> {
+            let n = usize::try_from(self.long()?).ok()?;
+            let end = self.1.checked_add(n)?;
+            let s = std::str::from_utf8(self.0.get(self.1..end)?).ok()?.to_string();
+            self.1 = end;
+            Some(s)
+        }
+    }
+    if framed.len() < 5 || framed[0] != 0 {
+        return None;
+    }
+    let schema_id = u32::from_be_bytes([framed[1], framed[2], framed[3], framed[4]]);
+    if schema_id != Contract::DiscoveryData.latest().schema_id || Contract::DiscoveryData.latest().version != 1 {
+        return None;
+    }
+    let mut c = Cursor(framed, 5);
+    c.string()?; // id
+    let after_id = c.1;
+    let root = c.string()?;
+    let kind = c.long()?;
+    let source_id = c.string()?;
+    let _managing = *c.0.get(c.1)?;
+    c.1 += 1;
+    let _mode = c.long()?;
+    let before_time = c.1;
+    c.long()?; // time
+    let after_time = c.1;
+    let source = match kind {
+        0 => format!("discovery:{source_id}"),
+        1 => format!("connector:{source_id}"),
+        _ => return None,
+    };
+    let digest = derived_id(&[&framed[1..5], &framed[after_id..before_time], &framed[after_time..]]);
+    Some((root, source, digest))
+}
+
 impl Processor for DiscoveryStage {
-    type Input = DiscoveryData;
+    type Input = RawDiscovery;
 
     fn name(&self) -> &'static str {
         "discovery"
     }
 
-    fn decode(&self, message: &Message) -> Result<DiscoveryData, Rejection> {
+    fn decode(&self, message: &Message) -> Result<RawDiscovery, Rejection> {
         let Some(value) = message.value.as_deref() else {
             return Err(Rejection::validation(
                 "tombstone on the discovery topic, which is not compacted",
             ));
         };
-        let d: DiscoveryData = Codec::shared().decode(value)?;
-        if d.root_host.is_empty() {
+        let (root_host, source, digest) = match head(value) {
+            Some(h) => h,
+            None => {
+                // Another schema version, or malformed: decode in full (errors say why).
+                let d: DiscoveryData = Codec::shared().decode(value)?;
+                let source = space::source_id(&d);
+                let digest = space::digest(&d);
+                (d.root_host, source, digest)
+            }
+        };
+        if root_host.is_empty() {
             return Err(Rejection::validation("root_host is empty"));
         }
-        if d.source.id.is_empty() {
+        if source.ends_with(':') {
             return Err(Rejection::validation("source.id is empty"));
         }
-        let expected = partition_for_key(d.root_host.as_bytes(), self.partitions) as i32;
+        let expected = partition_for_key(root_host.as_bytes(), self.partitions) as i32;
         if message.partition != expected {
             return Err(Rejection::validation(format!(
-                "discovery data of root host {:?} is on partition {}, but belongs on partition {expected}",
-                d.root_host, message.partition
+                "discovery data of root host {root_host:?} is on partition {}, but belongs on partition {expected}",
+                message.partition
             )));
         }
-        if d.mode == DiscoveryMode::Snapshot
-            && !(d.removed_instances.is_empty() && d.removed_relationships.is_empty())
-        {
-            return Err(Rejection::validation(
-                "a snapshot lists removals: a snapshot removes what it does not send; use incremental mode to list removals",
-            ));
-        }
-        Ok(d)
+        Ok(RawDiscovery {
+            framed: value.to_vec(),
+            root_host,
+            source,
+            digest,
+        })
     }
 
     fn apply(
         &mut self,
         store: &Store,
         batch: &mut StoreBatch,
-        input: DiscoveryData,
+        raw: RawDiscovery,
         at: Position,
     ) -> Result<Vec<OutboundRecord>, StageError> {
         let mut ws = WorkingSet::new(store);
-        let outcome = space::apply(&mut ws, self.classes(), &input, at.offset)?;
+        // An identical resubmission is recognised before it is decoded.
+        if space::unchanged(&ws, self.classes(), &raw.root_host, &raw.source, &raw.digest)? {
+            metrics::UNCHANGED.inc();
+            return Ok(Vec::new());
+        }
+        let input: DiscoveryData = match Codec::shared().decode(&raw.framed) {
+            Ok(d) => d,
+            Err(e) => return Ok(vec![self.rejected_whole(&raw, at, Rejection::from(e))?]),
+        };
+        if input.mode == DiscoveryMode::Snapshot
+            && !(input.removed_instances.is_empty() && input.removed_relationships.is_empty())
+        {
+            let r = Rejection::validation(
+                "a snapshot lists removals: a snapshot removes what it does not send; use incremental mode to list removals",
+            );
+            return Ok(vec![self.rejected_whole(&raw, at, r)?]);
+        }
+        let outcome = space::apply_with_digest(&mut ws, self.classes(), &input, &raw.digest, at.offset)?;
         ws.flush(batch)?;
         if outcome.unchanged {
             metrics::UNCHANGED.inc();
@@ -188,6 +276,20 @@ fn internal(message: String) -> StageError {
 }
 
 impl DiscoveryStage {
+    /// A whole record that cannot be applied, to the dead-letter topic as it was read.
+    fn rejected_whole(&self, raw: &RawDiscovery, at: Position, rejection: Rejection) -> Result<OutboundRecord, StageError> {
+        metrics::REJECTED.inc();
+        let message = Message {
+            topic: at.topic,
+            partition: at.partition,
+            offset: at.offset,
+            key: Some(raw.root_host.as_bytes().to_vec()),
+            value: Some(raw.framed.clone()),
+            timestamp_ms: at.timestamp_ms,
+        };
+        healthstream_stage::dead_letter("discovery", &message, &rejection, self.dead_letter_partitions)
+    }
+
     /// The parts of a submission that were not applied, as a discovery record of their own
     /// (replayable once the cause is fixed), with every reason.
     fn dead_letter(
@@ -258,5 +360,57 @@ impl DiscoveryStage {
             value: Some(value),
             timestamp_ms: at.timestamp_ms,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use healthstream_contracts::records::{DiscoverySource, DiscoverySourceKind};
+
+    fn record(id: &str, time: i64, source: &str) -> DiscoveryData {
+        DiscoveryData {
+            id: id.into(),
+            root_host: "web-01".into(),
+            source: DiscoverySource {
+                kind: DiscoverySourceKind::Connector,
+                id: source.into(),
+                managing: true,
+            },
+            mode: DiscoveryMode::Snapshot,
+            time,
+            instances: vec![],
+            relationships: vec![],
+            removed_instances: vec![],
+            removed_relationships: vec![],
+        }
+    }
+
+    #[test]
+    fn the_head_digest_ignores_id_and_time_only() {
+        let enc = |d: &DiscoveryData| Codec::shared().encode(d).expect("encodes");
+        let (root, source, a) = head(&enc(&record("a", 1, "cmdb"))).expect("head");
+        assert_eq!((root.as_str(), source.as_str()), ("web-01", "connector:cmdb"));
+        let (_, _, b) = head(&enc(&record("b", 999_999, "cmdb"))).expect("head");
+        assert_eq!(a, b, "same content, other id and time");
+        let (_, _, c) = head(&enc(&record("a", 1, "cmdb2"))).expect("head");
+        assert_ne!(a, c);
+        let mut managed = record("a", 1, "cmdb");
+        managed.source.managing = false;
+        assert_ne!(head(&enc(&managed)).expect("head").2, a);
+    }
+
+    #[test]
+    fn malformed_heads_are_not_trusted() {
+        let good = Codec::shared().encode(&record("a", 1, "cmdb")).expect("encodes");
+        for cut in 0..good.len().min(40) {
+            // Never a panic; a truncated head is None or a shorter valid prefix.
+            let _ = head(&good[..cut]);
+        }
+        let mut huge = good.clone();
+        huge[5] = 0xfe; // an absurd string length
+        huge[6] = 0xff;
+        assert!(head(&huge).is_none());
+        assert!(head(&[1, 0, 0, 0, 0]).is_none(), "wrong magic byte");
     }
 }

@@ -78,6 +78,9 @@ pub struct InstanceState {
     /// Managed (runs monitors): a managing claim, or a managed host.
     #[serde(rename = "m")]
     pub managed: bool,
+    /// Group memberships: group id -> membership relationship id.
+    #[serde(rename = "g", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, String>,
 }
 
 /// A relationship.
@@ -97,12 +100,10 @@ pub struct RelationshipState {
     pub group: Option<String>,
 }
 
-/// What a source claimed last time.
+/// What a source claimed last time. (The digest of its last submission, when applied in full,
+/// is kept apart under [`source_digest_key`]: an identical submission then changes nothing.)
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceState {
-    /// Digest of the last submission, when it was applied in full (an identical submission
-    /// then changes nothing).
-    pub digest: Option<String>,
     pub instances: BTreeSet<String>,
     pub relationships: BTreeSet<String>,
 }
@@ -145,6 +146,10 @@ pub fn source_key(root: &str, source: &str) -> Vec<u8> {
 pub fn meta_key(root: &str) -> Vec<u8> {
     KeyWriter::new(META_PREFIX).str(root).finish()
 }
+/// The digest of a source's last submission applied in full.
+pub fn source_digest_key(root: &str, source: &str) -> Vec<u8> {
+    KeyWriter::new(META_PREFIX).str(root).str("source").str(source).finish()
+}
 /// The digest of a root host's last published collection plan.
 pub fn plan_key(root: &str) -> Vec<u8> {
     KeyWriter::new(META_PREFIX).str(root).str("plan").finish()
@@ -185,6 +190,16 @@ pub fn last_str(key: &[u8], prefix: u8, parts: usize) -> Result<String, StoreErr
 pub const HOSTED_KEY_PREFIX: u8 = HOSTED_PREFIX;
 pub const ENDPOINT_KEY_PREFIX: u8 = ENDPOINT_PREFIX;
 
+/// Stored values are MessagePack with field names (compact, self-describing, fast to read).
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    rmp_serde::to_vec_named(value).map_err(|e| e.to_string())
+}
+
+/// Read a stored value.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+}
+
 /// The state an input reads and writes: the store plus this input's pending changes.
 pub struct WorkingSet<'s> {
     store: &'s Store,
@@ -213,7 +228,7 @@ impl<'s> WorkingSet<'s> {
     ) -> Result<Option<T>, StoreError> {
         match self.get_raw(cf, key)? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
+                        Some(bytes) => decode(&bytes)
                 .map(Some)
                 .map_err(|e| StoreError::Corrupt(format!("{cf}: {e}"))),
         }
@@ -225,8 +240,7 @@ impl<'s> WorkingSet<'s> {
         key: Vec<u8>,
         value: &T,
     ) -> Result<(), StoreError> {
-        let bytes =
-            serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(format!("{cf}: {e}")))?;
+        let bytes = encode(value).map_err(|e| StoreError::Corrupt(format!("{cf}: {e}")))?;
         self.pending.insert((cf, key), Some(bytes));
         Ok(())
     }
@@ -265,6 +279,26 @@ impl<'s> WorkingSet<'s> {
             };
         }
         Ok(keys)
+    }
+
+    /// Keys and values under a prefix, with this input's changes applied.
+    pub fn entries_with_prefix(
+        &self,
+        cf: &'static str,
+        prefix: &[u8],
+    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StoreError> {
+        let mut out: BTreeMap<Vec<u8>, Vec<u8>> =
+            self.store.scan_prefix(cf, prefix)?.into_iter().collect();
+        for ((c, k), v) in self.pending.range((cf, prefix.to_vec())..) {
+            if *c != cf || !k.starts_with(prefix) {
+                break;
+            }
+            match v {
+                Some(bytes) => out.insert(k.clone(), bytes.clone()),
+                None => out.remove(k),
+            };
+        }
+        Ok(out)
     }
 
     /// Stage every change in the batch.
