@@ -35,7 +35,10 @@ impl<'de> Deserialize<'de> for PropertyValue {
             fn visit_none<E: serde::de::Error>(self) -> Result<PropertyValue, E> {
                 Ok(PropertyValue::Null)
             }
-            fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<PropertyValue, D2::Error> {
+            fn visit_some<D2: serde::Deserializer<'de>>(
+                self,
+                d: D2,
+            ) -> Result<PropertyValue, D2::Error> {
                 PropertyValue::deserialize(d)
             }
             fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<PropertyValue, E> {

@@ -444,7 +444,13 @@ pub fn resolve(
             });
         }
     }
-    Ok(resolve_from(catalog, workflow, parameter, default.clone(), instance))
+    Ok(resolve_from(
+        catalog,
+        workflow,
+        parameter,
+        default.clone(),
+        instance,
+    ))
 }
 
 /// Resolve one parameter whose value as defined is `default`, without checking that the
@@ -474,7 +480,10 @@ pub fn resolve_from(
         })
         .collect();
     candidates.sort_by(|a, b| rank(a, b).0);
-    let decided_by = candidates.windows(2).map(|w| rank(&w[0], &w[1]).1).collect();
+    let decided_by = candidates
+        .windows(2)
+        .map(|w| rank(&w[0], &w[1]).1)
+        .collect();
     let value = candidates
         .first()
         .map(|c| c.value.clone())

@@ -291,11 +291,12 @@ impl Store {
         Ok(())
     }
 
-        /// Compacts every column family fully (for measurements and after bulk loads).
+    /// Compacts every column family fully (for measurements and after bulk loads).
     pub fn compact(&self) -> Result<(), StoreError> {
         for cf in self.cfs.iter() {
             let handle = self.cf(cf)?;
-            self.db.compact_range_cf(&handle, None::<&[u8]>, None::<&[u8]>);
+            self.db
+                .compact_range_cf(&handle, None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())
     }

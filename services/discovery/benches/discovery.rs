@@ -9,7 +9,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use healthstream_bus::Message;
 use healthstream_contracts::{partition_for_key, Codec, Topic};
 use healthstream_discovery::{DiscoveryStage, DISCOVERY_CFS};
-use healthstream_fleet::{discovery, host_shape, host_name};
+use healthstream_fleet::{discovery, host_name, host_shape};
 use healthstream_model::store::PackStore;
 use healthstream_packfeed::PackSnapshot;
 use healthstream_stage::{Position, Processor};
@@ -23,7 +23,10 @@ fn stage() -> DiscoveryStage {
         let change = store.plan_import(text, path).expect("shipped pack");
         store.apply(&change).expect("applies");
     }
-    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(PackSnapshot { store, next_offset: 2 }));
+    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(PackSnapshot {
+        store,
+        next_offset: 2,
+    }));
     std::mem::forget(_tx);
     DiscoveryStage::new(PARTITIONS, PARTITIONS, rx)
 }
@@ -46,7 +49,12 @@ fn messages(i: usize) -> Vec<Message> {
 fn process(stage: &mut DiscoveryStage, store: &Store, m: &Message, offset: i64) -> usize {
     let input = stage.decode(m).expect("decodes");
     let mut batch = store.batch();
-    let at = Position { topic: m.topic, partition: m.partition, offset, timestamp_ms: m.timestamp_ms };
+    let at = Position {
+        topic: m.topic,
+        partition: m.partition,
+        offset,
+        timestamp_ms: m.timestamp_ms,
+    };
     let out = stage.apply(store, &mut batch, input, at).expect("applies");
     store.write(batch).expect("write");
     out.len()
@@ -92,14 +100,21 @@ fn benches(c: &mut Criterion) {
             }
         })
     });
-    let biggest = same.iter().max_by_key(|m| m.value.as_ref().map_or(0, Vec::len)).expect("records").clone();
+    let biggest = same
+        .iter()
+        .max_by_key(|m| m.value.as_ref().map_or(0, Vec::len))
+        .expect("records")
+        .clone();
     g.throughput(Throughput::Elements(1));
-    g.bench_function("unchanged snapshot of one source (services, 45 instances)", |b| {
-        b.iter(|| {
-            offset += 1;
-            assert_eq!(process(&mut st, &store, black_box(&biggest), offset), 0);
-        })
-    });
+    g.bench_function(
+        "unchanged snapshot of one source (services, 45 instances)",
+        |b| {
+            b.iter(|| {
+                offset += 1;
+                assert_eq!(process(&mut st, &store, black_box(&biggest), offset), 0);
+            })
+        },
+    );
     g.finish();
 }
 

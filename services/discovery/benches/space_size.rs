@@ -38,8 +38,13 @@ fn main() {
         println!("space_size: bench");
         return;
     }
-    let hosts: usize = std::env::var("HOSTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let kept = std::env::var("HEALTHSTREAM_SPACE_DIR").ok().map(PathBuf::from);
+    let hosts: usize = std::env::var("HOSTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let kept = std::env::var("HEALTHSTREAM_SPACE_DIR")
+        .ok()
+        .map(PathBuf::from);
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = kept.clone().unwrap_or_else(|| tmp.path().join("discovery"));
     std::fs::create_dir_all(&path).expect("dir");
@@ -60,7 +65,10 @@ fn main() {
                 instances += out
                     .changes
                     .iter()
-                    .filter(|c| c.kind == EntityKind::Instance && c.view.as_ref().is_some_and(|v| v.claimed_by.len() == 1))
+                    .filter(|c| {
+                        c.kind == EntityKind::Instance
+                            && c.view.as_ref().is_some_and(|v| v.claimed_by.len() == 1)
+                    })
                     .count();
             }
         }
@@ -71,7 +79,9 @@ fn main() {
     let bytes = dir_size(&path);
     let reopen = Instant::now();
     let store = Store::open(&path, DISCOVERY_CFS).expect("reopen");
-    let first = store.scan_prefix_limit(INSTANCES_CF, &[0x20], 1).expect("read");
+    let first = store
+        .scan_prefix_limit(INSTANCES_CF, &[0x20], 1)
+        .expect("read");
     let reopened = reopen.elapsed();
     assert_eq!(first.len(), 1);
     println!("hosts: {hosts}, instances: {instances}");
@@ -81,6 +91,12 @@ fn main() {
         instances as f64 / load.as_secs_f64(),
         load.as_secs_f64() * 1e6 / hosts as f64
     );
-    println!("on disk: {bytes} bytes, {:.0} bytes per instance (all column families, compacted)", bytes as f64 / instances.max(1) as f64);
-    println!("reopen and first read: {:.0} ms", reopened.as_secs_f64() * 1e3);
+    println!(
+        "on disk: {bytes} bytes, {:.0} bytes per instance (all column families, compacted)",
+        bytes as f64 / instances.max(1) as f64
+    );
+    println!(
+        "reopen and first read: {:.0} ms",
+        reopened.as_secs_f64() * 1e3
+    );
 }

@@ -25,7 +25,7 @@ struct PlanWorkflow {
     enabled: bool,
     /// The source's configuration, `type` removed.
     table: toml::map::Map<String, toml::Value>,
-        /// Each configuration value as a template (`$Target/...$` resolved per instance).
+    /// Each configuration value as a template (`$Target/...$` resolved per instance).
     templates: Vec<(String, Template)>,
     /// The planned entry when no value refers to the target: the same for every instance.
     fixed: Option<(i32, BTreeMap<String, String>, String)>,
@@ -42,17 +42,30 @@ fn value_text(v: &toml::Value) -> String {
     match v {
         toml::Value::String(s) => s.clone(),
         toml::Value::Array(items) => serde_json::to_string(
-            &items.iter().map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string())).collect::<Vec<_>>(),
+            &items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| i.to_string())
+                })
+                .collect::<Vec<_>>(),
         )
         .unwrap_or_default(),
         other => other.to_string(),
     }
 }
 
-fn templates(table: &toml::map::Map<String, toml::Value>) -> Result<Vec<(String, Template)>, String> {
+fn templates(
+    table: &toml::map::Map<String, toml::Value>,
+) -> Result<Vec<(String, Template)>, String> {
     table
         .iter()
-        .map(|(k, v)| Template::parse(&value_text(v)).map(|t| (k.clone(), t)).map_err(|e| format!("{k}: {e}")))
+        .map(|(k, v)| {
+            Template::parse(&value_text(v))
+                .map(|t| (k.clone(), t))
+                .map_err(|e| format!("{k}: {e}"))
+        })
         .collect()
 }
 
@@ -82,11 +95,18 @@ impl PlanIndex {
             if matches!(source, DataSource::Unsupported { .. }) {
                 continue;
             }
-            let Ok(toml::Value::Table(mut table)) = toml::Value::try_from(&source) else { continue };
+            let Ok(toml::Value::Table(mut table)) = toml::Value::try_from(&source) else {
+                continue;
+            };
             table.remove("type");
-                        let Ok(templates) = templates(&table) else { continue };
+            let Ok(templates) = templates(&table) else {
+                continue;
+            };
             let module = source_name(&source).to_string();
-            let fixed = if templates.iter().all(|(_, t)| t.target_refs().next().is_none()) {
+            let fixed = if templates
+                .iter()
+                .all(|(_, t)| t.target_refs().next().is_none())
+            {
                 resolve_entry(&module, &templates, &NoTarget).ok()
             } else {
                 None
@@ -108,11 +128,13 @@ impl PlanIndex {
                 params.push(o.parameter.clone());
             }
         }
-                let referenced = workflows
+        let referenced = workflows
             .iter()
             .flat_map(|w| w.templates.iter().flat_map(|(_, t)| t.target_refs()))
             .filter_map(|r| match &r.field {
-                healthstream_model::reference::TargetField::Property { name, .. } => Some(name.clone()),
+                healthstream_model::reference::TargetField::Property { name, .. } => {
+                    Some(name.clone())
+                }
                 _ => None,
             })
             .collect();
@@ -218,7 +240,9 @@ pub fn plan(catalog: &Catalog, index: &PlanIndex, instances: &[PlanInstance]) ->
                     if p == "enabled" {
                         enabled = !matches!(r.value, ParamValue::Bool(false));
                     } else if w.table.contains_key(p) {
-                        patched.get_or_insert_with(|| w.table.clone()).insert(p.clone(), to_toml(&r.value));
+                        patched
+                            .get_or_insert_with(|| w.table.clone())
+                            .insert(p.clone(), to_toml(&r.value));
                     }
                 }
             }
@@ -268,11 +292,20 @@ pub fn plan(catalog: &Catalog, index: &PlanIndex, instances: &[PlanInstance]) ->
         d.workflows.sort();
     }
     let digest = content_id(
-        serde_json::to_string(&data_sources.iter().map(|d| (&d.id, &d.workflows)).collect::<Vec<_>>())
-            .unwrap_or_default()
-            .as_bytes(),
+        serde_json::to_string(
+            &data_sources
+                .iter()
+                .map(|d| (&d.id, &d.workflows))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_default()
+        .as_bytes(),
     );
-    Plan { data_sources, digest, skipped }
+    Plan {
+        data_sources,
+        digest,
+        skipped,
+    }
 }
 
 /// A target context with no target (for sources that refer to none).
@@ -308,7 +341,10 @@ fn resolve_entry(
             config.insert(k.clone(), resolved);
         }
     }
-    let key = format!("{module}|{interval_seconds}|{}", serde_json::to_string(&config).unwrap_or_default());
+    let key = format!(
+        "{module}|{interval_seconds}|{}",
+        serde_json::to_string(&config).unwrap_or_default()
+    );
     Ok((interval_seconds, config, content_id(key.as_bytes())))
 }
 

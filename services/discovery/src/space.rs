@@ -114,9 +114,18 @@ pub fn apply(
 
 /// Is a submission with this digest identical to its source's last one, with the same packs
 /// in force? Then it changes nothing: two reads, no decoding of the submission.
-pub fn unchanged(ws: &WorkingSet<'_>, classes: &mut Classes, root: &str, source: &str, digest: &str) -> Result<bool, StoreError> {
+pub fn unchanged(
+    ws: &WorkingSet<'_>,
+    classes: &mut Classes,
+    root: &str,
+    source: &str,
+    digest: &str,
+) -> Result<bool, StoreError> {
     let packs_digest = classes.digest();
-    Ok(ws.get_raw(META_CF, &source_digest_key(root, source))?.as_deref() == Some(digest.as_bytes())
+    Ok(ws
+        .get_raw(META_CF, &source_digest_key(root, source))?
+        .as_deref()
+        == Some(digest.as_bytes())
         && ws.get_raw(META_CF, &meta_key(root))?.as_deref() == Some(packs_digest.as_bytes()))
 }
 
@@ -148,7 +157,7 @@ pub fn apply_with_digest(
         ws,
         root,
         src: &src,
-                out: Vec::new(),
+        out: Vec::new(),
         touched: BTreeSet::new(),
         referenced: classes.plan_index().referenced(),
         plan_dirty: false,
@@ -295,14 +304,14 @@ pub fn apply_with_digest(
     for id in gone {
         source.relationships.remove(&id);
     }
-        let dkey = source_digest_key(root, &src);
+    let dkey = source_digest_key(root, &src);
     if rejected.is_empty() {
         space.ws.put_raw(META_CF, dkey, digest.as_bytes().to_vec());
     } else {
         space.ws.delete(META_CF, dkey);
     }
     let out = std::mem::take(&mut space.out);
-        let plan = if space.plan_dirty || packs_changed {
+    let plan = if space.plan_dirty || packs_changed {
         space.plan(classes)?
     } else {
         None
@@ -367,7 +376,7 @@ struct Space<'w, 's> {
     /// The source being applied.
     src: &'w str,
     out: Vec<Change>,
-        /// Instances whose view changed: their group memberships are evaluated again.
+    /// Instances whose view changed: their group memberships are evaluated again.
     touched: BTreeSet<String>,
     /// Property names collection plans read (`$Target/...$` in data sources).
     referenced: std::sync::Arc<BTreeSet<String>>,
@@ -493,13 +502,14 @@ impl Space<'_, '_> {
         }
         self.ws
             .put(INSTANCES_CF, instance_key(self.root, id), &state)?;
-                let plan_inputs_changed = match &old_view {
+        let plan_inputs_changed = match &old_view {
             None => true,
             Some(old) => {
                 old.class != new_view.class
                     || managed_changed
                     || self.referenced.iter().any(|p| {
-                        old.properties.get(p) != new_view.properties.get(p) || old.keys.get(p) != new_view.keys.get(p)
+                        old.properties.get(p) != new_view.properties.get(p)
+                            || old.keys.get(p) != new_view.keys.get(p)
                     })
             }
         };
@@ -582,7 +592,7 @@ impl Space<'_, '_> {
         for other in state.claims.keys() {
             self.forget(other, Some(id), None)?;
         }
-                self.plan_dirty = true;
+        self.plan_dirty = true;
         self.ws.delete(INSTANCES_CF, instance_key(self.root, id));
         self.ws.delete(BY_ID_CF, by_id_key(id));
         self.ws
@@ -694,8 +704,10 @@ impl Space<'_, '_> {
             }
             if !defs.is_empty() {
                 let view = self.instance_view(classes, &state);
-                let mut memberships: BTreeMap<String, bool> =
-                    defs.iter().map(|d| (d.id.clone(), state.groups.contains_key(&d.id))).collect();
+                let mut memberships: BTreeMap<String, bool> = defs
+                    .iter()
+                    .map(|d| (d.id.clone(), state.groups.contains_key(&d.id)))
+                    .collect();
                 for d in defs {
                     let member = {
                         let c = Candidate {
@@ -729,7 +741,7 @@ impl Space<'_, '_> {
                     memberships.insert(d.id.clone(), member);
                 }
             }
-                        if state.groups != before {
+            if state.groups != before {
                 self.plan_dirty = true;
                 self.ws
                     .put(INSTANCES_CF, instance_key(self.root, &id), &state)?;
@@ -760,7 +772,8 @@ impl Space<'_, '_> {
         if let Some(r) = relationship {
             st.relationships.remove(r);
         }
-                self.ws.delete(META_CF, source_digest_key(self.root, source));
+        self.ws
+            .delete(META_CF, source_digest_key(self.root, source));
         self.ws.put(SOURCES_CF, key, &st)
     }
 

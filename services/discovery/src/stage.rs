@@ -82,7 +82,9 @@ fn head(framed: &[u8]) -> Option<(String, String, String)> {
         fn string(&mut self) -> Option<String> {
             let n = usize::try_from(self.long()?).ok()?;
             let end = self.1.checked_add(n)?;
-            let s = std::str::from_utf8(self.0.get(self.1..end)?).ok()?.to_string();
+            let s = std::str::from_utf8(self.0.get(self.1..end)?)
+                .ok()?
+                .to_string();
             self.1 = end;
             Some(s)
         }
@@ -91,7 +93,9 @@ fn head(framed: &[u8]) -> Option<(String, String, String)> {
         return None;
     }
     let schema_id = u32::from_be_bytes([framed[1], framed[2], framed[3], framed[4]]);
-    if schema_id != Contract::DiscoveryData.latest().schema_id || Contract::DiscoveryData.latest().version != 1 {
+    if schema_id != Contract::DiscoveryData.latest().schema_id
+        || Contract::DiscoveryData.latest().version != 1
+    {
         return None;
     }
     let mut c = Cursor(framed, 5);
@@ -111,7 +115,11 @@ fn head(framed: &[u8]) -> Option<(String, String, String)> {
         1 => format!("connector:{source_id}"),
         _ => return None,
     };
-    let digest = derived_id(&[&framed[1..5], &framed[after_id..before_time], &framed[after_time..]]);
+    let digest = derived_id(&[
+        &framed[1..5],
+        &framed[after_id..before_time],
+        &framed[after_time..],
+    ]);
     Some((root, source, digest))
 }
 
@@ -168,7 +176,13 @@ impl Processor for DiscoveryStage {
     ) -> Result<Vec<OutboundRecord>, StageError> {
         let mut ws = WorkingSet::new(store);
         // An identical resubmission is recognised before it is decoded.
-        if space::unchanged(&ws, self.classes(), &raw.root_host, &raw.source, &raw.digest)? {
+        if space::unchanged(
+            &ws,
+            self.classes(),
+            &raw.root_host,
+            &raw.source,
+            &raw.digest,
+        )? {
             metrics::UNCHANGED.inc();
             return Ok(Vec::new());
         }
@@ -184,7 +198,8 @@ impl Processor for DiscoveryStage {
             );
             return Ok(vec![self.rejected_whole(&raw, at, r)?]);
         }
-        let outcome = space::apply_with_digest(&mut ws, self.classes(), &input, &raw.digest, at.offset)?;
+        let outcome =
+            space::apply_with_digest(&mut ws, self.classes(), &input, &raw.digest, at.offset)?;
         ws.flush(batch)?;
         if outcome.unchanged {
             metrics::UNCHANGED.inc();
@@ -277,7 +292,12 @@ fn internal(message: String) -> StageError {
 
 impl DiscoveryStage {
     /// A whole record that cannot be applied, to the dead-letter topic as it was read.
-    fn rejected_whole(&self, raw: &RawDiscovery, at: Position, rejection: Rejection) -> Result<OutboundRecord, StageError> {
+    fn rejected_whole(
+        &self,
+        raw: &RawDiscovery,
+        at: Position,
+        rejection: Rejection,
+    ) -> Result<OutboundRecord, StageError> {
         metrics::REJECTED.inc();
         let message = Message {
             topic: at.topic,
@@ -287,7 +307,12 @@ impl DiscoveryStage {
             value: Some(raw.framed.clone()),
             timestamp_ms: at.timestamp_ms,
         };
-        healthstream_stage::dead_letter("discovery", &message, &rejection, self.dead_letter_partitions)
+        healthstream_stage::dead_letter(
+            "discovery",
+            &message,
+            &rejection,
+            self.dead_letter_partitions,
+        )
     }
 
     /// The parts of a submission that were not applied, as a discovery record of their own
@@ -390,7 +415,10 @@ mod tests {
     fn the_head_digest_ignores_id_and_time_only() {
         let enc = |d: &DiscoveryData| Codec::shared().encode(d).expect("encodes");
         let (root, source, a) = head(&enc(&record("a", 1, "cmdb"))).expect("head");
-        assert_eq!((root.as_str(), source.as_str()), ("web-01", "connector:cmdb"));
+        assert_eq!(
+            (root.as_str(), source.as_str()),
+            ("web-01", "connector:cmdb")
+        );
         let (_, _, b) = head(&enc(&record("b", 999_999, "cmdb"))).expect("head");
         assert_eq!(a, b, "same content, other id and time");
         let (_, _, c) = head(&enc(&record("a", 1, "cmdb2"))).expect("head");
@@ -402,7 +430,9 @@ mod tests {
 
     #[test]
     fn malformed_heads_are_not_trusted() {
-        let good = Codec::shared().encode(&record("a", 1, "cmdb")).expect("encodes");
+        let good = Codec::shared()
+            .encode(&record("a", 1, "cmdb"))
+            .expect("encodes");
         for cut in 0..good.len().min(40) {
             // Never a panic; a truncated head is None or a shorter valid prefix.
             let _ = head(&good[..cut]);

@@ -148,7 +148,11 @@ pub fn meta_key(root: &str) -> Vec<u8> {
 }
 /// The digest of a source's last submission applied in full.
 pub fn source_digest_key(root: &str, source: &str) -> Vec<u8> {
-    KeyWriter::new(META_PREFIX).str(root).str("source").str(source).finish()
+    KeyWriter::new(META_PREFIX)
+        .str(root)
+        .str("source")
+        .str(source)
+        .finish()
 }
 /// The digest of a root host's last published collection plan.
 pub fn plan_key(root: &str) -> Vec<u8> {
@@ -228,7 +232,7 @@ impl<'s> WorkingSet<'s> {
     ) -> Result<Option<T>, StoreError> {
         match self.get_raw(cf, key)? {
             None => Ok(None),
-                        Some(bytes) => decode(&bytes)
+            Some(bytes) => decode(&bytes)
                 .map(Some)
                 .map_err(|e| StoreError::Corrupt(format!("{cf}: {e}"))),
         }

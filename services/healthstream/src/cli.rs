@@ -36,6 +36,8 @@ pub enum Command {
     Topics(BusArgs),
     /// List the contracts: topics, schema files and Confluent schema ids.
     Schemas,
+    /// Run the reference Linux collector on this machine.
+    Collect(CollectArgs),
     /// Simulate a fleet of hosts sending to a deployment (seeded, reproducible, bounded).
     Simulate(crate::simulate_cmd::SimulateArgs),
     /// Read the instance space of a running deployment.
@@ -78,6 +80,30 @@ pub struct RunArgs {
     /// fsync every embedded bus write (survives power loss; slower).
     #[arg(long)]
     pub sync_writes: bool,
+    /// Also run the reference collector on this machine, sending to this process.
+    #[arg(long)]
+    pub collect: bool,
+}
+
+/// `healthstream collect`.
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// Base URL of ingest.
+    #[arg(
+        long,
+        env = "HEALTHSTREAM_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// This host's principal name; default: the host name.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Address of the collector's `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, default_value = "127.0.0.1:9104")]
+    pub listen: SocketAddr,
+    /// Records buffered at most while the pipeline is unreachable (oldest dropped beyond).
+    #[arg(long, default_value_t = 100_000)]
+    pub buffer_records: usize,
 }
 
 const EMBEDDED_TOPOLOGY: &str = include_str!("../../../topologies/embedded.toml");
@@ -157,6 +183,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Pack { command } => crate::pack_cmd::run(command).await,
         Command::Instances { command } => crate::instances_cmd::run(command).await,
         Command::Simulate(args) => crate::simulate_cmd::run(args).await,
+        Command::Collect(args) => collect(args).await,
         Command::Schemas => {
             println!(
                 "{:<32} {:<18} {:>8} {:>10}",
@@ -184,12 +211,56 @@ async fn serve(args: RunArgs, parts: &[wiring::Part]) -> anyhow::Result<()> {
     let choice = args.bus.choice(&args.data_dir, args.sync_writes)?;
     let runtime = Runtime::start(choice, topology, &args.data_dir, args.listen, parts).await?;
     tracing::info!(listen = %runtime.local_addr, "healthstream is up; Ctrl-C or SIGTERM stops it");
+    let (stop_collector, stopped) = tokio::sync::watch::channel(false);
+    let collector = args.collect.then(|| {
+        let config = healthstream_collector::CollectorConfig::new(
+            &format!("http://{}", runtime.local_addr),
+            &healthstream_collector::local_host_name(),
+        );
+        tokio::spawn(healthstream_collector::Collector::new(config).run(stopped))
+    });
     eprintln!(
         "healthstream is running: ingest at http://{addr}/v1/ingest/perf, metrics at http://{addr}/metrics (Ctrl-C stops it)",
         addr = runtime.local_addr
     );
     wait_for_stop_signal().await?;
+    let _ = stop_collector.send(true);
+    if let Some(c) = collector {
+        let _ = c.await;
+    }
     runtime.stop().await
+}
+
+async fn collect(args: CollectArgs) -> anyhow::Result<()> {
+    let host = args
+        .host
+        .unwrap_or_else(healthstream_collector::local_host_name);
+    let mut config = healthstream_collector::CollectorConfig::new(&args.server, &host);
+    config.buffer_records = args.buffer_records;
+    let readiness = healthstream_telemetry::Readiness::new();
+    let app = healthstream_telemetry::router(readiness);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut server_stop = stopped.clone();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.changed().await;
+            })
+            .await;
+    });
+    eprintln!(
+        "collector for {host} sending to {} (metrics on http://{}/metrics)",
+        args.server, args.listen
+    );
+    let task = tokio::spawn(healthstream_collector::Collector::new(config).run(stopped));
+    wait_for_stop_signal().await?;
+    let _ = stop.send(true);
+    let _ = task.await;
+    let _ = server.await;
+    Ok(())
 }
 
 /// Ctrl-C (SIGINT) or SIGTERM (what container runtimes send): stop cleanly.

@@ -113,6 +113,11 @@ pub mod reqwest {
         rt().block_on(async { Ok(get(url).await?.status().as_u16()) })
     }
 
+    /// The body, or `None` when nothing answers.
+    pub fn try_get_text(url: &str) -> Option<String> {
+        rt().block_on(async { get(url).await.ok()?.text().await.ok() })
+    }
+
     pub fn get_text(url: &str) -> String {
         rt().block_on(async { get(url).await.expect("get").text().await.expect("text") })
     }
