@@ -107,7 +107,7 @@ fn benches(c: &mut Criterion) {
         .clone();
     g.throughput(Throughput::Elements(1));
     g.bench_function(
-        "unchanged snapshot of one source (services, 45 instances)",
+        "unchanged snapshot of one source (services, 50 instances)",
         |b| {
             b.iter(|| {
                 offset += 1;
