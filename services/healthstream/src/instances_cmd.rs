@@ -93,16 +93,22 @@ pub async fn run(cmd: InstancesCommand) -> anyhow::Result<()> {
 /// GET a JSON document from the API.
 pub async fn get(server: &str, path: &str, query: &[(String, String)]) -> anyhow::Result<Value> {
     let url = format!("{}{path}", server.trim_end_matches('/'));
-    let resp = reqwest::Client::new()
-        .get(&url)
-        .query(query)
+    let body = call(reqwest::Client::new().get(&url).query(query), server)
+        .await
+        .with_context(|| path.to_string())?;
+    serde_json::from_str(&body).with_context(|| format!("{path}: not JSON: {body}"))
+}
+
+/// Send a request; the body on success, an error with status and body otherwise.
+pub async fn call(request: reqwest::RequestBuilder, server: &str) -> anyhow::Result<String> {
+    let resp = request
         .send()
         .await
         .with_context(|| format!("contacting {server}"))?;
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     if !status.is_success() {
-        bail!("{path}: {status}: {body}");
+        bail!("{status}: {body}");
     }
-    serde_json::from_str(&body).with_context(|| format!("{path}: not JSON: {body}"))
+    Ok(body)
 }

@@ -315,29 +315,18 @@ async fn remote_remove(id: &str, server: &str) -> anyhow::Result<()> {
     let url = format!("{}/v1/packs/{id}", server.trim_end_matches('/'));
     println!(
         "{}",
-        call(reqwest::Client::new().delete(url), server).await?
+        crate::instances_cmd::call(reqwest::Client::new().delete(url), server).await?
     );
     Ok(())
 }
 
 async fn remote_list(server: &str) -> anyhow::Result<()> {
     let url = format!("{}/v1/packs", server.trim_end_matches('/'));
-    println!("{}", call(reqwest::Client::new().get(url), server).await?);
+    println!(
+        "{}",
+        crate::instances_cmd::call(reqwest::Client::new().get(url), server).await?
+    );
     Ok(())
-}
-
-/// Send a request; the body on success, an error with status and body otherwise.
-async fn call(request: reqwest::RequestBuilder, server: &str) -> anyhow::Result<String> {
-    let resp = request
-        .send()
-        .await
-        .with_context(|| format!("contacting {server}"))?;
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!("{status}: {body}");
-    }
-    Ok(body)
 }
 
 /// Fill an explain request from the instance space: the instance's class, its hosts (nearest

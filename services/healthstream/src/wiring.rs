@@ -55,11 +55,35 @@ pub fn open_bus(choice: BusChoice, topology: &Topology) -> anyhow::Result<Arc<dy
     })
 }
 
+type StageTask = JoinHandle<Result<(), healthstream_stage::StageError>>;
+
+/// Run a stage on its topic until shutdown; a failure is logged and returned on stop.
+fn spawn_stage<P: healthstream_stage::Processor>(
+    stage: P,
+    bus: &Arc<dyn Bus>,
+    group: String,
+    topic: Topic,
+    store: Store,
+    readiness: &Readiness,
+    shutdown: &watch::Receiver<bool>,
+) -> StageTask {
+    let (bus, readiness, shutdown) = (bus.clone(), readiness.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let name = stage.name();
+        let result =
+            healthstream_stage::run(stage, bus, &group, &[topic], store, readiness, shutdown).await;
+        if let Err(e) = &result {
+            tracing::error!(stage = name, error = %e, "stage stopped");
+        }
+        result
+    })
+}
+
 /// A running process.
 pub struct Runtime {
     pub local_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
-    stages: Vec<JoinHandle<Result<(), healthstream_stage::StageError>>>,
+    stages: Vec<StageTask>,
     followers: Vec<JoinHandle<Result<(), healthstream_packfeed::FeedError>>>,
     plan_followers: Vec<JoinHandle<Result<(), healthstream_bus::BusError>>>,
     server: JoinHandle<()>,
@@ -133,23 +157,15 @@ impl Runtime {
                 bus.partitions(Topic::DeadLetters),
                 packs.clone(),
             );
-            let (bus2, readiness2, rx) = (bus.clone(), readiness.clone(), shutdown_rx.clone());
-            stages.push(tokio::spawn(async move {
-                let result = healthstream_stage::run(
-                    stage,
-                    bus2,
-                    &group,
-                    &[Topic::Discovery],
-                    store,
-                    readiness2,
-                    rx,
-                )
-                .await;
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "discovery stage stopped");
-                }
-                result
-            }));
+            stages.push(spawn_stage(
+                stage,
+                &bus,
+                group,
+                Topic::Discovery,
+                store,
+                &readiness,
+                &shutdown_rx,
+            ));
         }
         if parts.contains(&Part::Ingest) {
             for topic in INGEST_TOPICS {
@@ -178,23 +194,15 @@ impl Runtime {
                 app = app.merge(healthstream_health::model_router(packs.clone()));
             }
             let stage = PerfStage::new(bus.partitions(Topic::Perf));
-            let (bus2, readiness2, rx) = (bus.clone(), readiness.clone(), shutdown_rx.clone());
-            stages.push(tokio::spawn(async move {
-                let result = healthstream_stage::run(
-                    stage,
-                    bus2,
-                    &group,
-                    &[Topic::Perf],
-                    store,
-                    readiness2,
-                    rx,
-                )
-                .await;
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "perf stage stopped");
-                }
-                result
-            }));
+            stages.push(spawn_stage(
+                stage,
+                &bus,
+                group,
+                Topic::Perf,
+                store,
+                &readiness,
+                &shutdown_rx,
+            ));
         }
         let listener = tokio::net::TcpListener::bind(listen)
             .await
