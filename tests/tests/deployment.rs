@@ -220,8 +220,10 @@ fn dashboards_and_alerts_use_real_metrics() {
 fn kubernetes_manifests_match_the_scaled_topology() {
     let t = topology("scaled");
     for (file, svc) in [
-        ("ingest.yaml", Service::Ingest),
+                ("ingest.yaml", Service::Ingest),
+        ("discovery.yaml", Service::Discovery),
         ("health.yaml", Service::Health),
+        ("connector.yaml", Service::Connector),
     ] {
         let text = std::fs::read_to_string(repo().join("ops/k8s").join(file)).expect(file);
         let port = t.service(svc).and_then(|s| s.port).expect("port");
@@ -254,11 +256,13 @@ fn kubernetes_manifests_match_the_scaled_topology() {
             "{file}"
         );
     }
-    let health = std::fs::read_to_string(repo().join("ops/k8s/health.yaml")).expect("health.yaml");
-    assert!(
-        health.contains("kind: StatefulSet") && health.contains("volumeClaimTemplates"),
-        "state needs volumes"
-    );
+        for file in ["health.yaml", "discovery.yaml"] {
+        let text = std::fs::read_to_string(repo().join("ops/k8s").join(file)).expect(file);
+        assert!(
+            text.contains("kind: StatefulSet") && text.contains("volumeClaimTemplates"),
+            "{file}: state needs volumes"
+        );
+    }
 }
 
 use serde::Deserialize;
