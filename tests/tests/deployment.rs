@@ -220,7 +220,7 @@ fn dashboards_and_alerts_use_real_metrics() {
 fn kubernetes_manifests_match_the_scaled_topology() {
     let t = topology("scaled");
     for (file, svc) in [
-                ("ingest.yaml", Service::Ingest),
+        ("ingest.yaml", Service::Ingest),
         ("discovery.yaml", Service::Discovery),
         ("health.yaml", Service::Health),
         ("connector.yaml", Service::Connector),
@@ -256,7 +256,7 @@ fn kubernetes_manifests_match_the_scaled_topology() {
             "{file}"
         );
     }
-        for file in ["health.yaml", "discovery.yaml"] {
+    for file in ["health.yaml", "discovery.yaml"] {
         let text = std::fs::read_to_string(repo().join("ops/k8s").join(file)).expect(file);
         assert!(
             text.contains("kind: StatefulSet") && text.contains("volumeClaimTemplates"),

@@ -109,7 +109,7 @@ impl Runtime {
         // Every processor follows the pack topic: imports and upgrades apply while it runs.
         let packs = if parts
             .iter()
-            .any(|p| matches!(p, Part::Health | Part::Connector))
+            .any(|p| matches!(p, Part::Discovery | Part::Health | Part::Connector))
         {
             let (rx, task) = healthstream_packfeed::follow(bus.clone(), shutdown_rx.clone())
                 .context("following the pack topic")?;
@@ -157,15 +157,54 @@ impl Runtime {
                 bus.partitions(Topic::DeadLetters),
                 packs.clone(),
             );
-            stages.push(spawn_stage(
-                stage,
-                &bus,
-                group,
-                Topic::Discovery,
-                store,
-                &readiness,
-                &shutdown_rx,
-            ));
+            if rx.borrow().store.packs().next().is_some() {
+                stages.push(spawn_stage(
+                    stage,
+                    &bus,
+                    group,
+                    Topic::Discovery,
+                    store,
+                    &readiness,
+                    &shutdown_rx,
+                ));
+            } else {
+                // No packs yet (the connector imports them at its first start): discovery
+                // data would name unknown classes. Wait for them, not ready meanwhile.
+                readiness.register("packs");
+                readiness.set_not_ready("packs", "waiting for the connector to import the packs");
+                let (bus, readiness, mut stop) =
+                    (bus.clone(), readiness.clone(), shutdown_rx.clone());
+                stages.push(tokio::spawn(async move {
+                    loop {
+                        if rx.borrow_and_update().store.packs().next().is_some() {
+                            break;
+                        }
+                        tracing::warn!("no packs on the pack topic yet: discovery waits for them");
+                        tokio::select! {
+                            r = rx.changed() => if r.is_err() { return Ok(()) },
+                            _ = stop.changed() => return Ok(()),
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+                        }
+                    }
+                    readiness.set_ready("packs");
+                    spawn_stage(
+                        stage,
+                        &bus,
+                        group,
+                        Topic::Discovery,
+                        store,
+                        &readiness,
+                        &stop,
+                    )
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(healthstream_stage::StageError::Internal {
+                            stage: "discovery".into(),
+                            message: e.to_string(),
+                        })
+                    })
+                }));
+            }
         }
         if parts.contains(&Part::Ingest) {
             for topic in INGEST_TOPICS {

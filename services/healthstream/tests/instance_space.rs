@@ -242,3 +242,32 @@ fn discovery_to_instances_and_reads() {
     assert_eq!(status, 400);
     p.stop();
 }
+
+/// The instance-space processor alone, before any pack exists: it waits for the packs and
+/// says so in `/readyz` instead of dead-lettering every record as an unknown class.
+#[test]
+fn discovery_without_packs_waits_not_ready() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_healthstream"))
+        .args(["discovery", "--listen", &addr, "--data-dir"])
+        .arg(data.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        if let Some(body) = reqwest::try_get_text(&format!("http://{addr}/readyz")) {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        body.contains("waiting for the connector to import the packs"),
+        "{body}"
+    );
+}
