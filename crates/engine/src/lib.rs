@@ -1,0 +1,10 @@
+//! The health engine (DESIGN.md sections 4 and 5): pure synchronous code, no I/O.
+//!
+//! - [`detect`]: the unit monitor types, each a small state machine fed samples, events or
+//!   time, deciding a health state with exactly the semantics of the DESIGN.md table;
+//! - [`rollup`]: aggregate and dependency rollups (WorstOf, BestOf, Percentage), with members in
+//!   maintenance or unavailable counted as configured and uninitialized ones never making a
+//!   parent unhealthy.
+
+pub mod detect;
+pub mod rollup;
