@@ -7,4 +7,5 @@
 //!   parent unhealthy.
 
 pub mod detect;
+pub mod engine;
 pub mod rollup;

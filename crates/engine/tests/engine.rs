@@ -1,0 +1,273 @@
+//! The engine over the shipped packs: samples dispatched to the copies that read them,
+//! overrides and groups applied per instance, one state change per monitor that changed,
+//! propagated through the aggregates and up the hosting tree.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use healthstream_engine::engine::{Engine, Instance, Sample, StateChange};
+use healthstream_model::load::parse_pack;
+use healthstream_model::pack::Health;
+use healthstream_model::{shipped, Catalog};
+
+fn engine(extra: &str) -> Engine {
+    let mut packs = shipped().expect("shipped");
+    if !extra.is_empty() {
+        packs.push(parse_pack(extra, Path::new("extra.toml")).expect("extra pack"));
+    }
+    Engine::new(Catalog::new(packs))
+}
+
+fn inst(
+    id: &str,
+    class: &str,
+    host: Option<&str>,
+    props: &[(&str, &str)],
+    groups: &[&str],
+) -> Instance {
+    Instance {
+        id: id.into(),
+        class: class.into(),
+        host_id: host.map(str::to_string),
+        properties: props
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        managed: true,
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    }
+}
+
+fn free(mount: &str, value: f64, time: i64) -> Sample<'_> {
+    Sample {
+        object: "Filesystem",
+        counter: "% Free Space",
+        instance: mount,
+        value,
+        time,
+    }
+}
+
+fn changes(out: &[StateChange]) -> Vec<(String, String, Health)> {
+    out.iter()
+        .map(|c| (c.instance_id.clone(), c.monitor_id.clone(), c.new))
+        .collect()
+}
+
+fn host(e: &mut Engine) {
+    e.upsert(
+        inst(
+            "web",
+            "Linux.Computer",
+            None,
+            &[("PrincipalName", "web-01")],
+            &[],
+        ),
+        0,
+    );
+    e.upsert(
+        inst(
+            "root-fs",
+            "Linux.Filesystem",
+            Some("web"),
+            &[("MountPoint", "/"), ("Type", "ext4")],
+            &[],
+        ),
+        0,
+    );
+}
+
+#[test]
+fn a_sample_propagates_to_the_top_once() {
+    let mut e = engine("");
+    host(&mut e);
+    let out = e.perf(&[free("/", 50.0, 1)]);
+    let c = changes(&out);
+    assert!(
+        c.contains(&(
+            "root-fs".into(),
+            "Linux.Monitor.FilesystemFreeSpace".into(),
+            Health::Healthy
+        )),
+        "{c:?}"
+    );
+    assert!(c.contains(&(
+        "root-fs".into(),
+        "System.Health.EntityState".into(),
+        Health::Healthy
+    )));
+    assert!(c.contains(&(
+        "web".into(),
+        "Linux.Computer.FilesystemAvailability".into(),
+        Health::Healthy
+    )));
+    assert_eq!(e.state("web", "System.Health.EntityState"), Health::Healthy);
+
+    let out = e.perf(&[free("/", 4.0, 2)]);
+    let c = changes(&out);
+    let expected = [
+        ("root-fs", "Linux.Monitor.FilesystemFreeSpace"),
+        ("root-fs", "System.Health.AvailabilityState"),
+        ("root-fs", "System.Health.EntityState"),
+        ("web", "Linux.Computer.FilesystemAvailability"),
+        ("web", "System.Health.AvailabilityState"),
+        ("web", "System.Health.EntityState"),
+    ];
+    for (i, m) in expected {
+        assert_eq!(
+            c.iter().filter(|(ci, cm, _)| ci == i && cm == m).count(),
+            1,
+            "{i} {m} once: {c:?}"
+        );
+        assert!(
+            c.contains(&(i.to_string(), m.to_string(), Health::Critical)),
+            "{i} {m}"
+        );
+    }
+    // The same value again changes nothing.
+    assert!(e.perf(&[free("/", 4.0, 3)]).is_empty());
+    // A sample of another filesystem reaches nobody.
+    assert!(e.perf(&[free("/var", 1.0, 4)]).is_empty());
+}
+
+#[test]
+fn overrides_and_groups_shape_each_copy() {
+    let tuning = r#"
+[pack]
+id = "Tuning"
+version = "1"
+[[reference]]
+pack = "System.Library"
+version = "1.0"
+[[reference]]
+pack = "Healthstream.Linux"
+version = "1.0"
+[[override]]
+id = "Tuning.RootWarnsLater"
+workflow = "Linux.Monitor.FilesystemFreeSpace"
+parameter = "warning"
+value = 3.0
+context = "Linux.Filesystem"
+instance = "root-fs"
+[[override]]
+id = "Tuning.RootCriticalLater"
+workflow = "Linux.Monitor.FilesystemFreeSpace"
+parameter = "critical"
+value = 2.0
+context = "Linux.Filesystem"
+instance = "root-fs"
+"#;
+    let mut e = engine(tuning);
+    host(&mut e);
+    e.upsert(
+        inst(
+            "run-fs",
+            "Linux.Filesystem",
+            Some("web"),
+            &[("MountPoint", "/run"), ("Type", "tmpfs")],
+            &["Linux.Group.VolatileFilesystems"],
+        ),
+        0,
+    );
+    let out = e.perf(&[free("/", 4.0, 1), free("/run", 0.5, 1)]);
+    assert_eq!(
+        e.state("root-fs", "Linux.Monitor.FilesystemFreeSpace"),
+        Health::Healthy,
+        "4% is fine with the override"
+    );
+    assert_eq!(
+        e.state("run-fs", "Linux.Monitor.FilesystemFreeSpace"),
+        Health::Uninitialized,
+        "disabled for volatile filesystems"
+    );
+    assert!(!out
+        .iter()
+        .any(|c| c.instance_id == "run-fs" && c.monitor_id == "Linux.Monitor.FilesystemFreeSpace"));
+    e.perf(&[free("/", 1.0, 2)]);
+    assert_eq!(
+        e.state("root-fs", "Linux.Monitor.FilesystemFreeSpace"),
+        Health::Critical
+    );
+}
+
+#[test]
+fn uninitialized_children_leave_parents_uninitialized_and_removal_recomputes() {
+    let mut e = engine("");
+    host(&mut e);
+    e.upsert(
+        inst(
+            "var-fs",
+            "Linux.Filesystem",
+            Some("web"),
+            &[("MountPoint", "/var"), ("Type", "xfs")],
+            &[],
+        ),
+        0,
+    );
+    // No sample yet: the perf monitors are uninitialized, and so is their aggregate (the event
+    // monitors start healthy, so availability and the entity health are healthy).
+    assert_eq!(
+        e.state("web", "System.Health.PerformanceState"),
+        Health::Uninitialized
+    );
+    assert_eq!(e.state("web", "System.Health.EntityState"), Health::Healthy);
+    e.perf(&[free("/var", 1.0, 1)]);
+    assert_eq!(
+        e.state("web", "Linux.Computer.FilesystemAvailability"),
+        Health::Critical,
+        "one critical, one uninitialized"
+    );
+    let out = e.remove("var-fs", 2);
+    assert!(
+        out.iter().any(|c| c.instance_id == "web"
+            && c.monitor_id == "Linux.Computer.FilesystemAvailability"
+            && c.new == Health::Uninitialized),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn services_and_operator_reset() {
+    let mut e = engine("");
+    host(&mut e);
+    e.upsert(
+        inst(
+            "sshd",
+            "Linux.Service",
+            Some("web"),
+            &[("Name", "sshd.service")],
+            &[],
+        ),
+        0,
+    );
+    let svc = |counter: &'static str, v: f64, t: i64| Sample {
+        object: "Service",
+        counter,
+        instance: "sshd.service",
+        value: v,
+        time: t,
+    };
+    e.perf(&[svc("Running", 1.0, 1)]);
+    assert_eq!(
+        e.state("sshd", "Linux.Monitor.ServiceRunning"),
+        Health::Healthy
+    );
+    e.perf(&[svc("Running", 0.0, 2)]);
+    assert_eq!(
+        e.state("sshd", "Linux.Monitor.ServiceRunning"),
+        Health::Critical
+    );
+    assert_eq!(
+        e.state("web", "Linux.Computer.ServiceAvailability"),
+        Health::Critical,
+        "percentage 80 of one service"
+    );
+    let out = e.reset("sshd", "Linux.Monitor.ServiceRunning", 3);
+    assert!(out
+        .iter()
+        .any(|c| c.monitor_id == "Linux.Monitor.ServiceRunning" && c.new == Health::Healthy));
+    assert_eq!(
+        e.state("web", "Linux.Computer.ServiceAvailability"),
+        Health::Healthy
+    );
+}
