@@ -2,10 +2,15 @@
 //!
 //! - [`detect`]: the unit monitor types, each a small state machine fed samples, events or
 //!   time, deciding a health state with exactly the semantics of the DESIGN.md table;
+//! - [`engine`]: the engine of one partition: monitor copies per managed instance (overrides,
+//!   groups and `$Target` applied), perf samples dispatched through an index, events,
+//!   heartbeats, time, operator resets, and rollups propagated once to the top;
+//! - [`alerts`]: monitor and rule alerts, suppression, storm containment, history;
 //! - [`rollup`]: aggregate and dependency rollups (WorstOf, BestOf, Percentage), with members in
 //!   maintenance or unavailable counted as configured and uninitialized ones never making a
 //!   parent unhealthy.
 
+pub mod alerts;
 pub mod detect;
 pub mod engine;
 pub mod rollup;
