@@ -22,6 +22,8 @@ use crate::rollup::{aggregate, dependency, Member};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Instance {
     pub id: String,
+    /// The root host of its hosting tree (its partition).
+    pub root_host: String,
     pub class: String,
     pub host_id: Option<String>,
     /// Keys and properties, as text.
@@ -41,6 +43,16 @@ pub struct StateChange {
     pub time: i64,
     /// What caused it: the sample or event, or the child or member that drove a rollup.
     pub cause: String,
+}
+
+/// What is kept of a monitor between inputs (persisted by the processor).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Saved {
+    Unit {
+        health: Health,
+        memory: crate::detect::Memory,
+    },
+    Rollup(Health),
 }
 
 /// A perf sample.
@@ -71,6 +83,8 @@ pub struct Engine {
     perf_index: HashMap<(String, String, String), Vec<(String, String)>>,
     /// Children by host.
     hosted: BTreeMap<String, BTreeSet<String>>,
+    /// Monitors whose kept state changed since the last [`Engine::take_touched`].
+    touched: BTreeSet<(String, String)>,
 }
 
 struct Ctx<'a>(Vec<&'a Instance>);
@@ -105,7 +119,58 @@ impl Engine {
             rollups: BTreeMap::new(),
             perf_index: HashMap::new(),
             hosted: BTreeMap::new(),
+            touched: BTreeSet::new(),
         }
+    }
+
+    /// The instances of a root host.
+    fn instances_of(&self, root: &str) -> Vec<String> {
+        self.instances
+            .values()
+            .filter(|i| i.root_host == root)
+            .map(|i| i.id.clone())
+            .collect()
+    }
+
+    /// The monitors whose kept state changed since the last call, with what to keep (`None`:
+    /// forget it).
+    pub fn take_touched(&mut self) -> Vec<((String, String), Option<Saved>)> {
+        let touched = std::mem::take(&mut self.touched);
+        touched
+            .into_iter()
+            .map(|key| {
+                let saved = self
+                    .copies
+                    .get(&key)
+                    .map(|c| Saved::Unit {
+                        health: c.detector.health,
+                        memory: c.detector.memory.clone(),
+                    })
+                    .or_else(|| self.rollups.get(&key).map(|h| Saved::Rollup(*h)));
+                (key, saved)
+            })
+            .collect()
+    }
+
+    /// Put back what was kept of a monitor (after its instance is back with [`Engine::upsert`]).
+    pub fn restore(&mut self, instance: &str, monitor: &str, saved: Saved) {
+        let key = (instance.to_string(), monitor.to_string());
+        match saved {
+            Saved::Unit { health, memory } => {
+                if let Some(c) = self.copies.get_mut(&key) {
+                    c.detector.health = health;
+                    c.detector.memory = memory;
+                }
+            }
+            Saved::Rollup(h) => {
+                self.rollups.insert(key, h);
+            }
+        }
+    }
+
+    /// Every instance.
+    pub fn instances(&self) -> impl Iterator<Item = &Instance> {
+        self.instances.values()
     }
 
     /// The state of a monitor of an instance.
@@ -175,6 +240,14 @@ impl Engine {
         let Some(old) = self.instances.remove(id) else {
             return Vec::new();
         };
+        let gone: Vec<(String, String)> = self
+            .copies
+            .keys()
+            .chain(self.rollups.keys())
+            .filter(|(i, _)| i == id)
+            .cloned()
+            .collect();
+        self.touched.extend(gone);
         self.copies.retain(|(i, _), _| i != id);
         self.rollups.retain(|(i, _), _| i != id);
         self.unindex(id);
@@ -252,6 +325,13 @@ impl Engine {
                 }
             }
         }
+        let dropped: Vec<(String, String)> = self
+            .copies
+            .keys()
+            .filter(|(i, m)| i == id && !keep.contains(m))
+            .cloned()
+            .collect();
+        self.touched.extend(dropped);
         self.copies.retain(|(i, m), _| i != id || keep.contains(m));
     }
 
@@ -335,6 +415,7 @@ impl Engine {
                 let Some(copy) = self.copies.get_mut(&key) else {
                     continue;
                 };
+                self.touched.insert(key.clone());
                 let before = copy.detector.health;
                 let decided = if s.object == "Service" {
                     let on = s.value >= 0.5;
@@ -369,10 +450,11 @@ impl Engine {
     /// An event of one root host: every event-driven copy of its instances sees it.
     pub fn event(
         &mut self,
+        root: &str,
         fields: &[(&str, Value<'_>)],
         time: i64,
-        root_instances: &[String],
     ) -> Vec<StateChange> {
+        let root_instances = self.instances_of(root);
         let mut out = Vec::new();
         let keys: Vec<(String, String)> = self
             .copies
@@ -393,6 +475,7 @@ impl Engine {
             let Some(copy) = self.copies.get_mut(&key) else {
                 continue;
             };
+            self.touched.insert(key.clone());
             let before = copy.detector.health;
             if let Some(after) = copy.detector.item(&Fields(fields), time) {
                 if after != before {
@@ -419,6 +502,7 @@ impl Engine {
             let Some(copy) = self.copies.get_mut(&key) else {
                 continue;
             };
+            self.touched.insert(key.clone());
             let before = copy.detector.health;
             if let Some(after) = copy.detector.tick(now) {
                 if after != before {
@@ -438,12 +522,8 @@ impl Engine {
     }
 
     /// A heartbeat for the collector instances of a root host.
-    pub fn heartbeat(
-        &mut self,
-        collector_instances: &[String],
-        at: i64,
-        interval_seconds: i32,
-    ) -> Vec<StateChange> {
+    pub fn heartbeat(&mut self, root: &str, at: i64, interval_seconds: i32) -> Vec<StateChange> {
+        let collector_instances = self.instances_of(root);
         let mut out = Vec::new();
         let keys: Vec<(String, String)> = self
             .copies
@@ -458,6 +538,7 @@ impl Engine {
             let Some(copy) = self.copies.get_mut(&key) else {
                 continue;
             };
+            self.touched.insert(key.clone());
             let before = copy.detector.health;
             if let Some(after) = copy.detector.heartbeat(at, interval_seconds) {
                 if after != before {
@@ -482,6 +563,7 @@ impl Engine {
         let Some(copy) = self.copies.get_mut(&key) else {
             return Vec::new();
         };
+        self.touched.insert(key.clone());
         let before = copy.detector.health;
         let after = copy.detector.reset();
         let mut out = Vec::new();
@@ -625,6 +707,7 @@ impl Engine {
         if before == h {
             return None;
         }
+        self.touched.insert(key.clone());
         self.rollups.insert(key, h);
         Some(StateChange {
             instance_id: id.to_string(),

@@ -27,6 +27,7 @@ fn inst(
 ) -> Instance {
     Instance {
         id: id.into(),
+        root_host: "web-01".into(),
         class: class.into(),
         host_id: host.map(str::to_string),
         properties: props
@@ -269,5 +270,78 @@ fn services_and_operator_reset() {
     assert_eq!(
         e.state("web", "Linux.Computer.ServiceAvailability"),
         Health::Healthy
+    );
+}
+
+#[test]
+fn events_heartbeats_and_time_by_root_host() {
+    use healthstream_model::expr::Value;
+    let mut e = engine("");
+    host(&mut e);
+    e.upsert(
+        inst("collector", "System.Collector", Some("web"), &[], &[]),
+        0,
+    );
+    // A disk I/O error: the manual-reset monitor goes critical and stays so.
+    let io = [(
+        "Message",
+        Value::text("blk_update_request: I/O error, dev vda, sector 42"),
+    )];
+    let out = e.event("web-01", &io, 10);
+    assert!(
+        out.iter().any(|c| c.instance_id == "web"
+            && c.monitor_id == "Linux.Monitor.DiskIoErrors"
+            && c.new == Health::Critical),
+        "{out:?}"
+    );
+    assert!(
+        e.event("other-host", &io, 11).is_empty(),
+        "another root host's event reaches nobody here"
+    );
+    // Heartbeats: healthy, then four missed minutes make the collector critical.
+    let out = e.heartbeat("web-01", 0, 60);
+    assert!(out
+        .iter()
+        .any(|c| c.monitor_id == "System.Collector.Heartbeat" && c.new == Health::Healthy));
+    assert!(e.tick(200_000).is_empty());
+    let out = e.tick(240_000);
+    assert!(out.iter().any(|c| c.instance_id == "collector"
+        && c.monitor_id == "System.Collector.Heartbeat"
+        && c.new == Health::Critical));
+    assert!(
+        out.iter().any(|c| c.instance_id == "web"
+            && c.monitor_id == "System.Computer.CollectorAvailability"
+            && c.new == Health::Critical),
+        "rolled up to the computer: {out:?}"
+    );
+}
+
+#[test]
+fn kept_state_restores_an_engine_exactly() {
+    let feed = |e: &mut Engine, values: &[f64]| -> Vec<StateChange> {
+        values
+            .iter()
+            .enumerate()
+            .flat_map(|(i, v)| e.perf(&[free("/", *v, i as i64)]))
+            .collect()
+    };
+    let mut a = engine("");
+    host(&mut a);
+    feed(&mut a, &[50.0, 40.0]);
+    let saved = a.take_touched();
+    assert!(!saved.is_empty());
+    // Another engine, from the instances and what was kept.
+    let mut b = engine("");
+    host(&mut b);
+    for ((i, m), s) in saved {
+        if let Some(s) = s {
+            b.restore(&i, &m, s);
+        }
+    }
+    let next = [45.0, 3.0, 60.0];
+    assert_eq!(changes(&feed(&mut a, &next)), changes(&feed(&mut b, &next)));
+    assert_eq!(
+        a.state("web", "System.Health.EntityState"),
+        b.state("web", "System.Health.EntityState")
     );
 }
