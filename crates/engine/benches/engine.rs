@@ -14,6 +14,7 @@ fn benches(c: &mut Criterion) {
     e.upsert(
         Instance {
             id: "web".into(),
+            root_host: "web".into(),
             class: "Linux.Computer".into(),
             host_id: None,
             properties: BTreeMap::from([("PrincipalName".to_string(), "web".to_string())]),
@@ -27,6 +28,7 @@ fn benches(c: &mut Criterion) {
         e.upsert(
             Instance {
                 id: format!("fs{i}"),
+                root_host: "web".into(),
                 class: "Linux.Filesystem".into(),
                 host_id: Some("web".into()),
                 properties: BTreeMap::from([
