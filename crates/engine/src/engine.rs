@@ -19,7 +19,7 @@ use crate::detect::{Detector, Fields, ServiceReading};
 use crate::rollup::{aggregate, dependency, Member};
 
 /// An instance as the engine sees it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Instance {
     pub id: String,
     /// The root host of its hosting tree (its partition).

@@ -22,6 +22,7 @@ struct Paging {
 pub fn router(store: Store) -> Router {
     Router::new()
         .route("/v1/perf/{root_host}", get(perf_latest))
+        .route("/v1/health/{instance_id}", get(instance_health))
         .with_state(store)
 }
 
@@ -33,6 +34,30 @@ async fn perf_latest(
     let limit = paging.limit.unwrap_or(1000).min(10_000);
     match latest_samples(&store, &root_host, limit) {
         Ok(samples) => Json(samples).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /v1/health/{instance_id}`: the state of every monitor of an instance.
+async fn instance_health(State(store): State<Store>, Path(instance): Path<String>) -> Response {
+    match crate::monitor_states(&store, &instance) {
+        Ok(states) if states.is_empty() => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("no monitor state for instance {instance}")})),
+        )
+            .into_response(),
+        Ok(states) => {
+            let monitors: serde_json::Map<String, serde_json::Value> = states
+                .into_iter()
+                .map(|(m, h)| (m, serde_json::Value::String(h.to_string())))
+                .collect();
+            Json(serde_json::json!({ "instance_id": instance, "monitors": monitors }))
+                .into_response()
+        }
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(serde_json::json!({"error": e.to_string()})),

@@ -6,8 +6,10 @@
 //! health engine build on this stage's inputs.
 
 mod api;
+mod engine_stage;
 mod metrics;
 mod perf;
 
 pub use api::{model_router, router};
+pub use engine_stage::{monitor_states, HealthStage, HEALTH_CFS};
 pub use perf::{latest_samples, LatestSample, PerfStage, PERF_CFS};

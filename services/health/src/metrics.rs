@@ -11,3 +11,11 @@ pub(crate) static SAMPLES: LazyLock<IntCounter> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+pub(crate) static STATE_CHANGES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "healthstream_health_state_changes_total",
+        "Monitor state changes emitted on the state topic."
+    )
+    .expect("metric registers once")
+});

@@ -106,6 +106,41 @@ pub fn latest_samples(
     Ok(out)
 }
 
+/// Keep the latest sample of every counter of a batch (newer than what is stored).
+pub fn store_latest(
+    store: &Store,
+    batch: &mut StoreBatch,
+    input: &PerfBatch,
+    at: Position,
+) -> Result<(), StoreError> {
+    // Within a batch the last sample of a counter wins; against the store, the newer.
+    let mut newest: std::collections::BTreeMap<Vec<u8>, (i64, f64)> = Default::default();
+    for s in &input.samples {
+        let key = latest_key(&input.root_host, &s.object, &s.counter, &s.instance);
+        match newest.get(&key) {
+            Some((t, _)) if *t > s.time => {}
+            _ => {
+                newest.insert(key, (s.time, s.value));
+            }
+        }
+    }
+    for (key, (time, value)) in newest {
+        if let Some(old) = store.get(LATEST_CF, &key)? {
+            if old.len() >= 8 && i64::from_be_bytes(old[0..8].try_into().unwrap_or_default()) > time
+            {
+                continue;
+            }
+        }
+        store.put(
+            batch,
+            LATEST_CF,
+            &key,
+            &encode_latest(time, value, at.partition, at.offset, &input.collector),
+        )?;
+    }
+    Ok(())
+}
+
 impl Processor for PerfStage {
     type Input = PerfBatch;
 
@@ -151,32 +186,7 @@ impl Processor for PerfStage {
         input: PerfBatch,
         at: Position,
     ) -> Result<Vec<OutboundRecord>, StageError> {
-        // Within a batch the last sample of a counter wins; against the store, the newer.
-        let mut newest: std::collections::BTreeMap<Vec<u8>, (i64, f64)> = Default::default();
-        for s in &input.samples {
-            let key = latest_key(&input.root_host, &s.object, &s.counter, &s.instance);
-            match newest.get(&key) {
-                Some((t, _)) if *t > s.time => {}
-                _ => {
-                    newest.insert(key, (s.time, s.value));
-                }
-            }
-        }
-        for (key, (time, value)) in newest {
-            if let Some(old) = store.get(LATEST_CF, &key)? {
-                if old.len() >= 8
-                    && i64::from_be_bytes(old[0..8].try_into().unwrap_or_default()) > time
-                {
-                    continue;
-                }
-            }
-            store.put(
-                batch,
-                LATEST_CF,
-                &key,
-                &encode_latest(time, value, at.partition, at.offset, &input.collector),
-            )?;
-        }
+        store_latest(store, batch, &input, at)?;
         metrics::SAMPLES.inc_by(input.samples.len() as u64);
         Ok(Vec::new())
     }

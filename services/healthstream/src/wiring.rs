@@ -10,13 +10,20 @@ use healthstream_bus::embedded::{EmbeddedBus, EmbeddedOptions};
 use healthstream_bus::kafka::{KafkaBus, KafkaConfig};
 use healthstream_bus::Bus;
 use healthstream_contracts::Topic;
-use healthstream_health::{PerfStage, PERF_CFS};
 use healthstream_ingest::{IngestLimits, INGEST_TOPICS};
 use healthstream_store::Store;
 use healthstream_telemetry::Readiness;
 use healthstream_topology::{Service, Topology};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// What the health stage reads: everything about a hosting tree, co-partitioned.
+const HEALTH_TOPICS: [Topic; 4] = [
+    Topic::Instances,
+    Topic::Perf,
+    Topic::Events,
+    Topic::Heartbeats,
+];
 
 /// Which bus to use.
 pub enum BusChoice {
@@ -57,21 +64,22 @@ pub fn open_bus(choice: BusChoice, topology: &Topology) -> anyhow::Result<Arc<dy
 
 type StageTask = JoinHandle<Result<(), healthstream_stage::StageError>>;
 
-/// Run a stage on its topic until shutdown; a failure is logged and returned on stop.
+/// Run a stage on its topics until shutdown; a failure is logged and returned on stop.
 fn spawn_stage<P: healthstream_stage::Processor>(
     stage: P,
     bus: &Arc<dyn Bus>,
     group: String,
-    topic: Topic,
+    topics: &[Topic],
     store: Store,
     readiness: &Readiness,
     shutdown: &watch::Receiver<bool>,
 ) -> StageTask {
     let (bus, readiness, shutdown) = (bus.clone(), readiness.clone(), shutdown.clone());
+    let topics = topics.to_vec();
     tokio::spawn(async move {
         let name = stage.name();
         let result =
-            healthstream_stage::run(stage, bus, &group, &[topic], store, readiness, shutdown).await;
+            healthstream_stage::run(stage, bus, &group, &topics, store, readiness, shutdown).await;
         if let Err(e) = &result {
             tracing::error!(stage = name, error = %e, "stage stopped");
         }
@@ -162,7 +170,7 @@ impl Runtime {
                     stage,
                     &bus,
                     group,
-                    Topic::Discovery,
+                    &[Topic::Discovery],
                     store,
                     &readiness,
                     &shutdown_rx,
@@ -191,7 +199,7 @@ impl Runtime {
                         stage,
                         &bus,
                         group,
-                        Topic::Discovery,
+                        &[Topic::Discovery],
                         store,
                         &readiness,
                         &stop,
@@ -222,22 +230,29 @@ impl Runtime {
             app = app.merge(healthstream_ingest::plans::router(plans));
         }
         if parts.contains(&Part::Health) {
-            topology.check_consumes(Service::Health, Topic::Perf)?;
+            for topic in HEALTH_TOPICS {
+                topology.check_consumes(Service::Health, topic)?;
+            }
+            topology.check_produces(Service::Health, Topic::State)?;
             let group = topology.group(Service::Health)?.to_string();
             let dir = data_dir.join("state").join("health");
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let store = Store::open(&dir, PERF_CFS)?;
+            let store = Store::open(&dir, healthstream_health::HEALTH_CFS)?;
             app = app.merge(healthstream_health::router(store.clone()));
             if let Some(packs) = &packs {
                 topology.check_consumes(Service::Health, Topic::Packs)?;
                 app = app.merge(healthstream_health::model_router(packs.clone()));
             }
-            let stage = PerfStage::new(bus.partitions(Topic::Perf));
+            let Some(packs) = &packs else {
+                anyhow::bail!("the health stage needs the packs");
+            };
+            let stage =
+                healthstream_health::HealthStage::new(bus.partitions(Topic::Perf), packs.clone());
             stages.push(spawn_stage(
                 stage,
                 &bus,
                 group,
-                Topic::Perf,
+                &HEALTH_TOPICS,
                 store,
                 &readiness,
                 &shutdown_rx,

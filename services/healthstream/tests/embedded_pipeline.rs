@@ -34,7 +34,7 @@ fn wait_for_samples(p: &Process, host: &str, n: usize) -> Vec<Value> {
     }
 }
 
-const APPLIED: &str = "healthstream_stage_records_total{outcome=\"applied\",stage=\"perf\",topic=\"healthstream.perf\"}";
+const APPLIED: &str = "healthstream_stage_records_total{outcome=\"applied\",stage=\"health\",topic=\"healthstream.perf\"}";
 
 #[test]
 fn perf_batch_flows_to_state_and_survives_restarts() {

@@ -111,6 +111,43 @@ fn discovery_to_instances_and_reads() {
     let (status, _) = reqwest::send(Method::GET, &p.url("/v1/plans/nobody"), None);
     assert_eq!(status, 404);
 
+    // The health engine: a filesystem filling up turns its free-space monitor critical and
+    // rolls up to the computer.
+    let home = wait_for(&p, "class=Linux.Filesystem&property=MountPoint=/home", 1);
+    let home_id = home[0]["id"].as_str().expect("id").to_string();
+    let (status, resp) = reqwest::post_json(
+        &p.url("/v1/ingest/perf"),
+        &json!([{"collector": "web-01", "root_host": "web-01", "samples": [
+            {"time": 1_000, "object": "Filesystem", "counter": "% Free Space", "instance": "/home", "value": 3.5}
+        ]}]),
+    );
+    assert_eq!(status, 200, "{resp}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) =
+            reqwest::send(Method::GET, &p.url(&format!("/v1/health/{home_id}")), None);
+        if status == 200 {
+            let v: Value = serde_json::from_str(&body).expect("json");
+            if v["monitors"]["Linux.Monitor.FilesystemFreeSpace"] == "critical" {
+                assert_eq!(
+                    v["monitors"]["System.Health.EntityState"], "critical",
+                    "{v}"
+                );
+                let computer = get(&p, &format!("/v1/health/{host_id}"));
+                assert_eq!(
+                    computer["monitors"]["Linux.Computer.FilesystemAvailability"], "critical",
+                    "{computer}"
+                );
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the free-space monitor never turned critical: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     // One instance in full.
     let one = get(&p, &format!("/v1/instances/{host_id}"));
     assert_eq!(one["hosted"].as_array().map(Vec::len), Some(3));

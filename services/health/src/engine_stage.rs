@@ -1,0 +1,475 @@
+//! The health stage: the instance, perf, event and heartbeat topics of a partition (they are
+//! co-partitioned by root host) fed to the health engine; state changes out on the state
+//! topic; the engine's instances and kept monitor state in RocksDB with the input offsets.
+//!
+//! Time-based decisions (timer resets, missed heartbeats) are taken on the inputs' own
+//! timestamps, at most once per second of input time, so a replay decides the same.
+
+use std::collections::BTreeMap;
+
+use healthstream_bus::{Assignment, Message, OutboundRecord};
+use healthstream_contracts::records::{
+    ChangeKind, EntityKind, EventBatch, HealthState, Heartbeat, InstanceChange, PerfBatch,
+    PropertyValue, StateCause, StateChange as StateRecord,
+};
+use healthstream_contracts::{partition_for_key, Codec, Topic};
+use healthstream_engine::engine::{Engine, Instance, Sample, Saved, StateChange};
+use healthstream_model::expr::Value;
+use healthstream_model::pack::Health;
+use healthstream_packfeed::Packs;
+use healthstream_stage::{Position, Processor, Rejection, StageError};
+use healthstream_store::{KeyReader, KeyWriter, Store, StoreBatch, StoreError};
+
+use crate::perf::store_latest;
+
+/// The engine's instances: (partition, instance id) -> [`Instance`].
+const INSTANCES_CF: &str = "engine_instance";
+/// Kept monitor state: (instance id, monitor id) -> [`Saved`].
+const STATE_CF: &str = "engine_state";
+/// Group memberships by relationship id -> (member, group), to undo on delete.
+const MEMBERSHIP_CF: &str = "engine_membership";
+const INSTANCE_PREFIX: u8 = 0x30;
+const STATE_PREFIX: u8 = 0x31;
+const MEMBERSHIP_PREFIX: u8 = 0x32;
+
+/// Column families of the health stage (with the perf stage's).
+pub const HEALTH_CFS: &[&str] = &["perf_latest", INSTANCES_CF, STATE_CF, MEMBERSHIP_CF];
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec_named(v).map_err(corrupt)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
+    rmp_serde::from_slice(b).map_err(corrupt)
+}
+
+fn instance_key(partition: i32, id: &str) -> Vec<u8> {
+    KeyWriter::new(INSTANCE_PREFIX)
+        .i32(partition)
+        .str(id)
+        .finish()
+}
+
+fn state_key(instance: &str, monitor: &str) -> Vec<u8> {
+    KeyWriter::new(STATE_PREFIX)
+        .str(instance)
+        .str(monitor)
+        .finish()
+}
+
+fn membership_key(rel: &str) -> Vec<u8> {
+    KeyWriter::new(MEMBERSHIP_PREFIX).str(rel).finish()
+}
+
+/// The kept state of every monitor of an instance: (monitor id, state).
+pub fn monitor_states(store: &Store, instance: &str) -> Result<Vec<(String, Health)>, StoreError> {
+    let prefix = KeyWriter::new(STATE_PREFIX).str(instance).finish();
+    let mut out = Vec::new();
+    for (k, v) in store.scan_prefix(STATE_CF, &prefix)? {
+        let mut r = KeyReader::new(&k, STATE_PREFIX).map_err(corrupt)?;
+        let _ = r.str().map_err(corrupt)?;
+        let monitor = r.str().map_err(corrupt)?;
+        let health = match decode::<Saved>(&v)? {
+            Saved::Unit { health, .. } | Saved::Rollup(health) => health,
+        };
+        out.push((monitor, health));
+    }
+    Ok(out)
+}
+
+/// An input of the health stage.
+pub enum HealthInput {
+    Instance(Box<InstanceChange>),
+    Perf(PerfBatch),
+    Events(EventBatch),
+    Heartbeat(Heartbeat),
+}
+
+impl HealthInput {
+    fn root_host(&self) -> &str {
+        match self {
+            HealthInput::Instance(c) => &c.root_host,
+            HealthInput::Perf(b) => &b.root_host,
+            HealthInput::Events(b) => &b.root_host,
+            HealthInput::Heartbeat(h) => &h.root_host,
+        }
+    }
+}
+
+/// The stage.
+pub struct HealthStage {
+    partitions: u32,
+    packs: Packs,
+    packs_offset: i64,
+    engine: Engine,
+    last_tick: i64,
+}
+
+fn text(v: &PropertyValue) -> Option<String> {
+    Some(match v {
+        PropertyValue::Null => return None,
+        PropertyValue::Boolean(b) => b.to_string(),
+        PropertyValue::Long(i) => i.to_string(),
+        PropertyValue::Double(f) => f.to_string(),
+        PropertyValue::String(s) => s.clone(),
+    })
+}
+
+fn health_state(h: Health) -> HealthState {
+    match h {
+        Health::Uninitialized => HealthState::Uninitialized,
+        Health::Healthy => HealthState::Healthy,
+        Health::Warning => HealthState::Warning,
+        Health::Critical => HealthState::Critical,
+    }
+}
+
+impl HealthStage {
+    /// `partitions`: of the co-partitioned input topics; `packs`: the live packs.
+    pub fn new(partitions: i32, packs: Packs) -> HealthStage {
+        let snapshot = packs.borrow().clone();
+        HealthStage {
+            partitions: partitions.max(1) as u32,
+            engine: Engine::new(snapshot.store.catalog()),
+            packs_offset: snapshot.next_offset,
+            packs,
+            last_tick: i64::MIN,
+        }
+    }
+
+    /// Put the engine back together from the store: every instance of these partitions, then
+    /// every kept monitor state.
+    fn load(&mut self, store: &Store, partitions: &[i32]) -> Result<(), StoreError> {
+        let mut instances: Vec<Instance> = Vec::new();
+        for p in partitions {
+            let prefix = KeyWriter::new(INSTANCE_PREFIX).i32(*p).finish();
+            for (_, v) in store.scan_prefix(INSTANCES_CF, &prefix)? {
+                instances.push(decode(&v)?);
+            }
+        }
+        // Hosts before what they host.
+        let depth = |i: &Instance, all: &[Instance]| {
+            let mut d = 0;
+            let mut cur = i.host_id.clone();
+            while let Some(h) = cur {
+                d += 1;
+                if d > 32 {
+                    break;
+                }
+                cur = all
+                    .iter()
+                    .find(|x| x.id == h)
+                    .and_then(|x| x.host_id.clone());
+            }
+            d
+        };
+        let mut ordered: Vec<(usize, Instance)> = instances
+            .iter()
+            .map(|i| (depth(i, &instances), i.clone()))
+            .collect();
+        ordered.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        for (_, i) in ordered {
+            let id = i.id.clone();
+            self.engine.upsert(i, 0);
+            let prefix = KeyWriter::new(STATE_PREFIX).str(&id).finish();
+            for (k, v) in store.scan_prefix(STATE_CF, &prefix)? {
+                let mut r = KeyReader::new(&k, STATE_PREFIX).map_err(corrupt)?;
+                let _ = r.str().map_err(corrupt)?;
+                let monitor = r.str().map_err(corrupt)?;
+                self.engine.restore(&id, &monitor, decode(&v)?);
+            }
+        }
+        // What the load itself touched is already stored.
+        let _ = self.engine.take_touched();
+        Ok(())
+    }
+
+    /// A new set of packs: rebuild the engine from the store.
+    fn refresh_packs(&mut self, store: &Store) -> Result<(), StoreError> {
+        let snapshot = self.packs.borrow().clone();
+        if snapshot.next_offset == self.packs_offset {
+            return Ok(());
+        }
+        let partitions: Vec<i32> = {
+            let mut ps: Vec<i32> = self
+                .engine
+                .instances()
+                .map(|i| partition_for_key(i.root_host.as_bytes(), self.partitions) as i32)
+                .collect();
+            ps.sort();
+            ps.dedup();
+            ps
+        };
+        self.engine = Engine::new(snapshot.store.catalog());
+        self.packs_offset = snapshot.next_offset;
+        self.load(store, &partitions)
+    }
+
+    fn instance_change(
+        &mut self,
+        store: &Store,
+        batch: &mut StoreBatch,
+        c: &InstanceChange,
+        at: Position,
+    ) -> Result<Vec<StateChange>, StoreError> {
+        match (c.kind, c.change) {
+            (EntityKind::Instance, ChangeKind::Upsert) => {
+                let mut props: BTreeMap<String, String> = BTreeMap::new();
+                for (k, v) in c.keys.iter().chain(c.properties.iter()) {
+                    if let Some(t) = text(v) {
+                        props.insert(k.clone(), t);
+                    }
+                }
+                let key = instance_key(at.partition, &c.entity_id);
+                let groups = match store.get(INSTANCES_CF, &key)? {
+                    Some(v) => decode::<Instance>(&v)?.groups,
+                    None => Vec::new(),
+                };
+                let inst = Instance {
+                    id: c.entity_id.clone(),
+                    root_host: c.root_host.clone(),
+                    class: c.class.clone(),
+                    host_id: c.host_id.clone(),
+                    properties: props,
+                    managed: c.managed,
+                    groups,
+                };
+                store.put(batch, INSTANCES_CF, &key, &encode(&inst)?)?;
+                Ok(self.engine.upsert(inst, c.time))
+            }
+            (EntityKind::Instance, ChangeKind::Delete) => {
+                store.delete(
+                    batch,
+                    INSTANCES_CF,
+                    &instance_key(at.partition, &c.entity_id),
+                )?;
+                Ok(self.engine.remove(&c.entity_id, c.time))
+            }
+            (EntityKind::Relationship, change) => {
+                let rel_key = membership_key(&c.entity_id);
+                let (member, group, add) = match change {
+                    ChangeKind::Upsert => {
+                        let Some(group) =
+                            c.claimed_by.iter().find_map(|s| s.strip_prefix("group:"))
+                        else {
+                            return Ok(Vec::new());
+                        };
+                        let Some(member) = c.target_id.clone() else {
+                            return Ok(Vec::new());
+                        };
+                        store.put(
+                            batch,
+                            MEMBERSHIP_CF,
+                            &rel_key,
+                            &encode(&(member.clone(), group.to_string()))?,
+                        )?;
+                        (member, group.to_string(), true)
+                    }
+                    ChangeKind::Delete => {
+                        let Some(v) = store.get(MEMBERSHIP_CF, &rel_key)? else {
+                            return Ok(Vec::new());
+                        };
+                        let (member, group): (String, String) = decode(&v)?;
+                        store.delete(batch, MEMBERSHIP_CF, &rel_key)?;
+                        (member, group, false)
+                    }
+                };
+                let key = instance_key(at.partition, &member);
+                let Some(v) = store.get(INSTANCES_CF, &key)? else {
+                    return Ok(Vec::new());
+                };
+                let mut inst: Instance = decode(&v)?;
+                inst.groups.retain(|g| *g != group);
+                if add {
+                    inst.groups.push(group);
+                    inst.groups.sort();
+                }
+                store.put(batch, INSTANCES_CF, &key, &encode(&inst)?)?;
+                Ok(self.engine.upsert(inst, c.time))
+            }
+        }
+    }
+}
+
+impl Processor for HealthStage {
+    type Input = HealthInput;
+
+    fn name(&self) -> &'static str {
+        "health"
+    }
+
+    fn decode(&self, message: &Message) -> Result<HealthInput, Rejection> {
+        let Some(value) = message.value.as_deref() else {
+            // A compacted instance topic's tombstone: nothing to do.
+            return Err(Rejection::validation(format!(
+                "tombstone on {} (ignored)",
+                message.topic.name()
+            )));
+        };
+        let codec = Codec::shared();
+        let input = match message.topic {
+            Topic::Instances => HealthInput::Instance(Box::new(codec.decode(value)?)),
+            Topic::Perf => HealthInput::Perf(codec.decode(value)?),
+            Topic::Events => HealthInput::Events(codec.decode(value)?),
+            Topic::Heartbeats => HealthInput::Heartbeat(codec.decode(value)?),
+            other => {
+                return Err(Rejection::validation(format!(
+                    "the health stage does not read {}",
+                    other.name()
+                )))
+            }
+        };
+        if input.root_host().is_empty() {
+            return Err(Rejection::validation("root_host is empty"));
+        }
+        let expected = partition_for_key(input.root_host().as_bytes(), self.partitions) as i32;
+        if message.partition != expected {
+            return Err(Rejection::validation(format!(
+                "record of root host {:?} is on partition {}, but belongs on partition {expected}",
+                input.root_host(),
+                message.partition
+            )));
+        }
+        if let HealthInput::Perf(b) = &input {
+            if let Some((i, s)) = b
+                .samples
+                .iter()
+                .enumerate()
+                .find(|(_, s)| !s.value.is_finite())
+            {
+                return Err(Rejection::validation(format!(
+                    "samples[{i}].value is {}, not a finite number",
+                    s.value
+                )));
+            }
+        }
+        Ok(input)
+    }
+
+    fn on_assigned(&mut self, store: &Store, assigned: &[Assignment]) -> Result<(), StageError> {
+        let mut partitions: Vec<i32> = assigned.iter().map(|a| a.partition).collect();
+        partitions.sort();
+        partitions.dedup();
+        self.load(store, &partitions)?;
+        Ok(())
+    }
+
+    fn on_revoked(&mut self, revoked: &[(Topic, i32)]) {
+        let gone: Vec<String> = self
+            .engine
+            .instances()
+            .filter(|i| {
+                revoked.iter().any(|(_, p)| {
+                    partition_for_key(i.root_host.as_bytes(), self.partitions) as i32 == *p
+                })
+            })
+            .map(|i| i.id.clone())
+            .collect();
+        for id in gone {
+            let _ = self.engine.remove(&id, 0);
+        }
+        let _ = self.engine.take_touched();
+    }
+
+    fn apply(
+        &mut self,
+        store: &Store,
+        batch: &mut StoreBatch,
+        input: HealthInput,
+        at: Position,
+    ) -> Result<Vec<OutboundRecord>, StageError> {
+        self.refresh_packs(store)?;
+        let root = input.root_host().to_string();
+        let mut changes: Vec<StateChange> = Vec::new();
+        let mut now = at.timestamp_ms;
+        match &input {
+            HealthInput::Instance(c) => changes.extend(self.instance_change(store, batch, c, at)?),
+            HealthInput::Perf(b) => {
+                store_latest(store, batch, b, at)?;
+                let samples: Vec<Sample<'_>> = b
+                    .samples
+                    .iter()
+                    .map(|s| Sample {
+                        object: &s.object,
+                        counter: &s.counter,
+                        instance: &s.instance,
+                        value: s.value,
+                        time: s.time,
+                    })
+                    .collect();
+                now = b.samples.iter().map(|s| s.time).max().unwrap_or(now);
+                changes.extend(self.engine.perf(&samples));
+            }
+            HealthInput::Events(b) => {
+                for e in &b.events {
+                    let level = format!("{:?}", e.level).to_uppercase();
+                    let mut fields: Vec<(&str, Value<'_>)> = vec![
+                        ("EventId", Value::Number(e.event_id as f64)),
+                        ("Source", Value::text(&e.source)),
+                        ("Channel", Value::text(&e.channel)),
+                        ("Level", Value::Text(level.into())),
+                        ("Message", Value::text(&e.message)),
+                    ];
+                    for (k, v) in &e.properties {
+                        fields.push((k.as_str(), Value::text(v)));
+                    }
+                    now = now.max(e.time);
+                    changes.extend(self.engine.event(&root, &fields, e.time));
+                }
+            }
+            HealthInput::Heartbeat(h) => {
+                now = h.time;
+                changes.extend(self.engine.heartbeat(&root, h.time, h.interval_seconds));
+            }
+        }
+        if now >= self.last_tick.saturating_add(1000) {
+            self.last_tick = now;
+            changes.extend(self.engine.tick(now));
+        }
+        for ((instance, monitor), saved) in self.engine.take_touched() {
+            let key = state_key(&instance, &monitor);
+            match saved {
+                Some(s) => store.put(batch, STATE_CF, &key, &encode(&s)?)?,
+                None => store.delete(batch, STATE_CF, &key)?,
+            }
+        }
+        let mut out = Vec::with_capacity(changes.len());
+        for (i, c) in changes.into_iter().enumerate() {
+            let record = StateRecord {
+                id: at.output_id(self.name(), i),
+                root_host: root.clone(),
+                instance_id: c.instance_id.clone(),
+                monitor_id: c.monitor_id.clone(),
+                old_state: health_state(c.old),
+                new_state: health_state(c.new),
+                time: c.time,
+                in_maintenance: false,
+                unavailable: false,
+                cause: StateCause {
+                    kind: "data".into(),
+                    summary: c.cause,
+                    data: BTreeMap::new(),
+                },
+            };
+            let value = Codec::shared()
+                .encode(&record)
+                .map_err(|e| StageError::Internal {
+                    stage: "health".into(),
+                    message: e.to_string(),
+                })?;
+            out.push(OutboundRecord {
+                topic: Topic::State,
+                partition: at.partition,
+                key: Some(format!("{}/{}", c.instance_id, c.monitor_id).into_bytes()),
+                value: Some(value),
+                timestamp_ms: c.time,
+            });
+        }
+        crate::metrics::STATE_CHANGES.inc_by(out.len() as u64);
+        Ok(out)
+    }
+}
