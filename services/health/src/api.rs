@@ -23,6 +23,7 @@ pub fn router(store: Store) -> Router {
     Router::new()
         .route("/v1/perf/{root_host}", get(perf_latest))
         .route("/v1/health/{instance_id}", get(instance_health))
+        .route("/v1/health/{instance_id}/history", get(instance_history))
         .with_state(store)
 }
 
@@ -63,6 +64,31 @@ async fn instance_health(State(store): State<Store>, Path(instance): Path<String
             Json(serde_json::json!({"error": e.to_string()})),
         )
             .into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    monitor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/health/{instance_id}/history?monitor=M&limit=N`: state changes, oldest first.
+async fn instance_history(
+    State(store): State<Store>,
+    Path(instance): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
+    let limit = q.limit.unwrap_or(1000).min(10_000);
+    match crate::state_history(&store, &instance, q.monitor.as_deref(), limit) {
+        Ok(entries) => Json(serde_json::json!({
+            "instance_id": instance,
+            "changes": entries.iter().map(|e| serde_json::json!({
+                "monitor_id": e.monitor_id, "old": e.old.to_string(), "new": e.new.to_string(), "time": e.time, "cause": e.cause,
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"error": e.to_string()}))).into_response(),
     }
 }
 

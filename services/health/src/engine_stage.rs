@@ -28,12 +28,50 @@ const INSTANCES_CF: &str = "engine_instance";
 const STATE_CF: &str = "engine_state";
 /// Group memberships by relationship id -> (member, group), to undo on delete.
 const MEMBERSHIP_CF: &str = "engine_membership";
+/// State history: (instance, monitor, time, input partition, input offset, index) -> change.
+const HISTORY_CF: &str = "state_history";
 const INSTANCE_PREFIX: u8 = 0x30;
 const STATE_PREFIX: u8 = 0x31;
 const MEMBERSHIP_PREFIX: u8 = 0x32;
+const HISTORY_PREFIX: u8 = 0x33;
 
 /// Column families of the health stage (with the perf stage's).
-pub const HEALTH_CFS: &[&str] = &["perf_latest", INSTANCES_CF, STATE_CF, MEMBERSHIP_CF];
+pub const HEALTH_CFS: &[&str] = &[
+    "perf_latest",
+    INSTANCES_CF,
+    STATE_CF,
+    MEMBERSHIP_CF,
+    HISTORY_CF,
+];
+
+/// One entry of a monitor's state history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HistoryEntry {
+    pub monitor_id: String,
+    pub old: Health,
+    pub new: Health,
+    pub time: i64,
+    pub cause: String,
+}
+
+/// The state history of an instance (of one monitor, when given), oldest first, at most
+/// `limit` entries.
+pub fn state_history(
+    store: &Store,
+    instance: &str,
+    monitor: Option<&str>,
+    limit: usize,
+) -> Result<Vec<HistoryEntry>, StoreError> {
+    let mut w = KeyWriter::new(HISTORY_PREFIX).str(instance);
+    if let Some(m) = monitor {
+        w = w.str(m);
+    }
+    store
+        .scan_prefix_limit(HISTORY_CF, &w.finish(), limit)?
+        .iter()
+        .map(|(_, v)| decode(v))
+        .collect()
+}
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
@@ -439,6 +477,22 @@ impl Processor for HealthStage {
         }
         let mut out = Vec::with_capacity(changes.len());
         for (i, c) in changes.into_iter().enumerate() {
+            let hkey = KeyWriter::new(HISTORY_PREFIX)
+                .str(&c.instance_id)
+                .str(&c.monitor_id)
+                .i64(c.time)
+                .i32(at.partition)
+                .i64(at.offset)
+                .u32(u32::try_from(i).unwrap_or(u32::MAX))
+                .finish();
+            let entry = HistoryEntry {
+                monitor_id: c.monitor_id.clone(),
+                old: c.old,
+                new: c.new,
+                time: c.time,
+                cause: c.cause.clone(),
+            };
+            store.put(batch, HISTORY_CF, &hkey, &encode(&entry)?)?;
             let record = StateRecord {
                 id: at.output_id(self.name(), i),
                 root_host: root.clone(),

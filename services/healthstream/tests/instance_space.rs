@@ -133,6 +133,20 @@ fn discovery_to_instances_and_reads() {
                     v["monitors"]["System.Health.EntityState"], "critical",
                     "{v}"
                 );
+                let history = get(
+                    &p,
+                    &format!(
+                        "/v1/health/{home_id}/history?monitor=Linux.Monitor.FilesystemFreeSpace"
+                    ),
+                );
+                let changes = history["changes"].as_array().expect("changes");
+                assert_eq!(changes.len(), 1, "{history}");
+                assert_eq!(changes[0]["old"], "uninitialized");
+                assert_eq!(changes[0]["new"], "critical");
+                assert_eq!(
+                    changes[0]["cause"], "Filesystem/% Free Space//home = 3.5",
+                    "the sample that set it"
+                );
                 let computer = get(&p, &format!("/v1/health/{host_id}"));
                 assert_eq!(
                     computer["monitors"]["Linux.Computer.FilesystemAvailability"], "critical",
