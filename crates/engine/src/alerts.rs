@@ -20,14 +20,14 @@ pub const NEW: i32 = 0;
 pub const CLOSED: i32 = 255;
 
 /// Who raised it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Source {
     Monitor,
     Rule,
 }
 
 /// One change of an alert.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Change {
     pub sequence: i64,
     pub by: String,
@@ -38,7 +38,7 @@ pub struct Change {
 }
 
 /// An alert.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     pub id: String,
     pub name: String,
@@ -136,6 +136,31 @@ fn severity_of(h: Health, fixed: Option<Severity>) -> Severity {
 impl Alerts {
     pub fn new() -> Alerts {
         Alerts::default()
+    }
+
+    /// Put back an alert read from storage (open alerts are indexed again).
+    pub fn load(&mut self, alert: Alert) {
+        if alert.resolution_state != CLOSED {
+            match alert.source {
+                Source::Monitor => {
+                    self.open_monitor.insert(
+                        (alert.instance_id.clone(), alert.workflow_id.clone()),
+                        alert.id.clone(),
+                    );
+                }
+                Source::Rule => {
+                    self.open_rule.insert(
+                        (
+                            alert.instance_id.clone(),
+                            alert.workflow_id.clone(),
+                            alert.suppression.clone(),
+                        ),
+                        alert.id.clone(),
+                    );
+                }
+            }
+        }
+        self.alerts.insert(alert.id.clone(), alert);
     }
 
     /// An alert by id.

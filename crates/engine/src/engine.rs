@@ -168,6 +168,148 @@ impl Engine {
         }
     }
 
+    /// The alert settings of a monitor of an instance, overrides applied and `$Target`
+    /// references resolved; `None` when it raises no alert.
+    pub fn monitor_alert(
+        &self,
+        instance: &str,
+        monitor: &str,
+    ) -> Option<crate::alerts::MonitorAlert> {
+        let settings = self.catalog.packs().iter().find_map(|p| {
+            p.pack
+                .monitors
+                .iter()
+                .find(|m| m.id == monitor)
+                .map(|m| m.alert.clone())
+                .or_else(|| {
+                    p.pack
+                        .aggregates
+                        .iter()
+                        .find(|a| a.id == monitor)
+                        .map(|a| a.alert.clone())
+                })
+                .or_else(|| {
+                    p.pack
+                        .dependencies
+                        .iter()
+                        .find(|d| d.id == monitor)
+                        .map(|d| d.alert.clone())
+                })
+        })??;
+        let ctx = self.context(instance)?;
+        let param = |name: &str, default: ParamValue| {
+            resolve_from(&self.catalog, monitor, name, default, &ctx).value
+        };
+        if matches!(
+            param("generate_alert", ParamValue::Bool(settings.generate)),
+            ParamValue::Bool(false)
+        ) {
+            return None;
+        }
+        let text = |v: ParamValue| match v {
+            ParamValue::Text(t) => t,
+            other => other.to_string(),
+        };
+        let on = match text(param("alert_on", ParamValue::Text(settings.on.to_string()))).as_str() {
+            "warning" => Health::Warning,
+            _ => Health::Critical,
+        };
+        let auto_resolve = !matches!(
+            param("auto_resolve", ParamValue::Bool(settings.auto_resolve)),
+            ParamValue::Bool(false)
+        );
+        let default_severity = settings
+            .severity
+            .map(|s| format!("{s:?}").to_lowercase())
+            .unwrap_or_else(|| "match_state".into());
+        let severity = match text(param("severity", ParamValue::Text(default_severity))).as_str() {
+            "information" => Some(healthstream_model::pack::Severity::Information),
+            "warning" => Some(healthstream_model::pack::Severity::Warning),
+            "critical" => Some(healthstream_model::pack::Severity::Critical),
+            _ => None,
+        };
+        let priority = match text(param(
+            "priority",
+            ParamValue::Text(format!("{:?}", settings.priority).to_lowercase()),
+        ))
+        .as_str()
+        {
+            "low" => healthstream_model::pack::Priority::Low,
+            "high" => healthstream_model::pack::Priority::High,
+            _ => healthstream_model::pack::Priority::Normal,
+        };
+        let chain = self.chain(instance);
+        let fill = |t: &str| match Template::parse(t) {
+            Ok(tpl) => tpl
+                .resolve_target(&Ctx(chain.clone()))
+                .unwrap_or_else(|_| t.to_string()),
+            Err(_) => t.to_string(),
+        };
+        Some(crate::alerts::MonitorAlert {
+            on,
+            auto_resolve,
+            severity,
+            priority,
+            name: fill(&settings.name),
+            description: fill(&settings.description),
+        })
+    }
+
+    /// The knowledge of a monitor or rule, as text shown with its alerts.
+    pub fn knowledge(&self, workflow: &str) -> String {
+        let k = self.catalog.packs().iter().find_map(|p| {
+            p.pack
+                .monitors
+                .iter()
+                .find(|m| m.id == workflow)
+                .and_then(|m| m.knowledge.clone())
+                .or_else(|| {
+                    p.pack
+                        .rules
+                        .iter()
+                        .find(|r| r.id == workflow)
+                        .and_then(|r| r.knowledge.clone())
+                })
+                .or_else(|| {
+                    p.pack
+                        .aggregates
+                        .iter()
+                        .find(|a| a.id == workflow)
+                        .and_then(|a| a.knowledge.clone())
+                })
+                .or_else(|| {
+                    p.pack
+                        .dependencies
+                        .iter()
+                        .find(|d| d.id == workflow)
+                        .and_then(|d| d.knowledge.clone())
+                })
+        });
+        let Some(k) = k else { return String::new() };
+        let mut out = k.summary.clone();
+        if !k.causes.is_empty() {
+            out.push_str("\nCauses:\n");
+            out.push_str(
+                &k.causes
+                    .iter()
+                    .map(|c| format!("- {c}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+        }
+        if !k.resolutions.is_empty() {
+            out.push_str("\nResolutions:\n");
+            out.push_str(
+                &k.resolutions
+                    .iter()
+                    .map(|c| format!("- {c}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+        }
+        out
+    }
+
     /// Every instance.
     pub fn instances(&self) -> impl Iterator<Item = &Instance> {
         self.instances.values()

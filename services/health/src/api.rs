@@ -52,12 +52,21 @@ async fn instance_health(State(store): State<Store>, Path(instance): Path<String
         )
             .into_response(),
         Ok(states) => {
+            let mut alerts = Vec::new();
+            for (m, _) in &states {
+                if let Ok(Some(a)) = crate::open_alert(&store, &instance, m) {
+                    alerts.push(serde_json::json!({
+                        "alert_id": a.id, "monitor_id": a.workflow_id, "name": a.name,
+                        "severity": format!("{:?}", a.severity).to_lowercase(), "raised_at": a.raised_at,
+                        "history": a.history.iter().map(|c| c.comment.clone()).collect::<Vec<_>>(),
+                    }));
+                }
+            }
             let monitors: serde_json::Map<String, serde_json::Value> = states
                 .into_iter()
                 .map(|(m, h)| (m, serde_json::Value::String(h.to_string())))
                 .collect();
-            Json(serde_json::json!({ "instance_id": instance, "monitors": monitors }))
-                .into_response()
+            Json(serde_json::json!({ "instance_id": instance, "monitors": monitors, "open_alerts": alerts })).into_response()
         }
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -30,10 +30,16 @@ const STATE_CF: &str = "engine_state";
 const MEMBERSHIP_CF: &str = "engine_membership";
 /// State history: (instance, monitor, time, input partition, input offset, index) -> change.
 const HISTORY_CF: &str = "state_history";
+/// Alerts by id -> [`healthstream_engine::alerts::Alert`].
+const ALERTS_CF: &str = "alert";
+/// Open monitor alerts: (instance, monitor) -> alert id.
+const OPEN_ALERTS_CF: &str = "alert_open";
 const INSTANCE_PREFIX: u8 = 0x30;
 const STATE_PREFIX: u8 = 0x31;
 const MEMBERSHIP_PREFIX: u8 = 0x32;
 const HISTORY_PREFIX: u8 = 0x33;
+const ALERT_PREFIX: u8 = 0x34;
+const OPEN_ALERT_PREFIX: u8 = 0x35;
 
 /// Column families of the health stage (with the perf stage's).
 pub const HEALTH_CFS: &[&str] = &[
@@ -42,7 +48,38 @@ pub const HEALTH_CFS: &[&str] = &[
     STATE_CF,
     MEMBERSHIP_CF,
     HISTORY_CF,
+    ALERTS_CF,
+    OPEN_ALERTS_CF,
 ];
+
+/// An alert by id.
+pub fn alert(
+    store: &Store,
+    id: &str,
+) -> Result<Option<healthstream_engine::alerts::Alert>, StoreError> {
+    store
+        .get(ALERTS_CF, &KeyWriter::new(ALERT_PREFIX).str(id).finish())?
+        .map(|v| decode(&v))
+        .transpose()
+}
+
+/// The open alert of a monitor of an instance.
+pub fn open_alert(
+    store: &Store,
+    instance: &str,
+    monitor: &str,
+) -> Result<Option<healthstream_engine::alerts::Alert>, StoreError> {
+    match store.get(
+        OPEN_ALERTS_CF,
+        &KeyWriter::new(OPEN_ALERT_PREFIX)
+            .str(instance)
+            .str(monitor)
+            .finish(),
+    )? {
+        Some(id) => alert(store, &String::from_utf8_lossy(&id)),
+        None => Ok(None),
+    }
+}
 
 /// One entry of a monitor's state history.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -333,6 +370,135 @@ impl HealthStage {
     }
 }
 
+impl HealthStage {
+    /// Monitor alerts of the state changes: raised, updated or resolved, stored, and emitted
+    /// as full alerts with their change on the alert topic.
+    fn alerts(
+        &mut self,
+        store: &Store,
+        batch: &mut StoreBatch,
+        root: &str,
+        changes: &[StateChange],
+        at: Position,
+    ) -> Result<Vec<OutboundRecord>, StageError> {
+        use healthstream_contracts::records::{
+            Alert as AlertOut, AlertChange, AlertPriority, AlertRecord, AlertSeverity, FieldChange,
+            WorkflowKind,
+        };
+        use healthstream_engine::alerts::{Alerts, Source, CLOSED};
+        use healthstream_model::pack::{Priority, Severity};
+        let mut out = Vec::new();
+        let mut next = 0usize;
+        for c in changes {
+            let Some(settings) = self.engine.monitor_alert(&c.instance_id, &c.monitor_id) else {
+                continue;
+            };
+            let mut alerts = Alerts::new();
+            if let Some(open) = open_alert(store, &c.instance_id, &c.monitor_id)? {
+                alerts.load(open);
+            }
+            let id = at.output_id("health-alert", next);
+            next += 1;
+            let changed = alerts.monitor_changed(
+                &settings,
+                &c.instance_id,
+                &c.monitor_id,
+                c.new,
+                c.time,
+                || id,
+            );
+            for a in changed {
+                store.put(
+                    batch,
+                    ALERTS_CF,
+                    &KeyWriter::new(ALERT_PREFIX).str(&a.id).finish(),
+                    &encode(&a)?,
+                )?;
+                let open_key = KeyWriter::new(OPEN_ALERT_PREFIX)
+                    .str(&a.instance_id)
+                    .str(&a.workflow_id)
+                    .finish();
+                if a.resolution_state == CLOSED {
+                    store.delete(batch, OPEN_ALERTS_CF, &open_key)?;
+                } else {
+                    store.put(batch, OPEN_ALERTS_CF, &open_key, a.id.as_bytes())?;
+                }
+                let Some(last) = a.history.last().cloned() else {
+                    continue;
+                };
+                let record = AlertRecord {
+                    id: at.output_id("health-alert-change", next),
+                    alert: AlertOut {
+                        alert_id: a.id.clone(),
+                        name: a.name.clone(),
+                        description: a.description.clone(),
+                        severity: match a.severity {
+                            Severity::Information => AlertSeverity::Information,
+                            Severity::Warning => AlertSeverity::Warning,
+                            Severity::Critical => AlertSeverity::Critical,
+                        },
+                        priority: match a.priority {
+                            Priority::Low => AlertPriority::Low,
+                            Priority::Normal => AlertPriority::Medium,
+                            Priority::High => AlertPriority::High,
+                        },
+                        root_host: root.to_string(),
+                        instance_id: a.instance_id.clone(),
+                        workflow_id: a.workflow_id.clone(),
+                        workflow_kind: if a.source == Source::Monitor {
+                            WorkflowKind::Monitor
+                        } else {
+                            WorkflowKind::Rule
+                        },
+                        raised_at: a.raised_at,
+                        modified_at: a.modified_at,
+                        resolution_state: a.resolution_state,
+                        owner: None,
+                        ticket_id: None,
+                        connector_id: None,
+                        custom_fields: BTreeMap::new(),
+                        repeat_count: a.repeat_count,
+                        parameters: vec![],
+                        knowledge: self.engine.knowledge(&a.workflow_id),
+                        version: a.history.len() as i64,
+                    },
+                    change: AlertChange {
+                        sequence: last.sequence,
+                        changed_by: last.by.clone(),
+                        changed_at: last.at,
+                        comment: last.comment.clone(),
+                        fields: last
+                            .fields
+                            .iter()
+                            .map(|(f, o, n)| FieldChange {
+                                field: f.clone(),
+                                old: o.clone(),
+                                new: n.clone(),
+                            })
+                            .collect(),
+                    },
+                };
+                next += 1;
+                let value = Codec::shared()
+                    .encode(&record)
+                    .map_err(|e| StageError::Internal {
+                        stage: "health".into(),
+                        message: e.to_string(),
+                    })?;
+                out.push(OutboundRecord {
+                    topic: Topic::Alerts,
+                    partition: at.partition,
+                    key: Some(a.id.as_bytes().to_vec()),
+                    value: Some(value),
+                    timestamp_ms: last.at,
+                });
+                crate::metrics::ALERT_CHANGES.inc();
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Processor for HealthStage {
     type Input = HealthInput;
 
@@ -475,6 +641,7 @@ impl Processor for HealthStage {
                 None => store.delete(batch, STATE_CF, &key)?,
             }
         }
+        let alerting: Vec<StateChange> = changes.clone();
         let mut out = Vec::with_capacity(changes.len());
         for (i, c) in changes.into_iter().enumerate() {
             let hkey = KeyWriter::new(HISTORY_PREFIX)
@@ -524,6 +691,7 @@ impl Processor for HealthStage {
             });
         }
         crate::metrics::STATE_CHANGES.inc_by(out.len() as u64);
+        out.extend(self.alerts(store, batch, &root, &alerting, at)?);
         Ok(out)
     }
 }

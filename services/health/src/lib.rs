@@ -11,5 +11,7 @@ mod metrics;
 mod perf;
 
 pub use api::{model_router, router};
-pub use engine_stage::{monitor_states, state_history, HealthStage, HistoryEntry, HEALTH_CFS};
+pub use engine_stage::{
+    alert, monitor_states, open_alert, state_history, HealthStage, HistoryEntry, HEALTH_CFS,
+};
 pub use perf::{latest_samples, LatestSample, PerfStage, PERF_CFS};

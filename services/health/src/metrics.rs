@@ -19,3 +19,11 @@ pub(crate) static STATE_CHANGES: LazyLock<IntCounter> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+pub(crate) static ALERT_CHANGES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "healthstream_health_alert_changes_total",
+        "Alert changes (raised, updated, resolved) emitted on the alert topic."
+    )
+    .expect("metric registers once")
+});

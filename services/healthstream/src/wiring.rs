@@ -234,6 +234,7 @@ impl Runtime {
                 topology.check_consumes(Service::Health, topic)?;
             }
             topology.check_produces(Service::Health, Topic::State)?;
+            topology.check_produces(Service::Health, Topic::Alerts)?;
             let group = topology.group(Service::Health)?.to_string();
             let dir = data_dir.join("state").join("health");
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -147,6 +147,14 @@ fn discovery_to_instances_and_reads() {
                     changes[0]["cause"], "Filesystem/% Free Space//home = 3.5",
                     "the sample that set it"
                 );
+                // Its alert, with the mount point and host filled in; critical as the state.
+                let alerts = v["open_alerts"].as_array().expect("alerts");
+                assert_eq!(alerts.len(), 1, "{v}");
+                assert_eq!(
+                    alerts[0]["name"],
+                    "Filesystem /home on web-01 is running out of space"
+                );
+                assert_eq!(alerts[0]["severity"], "critical");
                 let computer = get(&p, &format!("/v1/health/{host_id}"));
                 assert_eq!(
                     computer["monitors"]["Linux.Computer.FilesystemAvailability"], "critical",
@@ -159,6 +167,25 @@ fn discovery_to_instances_and_reads() {
             Instant::now() < deadline,
             "the free-space monitor never turned critical: {status} {body}"
         );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Free space comes back: the monitor is healthy and its alert resolved.
+    let (status, resp) = reqwest::post_json(
+        &p.url("/v1/ingest/perf"),
+        &json!([{"collector": "web-01", "root_host": "web-01", "samples": [
+            {"time": 2_000, "object": "Filesystem", "counter": "% Free Space", "instance": "/home", "value": 60.0}
+        ]}]),
+    );
+    assert_eq!(status, 200, "{resp}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = get(&p, &format!("/v1/health/{home_id}"));
+        if v["monitors"]["Linux.Monitor.FilesystemFreeSpace"] == "healthy" {
+            assert_eq!(v["open_alerts"], json!([]), "auto-resolved: {v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never healthy again: {v}");
         std::thread::sleep(Duration::from_millis(50));
     }
 
