@@ -247,9 +247,13 @@ impl HealthStage {
             .map(|i| (depth(i, &instances), i.clone()))
             .collect();
         ordered.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        // Every instance first, then what was kept of every monitor: the kept rollup states
+        // are authoritative (recomputing them from half-loaded children would not be).
+        let ids: Vec<String> = ordered.iter().map(|(_, i)| i.id.clone()).collect();
         for (_, i) in ordered {
-            let id = i.id.clone();
             self.engine.upsert(i, 0);
+        }
+        for id in ids {
             let prefix = KeyWriter::new(STATE_PREFIX).str(&id).finish();
             for (k, v) in store.scan_prefix(STATE_CF, &prefix)? {
                 let mut r = KeyReader::new(&k, STATE_PREFIX).map_err(corrupt)?;
