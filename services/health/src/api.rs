@@ -101,11 +101,109 @@ async fn instance_history(
     }
 }
 
-/// `GET /v1/model`: the packs this health processor holds (followed from the pack topic).
-pub fn model_router(packs: watch::Receiver<Arc<PackSnapshot>>) -> Router {
+/// `GET /v1/model`: the packs this health processor holds (followed from the pack topic);
+/// `GET /v1/health/{instance_id}/tree`: the health explorer (needs the packs for the tree).
+pub fn model_router(packs: watch::Receiver<Arc<PackSnapshot>>, store: Store) -> Router {
     Router::new()
         .route("/v1/model", get(model))
-        .with_state(packs)
+        .with_state(packs.clone())
+        .merge(
+            Router::new()
+                .route("/v1/health/{instance_id}/tree", get(tree))
+                .with_state((packs, store)),
+        )
+}
+
+/// One node of the health explorer's tree.
+#[derive(serde::Serialize)]
+struct Node {
+    monitor_id: String,
+    kind: &'static str,
+    state: String,
+    since: Option<i64>,
+    cause: Option<String>,
+    children: Vec<Node>,
+}
+
+/// The monitor tree of an instance: every monitor with state, the time and data of its last
+/// change; rollups say which child or member drove them (their cause names it).
+async fn tree(
+    State((packs, store)): State<(watch::Receiver<Arc<PackSnapshot>>, Store)>,
+    Path(instance): Path<String>,
+) -> Response {
+    let states = match crate::monitor_states(&store, &instance) {
+        Ok(s) if !s.is_empty() => s,
+        Ok(_) => return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("no monitor state for instance {instance}")})),
+        )
+            .into_response(),
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({"error": e.to_string()})),
+            )
+                .into_response()
+        }
+    };
+    let catalog = packs.borrow().store.catalog();
+    let mut parent_of: std::collections::BTreeMap<String, (Option<String>, &'static str)> =
+        Default::default();
+    for p in catalog.packs() {
+        for m in &p.pack.monitors {
+            parent_of.insert(m.id.clone(), (Some(m.parent.clone()), "unit"));
+        }
+        for a in &p.pack.aggregates {
+            parent_of.insert(a.id.clone(), (a.parent.clone(), "aggregate"));
+        }
+        for d in &p.pack.dependencies {
+            parent_of.insert(d.id.clone(), (Some(d.parent.clone()), "dependency"));
+        }
+    }
+    let last = |monitor: &str| {
+        crate::state_history(&store, &instance, Some(monitor), 100_000)
+            .ok()
+            .and_then(|h| h.last().map(|e| (e.time, e.cause.clone())))
+    };
+    fn build(
+        id: &str,
+        states: &[(String, healthstream_model::pack::Health)],
+        parent_of: &std::collections::BTreeMap<String, (Option<String>, &'static str)>,
+        last: &dyn Fn(&str) -> Option<(i64, String)>,
+        depth: usize,
+    ) -> Node {
+        let state = states
+            .iter()
+            .find(|(m, _)| m == id)
+            .map(|(_, h)| h.to_string())
+            .unwrap_or_else(|| "uninitialized".into());
+        let (since, cause) = last(id)
+            .map(|(t, c)| (Some(t), Some(c)))
+            .unwrap_or((None, None));
+        let children = if depth > 16 {
+            Vec::new()
+        } else {
+            states
+                .iter()
+                .filter(|(m, _)| parent_of.get(m).and_then(|(p, _)| p.as_deref()) == Some(id))
+                .map(|(m, _)| build(m, states, parent_of, last, depth + 1))
+                .collect()
+        };
+        Node {
+            monitor_id: id.to_string(),
+            kind: parent_of.get(id).map_or("unit", |(_, k)| k),
+            state,
+            since,
+            cause,
+            children,
+        }
+    }
+    let roots: Vec<Node> = states
+        .iter()
+        .filter(|(m, _)| parent_of.get(m).is_some_and(|(p, _)| p.is_none()))
+        .map(|(m, _)| build(m, &states, &parent_of, &last, 0))
+        .collect();
+    Json(serde_json::json!({ "instance_id": instance, "tree": roots })).into_response()
 }
 
 async fn model(State(packs): State<watch::Receiver<Arc<PackSnapshot>>>) -> Response {

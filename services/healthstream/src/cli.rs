@@ -28,8 +28,8 @@ pub enum Command {
     Ingest(RunArgs),
     /// Run the instance-space processor alone.
     Discovery(RunArgs),
-    /// Run the health processor alone.
-    Health(RunArgs),
+    /// Run the health processor alone; `health explain INSTANCE` shows an instance's monitor tree.
+    Health(HealthArgs),
     /// Run the connector service alone (the operations API: packs).
     Connector(RunArgs),
     /// Create the topology's topics on the Kafka brokers and check existing ones.
@@ -83,6 +83,28 @@ pub struct RunArgs {
     /// Also run the reference collector on this machine, sending to this process.
     #[arg(long)]
     pub collect: bool,
+}
+
+/// `healthstream health`: run the health processor, or explain an instance's health.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct HealthArgs {
+    #[command(subcommand)]
+    pub command: Option<HealthCommand>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum HealthCommand {
+    /// The monitor tree of an instance: each monitor's state, since when, and the data or the
+    /// child that set it.
+    Explain {
+        /// Instance id.
+        instance: String,
+        #[command(flatten)]
+        server: crate::pack_cmd::ServerArgs,
+    },
 }
 
 /// `healthstream collect`.
@@ -160,7 +182,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => serve(args, &wiring::ALL_SERVICES).await,
         Command::Ingest(args) => serve(args, &[wiring::Part::Ingest]).await,
         Command::Discovery(args) => serve(args, &[wiring::Part::Discovery]).await,
-        Command::Health(args) => serve(args, &[wiring::Part::Health]).await,
+        Command::Health(args) => match args.command {
+            Some(HealthCommand::Explain { instance, server }) => {
+                explain_health(&instance, &server.server).await
+            }
+            None => serve(args.run, &[wiring::Part::Health]).await,
+        },
         Command::Connector(args) => serve(args, &[wiring::Part::Connector]).await,
         Command::Topics(args) => {
             if args.brokers.is_none() {
@@ -272,5 +299,34 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     tracing::info!("stopping: finishing the records in flight");
+    Ok(())
+}
+
+async fn explain_health(instance: &str, server: &str) -> anyhow::Result<()> {
+    let v = crate::instances_cmd::get(server, &format!("/v1/health/{instance}/tree"), &[]).await?;
+    fn show(n: &serde_json::Value, depth: usize) {
+        let since = n["since"]
+            .as_i64()
+            .map(|t| format!(" since {t}"))
+            .unwrap_or_default();
+        let cause = n["cause"]
+            .as_str()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default();
+        println!(
+            "{}{} [{}] {}{since}{cause}",
+            "  ".repeat(depth),
+            n["monitor_id"].as_str().unwrap_or(""),
+            n["kind"].as_str().unwrap_or(""),
+            n["state"].as_str().unwrap_or("")
+        );
+        for c in n["children"].as_array().into_iter().flatten() {
+            show(c, depth + 1);
+        }
+    }
+    println!("{instance}");
+    for n in v["tree"].as_array().into_iter().flatten() {
+        show(n, 1);
+    }
     Ok(())
 }

@@ -242,7 +242,10 @@ impl Runtime {
             app = app.merge(healthstream_health::router(store.clone()));
             if let Some(packs) = &packs {
                 topology.check_consumes(Service::Health, Topic::Packs)?;
-                app = app.merge(healthstream_health::model_router(packs.clone()));
+                app = app.merge(healthstream_health::model_router(
+                    packs.clone(),
+                    store.clone(),
+                ));
             }
             let Some(packs) = &packs else {
                 anyhow::bail!("the health stage needs the packs");

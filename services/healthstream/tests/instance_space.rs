@@ -170,6 +170,33 @@ fn discovery_to_instances_and_reads() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // The health explorer: the tree from the entity health down to the monitor and its cause.
+    let explained = std::process::Command::new(env!("CARGO_BIN_EXE_healthstream"))
+        .args([
+            "health",
+            "explain",
+            &home_id,
+            "--server",
+            &format!("http://{}", p.addr),
+        ])
+        .output()
+        .expect("explain");
+    let text = String::from_utf8_lossy(&explained.stdout).to_string();
+    assert!(
+        explained.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&explained.stderr)
+    );
+    assert!(
+        text.contains("  System.Health.EntityState [aggregate] critical"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    System.Health.AvailabilityState [aggregate] critical"),
+        "{text}"
+    );
+    assert!(text.contains("      Linux.Monitor.FilesystemFreeSpace [unit] critical since 1000 (Filesystem/% Free Space//home = 3.5)"), "{text}");
+
     // Free space comes back: the monitor is healthy and its alert resolved.
     let (status, resp) = reqwest::post_json(
         &p.url("/v1/ingest/perf"),
