@@ -105,11 +105,12 @@ pub enum Refused {
     AlreadyClosed(String),
 }
 
-#[derive(Debug, Default)]
-struct Storm {
-    firings: VecDeque<i64>,
-    suspended_until: Option<i64>,
-    dropped: u64,
+/// A rule's storm bookkeeping (kept by the processor between inputs).
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Storm {
+    pub firings: VecDeque<i64>,
+    pub suspended_until: Option<i64>,
+    pub dropped: u64,
 }
 
 /// The alerts of a partition.
@@ -471,6 +472,16 @@ impl Alerts {
         )
         .into_iter()
         .collect()
+    }
+
+    /// A rule's storm bookkeeping.
+    pub fn storm(&self, rule: &str) -> Option<&Storm> {
+        self.storms.get(rule)
+    }
+
+    /// Put back a rule's storm bookkeeping.
+    pub fn load_storm(&mut self, rule: &str, storm: Storm) {
+        self.storms.insert(rule.to_string(), storm);
     }
 
     /// Firings dropped while a rule was suspended.

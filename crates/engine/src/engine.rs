@@ -53,6 +53,7 @@ pub enum Saved {
         memory: crate::detect::Memory,
     },
     Rollup(Health),
+    Rule(crate::rules::RuleState),
 }
 
 /// A perf sample.
@@ -85,6 +86,12 @@ pub struct Engine {
     hosted: BTreeMap<String, BTreeSet<String>>,
     /// Monitors whose kept state changed since the last [`Engine::take_touched`].
     touched: BTreeSet<(String, String)>,
+    /// (instance, rule) -> rule copy (rules with an alert action).
+    rules: BTreeMap<(String, String), crate::rules::RuleCopy>,
+    /// Rule alerts to raise, since the last [`Engine::take_firings`].
+    firings: Vec<crate::rules::Firing>,
+    /// (object, counter, instance) -> rule copies reading it.
+    rule_perf_index: HashMap<(String, String, String), Vec<(String, String)>>,
 }
 
 struct Ctx<'a>(Vec<&'a Instance>);
@@ -120,6 +127,9 @@ impl Engine {
             perf_index: HashMap::new(),
             hosted: BTreeMap::new(),
             touched: BTreeSet::new(),
+            rules: BTreeMap::new(),
+            firings: Vec::new(),
+            rule_perf_index: HashMap::new(),
         }
     }
 
@@ -146,7 +156,8 @@ impl Engine {
                         health: c.detector.health,
                         memory: c.detector.memory.clone(),
                     })
-                    .or_else(|| self.rollups.get(&key).map(|h| Saved::Rollup(*h)));
+                    .or_else(|| self.rollups.get(&key).map(|h| Saved::Rollup(*h)))
+                    .or_else(|| self.rules.get(&key).map(|r| Saved::Rule(r.state.clone())));
                 (key, saved)
             })
             .collect()
@@ -164,6 +175,11 @@ impl Engine {
             }
             Saved::Rollup(h) => {
                 self.rollups.insert(key, h);
+            }
+            Saved::Rule(state) => {
+                if let Some(r) = self.rules.get_mut(&key) {
+                    r.state = state;
+                }
             }
         }
     }
@@ -253,6 +269,147 @@ impl Engine {
             name: fill(&settings.name),
             description: fill(&settings.description),
         })
+    }
+
+    /// Rule alerts to raise since the last call.
+    pub fn take_firings(&mut self) -> Vec<crate::rules::Firing> {
+        std::mem::take(&mut self.firings)
+    }
+
+    /// Build the rule copies of an instance (rules with an alert action).
+    fn rebuild_rules(&mut self, id: &str, ctx: &InstanceContext) {
+        use healthstream_model::pack::Action;
+        let Some(inst) = self.instances.get(id).cloned() else {
+            return;
+        };
+        let mut keep = BTreeSet::new();
+        if inst.managed {
+            let rules: Vec<_> = self
+                .catalog
+                .packs()
+                .iter()
+                .flat_map(|p| p.pack.rules.iter())
+                .filter(|r| self.catalog.is_a(&inst.class, &r.target))
+                .cloned()
+                .collect();
+            let chain = self.chain(id);
+            let fill = |t: &str| match Template::parse(t) {
+                Ok(tpl) => tpl
+                    .resolve_target(&Ctx(chain.clone()))
+                    .unwrap_or_else(|_| t.to_string()),
+                Err(_) => t.to_string(),
+            };
+            let mut built = Vec::new();
+            for r in rules {
+                let enabled = !matches!(
+                    resolve_from(
+                        &self.catalog,
+                        &r.id,
+                        "enabled",
+                        ParamValue::Bool(r.enabled),
+                        ctx
+                    )
+                    .value,
+                    ParamValue::Bool(false)
+                );
+                if !enabled {
+                    continue;
+                }
+                let Some(Action::Alert {
+                    name,
+                    description,
+                    severity,
+                    priority,
+                    suppression,
+                }) = r
+                    .actions
+                    .iter()
+                    .find(|a| matches!(a, Action::Alert { .. }))
+                    .cloned()
+                else {
+                    continue;
+                };
+                let alert = crate::rules::AlertAction {
+                    name: fill(&name),
+                    description: fill(&description),
+                    severity,
+                    priority,
+                    suppression: suppression
+                        .iter()
+                        .filter_map(|s| healthstream_model::expr::Path::parse(s).ok())
+                        .collect(),
+                };
+                let perf_key = match &r.source {
+                    DataSource::Perf {
+                        object,
+                        counter,
+                        instance,
+                        ..
+                    } => Some((
+                        object.clone(),
+                        counter.clone(),
+                        instance.as_deref().map(fill).unwrap_or_else(|| "*".into()),
+                    )),
+                    _ => None,
+                };
+                built.push((
+                    r.id.clone(),
+                    perf_key,
+                    crate::rules::RuleCopy {
+                        rule: r.id.clone(),
+                        source: r.source.clone(),
+                        conditions: r.conditions.clone(),
+                        alert,
+                        state: Default::default(),
+                    },
+                ));
+            }
+            for list in self.rule_perf_index.values_mut() {
+                list.retain(|(i, _)| i != id);
+            }
+            for (rid, perf_key, copy) in built {
+                let key = (id.to_string(), rid.clone());
+                if let Some(pk) = perf_key {
+                    self.rule_perf_index
+                        .entry(pk)
+                        .or_default()
+                        .push(key.clone());
+                }
+                keep.insert(rid);
+                let state = self
+                    .rules
+                    .get(&key)
+                    .map(|c| c.state.clone())
+                    .unwrap_or_default();
+                self.rules
+                    .insert(key, crate::rules::RuleCopy { state, ..copy });
+            }
+        }
+        self.rules.retain(|(i, r), _| i != id || keep.contains(r));
+    }
+
+    /// Feed an item to the rule copies that read this kind of source.
+    fn feed_rules(
+        &mut self,
+        keys: Vec<(String, String)>,
+        item: &dyn healthstream_model::expr::Subject,
+        value: Option<f64>,
+        at: i64,
+    ) {
+        for key in keys {
+            let Some(r) = self.rules.get_mut(&key) else {
+                continue;
+            };
+            self.touched.insert(key.clone());
+            if let Some(alert) = r.item(item, value, at) {
+                self.firings.push(crate::rules::Firing {
+                    rule: key.1.clone(),
+                    instance: key.0.clone(),
+                    alert,
+                    time: at,
+                });
+            }
+        }
     }
 
     /// The knowledge of a monitor or rule, as text shown with its alerts.
@@ -390,6 +547,14 @@ impl Engine {
             .cloned()
             .collect();
         self.touched.extend(gone);
+        let gone_rules: Vec<(String, String)> = self
+            .rules
+            .keys()
+            .filter(|(i, _)| i == id)
+            .cloned()
+            .collect();
+        self.touched.extend(gone_rules);
+        self.rules.retain(|(i, _), _| i != id);
         self.copies.retain(|(i, _), _| i != id);
         self.rollups.retain(|(i, _), _| i != id);
         self.unindex(id);
@@ -414,6 +579,7 @@ impl Engine {
             return;
         };
         let Some(ctx) = self.context(id) else { return };
+        self.rebuild_rules(id, &ctx);
         let mut keep = BTreeSet::new();
         if inst.managed {
             let monitors: Vec<_> = self
@@ -542,6 +708,27 @@ impl Engine {
     pub fn perf(&mut self, samples: &[Sample<'_>]) -> Vec<StateChange> {
         let mut out = Vec::new();
         for s in samples {
+            if !self.rule_perf_index.is_empty() {
+                let mut rule_keys = Vec::new();
+                for inst in [s.instance, "*"] {
+                    if let Some(list) = self.rule_perf_index.get(&(
+                        s.object.to_string(),
+                        s.counter.to_string(),
+                        inst.to_string(),
+                    )) {
+                        rule_keys.extend(list.iter().cloned());
+                    }
+                }
+                if !rule_keys.is_empty() {
+                    let fields = [
+                        ("Object", Value::text(s.object)),
+                        ("Counter", Value::text(s.counter)),
+                        ("Instance", Value::text(s.instance)),
+                        ("Value", Value::Number(s.value)),
+                    ];
+                    self.feed_rules(rule_keys, &Fields(&fields), Some(s.value), s.time);
+                }
+            }
             let mut targets: Vec<(String, String)> = Vec::new();
             for inst in [s.instance, "*"] {
                 if let Some(list) = self.perf_index.get(&(
@@ -597,6 +784,21 @@ impl Engine {
         time: i64,
     ) -> Vec<StateChange> {
         let root_instances = self.instances_of(root);
+        let rule_keys: Vec<(String, String)> = self
+            .rules
+            .iter()
+            .filter(|((i, _), r)| {
+                root_instances.contains(i)
+                    && matches!(
+                        r.source,
+                        DataSource::Event { .. } | DataSource::LogFile { .. }
+                    )
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !rule_keys.is_empty() {
+            self.feed_rules(rule_keys, &Fields(fields), None, time);
+        }
         let mut out = Vec::new();
         let keys: Vec<(String, String)> = self
             .copies

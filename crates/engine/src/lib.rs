@@ -14,3 +14,4 @@ pub mod alerts;
 pub mod detect;
 pub mod engine;
 pub mod rollup;
+pub mod rules;

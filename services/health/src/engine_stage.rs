@@ -32,14 +32,19 @@ const MEMBERSHIP_CF: &str = "engine_membership";
 const HISTORY_CF: &str = "state_history";
 /// Alerts by id -> [`healthstream_engine::alerts::Alert`].
 const ALERTS_CF: &str = "alert";
-/// Open monitor alerts: (instance, monitor) -> alert id.
+/// Open monitor alerts: (instance, monitor) -> alert id; open rule alerts: (instance, rule,
+/// suppression values) -> alert id.
 const OPEN_ALERTS_CF: &str = "alert_open";
+/// Storm bookkeeping per rule -> [`healthstream_engine::alerts::Storm`].
+const STORMS_CF: &str = "rule_storm";
 const INSTANCE_PREFIX: u8 = 0x30;
 const STATE_PREFIX: u8 = 0x31;
 const MEMBERSHIP_PREFIX: u8 = 0x32;
 const HISTORY_PREFIX: u8 = 0x33;
 const ALERT_PREFIX: u8 = 0x34;
 const OPEN_ALERT_PREFIX: u8 = 0x35;
+const OPEN_RULE_ALERT_PREFIX: u8 = 0x36;
+const STORM_PREFIX: u8 = 0x37;
 
 /// Column families of the health stage (with the perf stage's).
 pub const HEALTH_CFS: &[&str] = &[
@@ -50,7 +55,18 @@ pub const HEALTH_CFS: &[&str] = &[
     HISTORY_CF,
     ALERTS_CF,
     OPEN_ALERTS_CF,
+    STORMS_CF,
 ];
+
+fn open_rule_key(instance: &str, rule: &str, suppression: &[String]) -> Vec<u8> {
+    let mut w = KeyWriter::new(OPEN_RULE_ALERT_PREFIX)
+        .str(instance)
+        .str(rule);
+    for s in suppression {
+        w = w.str(s);
+    }
+    w.finish()
+}
 
 /// An alert by id.
 pub fn alert(
@@ -150,6 +166,7 @@ pub fn monitor_states(store: &Store, instance: &str) -> Result<Vec<(String, Heal
         let monitor = r.str().map_err(corrupt)?;
         let health = match decode::<Saved>(&v)? {
             Saved::Unit { health, .. } | Saved::Rollup(health) => health,
+            Saved::Rule(_) => continue,
         };
         out.push((monitor, health));
     }
@@ -393,6 +410,7 @@ impl HealthStage {
         use healthstream_model::pack::{Priority, Severity};
         let mut out = Vec::new();
         let mut next = 0usize;
+        let mut batches: Vec<Vec<healthstream_engine::alerts::Alert>> = Vec::new();
         for c in changes {
             let Some(settings) = self.engine.monitor_alert(&c.instance_id, &c.monitor_id) else {
                 continue;
@@ -403,14 +421,47 @@ impl HealthStage {
             }
             let id = at.output_id("health-alert", next);
             next += 1;
-            let changed = alerts.monitor_changed(
+            batches.push(alerts.monitor_changed(
                 &settings,
                 &c.instance_id,
                 &c.monitor_id,
                 c.new,
                 c.time,
                 || id,
+            ));
+        }
+        // Rule alerts: suppression and repeat counts against the open alerts, storms against
+        // each rule's bookkeeping.
+        for f in self.engine.take_firings() {
+            let mut alerts = Alerts::new();
+            let okey = open_rule_key(&f.instance, &f.rule, &f.alert.suppression);
+            if let Some(id) = store.get(OPEN_ALERTS_CF, &okey)? {
+                if let Some(a) = alert(store, &String::from_utf8_lossy(&id))? {
+                    alerts.load(a);
+                }
+            }
+            let skey = KeyWriter::new(STORM_PREFIX).str(&f.rule).finish();
+            if let Some(v) = store.get(STORMS_CF, &skey)? {
+                alerts.load_storm(&f.rule, decode(&v)?);
+            }
+            let first = at.output_id("health-alert", next);
+            let second = at.output_id("health-alert", next + 1);
+            next += 2;
+            let mut ids = [first, second].into_iter();
+            let changed = alerts.rule_fired(
+                &f.rule,
+                &f.instance,
+                &f.alert,
+                f.time,
+                healthstream_engine::alerts::StormLimits::default(),
+                || ids.next().unwrap_or_default(),
             );
+            if let Some(storm) = alerts.storm(&f.rule) {
+                store.put(batch, STORMS_CF, &skey, &encode(storm)?)?;
+            }
+            batches.push(changed);
+        }
+        for changed in batches {
             for a in changed {
                 store.put(
                     batch,
@@ -418,10 +469,13 @@ impl HealthStage {
                     &KeyWriter::new(ALERT_PREFIX).str(&a.id).finish(),
                     &encode(&a)?,
                 )?;
-                let open_key = KeyWriter::new(OPEN_ALERT_PREFIX)
-                    .str(&a.instance_id)
-                    .str(&a.workflow_id)
-                    .finish();
+                let open_key = match a.source {
+                    Source::Monitor => KeyWriter::new(OPEN_ALERT_PREFIX)
+                        .str(&a.instance_id)
+                        .str(&a.workflow_id)
+                        .finish(),
+                    Source::Rule => open_rule_key(&a.instance_id, &a.workflow_id, &a.suppression),
+                };
                 if a.resolution_state == CLOSED {
                     store.delete(batch, OPEN_ALERTS_CF, &open_key)?;
                 } else {

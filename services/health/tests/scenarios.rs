@@ -171,6 +171,39 @@ fn inputs() -> Vec<Message> {
         }],
     };
     push(message(Topic::Events, next(), 250_000, &ev));
+    // Rules: two out-of-memory kills from the kernel (one alert, repeated), and five
+    // segfaults within ten minutes (consolidated into one alert).
+    let journal = |t: i64, source: &str, message: &str| EventBatch {
+        id: String::new(),
+        collector: HOST.into(),
+        root_host: HOST.into(),
+        events: vec![Event {
+            time: t,
+            channel: "journal".into(),
+            source: source.into(),
+            event_id: 0,
+            level: EventLevel::Error,
+            message: message.into(),
+            params: vec![],
+            properties: BTreeMap::new(),
+        }],
+    };
+    for t in [251_000, 252_000] {
+        push(message(
+            Topic::Events,
+            next(),
+            t,
+            &journal(t, "kernel", "Out of memory: Killed process 4242 (java)"),
+        ));
+    }
+    for t in [253_000, 254_000, 255_000, 256_000, 257_000] {
+        push(message(
+            Topic::Events,
+            next(),
+            t,
+            &journal(t, "kernel", "app[77]: segfault at 0 ip 00007f"),
+        ));
+    }
     // The collector stops: only perf from another path arrives; after four minutes the
     // heartbeat monitor turns critical.
     for t in [300_000, 400_000, 500_000, 560_000] {
@@ -307,6 +340,27 @@ fn the_golden_scenario() {
             &out,
             "Collector heartbeat failure Critical state=0 change=raised"
         ),
+        "{text}"
+    );
+    assert!(
+        has(
+            &out,
+            "Out-of-memory kill on web-01 Critical state=0 change=raised"
+        ),
+        "{text}"
+    );
+    assert!(
+        has(
+            &out,
+            "Out-of-memory kill on web-01 Critical state=0 change=repeated"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        out.iter()
+            .filter(|l| l.contains("Repeated segmentation faults on web-01"))
+            .count(),
+        1,
         "{text}"
     );
     // One change per monitor that changed, per input: no duplicates.
