@@ -15,6 +15,7 @@ pub enum Contract {
     CollectionPlan,
     TaskResult,
     DeadLetter,
+    Operation,
 }
 
 /// One committed version of a contract's schema.
@@ -42,7 +43,7 @@ macro_rules! versions {
 
 impl Contract {
     /// Every contract.
-    pub const ALL: [Contract; 12] = [
+    pub const ALL: [Contract; 13] = [
         Contract::DiscoveryData,
         Contract::PerfBatch,
         Contract::EventBatch,
@@ -55,6 +56,7 @@ impl Contract {
         Contract::CollectionPlan,
         Contract::TaskResult,
         Contract::DeadLetter,
+        Contract::Operation,
     ];
 
     /// File stem of the schema under `schemas/`.
@@ -72,6 +74,7 @@ impl Contract {
             Contract::CollectionPlan => "collection_plan",
             Contract::TaskResult => "task_result",
             Contract::DeadLetter => "dead_letter",
+            Contract::Operation => "operation",
         }
     }
 
@@ -95,6 +98,7 @@ impl Contract {
             Contract::CollectionPlan => include_str!("../../../schemas/collection_plan.avsc"),
             Contract::TaskResult => include_str!("../../../schemas/task_result.avsc"),
             Contract::DeadLetter => include_str!("../../../schemas/dead_letter.avsc"),
+            Contract::Operation => include_str!("../../../schemas/operation.avsc"),
         }
     }
 
@@ -119,6 +123,7 @@ impl Contract {
             }
             Contract::TaskResult => versions!(Contract::TaskResult, "task_result", 11, [1]),
             Contract::DeadLetter => versions!(Contract::DeadLetter, "dead_letter", 12, [1]),
+            Contract::Operation => versions!(Contract::Operation, "operation", 13, [1]),
         }
     }
 

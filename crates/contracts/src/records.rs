@@ -393,6 +393,32 @@ pub struct TaskResult {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OperationKind {
+    MaintenanceStart,
+    MaintenanceEnd,
+    ResetMonitor,
+    RecalculateMonitor,
+    CloseAlert,
+}
+
+/// `schemas/operation.avsc`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    pub id: String,
+    pub root_host: String,
+    pub instance_id: String,
+    pub kind: OperationKind,
+    pub monitor_id: Option<String>,
+    pub alert_id: Option<String>,
+    pub reason: String,
+    pub comment: String,
+    pub until: Option<i64>,
+    pub requested_by: String,
+    pub requested_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PackChange {
     Import,
     Upgrade,
@@ -484,5 +510,6 @@ record! {
     PackRecord => PackRecord,
     CollectionPlan => CollectionPlan,
     TaskResult => TaskResult,
-    DeadLetter => DeadLetter,
+        DeadLetter => DeadLetter,
+    Operation => Operation,
 }

@@ -21,11 +21,12 @@ pub enum Topic {
     CollectionPlans,
     TaskResults,
     DeadLetters,
+    Operations,
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 12] = [
+    pub const ALL: [Topic; 13] = [
         Topic::Discovery,
         Topic::Perf,
         Topic::Events,
@@ -38,6 +39,7 @@ impl Topic {
         Topic::CollectionPlans,
         Topic::TaskResults,
         Topic::DeadLetters,
+        Topic::Operations,
     ];
 
     /// The topic's name on the bus.
@@ -55,6 +57,7 @@ impl Topic {
             Topic::CollectionPlans => "healthstream.collection-plans",
             Topic::TaskResults => "healthstream.task-results",
             Topic::DeadLetters => "healthstream.dead-letters",
+            Topic::Operations => "healthstream.operations",
         }
     }
 
@@ -78,6 +81,7 @@ impl Topic {
             Topic::CollectionPlans => Contract::CollectionPlan,
             Topic::TaskResults => Contract::TaskResult,
             Topic::DeadLetters => Contract::DeadLetter,
+            Topic::Operations => Contract::Operation,
         }
     }
 }

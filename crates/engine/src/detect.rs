@@ -59,7 +59,7 @@ fn beyond(direction: Direction, value: f64, threshold: f64) -> bool {
 }
 
 /// A service-state reading: `Service/Running` or `Service/Automatic`, 1 or 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ServiceReading {
     Running(bool),
     Automatic(bool),

@@ -41,8 +41,55 @@ pub struct StateChange {
     pub old: Health,
     pub new: Health,
     pub time: i64,
+    /// What kind of input caused it.
+    pub kind: CauseKind,
     /// What caused it: the sample or event, or the child or member that drove a rollup.
     pub cause: String,
+}
+
+/// The kind of input behind a state change (`cause.kind` of the state record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CauseKind {
+    Sample,
+    Event,
+    Heartbeat,
+    Time,
+    Rollup,
+    Operator,
+    Maintenance,
+}
+
+impl CauseKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CauseKind::Sample => "sample",
+            CauseKind::Event => "event",
+            CauseKind::Heartbeat => "heartbeat",
+            CauseKind::Time => "time",
+            CauseKind::Rollup => "rollup",
+            CauseKind::Operator => "operator",
+            CauseKind::Maintenance => "maintenance",
+        }
+    }
+}
+
+/// Maintenance mode of an instance (and everything it hosts).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Maintenance {
+    pub reason: String,
+    pub comment: String,
+    pub by: String,
+    /// Start (ms).
+    pub start: i64,
+    /// Planned end (ms); `None`: until an operator ends it.
+    pub until: Option<i64>,
+}
+
+/// A reading held back while its instance is in maintenance, applied on exit.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Held {
+    Value(f64),
+    Service(ServiceReading),
 }
 
 /// What is kept of a monitor between inputs (persisted by the processor).
@@ -51,6 +98,9 @@ pub enum Saved {
     Unit {
         health: Health,
         memory: crate::detect::Memory,
+        /// Readings that arrived while in maintenance.
+        #[serde(default)]
+        held: Vec<Held>,
     },
     Rollup(Health),
     Rule(crate::rules::RuleState),
@@ -70,6 +120,9 @@ pub struct Sample<'a> {
 struct Copy {
     detector: Detector,
     parent: String,
+    /// Event sources: the source's own filter.
+    filter: Option<healthstream_model::expr::Expr>,
+    held: Vec<Held>,
 }
 
 /// The engine of one partition.
@@ -92,6 +145,20 @@ pub struct Engine {
     firings: Vec<crate::rules::Firing>,
     /// (object, counter, instance) -> rule copies reading it.
     rule_perf_index: HashMap<(String, String, String), Vec<(String, String)>>,
+    /// (root host, channel) -> event-driven monitor and rule copies reading it.
+    event_index: HashMap<(String, String), Vec<(String, String)>>,
+    /// Instances by root host.
+    by_root: BTreeMap<String, BTreeSet<String>>,
+    /// Instances put in maintenance (what they host is in maintenance with them).
+    maintenance: BTreeMap<String, Maintenance>,
+    /// Root hosts whose collector is missing its heartbeats.
+    unavailable: BTreeSet<String>,
+    /// Root hosts that became unavailable or available again, and when, since the last
+    /// [`Engine::take_availability_changes`].
+    availability_touched: BTreeMap<String, i64>,
+    /// Instances whose maintenance was set or ended since the last
+    /// [`Engine::take_maintenance_changes`].
+    maintenance_touched: BTreeMap<String, String>,
 }
 
 struct Ctx<'a>(Vec<&'a Instance>);
@@ -130,16 +197,45 @@ impl Engine {
             rules: BTreeMap::new(),
             firings: Vec::new(),
             rule_perf_index: HashMap::new(),
+            event_index: HashMap::new(),
+            by_root: BTreeMap::new(),
+            maintenance: BTreeMap::new(),
+            unavailable: BTreeSet::new(),
+            maintenance_touched: BTreeMap::new(),
+            availability_touched: BTreeMap::new(),
         }
+    }
+
+    /// Root hosts that became unavailable (`Some(since)`) or available again (`None`) since
+    /// the last call.
+    pub fn take_availability_changes(&mut self) -> Vec<(String, Option<i64>)> {
+        std::mem::take(&mut self.availability_touched)
+            .into_iter()
+            .map(|(root, at)| {
+                let since = self.unavailable.contains(&root).then_some(at);
+                (root, since)
+            })
+            .collect()
+    }
+
+    /// The maintenances set or ended since the last call: (instance, its root host, what
+    /// to keep; `None`: it ended).
+    pub fn take_maintenance_changes(&mut self) -> Vec<(String, String, Option<Maintenance>)> {
+        std::mem::take(&mut self.maintenance_touched)
+            .into_iter()
+            .map(|(id, root)| {
+                let m = self.maintenance.get(&id).cloned();
+                (id, root, m)
+            })
+            .collect()
     }
 
     /// The instances of a root host.
     fn instances_of(&self, root: &str) -> Vec<String> {
-        self.instances
-            .values()
-            .filter(|i| i.root_host == root)
-            .map(|i| i.id.clone())
-            .collect()
+        self.by_root
+            .get(root)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The monitors whose kept state changed since the last call, with what to keep (`None`:
@@ -155,6 +251,7 @@ impl Engine {
                     .map(|c| Saved::Unit {
                         health: c.detector.health,
                         memory: c.detector.memory.clone(),
+                        held: c.held.clone(),
                     })
                     .or_else(|| self.rollups.get(&key).map(|h| Saved::Rollup(*h)))
                     .or_else(|| self.rules.get(&key).map(|r| Saved::Rule(r.state.clone())));
@@ -167,10 +264,15 @@ impl Engine {
     pub fn restore(&mut self, instance: &str, monitor: &str, saved: Saved) {
         let key = (instance.to_string(), monitor.to_string());
         match saved {
-            Saved::Unit { health, memory } => {
+            Saved::Unit {
+                health,
+                memory,
+                held,
+            } => {
                 if let Some(c) = self.copies.get_mut(&key) {
                     c.detector.health = health;
                     c.detector.memory = memory;
+                    c.held = held;
                 }
             }
             Saved::Rollup(h) => {
@@ -352,9 +454,15 @@ impl Engine {
                     )),
                     _ => None,
                 };
+                let channel = match &r.source {
+                    DataSource::Event { log, .. } => Some(log.clone()),
+                    DataSource::LogFile { path, .. } => Some(fill(path)),
+                    _ => None,
+                };
                 built.push((
                     r.id.clone(),
                     perf_key,
+                    channel,
                     crate::rules::RuleCopy {
                         rule: r.id.clone(),
                         source: r.source.clone(),
@@ -367,8 +475,14 @@ impl Engine {
             for list in self.rule_perf_index.values_mut() {
                 list.retain(|(i, _)| i != id);
             }
-            for (rid, perf_key, copy) in built {
+            for (rid, perf_key, channel, copy) in built {
                 let key = (id.to_string(), rid.clone());
+                if let Some(ch) = channel {
+                    self.event_index
+                        .entry((inst.root_host.clone(), ch))
+                        .or_default()
+                        .push(key.clone());
+                }
                 if let Some(pk) = perf_key {
                     self.rule_perf_index
                         .entry(pk)
@@ -525,7 +639,14 @@ impl Engine {
                     set.remove(&id);
                 }
             }
+            if let Some(set) = self.by_root.get_mut(&old.root_host) {
+                set.remove(&id);
+            }
         }
+        self.by_root
+            .entry(instance.root_host.clone())
+            .or_default()
+            .insert(id.clone());
         if let Some(h) = &instance.host_id {
             self.hosted.entry(h.clone()).or_default().insert(id.clone());
         }
@@ -539,6 +660,17 @@ impl Engine {
         let Some(old) = self.instances.remove(id) else {
             return Vec::new();
         };
+        if let Some(set) = self.by_root.get_mut(&old.root_host) {
+            set.remove(id);
+            if set.is_empty() {
+                self.by_root.remove(&old.root_host);
+            }
+        }
+        if self.maintenance.remove(id).is_some() {
+            self.maintenance_touched
+                .insert(id.to_string(), old.root_host.clone());
+        }
+
         let gone: Vec<(String, String)> = self
             .copies
             .keys()
@@ -571,6 +703,9 @@ impl Engine {
         for list in self.perf_index.values_mut() {
             list.retain(|(i, _)| i != id);
         }
+        for list in self.event_index.values_mut() {
+            list.retain(|(i, _)| i != id);
+        }
     }
 
     fn rebuild(&mut self, id: &str) {
@@ -599,15 +734,30 @@ impl Engine {
                 }
                 let key = (id.to_string(), m.id.clone());
                 keep.insert(m.id.clone());
-                let fresh = match self.copies.get(&key) {
-                    Some(c) if c.detector.detection == detection => c.detector.clone(),
-                    _ => Detector::new(detection),
+                let (fresh, held) = match self.copies.get(&key) {
+                    Some(c) if c.detector.detection == detection => {
+                        (c.detector.clone(), c.held.clone())
+                    }
+                    _ => (Detector::new(detection), Vec::new()),
                 };
+                let (channel, filter) = match &source {
+                    DataSource::Event { log, filter } => (Some(log.clone()), filter.clone()),
+                    DataSource::LogFile { path, .. } => (Some(path.clone()), None),
+                    _ => (None, None),
+                };
+                if let Some(ch) = &channel {
+                    self.event_index
+                        .entry((inst.root_host.clone(), ch.clone()))
+                        .or_default()
+                        .push(key.clone());
+                }
                 self.copies.insert(
                     key,
                     Copy {
                         detector: fresh,
                         parent: m.parent.clone(),
+                        filter,
+                        held,
                     },
                 );
                 if let DataSource::Perf {
@@ -719,6 +869,9 @@ impl Engine {
                         rule_keys.extend(list.iter().cloned());
                     }
                 }
+                if !self.maintenance.is_empty() {
+                    rule_keys.retain(|(i, _)| self.in_maintenance(i).is_none());
+                }
                 if !rule_keys.is_empty() {
                     let fields = [
                         ("Object", Value::text(s.object)),
@@ -741,20 +894,31 @@ impl Engine {
             }
             for (i, m) in targets {
                 let key = (i.clone(), m.clone());
+                let held = !self.maintenance.is_empty() && self.in_maintenance(&i).is_some();
                 let Some(copy) = self.copies.get_mut(&key) else {
                     continue;
                 };
                 self.touched.insert(key.clone());
-                let before = copy.detector.health;
-                let decided = if s.object == "Service" {
+                let reading = if s.object == "Service" {
                     let on = s.value >= 0.5;
-                    copy.detector.service(if s.counter == "Running" {
+                    Held::Service(if s.counter == "Running" {
                         ServiceReading::Running(on)
                     } else {
                         ServiceReading::Automatic(on)
                     })
                 } else {
-                    copy.detector.sample(s.value)
+                    Held::Value(s.value)
+                };
+                if held {
+                    // Only the latest reading of each kind matters on exit.
+                    copy.held.retain(|h| !same_kind(h, &reading));
+                    copy.held.push(reading);
+                    continue;
+                }
+                let before = copy.detector.health;
+                let decided = match reading {
+                    Held::Service(r) => copy.detector.service(r),
+                    Held::Value(v) => copy.detector.sample(v),
                 };
                 if let Some(after) = decided {
                     if after != before {
@@ -766,6 +930,7 @@ impl Engine {
                             old: before,
                             new: after,
                             time: s.time,
+                            kind: CauseKind::Sample,
                             cause: cause.clone(),
                         });
                         out.extend(self.propagate(&i, s.time, &format!("{m}: {cause}")));
@@ -776,52 +941,60 @@ impl Engine {
         out
     }
 
-    /// An event of one root host: every event-driven copy of its instances sees it.
+    /// An event of one root host, dispatched through the index by (root host, channel) to
+    /// the monitor and rule copies that read that channel; each source's own filter is
+    /// applied before the copy sees it. Copies in maintenance do not see it.
     pub fn event(
         &mut self,
         root: &str,
         fields: &[(&str, Value<'_>)],
         time: i64,
     ) -> Vec<StateChange> {
-        let root_instances = self.instances_of(root);
-        let rule_keys: Vec<(String, String)> = self
-            .rules
+        let channel = fields
             .iter()
-            .filter(|((i, _), r)| {
-                root_instances.contains(i)
-                    && matches!(
-                        r.source,
-                        DataSource::Event { .. } | DataSource::LogFile { .. }
-                    )
+            .find(|(k, _)| *k == "Channel")
+            .and_then(|(_, v)| match v {
+                Value::Text(t) => Some(t.to_string()),
+                _ => None,
             })
-            .map(|(k, _)| k.clone())
-            .collect();
+            .unwrap_or_default();
+        let Some(keys) = self.event_index.get(&(root.to_string(), channel)).cloned() else {
+            return Vec::new();
+        };
+        let item = Fields(fields);
+        let mut rule_keys = Vec::new();
+        let mut monitor_keys = Vec::new();
+        for key in keys {
+            if self.in_maintenance(&key.0).is_some() {
+                continue;
+            }
+            if let Some(r) = self.rules.get(&key) {
+                let passes = match &r.source {
+                    DataSource::Event {
+                        filter: Some(f), ..
+                    } => f.eval(&item),
+                    _ => true,
+                };
+                if passes {
+                    rule_keys.push(key);
+                }
+            } else if let Some(c) = self.copies.get(&key) {
+                if c.filter.as_ref().is_none_or(|f| f.eval(&item)) {
+                    monitor_keys.push(key);
+                }
+            }
+        }
         if !rule_keys.is_empty() {
-            self.feed_rules(rule_keys, &Fields(fields), None, time);
+            self.feed_rules(rule_keys, &item, None, time);
         }
         let mut out = Vec::new();
-        let keys: Vec<(String, String)> = self
-            .copies
-            .iter()
-            .filter(|((i, _), c)| {
-                root_instances.contains(i)
-                    && matches!(
-                        c.detector.detection,
-                        Detection::EventReset { .. }
-                            | Detection::ManualReset { .. }
-                            | Detection::TimerReset { .. }
-                            | Detection::Expression { .. }
-                    )
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in keys {
+        for key in monitor_keys {
             let Some(copy) = self.copies.get_mut(&key) else {
                 continue;
             };
-            self.touched.insert(key.clone());
             let before = copy.detector.health;
-            if let Some(after) = copy.detector.item(&Fields(fields), time) {
+            if let Some(after) = copy.detector.item(&item, time) {
+                self.touched.insert(key.clone());
                 if after != before {
                     out.push(StateChange {
                         instance_id: key.0.clone(),
@@ -829,7 +1002,8 @@ impl Engine {
                         old: before,
                         new: after,
                         time,
-                        cause: "event".into(),
+                        kind: CauseKind::Event,
+                        cause: event_summary(fields),
                     });
                     out.extend(self.propagate(&key.0, time, &format!("{}: event", key.1)));
                 }
@@ -838,17 +1012,31 @@ impl Engine {
         out
     }
 
-    /// Time passed: timer resets and heartbeats.
+    /// Time passed: maintenance windows that end, timer resets and missed heartbeats.
     pub fn tick(&mut self, now: i64) -> Vec<StateChange> {
         let mut out = Vec::new();
+        let ending: Vec<String> = self
+            .maintenance
+            .iter()
+            .filter(|(_, m)| m.until.is_some_and(|u| u <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ending {
+            out.extend(self.end_maintenance(&id, now).unwrap_or_default());
+        }
         let keys: Vec<(String, String)> = self.copies.keys().cloned().collect();
+        let mut heartbeat_roots = BTreeSet::new();
         for key in keys {
+            if !self.maintenance.is_empty() && self.in_maintenance(&key.0).is_some() {
+                continue;
+            }
             let Some(copy) = self.copies.get_mut(&key) else {
                 continue;
             };
-            self.touched.insert(key.clone());
             let before = copy.detector.health;
+            let is_heartbeat = matches!(copy.detector.detection, Detection::Heartbeat { .. });
             if let Some(after) = copy.detector.tick(now) {
+                self.touched.insert(key.clone());
                 if after != before {
                     out.push(StateChange {
                         instance_id: key.0.clone(),
@@ -856,11 +1044,25 @@ impl Engine {
                         old: before,
                         new: after,
                         time: now,
-                        cause: "time".into(),
+                        kind: CauseKind::Time,
+                        cause: if is_heartbeat {
+                            "heartbeats missed".into()
+                        } else {
+                            "timer reset".into()
+                        },
                     });
                     out.extend(self.propagate(&key.0, now, &format!("{}: time", key.1)));
+                    if is_heartbeat {
+                        if let Some(root) = self.instances.get(&key.0).map(|i| i.root_host.clone())
+                        {
+                            heartbeat_roots.insert(root);
+                        }
+                    }
                 }
             }
+        }
+        for root in heartbeat_roots {
+            out.extend(self.refresh_availability(&root, now));
         }
         out
     }
@@ -869,16 +1071,21 @@ impl Engine {
     pub fn heartbeat(&mut self, root: &str, at: i64, interval_seconds: i32) -> Vec<StateChange> {
         let collector_instances = self.instances_of(root);
         let mut out = Vec::new();
-        let keys: Vec<(String, String)> = self
-            .copies
+        let keys: Vec<(String, String)> = collector_instances
             .iter()
-            .filter(|((i, _), c)| {
-                collector_instances.contains(i)
-                    && matches!(c.detector.detection, Detection::Heartbeat { .. })
+            .flat_map(|i| {
+                self.copies
+                    .range((i.clone(), String::new())..)
+                    .take_while(move |((ci, _), _)| ci == i)
+                    .filter(|(_, c)| matches!(c.detector.detection, Detection::Heartbeat { .. }))
+                    .map(|(k, _)| k.clone())
             })
-            .map(|(k, _)| k.clone())
             .collect();
+        let mut changed = Vec::new();
         for key in keys {
+            if self.in_maintenance(&key.0).is_some() {
+                continue;
+            }
             let Some(copy) = self.copies.get_mut(&key) else {
                 continue;
             };
@@ -892,24 +1099,72 @@ impl Engine {
                         old: before,
                         new: after,
                         time: at,
-                        cause: "heartbeat".into(),
+                        kind: CauseKind::Heartbeat,
+                        cause: "heartbeat received".into(),
                     });
-                    out.extend(self.propagate(&key.0, at, &format!("{}: heartbeat", key.1)));
+                    changed.push(key);
                 }
             }
+        }
+        // Available again first, so the rollups see the members as they now are.
+        out.extend(self.refresh_availability(root, at));
+        for key in changed {
+            out.extend(self.propagate(&key.0, at, &format!("{}: heartbeat", key.1)));
         }
         out
     }
 
-    /// An operator reset of a unit monitor.
-    pub fn reset(&mut self, instance: &str, monitor: &str, time: i64) -> Vec<StateChange> {
+    /// An operator reset of a unit monitor: back to healthy.
+    pub fn reset(
+        &mut self,
+        instance: &str,
+        monitor: &str,
+        time: i64,
+    ) -> Result<Vec<StateChange>, String> {
+        self.operate(instance, monitor, time, true)
+    }
+
+    /// An operator asks a unit monitor to recalculate from what it keeps (window and service
+    /// types; the others keep their state).
+    pub fn recalculate(
+        &mut self,
+        instance: &str,
+        monitor: &str,
+        time: i64,
+    ) -> Result<Vec<StateChange>, String> {
+        self.operate(instance, monitor, time, false)
+    }
+
+    fn operate(
+        &mut self,
+        instance: &str,
+        monitor: &str,
+        time: i64,
+        reset: bool,
+    ) -> Result<Vec<StateChange>, String> {
+        if !self.instances.contains_key(instance) {
+            return Err(format!("unknown instance {instance}"));
+        }
+        if let Some((covering, _)) = self.in_maintenance(instance) {
+            return Err(format!(
+                "instance {instance} is in maintenance (set on {covering}): its monitors are stopped"
+            ));
+        }
         let key = (instance.to_string(), monitor.to_string());
         let Some(copy) = self.copies.get_mut(&key) else {
-            return Vec::new();
+            return Err(if self.rollups.contains_key(&key) {
+                format!("{monitor} is a rollup monitor: reset or recalculate its unit monitors")
+            } else {
+                format!("instance {instance} has no unit monitor {monitor}")
+            });
         };
         self.touched.insert(key.clone());
         let before = copy.detector.health;
-        let after = copy.detector.reset();
+        let (after, what) = if reset {
+            (copy.detector.reset(), "reset")
+        } else {
+            (copy.detector.recalculate(), "recalculated")
+        };
         let mut out = Vec::new();
         if after != before {
             out.push(StateChange {
@@ -918,26 +1173,251 @@ impl Engine {
                 old: before,
                 new: after,
                 time,
-                cause: "reset by an operator".into(),
+                kind: CauseKind::Operator,
+                cause: format!("{what} by an operator"),
             });
-            out.extend(self.propagate(instance, time, &format!("{monitor}: reset")));
+            out.extend(self.propagate(instance, time, &format!("{monitor}: {what}")));
+        }
+        Ok(out)
+    }
+
+    /// The maintenance an instance is in, its own or a host's: (the instance it was set
+    /// on, the maintenance).
+    pub fn in_maintenance(&self, id: &str) -> Option<(&str, &Maintenance)> {
+        if self.maintenance.is_empty() {
+            return None;
+        }
+        self.chain(id)
+            .into_iter()
+            .find_map(|i| self.maintenance.get_key_value(&i.id))
+            .map(|(k, m)| (k.as_str(), m))
+    }
+
+    /// Every maintenance set, by the instance it was set on.
+    pub fn maintenances(&self) -> impl Iterator<Item = (&String, &Maintenance)> {
+        self.maintenance.iter()
+    }
+
+    /// Whether the collector of an instance's root host is missing its heartbeats.
+    pub fn is_unavailable(&self, id: &str) -> bool {
+        !self.unavailable.is_empty()
+            && self
+                .instances
+                .get(id)
+                .is_some_and(|i| self.unavailable.contains(&i.root_host))
+    }
+
+    /// Put an instance (and everything it hosts) in maintenance: its workflows stop, no
+    /// state changes and no alerts until it ends. Returns the changes of the rollups above
+    /// it (a member in maintenance counts as each dependency monitor says).
+    pub fn start_maintenance(
+        &mut self,
+        id: &str,
+        m: Maintenance,
+    ) -> Result<Vec<StateChange>, String> {
+        let Some(inst) = self.instances.get(id) else {
+            return Err(format!("unknown instance {id}"));
+        };
+        let host = inst.host_id.clone();
+        let root = inst.root_host.clone();
+        let time = m.start;
+        if m.until.is_some_and(|u| u <= m.start) {
+            return Err("the maintenance would end before it starts".into());
+        }
+        let was = self.in_maintenance(id).is_some();
+        self.maintenance.insert(id.to_string(), m);
+        self.maintenance_touched.insert(id.to_string(), root);
+        if was {
+            return Ok(Vec::new());
+        }
+        Ok(match host {
+            Some(h) => self.propagate_kind(
+                &h,
+                time,
+                &format!("{id} entered maintenance"),
+                CauseKind::Maintenance,
+            ),
+            None => Vec::new(),
+        })
+    }
+
+    /// End the maintenance set on an instance: the monitors of everything it covered
+    /// recalculate, readings held back are applied, collectors get a full heartbeat
+    /// period, and the rollups are recomputed from the leaves up.
+    pub fn end_maintenance(&mut self, id: &str, time: i64) -> Result<Vec<StateChange>, String> {
+        if self.maintenance.remove(id).is_none() {
+            return Err(match self.in_maintenance(id) {
+                Some((on, _)) => {
+                    format!("instance {id} is in maintenance through {on}: end it there")
+                }
+                None => format!("instance {id} is not in maintenance"),
+            });
+        }
+        let Some(root) = self.instances.get(id).map(|i| i.root_host.clone()) else {
+            return Ok(Vec::new());
+        };
+        self.maintenance_touched.insert(id.to_string(), root);
+        if self.in_maintenance(id).is_some() {
+            return Ok(Vec::new());
+        }
+        // What it covered: itself and what it hosts, except what is in its own maintenance.
+        let mut covered = Vec::new();
+        let mut stack = vec![id.to_string()];
+        while let Some(i) = stack.pop() {
+            if i != id && self.maintenance.contains_key(&i) {
+                continue;
+            }
+            stack.extend(self.hosted.get(&i).into_iter().flatten().cloned());
+            covered.push(i);
+        }
+        let mut out = Vec::new();
+        for i in &covered {
+            let keys: Vec<(String, String)> = self
+                .copies
+                .range((i.clone(), String::new())..)
+                .take_while(|((ci, _), _)| ci == i)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in keys {
+                let Some(copy) = self.copies.get_mut(&key) else {
+                    continue;
+                };
+                self.touched.insert(key.clone());
+                let before = copy.detector.health;
+                if let crate::detect::Memory::Heartbeat { last, .. } = &mut copy.detector.memory {
+                    if *last != i64::MIN {
+                        *last = (*last).max(time);
+                    }
+                }
+                copy.detector.recalculate();
+                for h in std::mem::take(&mut copy.held) {
+                    match h {
+                        Held::Value(v) => copy.detector.sample(v),
+                        Held::Service(r) => copy.detector.service(r),
+                    };
+                }
+                let after = copy.detector.health;
+                if after != before {
+                    out.push(StateChange {
+                        instance_id: key.0.clone(),
+                        monitor_id: key.1.clone(),
+                        old: before,
+                        new: after,
+                        time,
+                        kind: CauseKind::Maintenance,
+                        cause: format!("recalculated at the end of the maintenance of {id}"),
+                    });
+                }
+            }
+        }
+        // Rollups from the deepest instance up, then the hosts above.
+        let mut by_depth: Vec<(usize, String)> = covered
+            .into_iter()
+            .map(|i| (self.chain(&i).len(), i))
+            .collect();
+        by_depth.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let cause = format!("maintenance of {id} ended");
+        for (_, i) in &by_depth {
+            out.extend(self.recompute(i, time, &cause, CauseKind::Maintenance));
+        }
+        if let Some(h) = self.instances.get(id).and_then(|i| i.host_id.clone()) {
+            out.extend(self.propagate_kind(&h, time, &cause, CauseKind::Maintenance));
+        }
+        Ok(out)
+    }
+
+    /// Put back a maintenance (after the instances are back).
+    pub fn restore_maintenance(&mut self, id: &str, m: Maintenance) {
+        self.maintenance.insert(id.to_string(), m);
+    }
+
+    /// Recompute which root hosts are unavailable (after a restore): no state changes, the
+    /// kept rollup states already reflect it.
+    pub fn restore_availability(&mut self) {
+        let roots: Vec<String> = self.by_root.keys().cloned().collect();
+        for r in roots {
+            if self.heartbeat_missing(&r) {
+                self.unavailable.insert(r);
+            } else {
+                self.unavailable.remove(&r);
+            }
+        }
+    }
+
+    fn heartbeat_missing(&self, root: &str) -> bool {
+        self.by_root.get(root).into_iter().flatten().any(|i| {
+            self.copies
+                .range((i.clone(), String::new())..)
+                .take_while(|((ci, _), _)| ci == i)
+                .any(|(_, c)| {
+                    matches!(c.detector.detection, Detection::Heartbeat { .. })
+                        && c.detector.health == Health::Critical
+                })
+        })
+    }
+
+    /// A root host becomes unavailable when a heartbeat monitor of its collector is
+    /// critical, and available again when none is; the rollups of its tree are recomputed
+    /// with the new member treatment.
+    fn refresh_availability(&mut self, root: &str, time: i64) -> Vec<StateChange> {
+        let missing = self.heartbeat_missing(root);
+        if missing == self.unavailable.contains(root) {
+            return Vec::new();
+        }
+        if missing {
+            self.unavailable.insert(root.to_string());
+        } else {
+            self.unavailable.remove(root);
+        }
+        self.availability_touched.insert(root.to_string(), time);
+        let mut ids: Vec<(usize, String)> = self
+            .instances_of(root)
+            .into_iter()
+            .map(|i| (self.chain(&i).len(), i))
+            .collect();
+        ids.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let cause = if missing {
+            format!("{root} unavailable: heartbeats missed")
+        } else {
+            format!("{root} available again: heartbeats resumed")
+        };
+        let mut out = Vec::new();
+        for (_, i) in ids {
+            if self.in_maintenance(&i).is_none() {
+                out.extend(self.recompute(&i, time, &cause, CauseKind::Heartbeat));
+            }
         }
         out
     }
 
     /// Recompute the rollups of an instance and of its hosts, one pass, bottom up.
     fn propagate(&mut self, id: &str, time: i64, cause: &str) -> Vec<StateChange> {
+        self.propagate_kind(id, time, cause, CauseKind::Rollup)
+    }
+
+    /// [`Engine::propagate`] with the kind of cause to record; instances in maintenance
+    /// keep their rollup states.
+    fn propagate_kind(
+        &mut self,
+        id: &str,
+        time: i64,
+        cause: &str,
+        kind: CauseKind,
+    ) -> Vec<StateChange> {
         let mut out = Vec::new();
         let ids: Vec<String> = self.chain(id).iter().map(|i| i.id.clone()).collect();
         for i in ids {
-            out.extend(self.recompute(&i, time, cause));
+            if self.in_maintenance(&i).is_some() {
+                continue;
+            }
+            out.extend(self.recompute(&i, time, cause, kind));
         }
         out
     }
 
     /// The rollup monitors of one instance: dependencies first (they feed aggregates), then
     /// aggregates from the leaves of the tree to the entity health.
-    fn recompute(&mut self, id: &str, time: i64, cause: &str) -> Vec<StateChange> {
+    fn recompute(&mut self, id: &str, time: i64, cause: &str, kind: CauseKind) -> Vec<StateChange> {
         let Some(inst) = self.instances.get(id).cloned() else {
             return Vec::new();
         };
@@ -966,8 +1446,8 @@ impl Engine {
                 .filter(|c| self.catalog.is_a(&c.class, &rel.target))
                 .map(|c| Member {
                     health: self.state(&c.id, &d.member_monitor),
-                    in_maintenance: false,
-                    unavailable: false,
+                    in_maintenance: self.in_maintenance(&c.id).is_some(),
+                    unavailable: self.unavailable.contains(&c.root_host),
                 })
                 .collect();
             let h = dependency(
@@ -977,7 +1457,7 @@ impl Engine {
                 d.member_in_maintenance,
                 d.member_unavailable,
             );
-            out.extend(self.set_rollup(id, &d.id, h, time, cause));
+            out.extend(self.set_rollup(id, &d.id, h, time, cause, kind));
         }
         // Aggregates, deepest first: an aggregate's children are unit monitors, dependency
         // monitors and aggregates whose parent it is.
@@ -1029,7 +1509,7 @@ impl Engine {
                 }
             }
             let h = aggregate(a.algorithm, &children);
-            out.extend(self.set_rollup(id, &a.id, h, time, cause));
+            out.extend(self.set_rollup(id, &a.id, h, time, cause, kind));
         }
         out
     }
@@ -1041,6 +1521,7 @@ impl Engine {
         h: Health,
         time: i64,
         cause: &str,
+        kind: CauseKind,
     ) -> Option<StateChange> {
         let key = (id.to_string(), monitor.to_string());
         let before = self
@@ -1059,7 +1540,45 @@ impl Engine {
             old: before,
             new: h,
             time,
+            kind,
             cause: cause.to_string(),
         })
     }
+}
+
+fn same_kind(a: &Held, b: &Held) -> bool {
+    matches!(
+        (a, b),
+        (Held::Value(_), Held::Value(_))
+            | (
+                Held::Service(ServiceReading::Running(_)),
+                Held::Service(ServiceReading::Running(_))
+            )
+            | (
+                Held::Service(ServiceReading::Automatic(_)),
+                Held::Service(ServiceReading::Automatic(_))
+            )
+    )
+}
+
+/// What a state-change cause says of an event: its channel, source, id and level.
+fn event_summary(fields: &[(&str, Value<'_>)]) -> String {
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| match v {
+                Value::Text(t) => t.to_string(),
+                Value::Number(n) => n.to_string(),
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_default()
+    };
+    format!(
+        "event {} from {} on {} ({})",
+        get("EventId"),
+        get("Source"),
+        get("Channel"),
+        get("Level")
+    )
 }

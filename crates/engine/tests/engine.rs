@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use healthstream_engine::engine::{Engine, Instance, Sample, StateChange};
+use healthstream_engine::engine::{CauseKind, Engine, Instance, Maintenance, Sample, StateChange};
 use healthstream_model::load::parse_pack;
 use healthstream_model::pack::Health;
 use healthstream_model::{shipped, Catalog};
@@ -263,7 +263,9 @@ fn services_and_operator_reset() {
         Health::Critical,
         "percentage 80 of one service"
     );
-    let out = e.reset("sshd", "Linux.Monitor.ServiceRunning", 3);
+    let out = e
+        .reset("sshd", "Linux.Monitor.ServiceRunning", 3)
+        .expect("ok");
     assert!(out
         .iter()
         .any(|c| c.monitor_id == "Linux.Monitor.ServiceRunning" && c.new == Health::Healthy));
@@ -283,10 +285,24 @@ fn events_heartbeats_and_time_by_root_host() {
         0,
     );
     // A disk I/O error: the manual-reset monitor goes critical and stays so.
-    let io = [(
-        "Message",
-        Value::text("blk_update_request: I/O error, dev vda, sector 42"),
-    )];
+    let io = [
+        ("Channel", Value::text("journal")),
+        (
+            "Message",
+            Value::text("blk_update_request: I/O error, dev vda, sector 42"),
+        ),
+    ];
+    let elsewhere = [
+        ("Channel", Value::text("/var/log/app.log")),
+        (
+            "Message",
+            Value::text("blk_update_request: I/O error, dev vda, sector 42"),
+        ),
+    ];
+    assert!(
+        e.event("web-01", &elsewhere, 9).is_empty(),
+        "a line of another log does not reach the journal monitor"
+    );
     let out = e.event("web-01", &io, 10);
     assert!(
         out.iter().any(|c| c.instance_id == "web"
@@ -343,5 +359,154 @@ fn kept_state_restores_an_engine_exactly() {
     assert_eq!(
         a.state("web", "System.Health.EntityState"),
         b.state("web", "System.Health.EntityState")
+    );
+}
+
+fn maintenance(start: i64, until: Option<i64>) -> Maintenance {
+    Maintenance {
+        reason: "PlannedOther".into(),
+        comment: "resize".into(),
+        by: "ops".into(),
+        start,
+        until,
+    }
+}
+
+const FREE_SPACE: &str = "Linux.Monitor.FilesystemFreeSpace";
+
+#[test]
+fn maintenance_holds_an_instance_and_recalculates_when_it_ends() {
+    let mut e = engine("");
+    host(&mut e);
+    e.upsert(
+        inst(
+            "var-fs",
+            "Linux.Filesystem",
+            Some("web"),
+            &[("MountPoint", "/var"), ("Type", "xfs")],
+            &[],
+        ),
+        0,
+    );
+    e.perf(&[free("/", 50.0, 1), free("/var", 50.0, 1)]);
+    let out = e
+        .start_maintenance("root-fs", maintenance(10, Some(100_000)))
+        .expect("ok");
+    assert!(
+        out.is_empty(),
+        "a member in maintenance is left out; the other is healthy: {out:?}"
+    );
+    assert_eq!(
+        e.in_maintenance("var-fs").map(|(on, _)| on),
+        None,
+        "a sibling is not covered"
+    );
+    assert_eq!(
+        e.in_maintenance("root-fs").map(|(on, _)| on),
+        Some("root-fs")
+    );
+    // The disk fills during the maintenance: no state change, no rollup.
+    assert!(e.perf(&[free("/", 1.0, 20)]).is_empty());
+    assert_eq!(e.state("root-fs", FREE_SPACE), Health::Healthy);
+    assert_eq!(
+        e.reset("root-fs", FREE_SPACE, 30).expect_err("refused"),
+        "instance root-fs is in maintenance (set on root-fs): its monitors are stopped"
+    );
+    assert_eq!(
+        e.end_maintenance("var-fs", 30).expect_err("refused"),
+        "instance var-fs is not in maintenance"
+    );
+    assert_eq!(
+        e.take_maintenance_changes(),
+        vec![(
+            "root-fs".to_string(),
+            "web-01".to_string(),
+            Some(maintenance(10, Some(100_000)))
+        )]
+    );
+    // Its end comes with time: the held reading is applied and rolled up at once.
+    assert!(e.tick(99_999).is_empty());
+    let out = e.tick(100_000);
+    let c = changes(&out);
+    assert!(
+        c.contains(&("root-fs".into(), FREE_SPACE.into(), Health::Critical)),
+        "{c:?}"
+    );
+    assert!(c.contains(&(
+        "web".into(),
+        "Linux.Computer.FilesystemAvailability".into(),
+        Health::Critical
+    )));
+    assert!(out
+        .iter()
+        .all(|c| c.kind == CauseKind::Maintenance && c.time == 100_000));
+    assert!(e.in_maintenance("root-fs").is_none());
+    assert_eq!(
+        e.take_maintenance_changes(),
+        vec![("root-fs".to_string(), "web-01".to_string(), None)]
+    );
+}
+
+#[test]
+fn maintenance_of_a_host_covers_its_tree_and_its_collector() {
+    let mut e = engine("");
+    host(&mut e);
+    e.upsert(
+        inst("collector", "System.Collector", Some("web"), &[], &[]),
+        0,
+    );
+    e.heartbeat("web-01", 0, 60);
+    e.perf(&[free("/", 50.0, 1)]);
+    e.start_maintenance("web", maintenance(1_000, None))
+        .expect("ok");
+    assert_eq!(e.in_maintenance("root-fs").map(|(on, _)| on), Some("web"));
+    // A reboot: the disk is full, heartbeats stop; nothing changes and no alert can follow.
+    assert!(e.perf(&[free("/", 1.0, 2_000)]).is_empty());
+    assert!(e.tick(600_000).is_empty());
+    assert!(!e.is_unavailable("web"));
+    assert_eq!(
+        e.end_maintenance("root-fs", 700_000).expect_err("refused"),
+        "instance root-fs is in maintenance through web: end it there"
+    );
+    let out = e.end_maintenance("web", 700_000).expect("ok");
+    assert!(
+        changes(&out).contains(&("root-fs".into(), FREE_SPACE.into(), Health::Critical)),
+        "{out:?}"
+    );
+    assert_eq!(
+        e.state("collector", "System.Collector.Heartbeat"),
+        Health::Healthy,
+        "the collector gets a full heartbeat period after the maintenance"
+    );
+    assert!(e.tick(700_000 + 239_000).is_empty());
+    let out = e.tick(700_000 + 240_000);
+    assert!(out.iter().any(|c| c.instance_id == "collector"
+        && c.monitor_id == "System.Collector.Heartbeat"
+        && c.new == Health::Critical));
+}
+
+#[test]
+fn a_silent_collector_makes_its_tree_unavailable_until_heartbeats_resume() {
+    let mut e = engine("");
+    host(&mut e);
+    e.upsert(
+        inst("collector", "System.Collector", Some("web"), &[], &[]),
+        0,
+    );
+    e.heartbeat("web-01", 0, 60);
+    assert!(!e.is_unavailable("root-fs"));
+    let out = e.tick(240_000);
+    assert!(e.is_unavailable("root-fs") && e.is_unavailable("web"));
+    assert!(out.iter().any(|c| c.instance_id == "web"
+        && c.monitor_id == "System.Computer.CollectorAvailability"
+        && c.new == Health::Critical));
+    let out = e.heartbeat("web-01", 250_000, 60);
+    assert!(!e.is_unavailable("root-fs"));
+    assert!(
+        out.iter().any(|c| c.instance_id == "web"
+            && c.monitor_id == "System.Computer.CollectorAvailability"
+            && c.new == Health::Healthy
+            && c.kind == CauseKind::Heartbeat),
+        "{out:?}"
     );
 }

@@ -18,13 +18,18 @@ struct Paging {
     limit: Option<usize>,
 }
 
-/// `GET /v1/perf/{root_host}`: the latest sample of every counter of a hosting tree.
-pub fn router(store: Store) -> Router {
+/// `GET /v1/perf/{root_host}`: the latest sample of every counter of a hosting tree;
+/// `GET /v1/health/{instance_id}` and its history. `partitions`: of the input topics.
+pub fn router(store: Store, partitions: i32) -> Router {
     Router::new()
         .route("/v1/perf/{root_host}", get(perf_latest))
-        .route("/v1/health/{instance_id}", get(instance_health))
         .route("/v1/health/{instance_id}/history", get(instance_history))
-        .with_state(store)
+        .with_state(store.clone())
+        .merge(
+            Router::new()
+                .route("/v1/health/{instance_id}", get(instance_health))
+                .with_state((store, partitions)),
+        )
 }
 
 async fn perf_latest(
@@ -44,7 +49,10 @@ async fn perf_latest(
 }
 
 /// `GET /v1/health/{instance_id}`: the state of every monitor of an instance.
-async fn instance_health(State(store): State<Store>, Path(instance): Path<String>) -> Response {
+async fn instance_health(
+    State((store, partitions)): State<(Store, i32)>,
+    Path(instance): Path<String>,
+) -> Response {
     match crate::monitor_states(&store, &instance) {
         Ok(states) if states.is_empty() => (
             StatusCode::NOT_FOUND,
@@ -66,7 +74,33 @@ async fn instance_health(State(store): State<Store>, Path(instance): Path<String
                 .into_iter()
                 .map(|(m, h)| (m, serde_json::Value::String(h.to_string())))
                 .collect();
-            Json(serde_json::json!({ "instance_id": instance, "monitors": monitors, "open_alerts": alerts })).into_response()
+            // Maintenance (its own or a host's) and availability: shown grey when its
+            // collector misses its heartbeats.
+            let (maintenance, unavailable_since) =
+                match crate::stored_instance(&store, &instance, partitions) {
+                    Ok(Some((p, i))) => (
+                        crate::maintenance_of(&store, &instance, p).ok().flatten(),
+                        crate::unavailable_since(&store, &i.root_host)
+                            .ok()
+                            .flatten(),
+                    ),
+                    _ => (None, None),
+                };
+            let maintenance = maintenance.map(|(on, m)| {
+                serde_json::json!({
+                    "set_on": on, "reason": m.reason, "comment": m.comment, "by": m.by,
+                    "start": m.start, "until": m.until,
+                })
+            });
+            Json(serde_json::json!({
+                "instance_id": instance,
+                "monitors": monitors,
+                "open_alerts": alerts,
+                "maintenance": maintenance,
+                "unavailable": unavailable_since.is_some(),
+                "unavailable_since": unavailable_since,
+            }))
+            .into_response()
         }
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 
 use healthstream_bus::{Assignment, Message, OutboundRecord};
 use healthstream_contracts::records::{
-    ChangeKind, EntityKind, EventBatch, HealthState, Heartbeat, InstanceChange, PerfBatch,
-    PropertyValue, StateCause, StateChange as StateRecord,
+    ChangeKind, EntityKind, EventBatch, HealthState, Heartbeat, InstanceChange, Operation,
+    OperationKind, PerfBatch, PropertyValue, StateCause, StateChange as StateRecord,
 };
 use healthstream_contracts::{partition_for_key, Codec, Topic};
-use healthstream_engine::engine::{Engine, Instance, Sample, Saved, StateChange};
+use healthstream_engine::engine::{Engine, Instance, Maintenance, Sample, Saved, StateChange};
 use healthstream_model::expr::Value;
 use healthstream_model::pack::Health;
 use healthstream_packfeed::Packs;
@@ -37,6 +37,12 @@ const ALERTS_CF: &str = "alert";
 const OPEN_ALERTS_CF: &str = "alert_open";
 /// Storm bookkeeping per rule -> [`healthstream_engine::alerts::Storm`].
 const STORMS_CF: &str = "rule_storm";
+/// Maintenance set on an instance: (partition, instance id) -> [`Maintenance`].
+const MAINTENANCE_CF: &str = "maintenance";
+/// Outcome of each operator action: operation id -> [`OperationOutcome`].
+const OPERATIONS_CF: &str = "operation";
+/// Root hosts whose collector misses its heartbeats: (root host) -> since (ms).
+const UNAVAILABLE_CF: &str = "unavailable";
 const INSTANCE_PREFIX: u8 = 0x30;
 const STATE_PREFIX: u8 = 0x31;
 const MEMBERSHIP_PREFIX: u8 = 0x32;
@@ -45,6 +51,9 @@ const ALERT_PREFIX: u8 = 0x34;
 const OPEN_ALERT_PREFIX: u8 = 0x35;
 const OPEN_RULE_ALERT_PREFIX: u8 = 0x36;
 const STORM_PREFIX: u8 = 0x37;
+const MAINTENANCE_PREFIX: u8 = 0x38;
+const OPERATION_PREFIX: u8 = 0x39;
+const UNAVAILABLE_PREFIX: u8 = 0x3a;
 
 /// Column families of the health stage (with the perf stage's).
 pub const HEALTH_CFS: &[&str] = &[
@@ -56,7 +65,89 @@ pub const HEALTH_CFS: &[&str] = &[
     ALERTS_CF,
     OPEN_ALERTS_CF,
     STORMS_CF,
+    MAINTENANCE_CF,
+    OPERATIONS_CF,
+    UNAVAILABLE_CF,
 ];
+
+/// Since when the collector of a root host misses its heartbeats (`None`: available).
+pub fn unavailable_since(store: &Store, root_host: &str) -> Result<Option<i64>, StoreError> {
+    store
+        .get(
+            UNAVAILABLE_CF,
+            &KeyWriter::new(UNAVAILABLE_PREFIX).str(root_host).finish(),
+        )?
+        .map(|v| decode(&v))
+        .transpose()
+}
+
+/// What became of an operator action.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OperationOutcome {
+    pub id: String,
+    pub kind: String,
+    pub instance_id: String,
+    /// `applied` or `refused`.
+    pub status: String,
+    pub detail: String,
+    /// State changes it caused.
+    pub state_changes: usize,
+}
+
+/// The outcome of an operator action, once its partition's processor applied it.
+pub fn operation_outcome(store: &Store, id: &str) -> Result<Option<OperationOutcome>, StoreError> {
+    store
+        .get(
+            OPERATIONS_CF,
+            &KeyWriter::new(OPERATION_PREFIX).str(id).finish(),
+        )?
+        .map(|v| decode(&v))
+        .transpose()
+}
+
+/// The maintenance an instance is in: its own, or that of a host above it, as
+/// (the instance it was set on, the maintenance).
+pub fn maintenance_of(
+    store: &Store,
+    instance: &str,
+    partition: i32,
+) -> Result<Option<(String, Maintenance)>, StoreError> {
+    let mut cur = Some(instance.to_string());
+    let mut hops = 0;
+    while let Some(id) = cur {
+        let key = KeyWriter::new(MAINTENANCE_PREFIX)
+            .i32(partition)
+            .str(&id)
+            .finish();
+        if let Some(v) = store.get(MAINTENANCE_CF, &key)? {
+            return Ok(Some((id, decode(&v)?)));
+        }
+        hops += 1;
+        if hops > 32 {
+            break;
+        }
+        cur = match store.get(INSTANCES_CF, &instance_key(partition, &id))? {
+            Some(v) => decode::<Instance>(&v)?.host_id,
+            None => None,
+        };
+    }
+    Ok(None)
+}
+
+/// An instance of the engine as stored, looked up in every partition (the API does not
+/// know the partition of an instance id).
+pub fn stored_instance(
+    store: &Store,
+    instance: &str,
+    partitions: i32,
+) -> Result<Option<(i32, Instance)>, StoreError> {
+    for p in 0..partitions.max(1) {
+        if let Some(v) = store.get(INSTANCES_CF, &instance_key(p, instance))? {
+            return Ok(Some((p, decode(&v)?)));
+        }
+    }
+    Ok(None)
+}
 
 fn open_rule_key(instance: &str, rule: &str, suppression: &[String]) -> Vec<u8> {
     let mut w = KeyWriter::new(OPEN_RULE_ALERT_PREFIX)
@@ -126,6 +217,17 @@ pub fn state_history(
         .collect()
 }
 
+fn refusal(r: &healthstream_engine::alerts::Refused) -> String {
+    use healthstream_engine::alerts::Refused;
+    match r {
+        Refused::NoSuchAlert(id) => format!("no alert {id}"),
+        Refused::AlreadyClosed(id) => format!("alert {id} is already closed"),
+        Refused::MonitorStillUnhealthy { alert, state } => format!(
+            "alert {alert} cannot be closed while its monitor is {state}: it is resolved when the monitor returns to healthy"
+        ),
+    }
+}
+
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
@@ -179,6 +281,7 @@ pub enum HealthInput {
     Perf(PerfBatch),
     Events(EventBatch),
     Heartbeat(Heartbeat),
+    Operation(Box<Operation>),
 }
 
 impl HealthInput {
@@ -188,6 +291,7 @@ impl HealthInput {
             HealthInput::Perf(b) => &b.root_host,
             HealthInput::Events(b) => &b.root_host,
             HealthInput::Heartbeat(h) => &h.root_host,
+            HealthInput::Operation(o) => &o.root_host,
         }
     }
 }
@@ -279,8 +383,20 @@ impl HealthStage {
                 self.engine.restore(&id, &monitor, decode(&v)?);
             }
         }
+        for p in partitions {
+            let prefix = KeyWriter::new(MAINTENANCE_PREFIX).i32(*p).finish();
+            for (k, v) in store.scan_prefix(MAINTENANCE_CF, &prefix)? {
+                let mut r = KeyReader::new(&k, MAINTENANCE_PREFIX).map_err(corrupt)?;
+                let _ = r.i32().map_err(corrupt)?;
+                let id = r.str().map_err(corrupt)?;
+                self.engine.restore_maintenance(&id, decode(&v)?);
+            }
+        }
+        self.engine.restore_availability();
         // What the load itself touched is already stored.
         let _ = self.engine.take_touched();
+        let _ = self.engine.take_maintenance_changes();
+        let _ = self.engine.take_availability_changes();
         Ok(())
     }
 
@@ -392,6 +508,105 @@ impl HealthStage {
 }
 
 impl HealthStage {
+    /// An operator action on this partition: applied to the engine (or to the alert), its
+    /// outcome kept under its id. Applied once: a repeat of an id already applied does
+    /// nothing. Returns the state changes and the alerts it changed.
+    fn operation(
+        &mut self,
+        store: &Store,
+        batch: &mut StoreBatch,
+        op: &Operation,
+    ) -> Result<(Vec<StateChange>, Vec<healthstream_engine::alerts::Alert>), StoreError> {
+        let key = KeyWriter::new(OPERATION_PREFIX).str(&op.id).finish();
+        if store.get(OPERATIONS_CF, &key)?.is_some() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let at = op.requested_at;
+        let monitor = op.monitor_id.as_deref().unwrap_or_default();
+        let mut closed = Vec::new();
+        let result: Result<(Vec<StateChange>, String), String> = match op.kind {
+            OperationKind::MaintenanceStart => self
+                .engine
+                .start_maintenance(
+                    &op.instance_id,
+                    Maintenance {
+                        reason: op.reason.clone(),
+                        comment: op.comment.clone(),
+                        by: op.requested_by.clone(),
+                        start: at,
+                        until: op.until,
+                    },
+                )
+                .map(|c| (c, format!("{} is in maintenance", op.instance_id))),
+            OperationKind::MaintenanceEnd => self
+                .engine
+                .end_maintenance(&op.instance_id, at)
+                .map(|c| (c, format!("maintenance of {} ended", op.instance_id))),
+            OperationKind::ResetMonitor => self
+                .engine
+                .reset(&op.instance_id, monitor, at)
+                .map(|c| (c, format!("{monitor} reset"))),
+            OperationKind::RecalculateMonitor => self
+                .engine
+                .recalculate(&op.instance_id, monitor, at)
+                .map(|c| (c, format!("{monitor} recalculated"))),
+            OperationKind::CloseAlert => {
+                let id = op.alert_id.clone().unwrap_or_default();
+                match alert(store, &id)? {
+                    None => Err(format!("no alert {id}")),
+                    Some(a) => {
+                        let state = self.engine.state(&a.instance_id, &a.workflow_id);
+                        let mut alerts = healthstream_engine::alerts::Alerts::new();
+                        alerts.load(a);
+                        match alerts.close(&id, &op.requested_by, at, state) {
+                            Ok(mut a) => {
+                                if let Some(last) = a.history.last_mut() {
+                                    if !op.comment.is_empty() {
+                                        last.comment = format!("closed: {}", op.comment);
+                                    }
+                                }
+                                closed.push(a);
+                                Ok((Vec::new(), format!("alert {id} closed")))
+                            }
+                            Err(r) => Err(refusal(&r)),
+                        }
+                    }
+                }
+            }
+        };
+        let outcome = match result {
+            Ok((changes, detail)) => {
+                let n = changes.len();
+                let outcome = OperationOutcome {
+                    id: op.id.clone(),
+                    kind: format!("{:?}", op.kind),
+                    instance_id: op.instance_id.clone(),
+                    status: "applied".into(),
+                    detail,
+                    state_changes: n,
+                };
+                store.put(batch, OPERATIONS_CF, &key, &encode(&outcome)?)?;
+                crate::metrics::OPERATIONS
+                    .with_label_values(&["applied"])
+                    .inc();
+                return Ok((changes, closed));
+            }
+            Err(detail) => OperationOutcome {
+                id: op.id.clone(),
+                kind: format!("{:?}", op.kind),
+                instance_id: op.instance_id.clone(),
+                status: "refused".into(),
+                detail,
+                state_changes: 0,
+            },
+        };
+        crate::metrics::OPERATIONS
+            .with_label_values(&["refused"])
+            .inc();
+        store.put(batch, OPERATIONS_CF, &key, &encode(&outcome)?)?;
+        Ok((Vec::new(), Vec::new()))
+    }
+
     /// Monitor alerts of the state changes: raised, updated or resolved, stored, and emitted
     /// as full alerts with their change on the alert topic.
     fn alerts(
@@ -400,6 +615,7 @@ impl HealthStage {
         batch: &mut StoreBatch,
         root: &str,
         changes: &[StateChange],
+        operator_changes: Vec<healthstream_engine::alerts::Alert>,
         at: Position,
     ) -> Result<Vec<OutboundRecord>, StageError> {
         use healthstream_contracts::records::{
@@ -461,6 +677,7 @@ impl HealthStage {
             }
             batches.push(changed);
         }
+        batches.push(operator_changes);
         for changed in batches {
             for a in changed {
                 store.put(
@@ -578,6 +795,7 @@ impl Processor for HealthStage {
             Topic::Perf => HealthInput::Perf(codec.decode(value)?),
             Topic::Events => HealthInput::Events(codec.decode(value)?),
             Topic::Heartbeats => HealthInput::Heartbeat(codec.decode(value)?),
+            Topic::Operations => HealthInput::Operation(Box::new(codec.decode(value)?)),
             other => {
                 return Err(Rejection::validation(format!(
                     "the health stage does not read {}",
@@ -647,6 +865,7 @@ impl Processor for HealthStage {
         self.refresh_packs(store)?;
         let root = input.root_host().to_string();
         let mut changes: Vec<StateChange> = Vec::new();
+        let mut closed_alerts = Vec::new();
         let mut now = at.timestamp_ms;
         match &input {
             HealthInput::Instance(c) => changes.extend(self.instance_change(store, batch, c, at)?),
@@ -687,10 +906,34 @@ impl Processor for HealthStage {
                 now = h.time;
                 changes.extend(self.engine.heartbeat(&root, h.time, h.interval_seconds));
             }
+            HealthInput::Operation(op) => {
+                now = op.requested_at;
+                let (c, closed) = self.operation(store, batch, op)?;
+                changes.extend(c);
+                closed_alerts.extend(closed);
+            }
         }
         if now >= self.last_tick.saturating_add(1000) {
             self.last_tick = now;
             changes.extend(self.engine.tick(now));
+        }
+        for (root_host, since) in self.engine.take_availability_changes() {
+            let key = KeyWriter::new(UNAVAILABLE_PREFIX).str(&root_host).finish();
+            match since {
+                Some(t) => store.put(batch, UNAVAILABLE_CF, &key, &encode(&t)?)?,
+                None => store.delete(batch, UNAVAILABLE_CF, &key)?,
+            }
+        }
+        for (id, root_host, m) in self.engine.take_maintenance_changes() {
+            let partition = partition_for_key(root_host.as_bytes(), self.partitions) as i32;
+            let key = KeyWriter::new(MAINTENANCE_PREFIX)
+                .i32(partition)
+                .str(&id)
+                .finish();
+            match m {
+                Some(m) => store.put(batch, MAINTENANCE_CF, &key, &encode(&m)?)?,
+                None => store.delete(batch, MAINTENANCE_CF, &key)?,
+            }
         }
         for ((instance, monitor), saved) in self.engine.take_touched() {
             let key = state_key(&instance, &monitor);
@@ -726,10 +969,10 @@ impl Processor for HealthStage {
                 old_state: health_state(c.old),
                 new_state: health_state(c.new),
                 time: c.time,
-                in_maintenance: false,
-                unavailable: false,
+                in_maintenance: self.engine.in_maintenance(&c.instance_id).is_some(),
+                unavailable: self.engine.is_unavailable(&c.instance_id),
                 cause: StateCause {
-                    kind: "data".into(),
+                    kind: c.kind.as_str().into(),
                     summary: c.cause,
                     data: BTreeMap::new(),
                 },
@@ -749,7 +992,7 @@ impl Processor for HealthStage {
             });
         }
         crate::metrics::STATE_CHANGES.inc_by(out.len() as u64);
-        out.extend(self.alerts(store, batch, &root, &alerting, at)?);
+        out.extend(self.alerts(store, batch, &root, &alerting, closed_alerts, at)?);
         Ok(out)
     }
 }

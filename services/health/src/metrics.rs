@@ -2,7 +2,7 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{register_int_counter, IntCounter};
+use prometheus::{register_int_counter, register_int_counter_vec, IntCounter, IntCounterVec};
 
 pub(crate) static SAMPLES: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
@@ -24,6 +24,15 @@ pub(crate) static ALERT_CHANGES: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "healthstream_health_alert_changes_total",
         "Alert changes (raised, updated, resolved) emitted on the alert topic."
+    )
+    .expect("metric registers once")
+});
+
+pub(crate) static OPERATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "healthstream_health_operations_total",
+        "Operator actions (maintenance, monitor reset and recalculation, alert close) by outcome.",
+        &["outcome"]
     )
     .expect("metric registers once")
 });

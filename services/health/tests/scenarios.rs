@@ -10,10 +10,13 @@ use healthstream_bus::{Assignment, Message};
 use healthstream_contracts::records::Record;
 use healthstream_contracts::records::{
     AlertRecord, ChangeKind, EntityKind, Event, EventBatch, EventLevel, Heartbeat, InstanceChange,
-    PerfBatch, PerfSample, PropertyValue, StateChange,
+    Operation, OperationKind, PerfBatch, PerfSample, PropertyValue, StateChange,
 };
 use healthstream_contracts::{partition_for_key, Codec, Topic};
-use healthstream_health::{HealthStage, HEALTH_CFS};
+use healthstream_health::{
+    maintenance_of, operation_outcome, stored_instance, unavailable_since, HealthStage,
+    OperationOutcome, HEALTH_CFS,
+};
 use healthstream_model::store::PackStore;
 use healthstream_packfeed::PackSnapshot;
 use healthstream_stage::{Position, Processor};
@@ -219,6 +222,15 @@ fn inputs() -> Vec<Message> {
 
 /// What the stage emitted: state changes and alert changes, as comparable text.
 fn run(restart_at: Option<usize>) -> Vec<String> {
+    run_inputs(&inputs(), restart_at).0
+}
+
+/// [`run`] over any inputs; also the outcome of every operation among them, in order, and
+/// the store's directory (closed) to look into.
+fn run_inputs(
+    inputs: &[Message],
+    restart_at: Option<usize>,
+) -> (Vec<String>, Vec<OperationOutcome>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = Store::open(dir.path(), HEALTH_CFS).expect("store");
     let mut stage = HealthStage::new(PARTITIONS, packs());
@@ -229,7 +241,14 @@ fn run(restart_at: Option<usize>) -> Vec<String> {
     }];
     stage.on_assigned(&store, &assigned).expect("assigned");
     let mut out = Vec::new();
-    for (i, m) in inputs().iter().enumerate() {
+    let mut operations = Vec::new();
+    for (i, m) in inputs.iter().enumerate() {
+        if m.topic == Topic::Operations {
+            let op: Operation = Codec::shared()
+                .decode(m.value.as_deref().expect("value"))
+                .expect("operation");
+            operations.push(op.id);
+        }
         if restart_at == Some(i) {
             // A restart: the process goes, the store is reopened, the engine is rebuilt
             // from it.
@@ -258,8 +277,15 @@ fn run(restart_at: Option<usize>) -> Vec<String> {
                 Topic::State => {
                     let s: StateChange = Codec::shared().decode(&v).expect("state change");
                     out.push(format!(
-                        "{} state {} {} {:?}->{:?}",
-                        s.id, s.instance_id, s.monitor_id, s.old_state, s.new_state
+                        "{} state {} {} {:?}->{:?} cause={} maintenance={} unavailable={}",
+                        s.id,
+                        s.instance_id,
+                        s.monitor_id,
+                        s.old_state,
+                        s.new_state,
+                        s.cause.kind,
+                        s.in_maintenance,
+                        s.unavailable
                     ));
                 }
                 Topic::Alerts => {
@@ -278,7 +304,16 @@ fn run(restart_at: Option<usize>) -> Vec<String> {
             }
         }
     }
-    out
+    let outcomes = operations
+        .iter()
+        .map(|id| {
+            operation_outcome(&store, id)
+                .expect("read")
+                .unwrap_or_else(|| panic!("operation {id} has no outcome"))
+        })
+        .collect();
+    drop(store);
+    (out, outcomes, dir)
 }
 
 fn has(out: &[String], needle: &str) -> bool {
@@ -376,5 +411,310 @@ fn a_restart_anywhere_gives_the_same_output() {
     let n = inputs().len();
     for at in [1, 5, n / 2, n - 3] {
         assert_eq!(run(Some(at)), straight, "restart before input {at}");
+    }
+}
+
+fn op(kind: OperationKind, instance: &str, at: i64) -> Operation {
+    Operation {
+        id: format!("op-{kind:?}-{instance}-{at}"),
+        root_host: HOST.into(),
+        instance_id: instance.into(),
+        kind,
+        monitor_id: None,
+        alert_id: None,
+        reason: "PlannedOther".into(),
+        comment: String::new(),
+        until: None,
+        requested_by: "ops".into(),
+        requested_at: at,
+    }
+}
+
+const FREE: &str = "Linux.Monitor.FilesystemFreeSpace";
+
+/// Operators at work on one host: a close refused while the monitor is critical,
+/// maintenance mode of the whole computer (with its end by time), a reset refused during
+/// it and applied after, heartbeats missed after it (unavailable, then back), and a manual
+/// maintenance of one filesystem. `close_alert`: the id of the /var alert to close (known
+/// after a first run of the prefix).
+fn operator_inputs(close_alert: &str) -> Vec<Message> {
+    let mut m = Vec::new();
+    let mut offset = 0;
+    let mut add = |topic: Topic, time: i64, msg: &dyn Fn(Topic, i64, i64) -> Message| {
+        m.push(msg(topic, offset, time));
+        offset += 1;
+    };
+    for i in [
+        instance("web", "Linux.Computer", None, &[("PrincipalName", HOST)]),
+        instance("collector", "System.Collector", Some("web"), &[]),
+        instance(
+            "fs-root",
+            "Linux.Filesystem",
+            Some("web"),
+            &[("MountPoint", "/"), ("Type", "ext4")],
+        ),
+        instance(
+            "fs-var",
+            "Linux.Filesystem",
+            Some("web"),
+            &[("MountPoint", "/var"), ("Type", "xfs")],
+        ),
+    ] {
+        add(Topic::Instances, 0, &|t, o, time| message(t, o, time, &i));
+    }
+    let hb = |t: i64| Heartbeat {
+        id: String::new(),
+        collector: HOST.into(),
+        root_host: HOST.into(),
+        time: t,
+        interval_seconds: 60,
+        sequence: t / 60_000,
+        version: "1".into(),
+    };
+    let free = |t: i64, samples: &[(&str, f64)]| {
+        let s: Vec<(&str, &str, &str, f64)> = samples
+            .iter()
+            .map(|(mount, v)| ("Filesystem", "% Free Space", *mount, *v))
+            .collect();
+        perf(t, &s)
+    };
+    add(Topic::Heartbeats, 0, &|t, o, time| {
+        message(t, o, time, &hb(0))
+    });
+    add(Topic::Heartbeats, 60_000, &|t, o, time| {
+        message(t, o, time, &hb(60_000))
+    });
+    // /var is almost full: critical, its alert raised.
+    add(Topic::Perf, 60_000, &|t, o, time| {
+        message(t, o, time, &free(60_000, &[("/", 50.0), ("/var", 4.0)]))
+    });
+    if close_alert.is_empty() {
+        return m;
+    }
+    // Closing it by hand is refused while the monitor is critical.
+    let mut close = op(OperationKind::CloseAlert, "fs-var", 70_000);
+    close.alert_id = Some(close_alert.to_string());
+    add(Topic::Operations, 70_000, &|t, o, time| {
+        message(t, o, time, &close)
+    });
+    // The computer goes into maintenance for ten minutes.
+    let mut start = op(OperationKind::MaintenanceStart, "web", 80_000);
+    start.until = Some(680_000);
+    add(Topic::Operations, 80_000, &|t, o, time| {
+        message(t, o, time, &start)
+    });
+    // During it: / fills up, /var is cleaned, heartbeats stop (a reboot). Nothing changes.
+    add(Topic::Perf, 120_000, &|t, o, time| {
+        message(t, o, time, &free(120_000, &[("/", 3.0), ("/var", 60.0)]))
+    });
+    for at in [300_000, 500_000] {
+        add(Topic::Perf, at, &|t, o, time| {
+            message(t, o, time, &free(at, &[("/", 3.0)]))
+        });
+    }
+    let mut reset = op(OperationKind::ResetMonitor, "fs-root", 550_000);
+    reset.monitor_id = Some(FREE.into());
+    add(Topic::Operations, 550_000, &|t, o, time| {
+        message(t, o, time, &reset)
+    });
+    // The maintenance ends with time (the first input after 680 s): the held readings
+    // decide at once.
+    add(Topic::Perf, 690_000, &|t, o, time| {
+        message(t, o, time, &free(690_000, &[("/", 3.0)]))
+    });
+    // No heartbeat since: four intervals after the end, the tree is unavailable.
+    add(Topic::Perf, 930_000, &|t, o, time| {
+        message(t, o, time, &free(930_000, &[("/", 3.0)]))
+    });
+    // The collector is back.
+    add(Topic::Heartbeats, 1_000_000, &|t, o, time| {
+        message(t, o, time, &hb(1_000_000))
+    });
+    // Now the reset is applied; the next sample decides again.
+    let mut reset = op(OperationKind::ResetMonitor, "fs-root", 1_010_000);
+    reset.monitor_id = Some(FREE.into());
+    add(Topic::Operations, 1_010_000, &|t, o, time| {
+        message(t, o, time, &reset)
+    });
+    add(Topic::Perf, 1_020_000, &|t, o, time| {
+        message(t, o, time, &free(1_020_000, &[("/", 3.0)]))
+    });
+    // Ending a maintenance that is over is refused.
+    add(Topic::Operations, 1_030_000, &|t, o, time| {
+        message(
+            t,
+            o,
+            time,
+            &op(OperationKind::MaintenanceEnd, "web", 1_030_000),
+        )
+    });
+    // /var alone, by hand: it fills during its maintenance and turns critical at the end.
+    add(Topic::Operations, 1_100_000, &|t, o, time| {
+        message(
+            t,
+            o,
+            time,
+            &op(OperationKind::MaintenanceStart, "fs-var", 1_100_000),
+        )
+    });
+    add(Topic::Heartbeats, 1_120_000, &|t, o, time| {
+        message(t, o, time, &hb(1_120_000))
+    });
+    add(Topic::Perf, 1_150_000, &|t, o, time| {
+        message(t, o, time, &free(1_150_000, &[("/var", 2.0)]))
+    });
+    add(Topic::Operations, 1_200_000, &|t, o, time| {
+        message(
+            t,
+            o,
+            time,
+            &op(OperationKind::MaintenanceEnd, "fs-var", 1_200_000),
+        )
+    });
+    m
+}
+
+fn position(out: &[String], needle: &str) -> usize {
+    out.iter()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("missing {needle:?} in:\n{}", out.join("\n")))
+}
+
+#[test]
+fn operators_maintenance_and_availability() {
+    // The /var alert's id, from the first part of the run.
+    let (prefix, _, _) = run_inputs(&operator_inputs(""), None);
+    let raised = &prefix[position(&prefix, "/var on web-01 is running out of space Critical")];
+    let alert_id = raised
+        .split_whitespace()
+        .nth(2)
+        .expect("alert id")
+        .to_string();
+
+    let inputs = operator_inputs(&alert_id);
+    let (out, outcomes, dir) = run_inputs(&inputs, None);
+    let text = out.join("\n");
+    let summary: Vec<(String, String)> = outcomes
+        .iter()
+        .map(|o| (o.status.clone(), o.detail.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("refused".into(), format!("alert {alert_id} cannot be closed while its monitor is critical: it is resolved when the monitor returns to healthy")),
+            ("applied".into(), "web is in maintenance".into()),
+            ("refused".into(), "instance fs-root is in maintenance (set on web): its monitors are stopped".into()),
+            ("applied".into(), format!("{FREE} reset")),
+            ("refused".into(), "instance web is not in maintenance".into()),
+            ("applied".into(), "fs-var is in maintenance".into()),
+            ("applied".into(), "maintenance of fs-var ended".into()),
+        ]
+    );
+    // Nothing during the maintenance: the first change after it is at its end.
+    let root_critical = position(
+        &out,
+        &format!("fs-root {FREE} Healthy->Critical cause=maintenance maintenance=false unavailable=false"),
+    );
+    let var_healthy = position(
+        &out,
+        &format!("fs-var {FREE} Critical->Healthy cause=maintenance"),
+    );
+    let var_resolved = position(
+        &out,
+        "/var on web-01 is running out of space Critical state=255 change=resolved",
+    );
+    let started = position(
+        &out,
+        "/var on web-01 is running out of space Critical state=0 change=raised",
+    );
+    assert!(
+        started < root_critical && root_critical.max(var_healthy) < var_resolved,
+        "{text}"
+    );
+    assert_eq!(
+        out[started + 1..root_critical.min(var_healthy)]
+            .iter()
+            .filter(|l| l.contains(" state "))
+            .count(),
+        0,
+        "no state change while in maintenance:\n{text}"
+    );
+    let root_alert = position(
+        &out,
+        "/ on web-01 is running out of space Critical state=0 change=raised",
+    );
+    assert!(root_alert > root_critical);
+    // The heartbeat: not missed during the maintenance (one failure only, after it), the
+    // tree unavailable, then back.
+    let missed = position(
+        &out,
+        "collector System.Collector.Heartbeat Healthy->Critical cause=time maintenance=false unavailable=true",
+    );
+    assert!(missed > root_critical);
+    assert_eq!(
+        out.iter()
+            .filter(|l| l.contains("System.Collector.Heartbeat Healthy->Critical"))
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(has(&out, "web System.Computer.CollectorAvailability Healthy->Critical cause=rollup maintenance=false unavailable=true"), "{text}");
+    assert!(has(&out, "web System.Computer.CollectorAvailability Critical->Healthy cause=heartbeat maintenance=false unavailable=false"), "{text}");
+    let back = position(
+        &out,
+        "collector System.Collector.Heartbeat Critical->Healthy cause=heartbeat maintenance=false unavailable=false",
+    );
+    assert!(has(
+        &out,
+        "Collector heartbeat failure Critical state=0 change=raised"
+    ));
+    // The reset: healthy by hand, critical again with the next sample.
+    let reset = position(
+        &out,
+        &format!("fs-root {FREE} Critical->Healthy cause=operator"),
+    );
+    let again = position(
+        &out,
+        &format!("fs-root {FREE} Healthy->Critical cause=sample"),
+    );
+    assert!(back < reset && reset < again, "{text}");
+    // /var's own maintenance: critical at its end, with an alert.
+    let var_end = position(
+        &out,
+        &format!("fs-var {FREE} Healthy->Critical cause=maintenance"),
+    );
+    assert!(var_end > again);
+    // What is left in the store: no maintenance, the collector available.
+    let store = Store::open(dir.path(), HEALTH_CFS).expect("reopen");
+    let (p, web) = stored_instance(&store, "web", PARTITIONS)
+        .expect("ok")
+        .expect("web");
+    assert_eq!(web.root_host, HOST);
+    assert_eq!(maintenance_of(&store, "fs-var", p).expect("ok"), None);
+    assert_eq!(unavailable_since(&store, HOST).expect("ok"), None);
+    drop(store);
+
+    // In the middle: the computer's maintenance covers its filesystems, and later the
+    // tree is unavailable since the heartbeats were missed.
+    let (_, _, dir) = run_inputs(&inputs[..10], None);
+    let store = Store::open(dir.path(), HEALTH_CFS).expect("reopen");
+    let (on, m) = maintenance_of(&store, "fs-root", p)
+        .expect("ok")
+        .expect("in maintenance");
+    assert_eq!(
+        (on.as_str(), m.until, m.by.as_str()),
+        ("web", Some(680_000), "ops")
+    );
+    drop(store);
+    let (_, _, dir) = run_inputs(&inputs[..15], None);
+    let store = Store::open(dir.path(), HEALTH_CFS).expect("reopen");
+    assert_eq!(unavailable_since(&store, HOST).expect("ok"), Some(930_000));
+    drop(store);
+
+    // A restart anywhere gives the same output and outcomes.
+    for at in [5, 8, 10, 14, 16, inputs.len() - 2] {
+        let (again, again_outcomes, _) = run_inputs(&inputs, Some(at));
+        assert_eq!(again, out, "restart before input {at}");
+        assert_eq!(again_outcomes, outcomes);
     }
 }

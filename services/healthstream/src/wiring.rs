@@ -18,11 +18,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// What the health stage reads: everything about a hosting tree, co-partitioned.
-const HEALTH_TOPICS: [Topic; 4] = [
+const HEALTH_TOPICS: [Topic; 5] = [
     Topic::Instances,
     Topic::Perf,
     Topic::Events,
     Topic::Heartbeats,
+    Topic::Operations,
 ];
 
 /// Which bus to use.
@@ -239,7 +240,16 @@ impl Runtime {
             let dir = data_dir.join("state").join("health");
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let store = Store::open(&dir, healthstream_health::HEALTH_CFS)?;
-            app = app.merge(healthstream_health::router(store.clone()));
+            app = app.merge(healthstream_health::router(
+                store.clone(),
+                bus.partitions(Topic::Perf),
+            ));
+            topology.check_produces(Service::Health, Topic::Operations)?;
+            app = app.merge(healthstream_health::operations_router(
+                store.clone(),
+                bus.producer()?,
+                bus.partitions(Topic::Operations),
+            ));
             if let Some(packs) = &packs {
                 topology.check_consumes(Service::Health, Topic::Packs)?;
                 app = app.merge(healthstream_health::model_router(

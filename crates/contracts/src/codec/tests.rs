@@ -218,6 +218,19 @@ fn every_contract_round_trips() {
         started_at: 1,
         finished_at: 2,
     });
+    round_trip(Operation {
+        id: "op".into(),
+        root_host: "h".into(),
+        instance_id: "i".into(),
+        kind: OperationKind::MaintenanceStart,
+        monitor_id: None,
+        alert_id: Some("a".into()),
+        reason: "PlannedOther".into(),
+        comment: "patching".into(),
+        until: Some(3_600_000),
+        requested_by: "ops".into(),
+        requested_at: 1,
+    });
     round_trip(DeadLetter {
         id: "dl".into(),
         stage: "health".into(),

@@ -1,0 +1,276 @@
+//! Operator actions through the API of the real binary (embedded): an alert's close refused
+//! while its monitor is critical, maintenance mode of a computer covering its filesystems
+//! (shown on the health API, refusing a monitor reset meanwhile), its end, a reset, and
+//! malformed requests refused with what is wrong.
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::reqwest::{self, Method};
+use common::{start, Process};
+use serde_json::{json, Value};
+
+const FREE: &str = "Linux.Monitor.FilesystemFreeSpace";
+
+fn call(p: &Process, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let (status, text) = reqwest::send(
+        method,
+        &p.url(path),
+        body.map(|b| ("application/json", b.to_string())),
+    );
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, v)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+fn eventually(p: &Process, path: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, v) = call(p, Method::GET, path, None);
+        if status == 200 && f(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {path} says {status} {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn maintenance_reset_and_close_through_the_api() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let p = start(data.path());
+    let host = json!({"class": "Linux.Computer", "keys": {"PrincipalName": "web-01"}});
+    let (status, resp) = reqwest::post_json(
+        &p.url("/v1/ingest/discovery"),
+        &json!([{
+            "root_host": "web-01",
+            "source": {"kind": "discovery", "id": "Linux.Discovery.Filesystems/web-01"},
+            "mode": "snapshot",
+            "time": "2026-11-22T10:00:00Z",
+            "instances": [
+                {"class": "Linux.Computer", "keys": {"PrincipalName": "web-01"}},
+                {"class": "Linux.Filesystem", "keys": {"MountPoint": "/"}, "properties": {"Type": "ext4"}, "host": host}
+            ]
+        }]),
+    );
+    assert_eq!(status, 200, "{resp}");
+    let list = eventually(
+        &p,
+        "/v1/instances?class=Linux.Filesystem",
+        "a filesystem",
+        |v| v["instances"].as_array().is_some_and(|a| a.len() == 1),
+    );
+    let fs = list["instances"][0]["id"].as_str().expect("id").to_string();
+    let web = list["instances"][0]["host_id"]
+        .as_str()
+        .expect("host")
+        .to_string();
+    // The root filesystem is almost full: critical, with an alert.
+    let t = now_ms();
+    let (status, resp) = reqwest::post_json(
+        &p.url("/v1/ingest/perf"),
+        &json!([{"collector": "web-01", "root_host": "web-01", "samples": [
+            {"time": t, "object": "Filesystem", "counter": "% Free Space", "instance": "/", "value": 4.0}
+        ]}]),
+    );
+    assert_eq!(status, 200, "{resp}");
+    let health = eventually(
+        &p,
+        &format!("/v1/health/{fs}"),
+        "critical with an alert",
+        |v| {
+            v["monitors"][FREE] == "critical"
+                && v["open_alerts"].as_array().is_some_and(|a| !a.is_empty())
+        },
+    );
+    assert_eq!(health["maintenance"], Value::Null);
+    assert_eq!(health["unavailable"], false);
+    let alert = health["open_alerts"][0]["alert_id"]
+        .as_str()
+        .expect("alert")
+        .to_string();
+
+    // Closing it by hand is refused while the monitor is critical.
+    let (status, v) = call(
+        &p,
+        Method::POST,
+        &format!("/v1/alerts/{alert}/close"),
+        Some(json!({"comment": "looked at it"})),
+    );
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["status"], "refused");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cannot be closed while its monitor is critical"),
+        "{v}"
+    );
+    let refused_op = v["operation"].as_str().expect("operation id").to_string();
+    let (status, v) = call(
+        &p,
+        Method::GET,
+        &format!("/v1/operations/{refused_op}"),
+        None,
+    );
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (409, Some("refused")),
+        "{v}"
+    );
+
+    // Maintenance of the computer covers its filesystem.
+    let (status, v) = call(
+        &p,
+        Method::POST,
+        &format!("/v1/maintenance/{web}"),
+        Some(
+            json!({"minutes": 30, "reason": "PlannedOperatingSystemReconfiguration", "comment": "patching", "requested_by": "alice"}),
+        ),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "applied");
+    let (status, m) = call(&p, Method::GET, &format!("/v1/maintenance/{fs}"), None);
+    assert_eq!(status, 200);
+    assert_eq!(m["in_maintenance"], true);
+    assert_eq!(m["set_on"], web.as_str());
+    assert_eq!(m["by"], "alice");
+    assert_eq!(m["reason"], "PlannedOperatingSystemReconfiguration");
+    assert!(m["until"].as_i64().expect("until") > t + 29 * 60_000);
+    let (_, h) = call(&p, Method::GET, &format!("/v1/health/{fs}"), None);
+    assert_eq!(h["maintenance"]["set_on"], web.as_str(), "{h}");
+    let (status, v) = call(
+        &p,
+        Method::POST,
+        &format!("/v1/health/{fs}/monitors/{FREE}/reset"),
+        None,
+    );
+    assert_eq!(status, 409, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("is in maintenance"),
+        "{v}"
+    );
+
+    // Malformed or impossible requests: refused with what is wrong, nothing written.
+    for (path, body, status, says) in [
+        (
+            format!("/v1/maintenance/{web}"),
+            json!({"reason": "Lunch"}),
+            400,
+            "is not one of",
+        ),
+        (
+            format!("/v1/maintenance/{web}"),
+            json!({"minutes": 0}),
+            400,
+            "minutes must be between",
+        ),
+        (
+            format!("/v1/maintenance/{web}"),
+            json!({"minutes": 5, "until": t + 1}),
+            400,
+            "either until or minutes",
+        ),
+        (
+            format!("/v1/maintenance/{web}"),
+            json!({"until": 1000}),
+            400,
+            "is not in the future",
+        ),
+        (
+            format!("/v1/maintenance/{web}"),
+            json!({"minutes": "ten"}),
+            400,
+            "not a valid request",
+        ),
+        (
+            format!("/v1/maintenance/{web}"),
+            json!({"mintues": 5}),
+            400,
+            "unknown field",
+        ),
+        (
+            "/v1/maintenance/nobody".to_string(),
+            json!({"minutes": 5}),
+            404,
+            "unknown instance nobody",
+        ),
+        (
+            "/v1/alerts/nothing/close".to_string(),
+            json!({}),
+            404,
+            "no alert nothing",
+        ),
+    ] {
+        let (got, v) = call(&p, Method::POST, &path, Some(body.clone()));
+        assert_eq!(got, status, "{path} {body}: {v}");
+        assert!(
+            v["error"].as_str().unwrap_or("").contains(says),
+            "{path} {body}: {v}"
+        );
+    }
+
+    // The end: nothing is in maintenance any more; the reset is applied and resolves the
+    // alert; closing it now says it is closed already.
+    let (status, v) = call(&p, Method::DELETE, &format!("/v1/maintenance/{web}"), None);
+    assert_eq!(status, 200, "{v}");
+    let (_, m) = call(&p, Method::GET, &format!("/v1/maintenance/{fs}"), None);
+    assert_eq!(m["in_maintenance"], false);
+    let (status, v) = call(&p, Method::DELETE, &format!("/v1/maintenance/{web}"), None);
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["detail"], format!("instance {web} is not in maintenance"));
+    let (status, v) = call(
+        &p,
+        Method::POST,
+        &format!("/v1/health/{fs}/monitors/{FREE}/reset"),
+        None,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["state_changes"].as_u64().map(|n| n > 0),
+        Some(true),
+        "{v}"
+    );
+    let h = eventually(&p, &format!("/v1/health/{fs}"), "healthy", |v| {
+        v["monitors"][FREE] == "healthy"
+    });
+    assert_eq!(h["open_alerts"], json!([]));
+    let (status, v) = call(&p, Method::POST, &format!("/v1/alerts/{alert}/close"), None);
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["detail"], format!("alert {alert} is already closed"));
+    let history = eventually(
+        &p,
+        &format!("/v1/health/{fs}/history?monitor={FREE}"),
+        "history",
+        |v| v["changes"].as_array().is_some_and(|c| c.len() >= 2),
+    );
+    let last = history["changes"]
+        .as_array()
+        .and_then(|c| c.last())
+        .cloned()
+        .expect("last");
+    assert_eq!(last["cause"], "reset by an operator");
+    let metrics = reqwest::get_text(&p.url("/metrics"));
+    assert!(
+        metrics.contains("healthstream_health_operations_total{outcome=\"applied\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("healthstream_health_operations_total{outcome=\"refused\"} 4"),
+        "{metrics}"
+    );
+    p.stop();
+}
