@@ -159,6 +159,21 @@ pub struct Engine {
     /// Instances whose maintenance was set or ended since the last
     /// [`Engine::take_maintenance_changes`].
     maintenance_touched: BTreeMap<String, String>,
+    /// The containers' engine (rollup stage): containment and reference rollups only,
+    /// over members known by their reported states.
+    containers: bool,
+    /// Container -> (relationship, member) -> what is known of the member.
+    external: BTreeMap<String, BTreeMap<(String, String), ExternalMember>>,
+}
+
+/// A member of a container, as its state records report it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExternalMember {
+    pub class: String,
+    /// Monitor -> state.
+    pub states: BTreeMap<String, Health>,
+    pub in_maintenance: bool,
+    pub unavailable: bool,
 }
 
 struct Ctx<'a>(Vec<&'a Instance>);
@@ -203,7 +218,72 @@ impl Engine {
             unavailable: BTreeSet::new(),
             maintenance_touched: BTreeMap::new(),
             availability_touched: BTreeMap::new(),
+            containers: false,
+            external: BTreeMap::new(),
         }
+    }
+
+    /// The containers' engine of the rollup stage: it holds containers (groups, distributed
+    /// applications) and computes their containment and reference rollups and aggregates
+    /// from their members' reported states; it runs no unit monitor and no rule.
+    pub fn for_containers(catalog: Catalog) -> Engine {
+        Engine {
+            containers: true,
+            ..Engine::new(catalog)
+        }
+    }
+
+    /// What is known of a member of a container changed (`None`: it left). Returns the
+    /// state changes of the container's rollups.
+    pub fn member_changed(
+        &mut self,
+        container: &str,
+        relationship: &str,
+        member: &str,
+        known: Option<ExternalMember>,
+        time: i64,
+    ) -> Vec<StateChange> {
+        let key = (relationship.to_string(), member.to_string());
+        let members = self.external.entry(container.to_string()).or_default();
+        let cause = match &known {
+            Some(m) => {
+                let states: Vec<String> =
+                    m.states.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                format!("member {member}: {}", states.join(", "))
+            }
+            None => format!("member {member} left"),
+        };
+        match known {
+            Some(m) => {
+                if members.get(&key) == Some(&m) {
+                    return Vec::new();
+                }
+                members.insert(key, m);
+            }
+            None => {
+                if members.remove(&key).is_none() {
+                    return Vec::new();
+                }
+            }
+        }
+        if members.is_empty() {
+            self.external.remove(container);
+        }
+        self.recompute(container, time, &cause, CauseKind::Rollup)
+    }
+
+    /// Put back what was known of a member (restore, before the kept rollup states).
+    pub fn restore_member(
+        &mut self,
+        container: &str,
+        relationship: &str,
+        member: &str,
+        known: ExternalMember,
+    ) {
+        self.external
+            .entry(container.to_string())
+            .or_default()
+            .insert((relationship.to_string(), member.to_string()), known);
     }
 
     /// Root hosts that became unavailable (`Some(since)`) or available again (`None`) since
@@ -716,7 +796,7 @@ impl Engine {
         let Some(ctx) = self.context(id) else { return };
         self.rebuild_rules(id, &ctx);
         let mut keep = BTreeSet::new();
-        if inst.managed {
+        if inst.managed && !self.containers {
             let monitors: Vec<_> = self
                 .catalog
                 .packs()
@@ -1230,15 +1310,78 @@ impl Engine {
         if was {
             return Ok(Vec::new());
         }
-        Ok(match host {
-            Some(h) => self.propagate_kind(
+        let covered = self.covered(id);
+        let mut out = self.flags(
+            &covered,
+            time,
+            CauseKind::Maintenance,
+            &format!("in maintenance (set on {id})"),
+            &[],
+        );
+        if let Some(h) = host {
+            out.extend(self.propagate_kind(
                 &h,
                 time,
                 &format!("{id} entered maintenance"),
                 CauseKind::Maintenance,
-            ),
-            None => Vec::new(),
-        })
+            ));
+        }
+        Ok(out)
+    }
+
+    /// An instance and what it hosts, except what is in its own maintenance.
+    fn covered(&self, id: &str) -> Vec<String> {
+        let mut covered = Vec::new();
+        let mut stack = vec![id.to_string()];
+        while let Some(i) = stack.pop() {
+            if i != id && self.maintenance.contains_key(&i) {
+                continue;
+            }
+            stack.extend(self.hosted.get(&i).into_iter().flatten().cloned());
+            covered.push(i);
+        }
+        covered
+    }
+
+    /// A flag (maintenance, availability) of these instances changed: one record per
+    /// instance for its top monitor (the entity health), old and new state equal, unless
+    /// `already` has a real change of it.
+    fn flags(
+        &self,
+        ids: &[String],
+        time: i64,
+        kind: CauseKind,
+        cause: &str,
+        already: &[StateChange],
+    ) -> Vec<StateChange> {
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(inst) = self.instances.get(id) else {
+                continue;
+            };
+            for p in self.catalog.packs() {
+                for a in &p.pack.aggregates {
+                    if a.parent.is_none()
+                        && self.catalog.is_a(&inst.class, &a.target)
+                        && !already
+                            .iter()
+                            .any(|c| c.instance_id == *id && c.monitor_id == a.id)
+                    {
+                        let h = self.state(id, &a.id);
+                        out.push(StateChange {
+                            instance_id: id.clone(),
+                            monitor_id: a.id.clone(),
+                            old: h,
+                            new: h,
+                            time,
+                            kind,
+                            cause: cause.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// End the maintenance set on an instance: the monitors of everything it covered
@@ -1260,16 +1403,7 @@ impl Engine {
         if self.in_maintenance(id).is_some() {
             return Ok(Vec::new());
         }
-        // What it covered: itself and what it hosts, except what is in its own maintenance.
-        let mut covered = Vec::new();
-        let mut stack = vec![id.to_string()];
-        while let Some(i) = stack.pop() {
-            if i != id && self.maintenance.contains_key(&i) {
-                continue;
-            }
-            stack.extend(self.hosted.get(&i).into_iter().flatten().cloned());
-            covered.push(i);
-        }
+        let covered = self.covered(id);
         let mut out = Vec::new();
         for i in &covered {
             let keys: Vec<(String, String)> = self
@@ -1320,6 +1454,9 @@ impl Engine {
         for (_, i) in &by_depth {
             out.extend(self.recompute(i, time, &cause, CauseKind::Maintenance));
         }
+        let ids: Vec<String> = by_depth.into_iter().map(|(_, i)| i).collect();
+        let flags = self.flags(&ids, time, CauseKind::Maintenance, &cause, &out);
+        out.extend(flags);
         if let Some(h) = self.instances.get(id).and_then(|i| i.host_id.clone()) {
             out.extend(self.propagate_kind(&h, time, &cause, CauseKind::Maintenance));
         }
@@ -1382,11 +1519,14 @@ impl Engine {
             format!("{root} available again: heartbeats resumed")
         };
         let mut out = Vec::new();
-        for (_, i) in ids {
-            if self.in_maintenance(&i).is_none() {
-                out.extend(self.recompute(&i, time, &cause, CauseKind::Heartbeat));
+        for (_, i) in &ids {
+            if self.in_maintenance(i).is_none() {
+                out.extend(self.recompute(i, time, &cause, CauseKind::Heartbeat));
             }
         }
+        let ids: Vec<String> = ids.into_iter().map(|(_, i)| i).collect();
+        let flags = self.flags(&ids, time, CauseKind::Heartbeat, &cause, &out);
+        out.extend(flags);
         out
     }
 
@@ -1434,22 +1574,43 @@ impl Engine {
             let Some(rel) = self.catalog.relationship(&d.relationship) else {
                 continue;
             };
-            if rel.kind != RelationshipKind::Hosting {
-                continue; // containment and reference rollups cross hosts: the rollup stage
+            // Hosting rollups are computed where the host is; containment and reference
+            // rollups cross hosts and are computed by the containers' engine.
+            if (rel.kind == RelationshipKind::Hosting) == self.containers {
+                continue;
             }
-            let members: Vec<Member> = self
-                .hosted
-                .get(id)
-                .into_iter()
-                .flatten()
-                .filter_map(|c| self.instances.get(c))
-                .filter(|c| self.catalog.is_a(&c.class, &rel.target))
-                .map(|c| Member {
-                    health: self.state(&c.id, &d.member_monitor),
-                    in_maintenance: self.in_maintenance(&c.id).is_some(),
-                    unavailable: self.unavailable.contains(&c.root_host),
-                })
-                .collect();
+            let members: Vec<Member> = if self.containers {
+                self.external
+                    .get(id)
+                    .into_iter()
+                    .flat_map(|m| m.iter())
+                    .filter(|((r, _), m)| {
+                        *r == d.relationship && self.catalog.is_a(&m.class, &rel.target)
+                    })
+                    .map(|(_, m)| Member {
+                        health: m
+                            .states
+                            .get(&d.member_monitor)
+                            .copied()
+                            .unwrap_or(Health::Uninitialized),
+                        in_maintenance: m.in_maintenance,
+                        unavailable: m.unavailable,
+                    })
+                    .collect()
+            } else {
+                self.hosted
+                    .get(id)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| self.instances.get(c))
+                    .filter(|c| self.catalog.is_a(&c.class, &rel.target))
+                    .map(|c| Member {
+                        health: self.state(&c.id, &d.member_monitor),
+                        in_maintenance: self.in_maintenance(&c.id).is_some(),
+                        unavailable: self.unavailable.contains(&c.root_host),
+                    })
+                    .collect()
+            };
             let h = dependency(
                 d.algorithm,
                 d.percentage,

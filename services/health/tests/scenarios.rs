@@ -631,14 +631,23 @@ fn operators_maintenance_and_availability() {
         started < root_critical && root_critical.max(var_healthy) < var_resolved,
         "{text}"
     );
-    assert_eq!(
-        out[started + 1..root_critical.min(var_healthy)]
-            .iter()
-            .filter(|l| l.contains(" state "))
-            .count(),
-        0,
-        "no state change while in maintenance:\n{text}"
-    );
+    // Between: only the flags of the computer and what it hosts entering maintenance
+    // (entity health unchanged, in maintenance), no state change.
+    let between: Vec<&String> = out[started + 1..root_critical.min(var_healthy)]
+        .iter()
+        .filter(|l| l.contains(" state "))
+        .collect();
+    assert_eq!(between.len(), 4, "{between:#?}");
+    for id in ["web", "collector", "fs-root", "fs-var"] {
+        assert!(
+            between.iter().any(|l| l.contains(&format!(
+                "state {id} System.Health.EntityState Healthy->Healthy cause=maintenance maintenance=true"
+            )) || l.contains(&format!(
+                "state {id} System.Health.EntityState Critical->Critical cause=maintenance maintenance=true"
+            ))),
+            "{id}: {between:#?}"
+        );
+    }
     let root_alert = position(
         &out,
         "/ on web-01 is running out of space Critical state=0 change=raised",
@@ -651,6 +660,10 @@ fn operators_maintenance_and_availability() {
         "collector System.Collector.Heartbeat Healthy->Critical cause=time maintenance=false unavailable=true",
     );
     assert!(missed > root_critical);
+    // Every instance of the tree is flagged unavailable (grey), then available again.
+    assert!(has(&out, "state fs-root System.Health.EntityState Critical->Critical cause=heartbeat maintenance=false unavailable=true"), "{text}");
+    assert!(has(&out, "state fs-var System.Health.EntityState Healthy->Healthy cause=heartbeat maintenance=false unavailable=true"), "{text}");
+    assert!(has(&out, "state fs-var System.Health.EntityState Healthy->Healthy cause=heartbeat maintenance=false unavailable=false"), "{text}");
     assert_eq!(
         out.iter()
             .filter(|l| l.contains("System.Collector.Heartbeat Healthy->Critical"))
