@@ -16,6 +16,7 @@ pub enum Contract {
     TaskResult,
     DeadLetter,
     Operation,
+    MemberState,
 }
 
 /// One committed version of a contract's schema.
@@ -43,7 +44,7 @@ macro_rules! versions {
 
 impl Contract {
     /// Every contract.
-    pub const ALL: [Contract; 13] = [
+    pub const ALL: [Contract; 14] = [
         Contract::DiscoveryData,
         Contract::PerfBatch,
         Contract::EventBatch,
@@ -57,6 +58,7 @@ impl Contract {
         Contract::TaskResult,
         Contract::DeadLetter,
         Contract::Operation,
+        Contract::MemberState,
     ];
 
     /// File stem of the schema under `schemas/`.
@@ -75,6 +77,7 @@ impl Contract {
             Contract::TaskResult => "task_result",
             Contract::DeadLetter => "dead_letter",
             Contract::Operation => "operation",
+            Contract::MemberState => "member_state",
         }
     }
 
@@ -99,6 +102,7 @@ impl Contract {
             Contract::TaskResult => include_str!("../../../schemas/task_result.avsc"),
             Contract::DeadLetter => include_str!("../../../schemas/dead_letter.avsc"),
             Contract::Operation => include_str!("../../../schemas/operation.avsc"),
+            Contract::MemberState => include_str!("../../../schemas/member_state.avsc"),
         }
     }
 
@@ -124,6 +128,7 @@ impl Contract {
             Contract::TaskResult => versions!(Contract::TaskResult, "task_result", 11, [1]),
             Contract::DeadLetter => versions!(Contract::DeadLetter, "dead_letter", 12, [1]),
             Contract::Operation => versions!(Contract::Operation, "operation", 13, [1]),
+            Contract::MemberState => versions!(Contract::MemberState, "member_state", 14, [1]),
         }
     }
 

@@ -391,6 +391,22 @@ pub struct TaskResult {
     pub finished_at: i64,
 }
 
+/// `schemas/member_state.avsc`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberState {
+    pub id: String,
+    pub container_id: String,
+    pub container_class: String,
+    pub relationship: String,
+    pub member_id: String,
+    pub member_class: String,
+    pub present: bool,
+    pub states: BTreeMap<String, HealthState>,
+    pub in_maintenance: bool,
+    pub unavailable: bool,
+    pub time: i64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OperationKind {
@@ -511,5 +527,6 @@ record! {
     CollectionPlan => CollectionPlan,
     TaskResult => TaskResult,
         DeadLetter => DeadLetter,
-    Operation => Operation,
+        Operation => Operation,
+    MemberState => MemberState,
 }

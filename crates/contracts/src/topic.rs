@@ -22,11 +22,12 @@ pub enum Topic {
     TaskResults,
     DeadLetters,
     Operations,
+    RollupMembers,
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 13] = [
+    pub const ALL: [Topic; 14] = [
         Topic::Discovery,
         Topic::Perf,
         Topic::Events,
@@ -40,6 +41,7 @@ impl Topic {
         Topic::TaskResults,
         Topic::DeadLetters,
         Topic::Operations,
+        Topic::RollupMembers,
     ];
 
     /// The topic's name on the bus.
@@ -58,6 +60,7 @@ impl Topic {
             Topic::TaskResults => "healthstream.task-results",
             Topic::DeadLetters => "healthstream.dead-letters",
             Topic::Operations => "healthstream.operations",
+            Topic::RollupMembers => "healthstream.rollup-members",
         }
     }
 
@@ -82,6 +85,7 @@ impl Topic {
             Topic::TaskResults => Contract::TaskResult,
             Topic::DeadLetters => Contract::DeadLetter,
             Topic::Operations => Contract::Operation,
+            Topic::RollupMembers => Contract::MemberState,
         }
     }
 }

@@ -54,7 +54,7 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(batch.len() as u64));
     g.bench_function(
         "perf samples through detection and monitor state (1% crossing)",
-        |b| b.iter(|| black_box(e.perf(black_box(&batch)))),
+        |b| b.iter(|| black_box(e.perf("web", black_box(&batch)))),
     );
     g.finish();
 }

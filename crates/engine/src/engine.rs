@@ -134,7 +134,7 @@ pub struct Engine {
     /// Rollup states: (instance, aggregate or dependency monitor) -> health.
     rollups: BTreeMap<(String, String), Health>,
     /// (object, counter, instance) -> copies reading it; instance "*" for every instance.
-    perf_index: HashMap<(String, String, String), Vec<(String, String)>>,
+    perf_index: HashMap<String, PerfIndex>,
     /// Children by host.
     hosted: BTreeMap<String, BTreeSet<String>>,
     /// Monitors whose kept state changed since the last [`Engine::take_touched`].
@@ -144,7 +144,7 @@ pub struct Engine {
     /// Rule alerts to raise, since the last [`Engine::take_firings`].
     firings: Vec<crate::rules::Firing>,
     /// (object, counter, instance) -> rule copies reading it.
-    rule_perf_index: HashMap<(String, String, String), Vec<(String, String)>>,
+    rule_perf_index: HashMap<String, PerfIndex>,
     /// (root host, channel) -> event-driven monitor and rule copies reading it.
     event_index: HashMap<(String, String), Vec<(String, String)>>,
     /// Instances by root host.
@@ -174,6 +174,32 @@ pub struct ExternalMember {
     pub states: BTreeMap<String, Health>,
     pub in_maintenance: bool,
     pub unavailable: bool,
+}
+
+/// Per root host: (object, counter, instance or `*`) -> the (instance, workflow) copies
+/// reading it.
+type PerfIndex = HashMap<(String, String, String), Vec<(String, String)>>;
+
+/// The copies of a root host's index that read a sample (its own instance and `*`).
+fn perf_targets(
+    index: &HashMap<String, PerfIndex>,
+    root: &str,
+    s: &Sample<'_>,
+) -> Vec<(String, String)> {
+    let Some(idx) = index.get(root) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for inst in [s.instance, "*"] {
+        if let Some(list) = idx.get(&(
+            s.object.to_string(),
+            s.counter.to_string(),
+            inst.to_string(),
+        )) {
+            out.extend(list.iter().cloned());
+        }
+    }
+    out
 }
 
 struct Ctx<'a>(Vec<&'a Instance>);
@@ -552,7 +578,11 @@ impl Engine {
                     },
                 ));
             }
-            for list in self.rule_perf_index.values_mut() {
+            for list in self
+                .rule_perf_index
+                .values_mut()
+                .flat_map(|m| m.values_mut())
+            {
                 list.retain(|(i, _)| i != id);
             }
             for (rid, perf_key, channel, copy) in built {
@@ -565,6 +595,8 @@ impl Engine {
                 }
                 if let Some(pk) = perf_key {
                     self.rule_perf_index
+                        .entry(inst.root_host.clone())
+                        .or_default()
                         .entry(pk)
                         .or_default()
                         .push(key.clone());
@@ -664,6 +696,26 @@ impl Engine {
     /// Every instance.
     pub fn instances(&self) -> impl Iterator<Item = &Instance> {
         self.instances.values()
+    }
+
+    /// An instance.
+    pub fn instance(&self, id: &str) -> Option<&Instance> {
+        self.instances.get(id)
+    }
+
+    /// The monitors that containment and reference rollups read of their members.
+    pub fn member_monitors(&self) -> BTreeSet<String> {
+        self.catalog
+            .packs()
+            .iter()
+            .flat_map(|p| p.pack.dependencies.iter())
+            .filter(|d| {
+                self.catalog
+                    .relationship(&d.relationship)
+                    .is_some_and(|r| r.kind != RelationshipKind::Hosting)
+            })
+            .map(|d| d.member_monitor.clone())
+            .collect()
     }
 
     /// The state of a monitor of an instance.
@@ -780,7 +832,7 @@ impl Engine {
     }
 
     fn unindex(&mut self, id: &str) {
-        for list in self.perf_index.values_mut() {
+        for list in self.perf_index.values_mut().flat_map(|m| m.values_mut()) {
             list.retain(|(i, _)| i != id);
         }
         for list in self.event_index.values_mut() {
@@ -849,6 +901,8 @@ impl Engine {
                 {
                     let inst_key = instance.clone().unwrap_or_else(|| "*".into());
                     self.perf_index
+                        .entry(inst.root_host.clone())
+                        .or_default()
                         .entry((object.clone(), counter.clone(), inst_key))
                         .or_default()
                         .push((id.to_string(), m.id.clone()));
@@ -856,6 +910,8 @@ impl Engine {
                 if let DataSource::Service { service, .. } = &source {
                     for counter in ["Running", "Automatic"] {
                         self.perf_index
+                            .entry(inst.root_host.clone())
+                            .or_default()
                             .entry(("Service".into(), counter.into(), service.clone()))
                             .or_default()
                             .push((id.to_string(), m.id.clone()));
@@ -933,22 +989,14 @@ impl Engine {
         Some((enabled, detection, source))
     }
 
-    /// Perf samples of one root host. Service samples (`Service/Running|Automatic/<unit>`) feed
-    /// basic service monitors.
-    pub fn perf(&mut self, samples: &[Sample<'_>]) -> Vec<StateChange> {
+    /// Perf samples of one root host, dispatched to the copies of that host's instances that
+    /// read them. Service samples (`Service/Running|Automatic/<unit>`) feed basic service
+    /// monitors.
+    pub fn perf(&mut self, root: &str, samples: &[Sample<'_>]) -> Vec<StateChange> {
         let mut out = Vec::new();
         for s in samples {
             if !self.rule_perf_index.is_empty() {
-                let mut rule_keys = Vec::new();
-                for inst in [s.instance, "*"] {
-                    if let Some(list) = self.rule_perf_index.get(&(
-                        s.object.to_string(),
-                        s.counter.to_string(),
-                        inst.to_string(),
-                    )) {
-                        rule_keys.extend(list.iter().cloned());
-                    }
-                }
+                let mut rule_keys = perf_targets(&self.rule_perf_index, root, s);
                 if !self.maintenance.is_empty() {
                     rule_keys.retain(|(i, _)| self.in_maintenance(i).is_none());
                 }
@@ -962,16 +1010,7 @@ impl Engine {
                     self.feed_rules(rule_keys, &Fields(&fields), Some(s.value), s.time);
                 }
             }
-            let mut targets: Vec<(String, String)> = Vec::new();
-            for inst in [s.instance, "*"] {
-                if let Some(list) = self.perf_index.get(&(
-                    s.object.to_string(),
-                    s.counter.to_string(),
-                    inst.to_string(),
-                )) {
-                    targets.extend(list.iter().cloned());
-                }
-            }
+            let targets = perf_targets(&self.perf_index, root, s);
             for (i, m) in targets {
                 let key = (i.clone(), m.clone());
                 let held = !self.maintenance.is_empty() && self.in_maintenance(&i).is_some();

@@ -82,7 +82,7 @@ fn host(e: &mut Engine) {
 fn a_sample_propagates_to_the_top_once() {
     let mut e = engine("");
     host(&mut e);
-    let out = e.perf(&[free("/", 50.0, 1)]);
+    let out = e.perf("web-01", &[free("/", 50.0, 1)]);
     let c = changes(&out);
     assert!(
         c.contains(&(
@@ -104,7 +104,7 @@ fn a_sample_propagates_to_the_top_once() {
     )));
     assert_eq!(e.state("web", "System.Health.EntityState"), Health::Healthy);
 
-    let out = e.perf(&[free("/", 4.0, 2)]);
+    let out = e.perf("web-01", &[free("/", 4.0, 2)]);
     let c = changes(&out);
     let expected = [
         ("root-fs", "Linux.Monitor.FilesystemFreeSpace"),
@@ -126,9 +126,9 @@ fn a_sample_propagates_to_the_top_once() {
         );
     }
     // The same value again changes nothing.
-    assert!(e.perf(&[free("/", 4.0, 3)]).is_empty());
+    assert!(e.perf("web-01", &[free("/", 4.0, 3)]).is_empty());
     // A sample of another filesystem reaches nobody.
-    assert!(e.perf(&[free("/var", 1.0, 4)]).is_empty());
+    assert!(e.perf("web-01", &[free("/var", 1.0, 4)]).is_empty());
 }
 
 #[test]
@@ -170,7 +170,7 @@ instance = "root-fs"
         ),
         0,
     );
-    let out = e.perf(&[free("/", 4.0, 1), free("/run", 0.5, 1)]);
+    let out = e.perf("web-01", &[free("/", 4.0, 1), free("/run", 0.5, 1)]);
     assert_eq!(
         e.state("root-fs", "Linux.Monitor.FilesystemFreeSpace"),
         Health::Healthy,
@@ -184,7 +184,7 @@ instance = "root-fs"
     assert!(!out
         .iter()
         .any(|c| c.instance_id == "run-fs" && c.monitor_id == "Linux.Monitor.FilesystemFreeSpace"));
-    e.perf(&[free("/", 1.0, 2)]);
+    e.perf("web-01", &[free("/", 1.0, 2)]);
     assert_eq!(
         e.state("root-fs", "Linux.Monitor.FilesystemFreeSpace"),
         Health::Critical
@@ -212,7 +212,7 @@ fn uninitialized_children_leave_parents_uninitialized_and_removal_recomputes() {
         Health::Uninitialized
     );
     assert_eq!(e.state("web", "System.Health.EntityState"), Health::Healthy);
-    e.perf(&[free("/var", 1.0, 1)]);
+    e.perf("web-01", &[free("/var", 1.0, 1)]);
     assert_eq!(
         e.state("web", "Linux.Computer.FilesystemAvailability"),
         Health::Critical,
@@ -248,12 +248,12 @@ fn services_and_operator_reset() {
         value: v,
         time: t,
     };
-    e.perf(&[svc("Running", 1.0, 1)]);
+    e.perf("web-01", &[svc("Running", 1.0, 1)]);
     assert_eq!(
         e.state("sshd", "Linux.Monitor.ServiceRunning"),
         Health::Healthy
     );
-    e.perf(&[svc("Running", 0.0, 2)]);
+    e.perf("web-01", &[svc("Running", 0.0, 2)]);
     assert_eq!(
         e.state("sshd", "Linux.Monitor.ServiceRunning"),
         Health::Critical
@@ -338,7 +338,7 @@ fn kept_state_restores_an_engine_exactly() {
         values
             .iter()
             .enumerate()
-            .flat_map(|(i, v)| e.perf(&[free("/", *v, i as i64)]))
+            .flat_map(|(i, v)| e.perf("web-01", &[free("/", *v, i as i64)]))
             .collect()
     };
     let mut a = engine("");
@@ -388,7 +388,7 @@ fn maintenance_holds_an_instance_and_recalculates_when_it_ends() {
         ),
         0,
     );
-    e.perf(&[free("/", 50.0, 1), free("/var", 50.0, 1)]);
+    e.perf("web-01", &[free("/", 50.0, 1), free("/var", 50.0, 1)]);
     let out = e
         .start_maintenance("root-fs", maintenance(10, Some(100_000)))
         .expect("ok");
@@ -422,7 +422,7 @@ fn maintenance_holds_an_instance_and_recalculates_when_it_ends() {
         Some("root-fs")
     );
     // The disk fills during the maintenance: no state change, no rollup.
-    assert!(e.perf(&[free("/", 1.0, 20)]).is_empty());
+    assert!(e.perf("web-01", &[free("/", 1.0, 20)]).is_empty());
     assert_eq!(e.state("root-fs", FREE_SPACE), Health::Healthy);
     assert_eq!(
         e.reset("root-fs", FREE_SPACE, 30).expect_err("refused"),
@@ -472,12 +472,12 @@ fn maintenance_of_a_host_covers_its_tree_and_its_collector() {
         0,
     );
     e.heartbeat("web-01", 0, 60);
-    e.perf(&[free("/", 50.0, 1)]);
+    e.perf("web-01", &[free("/", 50.0, 1)]);
     e.start_maintenance("web", maintenance(1_000, None))
         .expect("ok");
     assert_eq!(e.in_maintenance("root-fs").map(|(on, _)| on), Some("web"));
     // A reboot: the disk is full, heartbeats stop; nothing changes and no alert can follow.
-    assert!(e.perf(&[free("/", 1.0, 2_000)]).is_empty());
+    assert!(e.perf("web-01", &[free("/", 1.0, 2_000)]).is_empty());
     assert!(e.tick(600_000).is_empty());
     assert!(!e.is_unavailable("web"));
     assert_eq!(
@@ -525,4 +525,39 @@ fn a_silent_collector_makes_its_tree_unavailable_until_heartbeats_resume() {
             && c.kind == CauseKind::Heartbeat),
         "{out:?}"
     );
+}
+
+#[test]
+fn a_sample_reaches_only_the_copies_of_its_own_host() {
+    let mut e = engine("");
+    host(&mut e);
+    let other = |id: &str, class: &str, host: Option<&str>, props: &[(&str, &str)]| Instance {
+        root_host: "db-01".into(),
+        ..inst(id, class, host, props, &[])
+    };
+    e.upsert(
+        other("db", "Linux.Computer", None, &[("PrincipalName", "db-01")]),
+        0,
+    );
+    e.upsert(
+        other(
+            "db-root-fs",
+            "Linux.Filesystem",
+            Some("db"),
+            &[("MountPoint", "/"), ("Type", "ext4")],
+        ),
+        0,
+    );
+    let out = e.perf("db-01", &[free("/", 4.0, 1)]);
+    assert!(
+        out.iter().all(|c| c.instance_id.starts_with("db")),
+        "{out:?}"
+    );
+    assert_eq!(e.state("db-root-fs", FREE_SPACE), Health::Critical);
+    assert_eq!(
+        e.state("root-fs", FREE_SPACE),
+        Health::Uninitialized,
+        "web-01's / is another filesystem"
+    );
+    assert!(e.perf("nobody", &[free("/", 4.0, 2)]).is_empty());
 }

@@ -86,6 +86,8 @@ pub enum KeyKind {
     PackId,
     /// Source topic, partition and offset of a dead letter.
     SourcePosition,
+    /// Container, relationship and member; partitioned by container (a repartition topic).
+    ContainerMember,
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,7 +304,12 @@ impl Topology {
         // Co-partitioning: topics keyed by root host or partitioned by it share a count.
         let root_partitioned: BTreeSet<u32> = topics
             .values()
-            .filter(|t| !matches!(t.key, KeyKind::PackId | KeyKind::SourcePosition))
+            .filter(|t| {
+                !matches!(
+                    t.key,
+                    KeyKind::PackId | KeyKind::SourcePosition | KeyKind::ContainerMember
+                )
+            })
             .map(|t| t.partitions)
             .collect();
         if root_partitioned.len() > 1 {

@@ -54,6 +54,8 @@ const STORM_PREFIX: u8 = 0x37;
 const MAINTENANCE_PREFIX: u8 = 0x38;
 const OPERATION_PREFIX: u8 = 0x39;
 const UNAVAILABLE_PREFIX: u8 = 0x3a;
+/// In the membership column family: group -> (container instance id, relationship type).
+const GROUP_CONTAINER_PREFIX: u8 = 0x3b;
 
 /// Column families of the health stage (with the perf stage's).
 pub const HEALTH_CFS: &[&str] = &[
@@ -299,6 +301,12 @@ impl HealthInput {
 /// The stage.
 pub struct HealthStage {
     partitions: u32,
+    /// Partitions of the rollup-members topic.
+    rollup_partitions: u32,
+    /// Memberships that began or ended in the current input: (member, group, present).
+    membership_events: Vec<(String, String, bool)>,
+    /// Group -> (container instance id, relationship type), as stored.
+    group_containers: BTreeMap<String, (String, String)>,
     packs: Packs,
     packs_offset: i64,
     engine: Engine,
@@ -330,11 +338,100 @@ impl HealthStage {
         let snapshot = packs.borrow().clone();
         HealthStage {
             partitions: partitions.max(1) as u32,
+            rollup_partitions: partitions.max(1) as u32,
+            membership_events: Vec::new(),
+            group_containers: BTreeMap::new(),
             engine: Engine::new(snapshot.store.catalog()),
             packs_offset: snapshot.next_offset,
             packs,
             last_tick: i64::MIN,
         }
+    }
+
+    /// The partition count of the rollup-members topic, when it differs from the inputs'.
+    pub fn with_rollup_partitions(mut self, partitions: i32) -> HealthStage {
+        self.rollup_partitions = partitions.max(1) as u32;
+        self
+    }
+
+    /// What the containers of the members touched by this input must know: the member's
+    /// states of the monitors their rollups read and its flags, or that it left. Only group
+    /// memberships cross hosts this way (a group's singleton instance is its container).
+    fn fan_out(
+        &mut self,
+        store: &Store,
+        changes: &[StateChange],
+        at: Position,
+    ) -> Result<Vec<OutboundRecord>, StageError> {
+        use healthstream_contracts::records::MemberState;
+        let tracked = self.engine.member_monitors();
+        let mut touched: BTreeMap<(String, String), bool> = BTreeMap::new();
+        for c in changes {
+            if tracked.contains(&c.monitor_id) {
+                if let Some(i) = self.engine.instance(&c.instance_id) {
+                    for g in &i.groups {
+                        touched.insert((i.id.clone(), g.clone()), true);
+                    }
+                }
+            }
+        }
+        for (member, group, present) in std::mem::take(&mut self.membership_events) {
+            touched.insert((member, group), present);
+        }
+        let mut out = Vec::new();
+        for (n, ((member, group), present)) in touched.into_iter().enumerate() {
+            let (container, relationship) = match self.group_containers.get(&group) {
+                Some(e) => e.clone(),
+                None => {
+                    let Some(v) = store.get(
+                        MEMBERSHIP_CF,
+                        &KeyWriter::new(GROUP_CONTAINER_PREFIX).str(&group).finish(),
+                    )?
+                    else {
+                        continue;
+                    };
+                    let entry: (String, String) = decode(&v)?;
+                    self.group_containers.insert(group.clone(), entry.clone());
+                    entry
+                }
+            };
+            let inst = self.engine.instance(&member);
+            let present = present && inst.is_some();
+            let record = MemberState {
+                id: at.output_id("health-member", n),
+                container_id: container.clone(),
+                container_class: group.clone(),
+                relationship: relationship.clone(),
+                member_id: member.clone(),
+                member_class: inst.map(|i| i.class.clone()).unwrap_or_default(),
+                present,
+                states: if present {
+                    tracked
+                        .iter()
+                        .map(|m| (m.clone(), health_state(self.engine.state(&member, m))))
+                        .collect()
+                } else {
+                    BTreeMap::new()
+                },
+                in_maintenance: present && self.engine.in_maintenance(&member).is_some(),
+                unavailable: present && self.engine.is_unavailable(&member),
+                time: at.timestamp_ms,
+            };
+            let value = Codec::shared()
+                .encode(&record)
+                .map_err(|e| StageError::Internal {
+                    stage: "health".into(),
+                    message: e.to_string(),
+                })?;
+            out.push(OutboundRecord {
+                topic: Topic::RollupMembers,
+                partition: partition_for_key(container.as_bytes(), self.rollup_partitions) as i32,
+                key: Some(format!("{container}/{relationship}/{member}").into_bytes()),
+                value: Some(value),
+                timestamp_ms: at.timestamp_ms,
+            });
+        }
+        Ok(out)
     }
 
     /// Put the engine back together from the store: every instance of these partitions, then
@@ -473,6 +570,18 @@ impl HealthStage {
                         let Some(member) = c.target_id.clone() else {
                             return Ok(Vec::new());
                         };
+                        if let Some(container) = &c.source_id {
+                            let entry = (container.clone(), c.class.clone());
+                            if self.group_containers.get(group) != Some(&entry) {
+                                store.put(
+                                    batch,
+                                    MEMBERSHIP_CF,
+                                    &KeyWriter::new(GROUP_CONTAINER_PREFIX).str(group).finish(),
+                                    &encode(&entry)?,
+                                )?;
+                                self.group_containers.insert(group.to_string(), entry);
+                            }
+                        }
                         store.put(
                             batch,
                             MEMBERSHIP_CF,
@@ -496,6 +605,8 @@ impl HealthStage {
                 };
                 let mut inst: Instance = decode(&v)?;
                 inst.groups.retain(|g| *g != group);
+                self.membership_events
+                    .push((member.clone(), group.clone(), add));
                 if add {
                     inst.groups.push(group);
                     inst.groups.sort();
@@ -883,7 +994,7 @@ impl Processor for HealthStage {
                     })
                     .collect();
                 now = b.samples.iter().map(|s| s.time).max().unwrap_or(now);
-                changes.extend(self.engine.perf(&samples));
+                changes.extend(self.engine.perf(&root, &samples));
             }
             HealthInput::Events(b) => {
                 for e in &b.events {
@@ -993,6 +1104,7 @@ impl Processor for HealthStage {
         }
         crate::metrics::STATE_CHANGES.inc_by(out.len() as u64);
         out.extend(self.alerts(store, batch, &root, &alerting, closed_alerts, at)?);
+        out.extend(self.fan_out(store, &alerting, at)?);
         Ok(out)
     }
 }

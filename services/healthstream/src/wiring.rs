@@ -44,10 +44,17 @@ pub enum Part {
     Ingest,
     Discovery,
     Health,
+    Rollup,
     Connector,
 }
 
-pub const ALL_SERVICES: [Part; 4] = [Part::Ingest, Part::Discovery, Part::Health, Part::Connector];
+pub const ALL_SERVICES: [Part; 5] = [
+    Part::Ingest,
+    Part::Discovery,
+    Part::Health,
+    Part::Rollup,
+    Part::Connector,
+];
 
 pub fn open_bus(choice: BusChoice, topology: &Topology) -> anyhow::Result<Arc<dyn Bus>> {
     Ok(match choice {
@@ -116,10 +123,12 @@ impl Runtime {
         let mut followers = Vec::new();
         let mut plan_followers = Vec::new();
         // Every processor follows the pack topic: imports and upgrades apply while it runs.
-        let packs = if parts
-            .iter()
-            .any(|p| matches!(p, Part::Discovery | Part::Health | Part::Connector))
-        {
+        let packs = if parts.iter().any(|p| {
+            matches!(
+                p,
+                Part::Discovery | Part::Health | Part::Rollup | Part::Connector
+            )
+        }) {
             let (rx, task) = healthstream_packfeed::follow(bus.clone(), shutdown_rx.clone())
                 .context("following the pack topic")?;
             followers.push(task);
@@ -260,13 +269,42 @@ impl Runtime {
             let Some(packs) = &packs else {
                 anyhow::bail!("the health stage needs the packs");
             };
+            topology.check_produces(Service::Health, Topic::RollupMembers)?;
             let stage =
-                healthstream_health::HealthStage::new(bus.partitions(Topic::Perf), packs.clone());
+                healthstream_health::HealthStage::new(bus.partitions(Topic::Perf), packs.clone())
+                    .with_rollup_partitions(bus.partitions(Topic::RollupMembers));
             stages.push(spawn_stage(
                 stage,
                 &bus,
                 group,
                 &HEALTH_TOPICS,
+                store,
+                &readiness,
+                &shutdown_rx,
+            ));
+        }
+        if parts.contains(&Part::Rollup) {
+            topology.check_consumes(Service::Rollup, Topic::RollupMembers)?;
+            topology.check_consumes(Service::Rollup, Topic::Packs)?;
+            topology.check_produces(Service::Rollup, Topic::State)?;
+            let Some(packs) = &packs else {
+                anyhow::bail!("the rollup stage needs the packs");
+            };
+            let group = topology.group(Service::Rollup)?.to_string();
+            let dir = data_dir.join("state").join("rollup");
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let store = Store::open(&dir, healthstream_rollup::ROLLUP_CFS)?;
+            app = app.merge(healthstream_rollup::api::router(store.clone()));
+            let stage = healthstream_rollup::RollupStage::new(
+                bus.partitions(Topic::RollupMembers),
+                bus.partitions(Topic::State),
+                packs.clone(),
+            );
+            stages.push(spawn_stage(
+                stage,
+                &bus,
+                group,
+                &[Topic::RollupMembers],
                 store,
                 &readiness,
                 &shutdown_rx,

@@ -231,6 +231,19 @@ fn every_contract_round_trips() {
         requested_by: "ops".into(),
         requested_at: 1,
     });
+    round_trip(MemberState {
+        id: "ms".into(),
+        container_id: "g".into(),
+        container_class: "System.Group.AllComputers".into(),
+        relationship: "System.GroupContainsEntities".into(),
+        member_id: "m".into(),
+        member_class: "Linux.Computer".into(),
+        present: true,
+        states: BTreeMap::from([("System.Health.EntityState".into(), HealthState::Warning)]),
+        in_maintenance: false,
+        unavailable: true,
+        time: 5,
+    });
     round_trip(DeadLetter {
         id: "dl".into(),
         stage: "health".into(),
