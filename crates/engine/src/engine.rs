@@ -703,6 +703,19 @@ impl Engine {
         self.instances.get(id)
     }
 
+    pub(crate) fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub(crate) fn instance_context(&self, id: &str) -> Option<InstanceContext> {
+        self.context(id)
+    }
+
+    /// What `$Target/...$` references of an instance resolve against.
+    pub(crate) fn target_context(&self, id: &str) -> impl TargetContext + '_ {
+        Ctx(self.chain(id))
+    }
+
     /// The monitors that containment and reference rollups read of their members.
     pub fn member_monitors(&self) -> BTreeSet<String> {
         self.catalog

@@ -6,11 +6,13 @@
 //!   groups and `$Target` applied), perf samples dispatched through an index, events,
 //!   heartbeats, time, operator resets, and rollups propagated once to the top;
 //! - [`alerts`]: monitor and rule alerts, suppression, storm containment, history;
+//! - [`commands`]: diagnostics, recoveries and tasks to run on a host's collector;
 //! - [`rollup`]: aggregate and dependency rollups (WorstOf, BestOf, Percentage), with members in
 //!   maintenance or unavailable counted as configured and uninitialized ones never making a
 //!   parent unhealthy.
 
 pub mod alerts;
+pub mod commands;
 pub mod detect;
 pub mod engine;
 pub mod rollup;

@@ -561,3 +561,96 @@ fn a_sample_reaches_only_the_copies_of_its_own_host() {
     );
     assert!(e.perf("nobody", &[free("/", 4.0, 2)]).is_empty());
 }
+
+#[test]
+fn diagnostics_recoveries_and_tasks_resolve_their_commands() {
+    use healthstream_engine::commands::CommandKind;
+    let enable_restart = r#"
+[pack]
+id = "Tuning"
+version = "1"
+[[reference]]
+pack = "System.Library"
+version = "1.0"
+[[reference]]
+pack = "Healthstream.Linux"
+version = "1.0"
+[[override]]
+id = "Tuning.RestartSshd"
+workflow = "Linux.Recovery.RestartService"
+parameter = "enabled"
+value = true
+context = "Linux.Service"
+instance = "sshd"
+"#;
+    for (extra, recovers) in [("", false), (enable_restart, true)] {
+        let mut e = engine(extra);
+        host(&mut e);
+        e.upsert(
+            inst(
+                "sshd",
+                "Linux.Service",
+                Some("web"),
+                &[("Name", "sshd.service")],
+                &[],
+            ),
+            0,
+        );
+        // The disk fills: its diagnostic runs on the filesystem's mount point.
+        let on_disk = e.commands_on_state("root-fs", FREE_SPACE, Health::Critical);
+        assert_eq!(on_disk.len(), 1);
+        assert_eq!(on_disk[0].kind, CommandKind::Diagnostic);
+        assert_eq!(
+            on_disk[0].workflow_id,
+            "Linux.Diagnostic.LargestDirectories"
+        );
+        assert_eq!(on_disk[0].root_host, "web-01");
+        assert_eq!(on_disk[0].argv, ["du", "-x", "-h", "--max-depth=2", "/"]);
+        assert!(e
+            .commands_on_state("root-fs", FREE_SPACE, Health::Warning)
+            .is_empty());
+        // The service stops: its journal first; the restart only where it is enabled.
+        let on_service =
+            e.commands_on_state("sshd", "Linux.Monitor.ServiceRunning", Health::Critical);
+        assert_eq!(
+            on_service
+                .iter()
+                .map(|c| c.workflow_id.as_str())
+                .collect::<Vec<_>>(),
+            ["Linux.Diagnostic.ServiceJournal"]
+        );
+        assert_eq!(
+            on_service[0].argv,
+            ["journalctl", "--no-pager", "-n", "50", "-u", "sshd.service"]
+        );
+        let after = e.commands_after("sshd", "Linux.Diagnostic.ServiceJournal");
+        assert_eq!(after.len(), usize::from(recovers), "{after:?}");
+        if recovers {
+            assert_eq!(after[0].argv, ["systemctl", "restart", "sshd.service"]);
+            assert!(after[0].reset_monitor);
+            assert_eq!(
+                after[0].monitor_id.as_deref(),
+                Some("Linux.Monitor.ServiceRunning")
+            );
+        }
+    }
+    let mut e = engine("");
+    host(&mut e);
+    let task = e
+        .command_on_demand("Linux.Task.TopProcesses", "web")
+        .expect("a computer task");
+    assert_eq!((task.kind, task.timeout_seconds), (CommandKind::Task, 30));
+    assert_eq!(
+        e.command_on_demand("Linux.Task.TopProcesses", "root-fs")
+            .expect_err("not a computer"),
+        "task Linux.Task.TopProcesses targets Linux.Computer, and root-fs is a Linux.Filesystem"
+    );
+    assert_eq!(
+        e.command_on_demand("Linux.Task.Nothing", "web")
+            .expect_err("unknown"),
+        "no task, diagnostic or recovery Linux.Task.Nothing"
+    );
+    assert!(e
+        .command_on_demand("Linux.Diagnostic.LargestDirectories", "root-fs")
+        .is_ok());
+}
