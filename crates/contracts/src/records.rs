@@ -415,6 +415,7 @@ pub enum OperationKind {
     ResetMonitor,
     RecalculateMonitor,
     CloseAlert,
+    RunTask,
 }
 
 /// `schemas/operation.avsc`.
@@ -426,6 +427,7 @@ pub struct Operation {
     pub kind: OperationKind,
     pub monitor_id: Option<String>,
     pub alert_id: Option<String>,
+    pub task_id: Option<String>,
     pub reason: String,
     pub comment: String,
     pub until: Option<i64>,

@@ -197,6 +197,11 @@ impl Alerts {
         Some(a.clone())
     }
 
+    /// Attach a note to an alert's history (a diagnostic's output, a recovery's outcome).
+    pub fn annotate(&mut self, id: &str, by: &str, at: i64, comment: &str) -> Option<Alert> {
+        self.record(id, by, at, comment, Vec::new())
+    }
+
     /// A monitor changed state. Returns the alerts that changed (raised, updated, closed).
     /// `new_id` gives the id of a newly raised alert.
     pub fn monitor_changed(

@@ -19,14 +19,15 @@ pub mod inventory;
 pub mod journal;
 mod metrics;
 pub mod outbox;
+pub mod tasks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use healthstream_contracts::records::{
-    CollectionPlan, DiscoveredInstance, DiscoveryData, DiscoveryMode, DiscoverySource,
+    CollectionPlan, Command, DiscoveredInstance, DiscoveryData, DiscoveryMode, DiscoverySource,
     DiscoverySourceKind, Event, EventBatch, EventLevel, Heartbeat, PerfBatch, PerfSample,
-    PlannedDataSource, Properties, PropertyValue,
+    PlannedDataSource, Properties, PropertyValue, TaskResult,
 };
 use tokio::sync::watch;
 
@@ -49,6 +50,12 @@ pub struct CollectorConfig {
     pub plan_poll: Duration,
     /// Registration is sent again this often.
     pub register_every: Duration,
+    /// How often commands (diagnostics, recoveries, tasks) are asked for.
+    pub command_poll: Duration,
+    /// The command lines this collector may run.
+    pub allow: tasks::AllowList,
+    /// Output kept per command.
+    pub max_output_bytes: usize,
 }
 
 impl CollectorConfig {
@@ -60,6 +67,9 @@ impl CollectorConfig {
             heartbeat: Duration::from_secs(60),
             plan_poll: Duration::from_secs(30),
             register_every: Duration::from_secs(3600),
+            command_poll: Duration::from_secs(5),
+            allow: tasks::AllowList::shipped(),
+            max_output_bytes: tasks::MAX_OUTPUT_BYTES,
         }
     }
 }
@@ -74,7 +84,7 @@ pub fn local_host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -166,11 +176,19 @@ pub struct Collector {
     /// Log files followed: path -> bytes read so far.
     log_offsets: HashMap<String, u64>,
     heartbeat_seq: i64,
+    /// Commands started (not run twice), oldest first, bounded.
+    started: std::collections::VecDeque<String>,
+    results_tx: tokio::sync::mpsc::UnboundedSender<TaskResult>,
+    results_rx: tokio::sync::mpsc::UnboundedReceiver<TaskResult>,
 }
+
+/// Command ids remembered as started.
+const STARTED_KEPT: usize = 10_000;
 
 impl Collector {
     pub fn new(config: CollectorConfig) -> Collector {
         let host = Host::local(&config.host);
+        let (results_tx, results_rx) = tokio::sync::mpsc::unbounded_channel();
         Collector {
             sampler: Sampler::new(host.clone()),
             outbox: Outbox::new(config.buffer_records),
@@ -182,6 +200,72 @@ impl Collector {
             last_run: HashMap::new(),
             log_offsets: HashMap::new(),
             heartbeat_seq: 0,
+            started: std::collections::VecDeque::new(),
+            results_tx,
+            results_rx,
+        }
+    }
+
+    /// Ask ingest for this host's commands; start each new one (allow-list, time limit and
+    /// output bound applied); results are queued as they finish.
+    pub async fn poll_commands(&mut self) {
+        let url = format!(
+            "{}/v1/collectors/{}/commands",
+            self.config.server.trim_end_matches('/'),
+            self.host.name
+        );
+        #[derive(serde::Deserialize)]
+        struct Listing {
+            commands: Vec<Command>,
+        }
+        let listing = match self
+            .client
+            .get(&url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => match r.json::<Listing>().await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the command list cannot be read");
+                    return;
+                }
+            },
+            Ok(r) => {
+                tracing::debug!(status = %r.status(), "no command list");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "ingest unreachable for commands");
+                return;
+            }
+        };
+        for c in listing.commands {
+            if self.started.contains(&c.id) {
+                continue;
+            }
+            self.started.push_back(c.id.clone());
+            if self.started.len() > STARTED_KEPT {
+                self.started.pop_front();
+            }
+            tracing::info!(command = %c.id, workflow = %c.workflow_id, "running a command");
+            let (allow, max, tx) = (
+                self.config.allow.clone(),
+                self.config.max_output_bytes,
+                self.results_tx.clone(),
+            );
+            tokio::spawn(async move {
+                let r = tasks::run(&c, &allow, max).await;
+                let _ = tx.send(r);
+            });
+        }
+    }
+
+    /// Queue the results of the commands that finished.
+    fn collect_results(&mut self) {
+        while let Ok(r) = self.results_rx.try_recv() {
+            self.outbox.push(Batch::TaskResult(r));
         }
     }
 
@@ -266,6 +350,10 @@ impl Collector {
                 version: env!("CARGO_PKG_VERSION").to_string(),
             }));
         }
+        if self.plan.is_some() && self.due("#commands", self.config.command_poll) {
+            self.poll_commands().await;
+        }
+        self.collect_results();
         self.run_plan().await;
         self.outbox
             .flush(&self.client, &self.config.server)

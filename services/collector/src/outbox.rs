@@ -4,7 +4,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use healthstream_contracts::records::{DiscoveryData, EventBatch, Heartbeat, PerfBatch};
+use healthstream_contracts::records::{
+    DiscoveryData, EventBatch, Heartbeat, PerfBatch, TaskResult,
+};
 use healthstream_contracts::Codec;
 
 use crate::metrics;
@@ -16,6 +18,7 @@ pub enum Batch {
     Perf(PerfBatch),
     Events(EventBatch),
     Heartbeat(Heartbeat),
+    TaskResult(TaskResult),
 }
 
 impl Batch {
@@ -26,6 +29,7 @@ impl Batch {
             Batch::Perf(_) => "perf",
             Batch::Events(_) => "events",
             Batch::Heartbeat(_) => "heartbeats",
+            Batch::TaskResult(_) => "task-results",
         }
     }
 
@@ -35,7 +39,7 @@ impl Batch {
             Batch::Discovery(d) => d.instances.len().max(1),
             Batch::Perf(p) => p.samples.len().max(1),
             Batch::Events(e) => e.events.len().max(1),
-            Batch::Heartbeat(_) => 1,
+            Batch::Heartbeat(_) | Batch::TaskResult(_) => 1,
         }
     }
 
@@ -46,6 +50,7 @@ impl Batch {
             Batch::Perf(p) => c.container(std::slice::from_ref(p)),
             Batch::Events(e) => c.container(std::slice::from_ref(e)),
             Batch::Heartbeat(h) => c.container(std::slice::from_ref(h)),
+            Batch::TaskResult(r) => c.container(std::slice::from_ref(r)),
         }
         .map_err(|e| e.to_string())
     }

@@ -10,9 +10,11 @@ use std::collections::BTreeMap;
 use healthstream_bus::{Assignment, Message, OutboundRecord};
 use healthstream_contracts::records::{
     ChangeKind, EntityKind, EventBatch, HealthState, Heartbeat, InstanceChange, Operation,
-    OperationKind, PerfBatch, PropertyValue, StateCause, StateChange as StateRecord,
+    OperationKind, PerfBatch, PropertyValue, StateCause, StateChange as StateRecord, TaskResult,
+    TaskStatus,
 };
 use healthstream_contracts::{partition_for_key, Codec, Topic};
+use healthstream_engine::commands::{CommandKind as PlannedKind, PlannedCommand};
 use healthstream_engine::engine::{Engine, Instance, Maintenance, Sample, Saved, StateChange};
 use healthstream_model::expr::Value;
 use healthstream_model::pack::Health;
@@ -43,6 +45,8 @@ const MAINTENANCE_CF: &str = "maintenance";
 const OPERATIONS_CF: &str = "operation";
 /// Root hosts whose collector misses its heartbeats: (root host) -> since (ms).
 const UNAVAILABLE_CF: &str = "unavailable";
+/// Commands sent to collectors and their results: command id -> [`CommandEntry`].
+const COMMANDS_CF: &str = "command";
 const INSTANCE_PREFIX: u8 = 0x30;
 const STATE_PREFIX: u8 = 0x31;
 const MEMBERSHIP_PREFIX: u8 = 0x32;
@@ -56,6 +60,7 @@ const OPERATION_PREFIX: u8 = 0x39;
 const UNAVAILABLE_PREFIX: u8 = 0x3a;
 /// In the membership column family: group -> (container instance id, relationship type).
 const GROUP_CONTAINER_PREFIX: u8 = 0x3b;
+const COMMAND_PREFIX: u8 = 0x3c;
 
 /// Column families of the health stage (with the perf stage's).
 pub const HEALTH_CFS: &[&str] = &[
@@ -70,7 +75,44 @@ pub const HEALTH_CFS: &[&str] = &[
     MAINTENANCE_CF,
     OPERATIONS_CF,
     UNAVAILABLE_CF,
+    COMMANDS_CF,
 ];
+
+/// A command sent to a collector (a diagnostic, recovery or task), with its result once
+/// it came back.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CommandEntry {
+    pub id: String,
+    pub planned: PlannedCommand,
+    pub requested_by: String,
+    pub requested_at: i64,
+    /// The alert its outcome is attached to.
+    pub alert_id: Option<String>,
+    pub result: Option<CommandOutcome>,
+}
+
+/// What a collector reported for a command.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CommandOutcome {
+    /// `succeeded`, `failed`, `timed_out` or `refused`.
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub output: String,
+    pub truncated: bool,
+    pub started_at: i64,
+    pub finished_at: i64,
+}
+
+/// A command and its result, by id.
+pub fn command(store: &Store, id: &str) -> Result<Option<CommandEntry>, StoreError> {
+    store
+        .get(
+            COMMANDS_CF,
+            &KeyWriter::new(COMMAND_PREFIX).str(id).finish(),
+        )?
+        .map(|v| decode(&v))
+        .transpose()
+}
 
 /// Since when the collector of a root host misses its heartbeats (`None`: available).
 pub fn unavailable_since(store: &Store, root_host: &str) -> Result<Option<i64>, StoreError> {
@@ -284,6 +326,7 @@ pub enum HealthInput {
     Events(EventBatch),
     Heartbeat(Heartbeat),
     Operation(Box<Operation>),
+    TaskResult(Box<TaskResult>),
 }
 
 impl HealthInput {
@@ -294,6 +337,7 @@ impl HealthInput {
             HealthInput::Events(b) => &b.root_host,
             HealthInput::Heartbeat(h) => &h.root_host,
             HealthInput::Operation(o) => &o.root_host,
+            HealthInput::TaskResult(r) => &r.root_host,
         }
     }
 }
@@ -307,6 +351,10 @@ pub struct HealthStage {
     membership_events: Vec<(String, String, bool)>,
     /// Group -> (container instance id, relationship type), as stored.
     group_containers: BTreeMap<String, (String, String)>,
+    /// Commands to send for the current input: (command, requested by, alert id).
+    queued: Vec<(PlannedCommand, String, Option<String>)>,
+    /// Open monitor alerts changed by the current input: (instance, monitor) -> alert id.
+    alert_ids: BTreeMap<(String, String), String>,
     packs: Packs,
     packs_offset: i64,
     engine: Engine,
@@ -341,6 +389,8 @@ impl HealthStage {
             rollup_partitions: partitions.max(1) as u32,
             membership_events: Vec::new(),
             group_containers: BTreeMap::new(),
+            queued: Vec::new(),
+            alert_ids: BTreeMap::new(),
             engine: Engine::new(snapshot.store.catalog()),
             packs_offset: snapshot.next_offset,
             packs,
@@ -619,6 +669,218 @@ impl HealthStage {
 }
 
 impl HealthStage {
+    /// A collector's result for a command: kept with the command, noted in the state
+    /// history of its monitor (or task) and in its alert; a diagnostic that succeeded starts
+    /// the recoveries waiting for it, a recovery that resets its monitor recalculates it.
+    fn task_result(
+        &mut self,
+        store: &Store,
+        batch: &mut StoreBatch,
+        r: &TaskResult,
+        at: Position,
+    ) -> Result<(Vec<StateChange>, Vec<healthstream_engine::alerts::Alert>), StoreError> {
+        let key = KeyWriter::new(COMMAND_PREFIX).str(&r.command_id).finish();
+        let Some(mut entry) = command(store, &r.command_id)? else {
+            tracing::warn!(command = %r.command_id, collector = %r.collector, "a result for a command this processor did not send");
+            crate::metrics::TASK_RESULTS
+                .with_label_values(&["unknown_command"])
+                .inc();
+            return Ok((Vec::new(), Vec::new()));
+        };
+        if entry.result.is_some() {
+            crate::metrics::TASK_RESULTS
+                .with_label_values(&["duplicate"])
+                .inc();
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let status = match r.status {
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::TimedOut => "timed_out",
+            TaskStatus::Refused => "refused",
+        };
+        crate::metrics::TASK_RESULTS
+            .with_label_values(&[status])
+            .inc();
+        entry.result = Some(CommandOutcome {
+            status: status.into(),
+            exit_code: r.exit_code,
+            output: r.output.clone(),
+            truncated: r.truncated,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        });
+        store.put(batch, COMMANDS_CF, &key, &encode(&entry)?)?;
+        let p = entry.planned.clone();
+        let kind = match p.kind {
+            PlannedKind::Task => "task",
+            PlannedKind::Diagnostic => "diagnostic",
+            PlannedKind::Recovery => "recovery",
+        };
+        let exit = r
+            .exit_code
+            .map(|c| format!(" (exit {c})"))
+            .unwrap_or_default();
+        let first_lines: String = r.output.lines().take(20).collect::<Vec<_>>().join("\n");
+        let note = format!(
+            "{kind} {} {status}{exit}; command {}{}{}",
+            p.name,
+            r.command_id,
+            if first_lines.is_empty() { "" } else { ":\n" },
+            first_lines
+        );
+        let monitor = p
+            .monitor_id
+            .clone()
+            .unwrap_or_else(|| p.workflow_id.clone());
+        let state = self.engine.state(&p.instance_id, &monitor);
+        let hkey = KeyWriter::new(HISTORY_PREFIX)
+            .str(&p.instance_id)
+            .str(&monitor)
+            .i64(r.finished_at)
+            .i32(at.partition)
+            .i64(at.offset)
+            .u32(u32::MAX)
+            .finish();
+        store.put(
+            batch,
+            HISTORY_CF,
+            &hkey,
+            &encode(&HistoryEntry {
+                monitor_id: monitor.clone(),
+                old: state,
+                new: state,
+                time: r.finished_at,
+                cause: note.clone(),
+            })?,
+        )?;
+        let mut annotated = Vec::new();
+        if let Some(aid) = &entry.alert_id {
+            if let Some(a) = alert(store, aid)? {
+                let mut alerts = healthstream_engine::alerts::Alerts::new();
+                alerts.load(a);
+                annotated.extend(alerts.annotate(
+                    aid,
+                    &format!("collector:{}", r.collector),
+                    r.finished_at,
+                    &note,
+                ));
+            }
+        }
+        let mut changes = Vec::new();
+        if r.status == TaskStatus::Succeeded {
+            match p.kind {
+                PlannedKind::Diagnostic => {
+                    for c in self.engine.commands_after(&p.instance_id, &p.workflow_id) {
+                        self.queued.push((
+                            c,
+                            format!("health: after diagnostic {}", p.workflow_id),
+                            entry.alert_id.clone(),
+                        ));
+                    }
+                }
+                PlannedKind::Recovery if p.reset_monitor => {
+                    if let Some(m) = &p.monitor_id {
+                        changes.extend(
+                            self.engine
+                                .recalculate(&p.instance_id, m, r.finished_at)
+                                .unwrap_or_default(),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok((changes, annotated))
+    }
+
+    /// The commands of this input: those asked for (tasks, recoveries after a diagnostic),
+    /// then the diagnostics and recoveries of the monitors that entered their state, each
+    /// kept and sent on the command topic to the collector of its host.
+    fn send_commands(
+        &mut self,
+        store: &Store,
+        batch: &mut StoreBatch,
+        changes: &[StateChange],
+        at: Position,
+    ) -> Result<Vec<OutboundRecord>, StageError> {
+        use healthstream_contracts::records::{Command, CommandKind};
+        for c in changes {
+            if c.old == c.new {
+                continue;
+            }
+            for planned in self
+                .engine
+                .commands_on_state(&c.instance_id, &c.monitor_id, c.new)
+            {
+                let alert = self
+                    .alert_ids
+                    .get(&(c.instance_id.clone(), c.monitor_id.clone()))
+                    .cloned();
+                self.queued.push((
+                    planned,
+                    format!("health: {} entered {}", c.monitor_id, c.new),
+                    alert,
+                ));
+            }
+        }
+        let mut out = Vec::new();
+        for (n, (planned, by, alert_id)) in std::mem::take(&mut self.queued).into_iter().enumerate()
+        {
+            let id = at.output_id("health-command", n);
+            let requested_at = at.timestamp_ms;
+            let record = Command {
+                id: id.clone(),
+                root_host: planned.root_host.clone(),
+                collector: planned.root_host.clone(),
+                kind: match planned.kind {
+                    PlannedKind::Task => CommandKind::Task,
+                    PlannedKind::Diagnostic => CommandKind::Diagnostic,
+                    PlannedKind::Recovery => CommandKind::Recovery,
+                },
+                workflow_id: planned.workflow_id.clone(),
+                instance_id: planned.instance_id.clone(),
+                module: "exec".into(),
+                parameters: BTreeMap::from([(
+                    "argv".to_string(),
+                    serde_json::to_string(&planned.argv).unwrap_or_default(),
+                )]),
+                timeout_seconds: planned.timeout_seconds,
+                requested_by: by.clone(),
+                requested_at,
+                alert_id: alert_id.clone(),
+            };
+            store.put(
+                batch,
+                COMMANDS_CF,
+                &KeyWriter::new(COMMAND_PREFIX).str(&id).finish(),
+                &encode(&CommandEntry {
+                    id: id.clone(),
+                    planned: planned.clone(),
+                    requested_by: by,
+                    requested_at,
+                    alert_id,
+                    result: None,
+                })?,
+            )?;
+            let value = Codec::shared()
+                .encode(&record)
+                .map_err(|e| StageError::Internal {
+                    stage: "health".into(),
+                    message: e.to_string(),
+                })?;
+            out.push(OutboundRecord {
+                topic: Topic::Commands,
+                partition: partition_for_key(planned.root_host.as_bytes(), self.partitions) as i32,
+                key: Some(planned.root_host.as_bytes().to_vec()),
+                value: Some(value),
+                timestamp_ms: requested_at,
+            });
+            crate::metrics::COMMANDS.inc();
+        }
+        Ok(out)
+    }
+
     /// An operator action on this partition: applied to the engine (or to the alert), its
     /// outcome kept under its id. Applied once: a repeat of an id already applied does
     /// nothing. Returns the state changes and the alerts it changed.
@@ -627,11 +889,13 @@ impl HealthStage {
         store: &Store,
         batch: &mut StoreBatch,
         op: &Operation,
+        at: Position,
     ) -> Result<(Vec<StateChange>, Vec<healthstream_engine::alerts::Alert>), StoreError> {
         let key = KeyWriter::new(OPERATION_PREFIX).str(&op.id).finish();
         if store.get(OPERATIONS_CF, &key)?.is_some() {
             return Ok((Vec::new(), Vec::new()));
         }
+        let position = at;
         let at = op.requested_at;
         let monitor = op.monitor_id.as_deref().unwrap_or_default();
         let mut closed = Vec::new();
@@ -661,6 +925,20 @@ impl HealthStage {
                 .engine
                 .recalculate(&op.instance_id, monitor, at)
                 .map(|c| (c, format!("{monitor} recalculated"))),
+            OperationKind::RunTask => {
+                let task = op.task_id.clone().unwrap_or_default();
+                self.engine
+                    .command_on_demand(&task, &op.instance_id)
+                    .map(|planned| {
+                        let id = position.output_id("health-command", self.queued.len());
+                        let detail = format!(
+                            "command {id} sent to the collector of {}",
+                            planned.root_host
+                        );
+                        self.queued.push((planned, op.requested_by.clone(), None));
+                        (Vec::new(), detail)
+                    })
+            }
             OperationKind::CloseAlert => {
                 let id = op.alert_id.clone().unwrap_or_default();
                 match alert(store, &id)? {
@@ -808,6 +1086,10 @@ impl HealthStage {
                     store.delete(batch, OPEN_ALERTS_CF, &open_key)?;
                 } else {
                     store.put(batch, OPEN_ALERTS_CF, &open_key, a.id.as_bytes())?;
+                    if a.source == Source::Monitor {
+                        self.alert_ids
+                            .insert((a.instance_id.clone(), a.workflow_id.clone()), a.id.clone());
+                    }
                 }
                 let Some(last) = a.history.last().cloned() else {
                     continue;
@@ -907,6 +1189,7 @@ impl Processor for HealthStage {
             Topic::Events => HealthInput::Events(codec.decode(value)?),
             Topic::Heartbeats => HealthInput::Heartbeat(codec.decode(value)?),
             Topic::Operations => HealthInput::Operation(Box::new(codec.decode(value)?)),
+            Topic::TaskResults => HealthInput::TaskResult(Box::new(codec.decode(value)?)),
             other => {
                 return Err(Rejection::validation(format!(
                     "the health stage does not read {}",
@@ -977,6 +1260,8 @@ impl Processor for HealthStage {
         let root = input.root_host().to_string();
         let mut changes: Vec<StateChange> = Vec::new();
         let mut closed_alerts = Vec::new();
+        self.queued.clear();
+        self.alert_ids.clear();
         let mut now = at.timestamp_ms;
         match &input {
             HealthInput::Instance(c) => changes.extend(self.instance_change(store, batch, c, at)?),
@@ -1017,9 +1302,15 @@ impl Processor for HealthStage {
                 now = h.time;
                 changes.extend(self.engine.heartbeat(&root, h.time, h.interval_seconds));
             }
+            HealthInput::TaskResult(r) => {
+                now = r.finished_at;
+                let (c, annotated) = self.task_result(store, batch, r, at)?;
+                changes.extend(c);
+                closed_alerts.extend(annotated);
+            }
             HealthInput::Operation(op) => {
                 now = op.requested_at;
-                let (c, closed) = self.operation(store, batch, op)?;
+                let (c, closed) = self.operation(store, batch, op, at)?;
                 changes.extend(c);
                 closed_alerts.extend(closed);
             }
@@ -1105,6 +1396,7 @@ impl Processor for HealthStage {
         crate::metrics::STATE_CHANGES.inc_by(out.len() as u64);
         out.extend(self.alerts(store, batch, &root, &alerting, closed_alerts, at)?);
         out.extend(self.fan_out(store, &alerting, at)?);
+        out.extend(self.send_commands(store, batch, &alerting, at)?);
         Ok(out)
     }
 }

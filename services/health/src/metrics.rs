@@ -36,3 +36,20 @@ pub(crate) static OPERATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+pub(crate) static COMMANDS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "healthstream_health_commands_total",
+        "Diagnostics, recoveries and tasks sent to collectors on the command topic."
+    )
+    .expect("metric registers once")
+});
+
+pub(crate) static TASK_RESULTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "healthstream_health_task_results_total",
+        "Command results from collectors, by status (and unknown or duplicate results).",
+        &["status"]
+    )
+    .expect("metric registers once")
+});

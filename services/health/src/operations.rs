@@ -61,6 +61,8 @@ pub fn operations_router_waiting(
             post(recalculate),
         )
         .route("/v1/alerts/{alert_id}/close", post(close_alert))
+        .route("/v1/tasks/{task_id}/run", post(run_task))
+        .route("/v1/commands/{command_id}", get(command))
         .route("/v1/operations/{id}", get(outcome))
         .with_state(Ops {
             store,
@@ -212,6 +214,7 @@ fn operation(
         kind,
         monitor_id: None,
         alert_id: None,
+        task_id: None,
         reason: String::new(),
         comment: String::new(),
         until: None,
@@ -465,6 +468,74 @@ async fn close_alert(
     op.alert_id = Some(alert_id);
     op.comment = b.comment.unwrap_or_default();
     ops.submit(op).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunBody {
+    instance_id: String,
+    comment: Option<String>,
+    requested_by: Option<String>,
+}
+
+/// `POST /v1/tasks/{task}/run` `{"instance_id"}`: run a task (or a diagnostic or recovery)
+/// on the collector of the instance's host. The outcome names the command; its result is at
+/// `/v1/commands/{id}` once the collector reported it.
+async fn run_task(
+    State(ops): State<Ops>,
+    Path(task): Path<String>,
+    headers: HeaderMap,
+    raw: axum::body::Bytes,
+) -> Response {
+    let b: RunBody = match body(&raw) {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    if b.instance_id.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "instance_id is required");
+    }
+    let root = match ops.root_of(&b.instance_id) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let mut op = operation(
+        OperationKind::RunTask,
+        root,
+        &b.instance_id,
+        requester(&headers, b.requested_by.as_deref()),
+    );
+    op.task_id = Some(task);
+    op.comment = b.comment.unwrap_or_default();
+    ops.submit(op).await
+}
+
+/// `GET /v1/commands/{id}`: a command sent to a collector and its result.
+async fn command(State(ops): State<Ops>, Path(id): Path<String>) -> Response {
+    match crate::command(&ops.store, &id) {
+        Ok(Some(c)) => Json(serde_json::json!({
+            "command_id": c.id,
+            "kind": format!("{:?}", c.planned.kind).to_lowercase(),
+            "workflow_id": c.planned.workflow_id,
+            "name": c.planned.name,
+            "instance_id": c.planned.instance_id,
+            "root_host": c.planned.root_host,
+            "argv": c.planned.argv,
+            "timeout_seconds": c.planned.timeout_seconds,
+            "requested_by": c.requested_by,
+            "requested_at": c.requested_at,
+            "alert_id": c.alert_id,
+            "result": c.result.map(|r| serde_json::json!({
+                "status": r.status, "exit_code": r.exit_code, "output": r.output,
+                "truncated": r.truncated, "started_at": r.started_at, "finished_at": r.finished_at,
+            })),
+        }))
+        .into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no command {id} (or not on this processor's partitions)"),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// `GET /v1/operations/{id}`: the outcome of an operation (404 while not applied).

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use healthstream_bus::{Assignment, Message};
 use healthstream_contracts::records::Record;
 use healthstream_contracts::records::{
-    AlertRecord, ChangeKind, EntityKind, Event, EventBatch, EventLevel, Heartbeat, InstanceChange,
-    Operation, OperationKind, PerfBatch, PerfSample, PropertyValue, StateChange,
+    AlertRecord, ChangeKind, Command, EntityKind, Event, EventBatch, EventLevel, Heartbeat,
+    InstanceChange, Operation, OperationKind, PerfBatch, PerfSample, PropertyValue, StateChange,
+    TaskResult, TaskStatus,
 };
 use healthstream_contracts::{partition_for_key, Codec, Topic};
 use healthstream_health::{
-    maintenance_of, operation_outcome, stored_instance, unavailable_since, HealthStage,
-    OperationOutcome, HEALTH_CFS,
+    command, maintenance_of, operation_outcome, state_history, stored_instance, unavailable_since,
+    HealthStage, OperationOutcome, HEALTH_CFS,
 };
 use healthstream_model::store::PackStore;
 use healthstream_packfeed::PackSnapshot;
@@ -30,9 +31,22 @@ fn partition() -> i32 {
 }
 
 fn packs() -> healthstream_packfeed::Packs {
+    packs_with(EXTRA.with(|e| e.borrow().clone()).as_deref())
+}
+
+thread_local! {
+    /// A pack added to the shipped ones by the test running on this thread.
+    static EXTRA: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+fn packs_with(extra: Option<&str>) -> healthstream_packfeed::Packs {
     let mut store = PackStore::new();
     for (path, text) in healthstream_model::SHIPPED {
         let c = store.plan_import(text, path).expect("shipped");
+        store.apply(&c).expect("applies");
+    }
+    if let Some(text) = extra {
+        let c = store.plan_import(text, "extra.toml").expect("extra pack");
         store.apply(&c).expect("applies");
     }
     let (tx, rx) = tokio::sync::watch::channel(Arc::new(PackSnapshot {
@@ -300,6 +314,19 @@ fn run_inputs(
                         a.change.comment
                     ));
                 }
+                Topic::Commands => {
+                    let c: Command = Codec::shared().decode(&v).expect("command");
+                    out.push(format!(
+                        "{} command {:?} {} on {} argv={} alert={} by={}",
+                        c.id,
+                        c.kind,
+                        c.workflow_id,
+                        c.instance_id,
+                        c.parameters.get("argv").cloned().unwrap_or_default(),
+                        c.alert_id.unwrap_or_default(),
+                        c.requested_by
+                    ));
+                }
                 other => panic!("unexpected output on {other:?}"),
             }
         }
@@ -422,6 +449,7 @@ fn op(kind: OperationKind, instance: &str, at: i64) -> Operation {
         kind,
         monitor_id: None,
         alert_id: None,
+        task_id: None,
         reason: "PlannedOther".into(),
         comment: String::new(),
         until: None,
@@ -730,4 +758,258 @@ fn operators_maintenance_and_availability() {
         assert_eq!(again, out, "restart before input {at}");
         assert_eq!(again_outcomes, outcomes);
     }
+}
+
+const RESTART_ENABLED: &str = r#"
+[pack]
+id = "Tuning.Restarts"
+version = "1"
+[[reference]]
+pack = "System.Library"
+version = "1.0"
+[[reference]]
+pack = "Healthstream.Linux"
+version = "1.0"
+[[override]]
+id = "Tuning.RestartSshd"
+workflow = "Linux.Recovery.RestartService"
+parameter = "enabled"
+value = true
+context = "Linux.Service"
+instance = "sshd"
+"#;
+
+fn task_result(command: &str, at: i64, status: TaskStatus, output: &str) -> TaskResult {
+    TaskResult {
+        id: format!("r-{command}"),
+        command_id: command.into(),
+        root_host: HOST.into(),
+        collector: HOST.into(),
+        status,
+        exit_code: Some(if status == TaskStatus::Succeeded {
+            0
+        } else {
+            1
+        }),
+        output: output.into(),
+        truncated: false,
+        started_at: at - 100,
+        finished_at: at,
+    }
+}
+
+/// Diagnostics, recoveries and tasks: `results` are the command ids to answer, known from
+/// the previous phase's output.
+fn command_inputs(results: &[(&str, TaskStatus, &str)]) -> Vec<Message> {
+    let mut m = Vec::new();
+    let mut offset = 0;
+    let mut add = |topic: Topic, time: i64, msg: &dyn Fn(Topic, i64, i64) -> Message| {
+        m.push(msg(topic, offset, time));
+        offset += 1;
+    };
+    for i in [
+        instance("web", "Linux.Computer", None, &[("PrincipalName", HOST)]),
+        instance(
+            "fs-root",
+            "Linux.Filesystem",
+            Some("web"),
+            &[("MountPoint", "/"), ("Type", "ext4")],
+        ),
+        instance(
+            "sshd",
+            "Linux.Service",
+            Some("web"),
+            &[("Name", "sshd.service")],
+        ),
+    ] {
+        add(Topic::Instances, 0, &|t, o, time| message(t, o, time, &i));
+    }
+    // The disk fills (its diagnostic runs, attached to its alert); sshd stops (its journal,
+    // then the restart once the journal was read).
+    add(Topic::Perf, 60_000, &|t, o, time| {
+        message(
+            t,
+            o,
+            time,
+            &perf(
+                60_000,
+                &[
+                    ("Filesystem", "% Free Space", "/", 4.0),
+                    ("Service", "Running", "sshd.service", 1.0),
+                ],
+            ),
+        )
+    });
+    add(Topic::Perf, 120_000, &|t, o, time| {
+        message(
+            t,
+            o,
+            time,
+            &perf(120_000, &[("Service", "Running", "sshd.service", 0.0)]),
+        )
+    });
+    // An operator runs a task, and one that does not exist.
+    let mut run = op(OperationKind::RunTask, "web", 130_000);
+    run.task_id = Some("Linux.Task.TopProcesses".into());
+    add(Topic::Operations, 130_000, &|t, o, time| {
+        message(t, o, time, &run)
+    });
+    let mut bad = op(OperationKind::RunTask, "web", 131_000);
+    bad.task_id = Some("Linux.Task.Nothing".into());
+    add(Topic::Operations, 131_000, &|t, o, time| {
+        message(t, o, time, &bad)
+    });
+    // A result for a command nobody sent changes nothing.
+    add(Topic::TaskResults, 132_000, &|t, o, time| {
+        message(
+            t,
+            o,
+            time,
+            &task_result("nobody-sent-this", 132_000, TaskStatus::Succeeded, ""),
+        )
+    });
+    for (i, (id, status, output)) in results.iter().enumerate() {
+        let at = 200_000 + i as i64 * 10_000;
+        let r = task_result(id, at, *status, output);
+        add(Topic::TaskResults, at, &|t, o, time| {
+            message(t, o, time, &r)
+        });
+        // Twice: the second is a duplicate.
+        add(Topic::TaskResults, at + 1, &|t, o, time| {
+            message(t, o, time, &r)
+        });
+    }
+    m
+}
+
+fn command_id(out: &[String], workflow: &str) -> String {
+    let line = &out[position(out, &format!(" {workflow} on "))];
+    line.split_whitespace().next().expect("id").to_string()
+}
+
+#[test]
+fn diagnostics_recoveries_and_tasks() {
+    EXTRA.with(|e| *e.borrow_mut() = Some(RESTART_ENABLED.to_string()));
+    let (first, _, _) = run_inputs(&command_inputs(&[]), None);
+    let text = first.join("\n");
+    // The disk's diagnostic, attached to the disk's alert.
+    let disk_alert = first[position(
+        &first,
+        "Filesystem / on web-01 is running out of space Critical state=0 change=raised",
+    )]
+    .split_whitespace()
+    .nth(2)
+    .expect("alert id")
+    .to_string();
+    assert!(
+        has(&first, &format!("command Diagnostic Linux.Diagnostic.LargestDirectories on fs-root argv=[\"du\",\"-x\",\"-h\",\"--max-depth=2\",\"/\"] alert={disk_alert} by=health: Linux.Monitor.FilesystemFreeSpace entered critical")),
+        "{text}"
+    );
+    assert!(has(&first, "command Diagnostic Linux.Diagnostic.ServiceJournal on sshd argv=[\"journalctl\",\"--no-pager\",\"-n\",\"50\",\"-u\",\"sshd.service\"]"), "{text}");
+    assert!(
+        has(
+            &first,
+            "command Task Linux.Task.TopProcesses on web argv=[\"ps\""
+        ),
+        "{text}"
+    );
+    assert!(
+        !has(&first, "Linux.Recovery.RestartService"),
+        "only after the journal: {text}"
+    );
+    let du = command_id(&first, "Linux.Diagnostic.LargestDirectories");
+    let journal = command_id(&first, "Linux.Diagnostic.ServiceJournal");
+    let task = command_id(&first, "Linux.Task.TopProcesses");
+
+    let (second, _, _) = run_inputs(
+        &command_inputs(&[
+            (&du, TaskStatus::Succeeded, "12G\t/var\n3G\t/usr"),
+            (
+                &journal,
+                TaskStatus::Succeeded,
+                "sshd.service: Main process exited",
+            ),
+            (&task, TaskStatus::TimedOut, ""),
+        ]),
+        None,
+    );
+    let restart = command_id(&second, "Linux.Recovery.RestartService");
+    let results = [
+        (du.as_str(), TaskStatus::Succeeded, "12G\t/var\n3G\t/usr"),
+        (
+            journal.as_str(),
+            TaskStatus::Succeeded,
+            "sshd.service: Main process exited",
+        ),
+        (task.as_str(), TaskStatus::TimedOut, ""),
+        (restart.as_str(), TaskStatus::Succeeded, ""),
+    ];
+    let inputs = command_inputs(&results);
+    let (out, outcomes, dir) = run_inputs(&inputs, None);
+    let text = out.join("\n");
+    // The disk's alert carries the diagnostic's output.
+    assert!(
+        has(&out, &format!("alert {disk_alert} Filesystem / on web-01 is running out of space Critical state=0 change=diagnostic Largest directories succeeded (exit 0); command {du}:\n12G\t/var\n3G\t/usr")),
+        "{text}"
+    );
+    assert_eq!(
+        out.iter()
+            .filter(|l| l.contains("change=diagnostic Largest directories"))
+            .count(),
+        1,
+        "the duplicate result is ignored: {text}"
+    );
+    // The journal was read, so the restart runs, attached to the service's alert.
+    assert!(has(&out, "command Recovery Linux.Recovery.RestartService on sshd argv=[\"systemctl\",\"restart\",\"sshd.service\"]"), "{text}");
+    assert!(
+        has(
+            &out,
+            "by=health: after diagnostic Linux.Diagnostic.ServiceJournal"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .map(|o| (o.status.as_str(), o.detail.starts_with("command ")))
+            .collect::<Vec<_>>(),
+        vec![("applied", true), ("refused", false)]
+    );
+    assert_eq!(
+        outcomes[1].detail,
+        "no task, diagnostic or recovery Linux.Task.Nothing"
+    );
+    // What is kept: each command with its result (the duplicate ignored), and the notes in
+    // the state history.
+    let store = Store::open(dir.path(), HEALTH_CFS).expect("reopen");
+    let kept = command(&store, &task).expect("read").expect("kept");
+    assert_eq!(
+        kept.result.as_ref().map(|r| r.status.as_str()),
+        Some("timed_out")
+    );
+    assert_eq!(kept.planned.instance_id, "web");
+    let history = state_history(&store, "fs-root", Some(FREE), 100).expect("history");
+    assert!(
+        history.iter().any(|h| h
+            .cause
+            .starts_with("diagnostic Largest directories succeeded (exit 0)")
+            && h.old == h.new),
+        "{history:?}"
+    );
+    let task_history =
+        state_history(&store, "web", Some("Linux.Task.TopProcesses"), 100).expect("history");
+    assert_eq!(task_history.len(), 1, "{task_history:?}");
+    assert!(task_history[0]
+        .cause
+        .starts_with("task Top processes by processor time timed_out"));
+    drop(store);
+    // And a restart anywhere gives the same.
+    for at in [4, 9, inputs.len() - 3] {
+        assert_eq!(
+            run_inputs(&inputs, Some(at)).0,
+            out,
+            "restart before input {at}"
+        );
+    }
+    EXTRA.with(|e| *e.borrow_mut() = None);
 }

@@ -18,12 +18,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// What the health stage reads: everything about a hosting tree, co-partitioned.
-const HEALTH_TOPICS: [Topic; 5] = [
+const HEALTH_TOPICS: [Topic; 6] = [
     Topic::Instances,
     Topic::Perf,
     Topic::Events,
     Topic::Heartbeats,
     Topic::Operations,
+    Topic::TaskResults,
 ];
 
 /// Which bus to use.
@@ -238,6 +239,13 @@ impl Runtime {
                     .context("following the collection plans")?;
             plan_followers.push(task);
             app = app.merge(healthstream_ingest::plans::router(plans));
+            topology.check_consumes(Service::Ingest, Topic::Commands)?;
+            topology.check_consumes(Service::Ingest, Topic::TaskResults)?;
+            let (commands, task) =
+                healthstream_ingest::commands::follow_commands(bus.clone(), shutdown_rx.clone())
+                    .context("following the commands")?;
+            plan_followers.push(task);
+            app = app.merge(healthstream_ingest::commands::router(commands));
         }
         if parts.contains(&Part::Health) {
             for topic in HEALTH_TOPICS {
@@ -270,6 +278,7 @@ impl Runtime {
                 anyhow::bail!("the health stage needs the packs");
             };
             topology.check_produces(Service::Health, Topic::RollupMembers)?;
+            topology.check_produces(Service::Health, Topic::Commands)?;
             let stage =
                 healthstream_health::HealthStage::new(bus.partitions(Topic::Perf), packs.clone())
                     .with_rollup_partitions(bus.partitions(Topic::RollupMembers));

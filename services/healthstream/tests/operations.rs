@@ -274,3 +274,152 @@ fn maintenance_reset_and_close_through_the_api() {
     );
     p.stop();
 }
+
+#[test]
+fn commands_reach_the_collector_and_results_come_back() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let p = start(data.path());
+    let host = json!({"class": "Linux.Computer", "keys": {"PrincipalName": "web-01"}});
+    let (status, resp) = reqwest::post_json(
+        &p.url("/v1/ingest/discovery"),
+        &json!([{
+            "root_host": "web-01",
+            "source": {"kind": "discovery", "id": "Linux.Discovery.Filesystems/web-01"},
+            "mode": "snapshot",
+            "time": "2026-11-22T10:00:00Z",
+            "instances": [
+                {"class": "Linux.Computer", "keys": {"PrincipalName": "web-01"}},
+                {"class": "Linux.Filesystem", "keys": {"MountPoint": "/"}, "properties": {"Type": "ext4"}, "host": host}
+            ]
+        }]),
+    );
+    assert_eq!(status, 200, "{resp}");
+    let list = eventually(
+        &p,
+        "/v1/instances?class=Linux.Filesystem",
+        "a filesystem",
+        |v| v["instances"].as_array().is_some_and(|a| a.len() == 1),
+    );
+    let fs = list["instances"][0]["id"].as_str().expect("id").to_string();
+    let web = list["instances"][0]["host_id"]
+        .as_str()
+        .expect("host")
+        .to_string();
+    let (status, resp) = reqwest::post_json(
+        &p.url("/v1/ingest/perf"),
+        &json!([{"collector": "web-01", "root_host": "web-01", "samples": [
+            {"time": now_ms(), "object": "Filesystem", "counter": "% Free Space", "instance": "/", "value": 4.0}
+        ]}]),
+    );
+    assert_eq!(status, 200, "{resp}");
+    // The disk's diagnostic waits for the collector of web-01.
+    let listed = eventually(
+        &p,
+        "/v1/collectors/web-01/commands",
+        "the diagnostic",
+        |v| v["commands"].as_array().is_some_and(|a| !a.is_empty()),
+    );
+    let diag = listed["commands"][0].clone();
+    assert_eq!(diag["workflow_id"], "Linux.Diagnostic.LargestDirectories");
+    assert_eq!(diag["kind"], "DIAGNOSTIC");
+    assert_eq!(diag["instance_id"], fs.as_str());
+    assert_eq!(
+        diag["parameters"]["argv"],
+        r#"["du","-x","-h","--max-depth=2","/"]"#
+    );
+    let diag_id = diag["id"].as_str().expect("id").to_string();
+    let alert_id = diag["alert_id"]
+        .as_str()
+        .expect("attached to the alert")
+        .to_string();
+    // An operator asks for a task on the computer.
+    let (status, v) = call(
+        &p,
+        Method::POST,
+        "/v1/tasks/Linux.Task.TopProcesses/run",
+        Some(json!({"instance_id": web})),
+    );
+    assert_eq!(status, 200, "{v}");
+    let task_id = v["detail"]
+        .as_str()
+        .and_then(|d| d.split_whitespace().nth(1))
+        .expect("command id")
+        .to_string();
+    let (status, v) = call(
+        &p,
+        Method::POST,
+        "/v1/tasks/Linux.Task.TopProcesses/run",
+        Some(json!({"instance_id": fs})),
+    );
+    assert_eq!(status, 409, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("targets Linux.Computer"),
+        "{v}"
+    );
+    let (status, v) = call(
+        &p,
+        Method::POST,
+        "/v1/tasks/Linux.Task.TopProcesses/run",
+        Some(json!({})),
+    );
+    assert_eq!(status, 400, "{v}");
+    eventually(&p, "/v1/collectors/web-01/commands", "both commands", |v| {
+        v["commands"].as_array().is_some_and(|a| a.len() == 2)
+    });
+    // The collector reports: the diagnostic's output reaches its alert; a malformed
+    // result is refused with the field named.
+    let (status, resp) = reqwest::post_json(
+        &p.url("/v1/ingest/task-results"),
+        &json!([{"command_id": diag_id, "root_host": "web-01", "collector": "web-01", "status": "BAD",
+                 "started_at": 1, "finished_at": 2}]),
+    );
+    assert_eq!(status, 422, "{resp}");
+    assert!(resp.to_string().contains("status"), "{resp}");
+    let t = now_ms();
+    let (status, resp) = reqwest::post_json(
+        &p.url("/v1/ingest/task-results"),
+        &json!([
+            {"command_id": diag_id, "root_host": "web-01", "collector": "web-01", "status": "SUCCEEDED",
+             "exit_code": 0, "output": "12G\t/var", "started_at": t - 50, "finished_at": t},
+            {"command_id": task_id, "root_host": "web-01", "collector": "web-01", "status": "REFUSED",
+             "output": "not on this collector's allow-list", "started_at": t, "finished_at": t}
+        ]),
+    );
+    assert_eq!(status, 200, "{resp}");
+    let done = eventually(&p, &format!("/v1/commands/{diag_id}"), "the result", |v| {
+        v["result"].is_object()
+    });
+    assert_eq!(done["result"]["status"], "succeeded");
+    assert_eq!(done["result"]["output"], "12G\t/var");
+    assert_eq!(done["alert_id"], alert_id.as_str());
+    let h = eventually(
+        &p,
+        &format!("/v1/health/{fs}"),
+        "the note on the alert",
+        |v| {
+            v["open_alerts"][0]["history"].as_array().is_some_and(|h| {
+                h.iter().any(|c| {
+                    c.as_str()
+                        .unwrap_or("")
+                        .starts_with("diagnostic Largest directories succeeded (exit 0)")
+                })
+            })
+        },
+    );
+    assert_eq!(h["open_alerts"][0]["alert_id"], alert_id.as_str());
+    let refused = eventually(&p, &format!("/v1/commands/{task_id}"), "the refusal", |v| {
+        v["result"].is_object()
+    });
+    assert_eq!(refused["result"]["status"], "refused");
+    // Nothing is pending any more.
+    eventually(
+        &p,
+        "/v1/collectors/web-01/commands",
+        "no command left",
+        |v| v["commands"].as_array().is_some_and(|a| a.is_empty()),
+    );
+    p.stop();
+}

@@ -15,6 +15,7 @@
 //! record ids are content hashes, so the records that did get through are recognised as
 //! the same records downstream.
 
+pub mod commands;
 mod metrics;
 pub mod plans;
 
@@ -143,17 +144,23 @@ pub fn router(
         .route("/v1/ingest/perf", post(perf))
         .route("/v1/ingest/events", post(events))
         .route("/v1/ingest/heartbeats", post(heartbeats))
+        .route("/v1/ingest/task-results", post(task_results))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(state))
 }
 
 /// The topics the ingest produces from collector batches.
-pub const INGEST_TOPICS: [Topic; 4] = [
+pub const INGEST_TOPICS: [Topic; 5] = [
     Topic::Discovery,
     Topic::Perf,
     Topic::Events,
     Topic::Heartbeats,
+    Topic::TaskResults,
 ];
+
+async fn task_results(State(s): State<Arc<Ingest>>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(&s, Topic::TaskResults, &headers, body).await
+}
 
 async fn discovery(State(s): State<Arc<Ingest>>, headers: HeaderMap, body: Bytes) -> Response {
     handle(&s, Topic::Discovery, &headers, body).await
@@ -400,7 +407,7 @@ fn finish(codec: &Codec, topic: Topic, value: Value) -> Result<(String, Vec<u8>,
     Ok((id, bytes, root_host))
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

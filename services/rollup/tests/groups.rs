@@ -146,6 +146,7 @@ fn maintenance(root: &str, kind: OperationKind, time: i64) -> Message {
             kind,
             monitor_id: None,
             alert_id: None,
+            task_id: None,
             reason: "PlannedOther".into(),
             comment: String::new(),
             until: None,

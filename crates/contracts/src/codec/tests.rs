@@ -225,6 +225,7 @@ fn every_contract_round_trips() {
         kind: OperationKind::MaintenanceStart,
         monitor_id: None,
         alert_id: Some("a".into()),
+        task_id: Some("t".into()),
         reason: "PlannedOther".into(),
         comment: "patching".into(),
         until: Some(3_600_000),

@@ -1,0 +1,192 @@
+//! Commands for collectors: `GET /v1/collectors/{root_host}/commands` answers the commands
+//! (diagnostics, recoveries, tasks) addressed to a host's collector that have no result yet,
+//! oldest first. They are read from the command topic and the task-result topic (every
+//! partition, from the start of what the topics keep), so a restarted ingest serves the
+//! same. A collector posts each result to `/v1/ingest/task-results`; a command whose result
+//! came back, or whose time to run passed long ago, is no longer served.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use healthstream_bus::{Bus, BusError, ConsumerEvent};
+use healthstream_contracts::records::{Command, TaskResult};
+use healthstream_contracts::{Codec, Topic};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A command is no longer served this long after its time limit ran out (ms).
+const STALE_AFTER_MS: i64 = 3_600_000;
+
+/// The pending commands per host.
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// Root host -> command id -> command.
+    by_host: HashMap<String, BTreeMap<String, Command>>,
+    /// Commands with a result (seen before or after their command).
+    done: HashSet<String>,
+}
+
+impl Pending {
+    fn command(&mut self, c: Command) {
+        if !self.done.contains(&c.id) {
+            self.by_host
+                .entry(c.root_host.clone())
+                .or_default()
+                .insert(c.id.clone(), c);
+        }
+    }
+
+    fn result(&mut self, r: &TaskResult) {
+        self.done.insert(r.command_id.clone());
+        if let Some(m) = self.by_host.get_mut(&r.root_host) {
+            m.remove(&r.command_id);
+        }
+    }
+
+    /// A host's commands without a result and not stale at `now`, oldest first.
+    pub fn for_host(&self, host: &str, now: i64) -> Vec<Command> {
+        let mut out: Vec<Command> = self
+            .by_host
+            .get(host)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|c| {
+                now <= c.requested_at + i64::from(c.timeout_seconds) * 1000 + STALE_AFTER_MS
+            })
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.requested_at.cmp(&b.requested_at).then(a.id.cmp(&b.id)));
+        out
+    }
+}
+
+/// What the follower keeps.
+pub type Commands = Arc<RwLock<Pending>>;
+
+/// Follow the command and task-result topics into `Commands` until `stop`.
+pub fn follow_commands(
+    bus: Arc<dyn Bus>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(Commands, JoinHandle<Result<(), BusError>>), BusError> {
+    let mut parts: Vec<(Topic, i32, i64)> = Vec::new();
+    for topic in [Topic::Commands, Topic::TaskResults] {
+        parts.extend((0..bus.partitions(topic)).map(|p| (topic, p, 0)));
+    }
+    let mut consumer = bus.reader(&parts)?;
+    let pending: Commands = Arc::default();
+    let out = pending.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                e = consumer.next() => e?,
+                _ = stop.changed() => return Ok(()),
+            };
+            let ConsumerEvent::Message(m) = event else {
+                continue;
+            };
+            let Some(value) = m.value.as_deref() else {
+                continue;
+            };
+            let codec = Codec::shared();
+            let Ok(mut p) = pending.write() else {
+                continue;
+            };
+            match m.topic {
+                Topic::Commands => match codec.decode::<Command>(value) {
+                    Ok(c) => p.command(c),
+                    Err(e) => {
+                        tracing::error!(offset = m.offset, error = %e, "command cannot be decoded; skipped")
+                    }
+                },
+                Topic::TaskResults => match codec.decode::<TaskResult>(value) {
+                    Ok(r) => p.result(&r),
+                    Err(e) => {
+                        tracing::error!(offset = m.offset, error = %e, "task result cannot be decoded; skipped")
+                    }
+                },
+                _ => {}
+            }
+        }
+    });
+    Ok((out, task))
+}
+
+/// The route.
+pub fn router(commands: Commands) -> Router {
+    Router::new()
+        .route("/v1/collectors/{root_host}/commands", get(list))
+        .with_state(commands)
+}
+
+async fn list(State(commands): State<Commands>, Path(host): Path<String>) -> Response {
+    let now = crate::now_ms();
+    let list = commands
+        .read()
+        .map(|p| p.for_host(&host, now))
+        .unwrap_or_default();
+    Json(serde_json::json!({ "root_host": host, "commands": list })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use healthstream_contracts::records::{CommandKind, TaskStatus};
+
+    fn command(id: &str, host: &str, at: i64) -> Command {
+        Command {
+            id: id.into(),
+            root_host: host.into(),
+            collector: host.into(),
+            kind: CommandKind::Diagnostic,
+            workflow_id: "Linux.Diagnostic.TopProcesses".into(),
+            instance_id: "web".into(),
+            module: "exec".into(),
+            parameters: BTreeMap::from([("argv".into(), "[\"ps\"]".into())]),
+            timeout_seconds: 30,
+            requested_by: "health".into(),
+            requested_at: at,
+            alert_id: None,
+        }
+    }
+
+    fn result(id: &str, host: &str) -> TaskResult {
+        TaskResult {
+            id: format!("r-{id}"),
+            command_id: id.into(),
+            root_host: host.into(),
+            collector: host.into(),
+            status: TaskStatus::Succeeded,
+            exit_code: Some(0),
+            output: String::new(),
+            truncated: false,
+            started_at: 0,
+            finished_at: 0,
+        }
+    }
+
+    #[test]
+    fn pending_until_a_result_or_stale() {
+        let mut p = Pending::default();
+        p.command(command("b", "web-01", 2_000));
+        p.command(command("a", "web-01", 1_000));
+        p.command(command("c", "db-01", 1_000));
+        let ids = |v: Vec<Command>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
+        assert_eq!(ids(p.for_host("web-01", 3_000)), ["a", "b"], "oldest first");
+        p.result(&result("a", "web-01"));
+        assert_eq!(ids(p.for_host("web-01", 3_000)), ["b"]);
+        // A result read before its command (another partition) still counts.
+        p.result(&result("d", "web-01"));
+        p.command(command("d", "web-01", 2_500));
+        assert_eq!(ids(p.for_host("web-01", 3_000)), ["b"]);
+        // Long after its time limit, a command is not served any more.
+        assert!(p
+            .for_host("web-01", 2_000 + 30_000 + STALE_AFTER_MS + 1)
+            .is_empty());
+        assert_eq!(ids(p.for_host("db-01", 3_000)), ["c"]);
+        assert!(p.for_host("nobody", 3_000).is_empty());
+    }
+}
