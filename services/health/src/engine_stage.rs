@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use healthstream_bus::{Assignment, Message, OutboundRecord};
 use healthstream_contracts::records::{
     ChangeKind, EntityKind, EventBatch, HealthState, Heartbeat, InstanceChange, Operation,
-    OperationKind, PerfBatch, PropertyValue, StateCause, StateChange as StateRecord, TaskResult,
-    TaskStatus,
+    OperationKind, PropertyValue, StateCause, StateChange as StateRecord, TaskResult, TaskStatus,
 };
 use healthstream_contracts::{partition_for_key, Codec, Topic};
 use healthstream_engine::commands::{CommandKind as PlannedKind, PlannedCommand};
@@ -322,7 +321,11 @@ pub fn monitor_states(store: &Store, instance: &str) -> Result<Vec<(String, Heal
 /// An input of the health stage.
 pub enum HealthInput {
     Instance(Box<InstanceChange>),
-    Perf(PerfBatch),
+    /// A perf batch, checked, kept as its bytes (read in place when applied).
+    Perf {
+        root_host: String,
+        framed: Vec<u8>,
+    },
     Events(EventBatch),
     Heartbeat(Heartbeat),
     Operation(Box<Operation>),
@@ -333,7 +336,7 @@ impl HealthInput {
     fn root_host(&self) -> &str {
         match self {
             HealthInput::Instance(c) => &c.root_host,
-            HealthInput::Perf(b) => &b.root_host,
+            HealthInput::Perf { root_host, .. } => root_host,
             HealthInput::Events(b) => &b.root_host,
             HealthInput::Heartbeat(h) => &h.root_host,
             HealthInput::Operation(o) => &o.root_host,
@@ -1185,7 +1188,24 @@ impl Processor for HealthStage {
         let codec = Codec::shared();
         let input = match message.topic {
             Topic::Instances => HealthInput::Instance(Box::new(codec.decode(value)?)),
-            Topic::Perf => HealthInput::Perf(codec.decode(value)?),
+            Topic::Perf => {
+                let view = codec.decode_perf_view(value)?;
+                if let Some((i, s)) = view
+                    .samples
+                    .iter()
+                    .enumerate()
+                    .find(|(_, s)| !s.value.is_finite())
+                {
+                    return Err(Rejection::validation(format!(
+                        "samples[{i}].value is {}, not a finite number",
+                        s.value
+                    )));
+                }
+                HealthInput::Perf {
+                    root_host: view.root_host.into_owned(),
+                    framed: value.to_vec(),
+                }
+            }
             Topic::Events => HealthInput::Events(codec.decode(value)?),
             Topic::Heartbeats => HealthInput::Heartbeat(codec.decode(value)?),
             Topic::Operations => HealthInput::Operation(Box::new(codec.decode(value)?)),
@@ -1208,19 +1228,7 @@ impl Processor for HealthStage {
                 message.partition
             )));
         }
-        if let HealthInput::Perf(b) = &input {
-            if let Some((i, s)) = b
-                .samples
-                .iter()
-                .enumerate()
-                .find(|(_, s)| !s.value.is_finite())
-            {
-                return Err(Rejection::validation(format!(
-                    "samples[{i}].value is {}, not a finite number",
-                    s.value
-                )));
-            }
-        }
+
         Ok(input)
     }
 
@@ -1265,8 +1273,15 @@ impl Processor for HealthStage {
         let mut now = at.timestamp_ms;
         match &input {
             HealthInput::Instance(c) => changes.extend(self.instance_change(store, batch, c, at)?),
-            HealthInput::Perf(b) => {
-                store_latest(store, batch, b, at)?;
+            HealthInput::Perf { framed, .. } => {
+                let b =
+                    Codec::shared()
+                        .decode_perf_view(framed)
+                        .map_err(|e| StageError::Internal {
+                            stage: "health".into(),
+                            message: format!("a checked perf batch does not read again: {e}"),
+                        })?;
+                store_latest(store, batch, &b, at)?;
                 let samples: Vec<Sample<'_>> = b
                     .samples
                     .iter()

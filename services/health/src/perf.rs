@@ -2,7 +2,7 @@
 
 use healthstream_bus::{Message, OutboundRecord};
 use healthstream_contracts::records::PerfBatch;
-use healthstream_contracts::{partition_for_key, Codec};
+use healthstream_contracts::{partition_for_key, Codec, PerfView};
 use healthstream_stage::{Position, Processor, Rejection, StageError};
 use healthstream_store::{KeyReader, KeyWriter, Store, StoreBatch, StoreError};
 use serde::Serialize;
@@ -110,7 +110,7 @@ pub fn latest_samples(
 pub fn store_latest(
     store: &Store,
     batch: &mut StoreBatch,
-    input: &PerfBatch,
+    input: &PerfView<'_>,
     at: Position,
 ) -> Result<(), StoreError> {
     // Within a batch the last sample of a counter wins; against the store, the newer.
@@ -186,7 +186,7 @@ impl Processor for PerfStage {
         input: PerfBatch,
         at: Position,
     ) -> Result<Vec<OutboundRecord>, StageError> {
-        store_latest(store, batch, &input, at)?;
+        store_latest(store, batch, &(&input).into(), at)?;
         metrics::SAMPLES.inc_by(input.samples.len() as u64);
         Ok(Vec::new())
     }
