@@ -54,6 +54,9 @@ pub struct Alert {
     pub repeat_count: i64,
     /// Suppression values of a rule alert.
     pub suppression: Vec<String>,
+    /// Values substituted into the name and description from the data item.
+    #[serde(default)]
+    pub parameters: Vec<String>,
     pub history: Vec<Change>,
 }
 
@@ -74,6 +77,8 @@ pub struct MonitorAlert {
 pub struct RuleAlert {
     pub name: String,
     pub description: String,
+    /// The values of the data item the name and description read, in order.
+    pub parameters: Vec<String>,
     pub severity: Severity,
     pub priority: Priority,
     pub suppression: Vec<String>,
@@ -239,6 +244,7 @@ impl Alerts {
                         resolution_state: NEW,
                         repeat_count: 0,
                         suppression: vec![],
+                        parameters: vec![],
                         history: vec![],
                     },
                 );
@@ -408,6 +414,7 @@ impl Alerts {
                     resolution_state: NEW,
                     repeat_count: 0,
                     suppression: vec!["#storm".into()],
+                    parameters: vec![],
                     history: vec![],
                 },
             );
@@ -464,6 +471,7 @@ impl Alerts {
                 resolution_state: NEW,
                 repeat_count: 0,
                 suppression: alert.suppression.clone(),
+                parameters: alert.parameters.clone(),
                 history: vec![],
             },
         );
@@ -601,6 +609,7 @@ mod tests {
             severity: Severity::Critical,
             priority: Priority::High,
             suppression: vec![source.to_string()],
+            parameters: vec![],
         };
         assert_eq!(
             a.rule_fired("R", "web", &r("kernel"), 1, StormLimits::default(), &mut id)[0].id,
@@ -635,6 +644,7 @@ mod tests {
                 severity: Severity::Warning,
                 priority: Priority::Normal,
                 suppression: vec![i.to_string()],
+                parameters: vec![],
             };
             for changed in a.rule_fired("R", "web", &r, i * 100, limits, &mut id) {
                 if changed.name.starts_with("Alert storm") {
@@ -659,6 +669,7 @@ mod tests {
             severity: Severity::Warning,
             priority: Priority::Normal,
             suppression: vec!["later".into()],
+            parameters: vec![],
         };
         assert_eq!(
             a.rule_fired("R", "web", &r, 5_000 + 600_000, limits, &mut id)

@@ -9,9 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use healthstream_model::catalog::Catalog;
-use healthstream_model::expr::Value;
+use healthstream_model::expr::{CmpOp, Expr, Operand, Value};
 use healthstream_model::overrides::{resolve_from, InstanceContext};
-use healthstream_model::pack::{DataSource, Detection, Health, RelationshipKind};
+use healthstream_model::pack::{Condition, DataSource, Detection, Health, RelationshipKind};
 use healthstream_model::params::ParamValue;
 use healthstream_model::reference::{TargetContext, Template};
 
@@ -146,7 +146,7 @@ pub struct Engine {
     /// (object, counter, instance) -> rule copies reading it.
     rule_perf_index: HashMap<String, PerfIndex>,
     /// (root host, channel) -> event-driven monitor and rule copies reading it.
-    event_index: HashMap<(String, String), Vec<(String, String)>>,
+    event_index: HashMap<(String, String), EventIndex>,
     /// Instances by root host.
     by_root: BTreeMap<String, BTreeSet<String>>,
     /// Instances put in maintenance (what they host is in maintenance with them).
@@ -180,6 +180,77 @@ pub struct ExternalMember {
 /// reading it.
 type PerfIndex = HashMap<(String, String, String), Vec<(String, String)>>;
 
+/// The copies reading one channel of one root host: those whose filters require an event
+/// id, by that id, and the others.
+#[derive(Debug, Default)]
+struct EventIndex {
+    any: Vec<(String, String)>,
+    by_id: HashMap<i64, Vec<(String, String)>>,
+}
+
+impl EventIndex {
+    fn add(&mut self, event_id: Option<i64>, key: (String, String)) {
+        match event_id {
+            Some(id) => self.by_id.entry(id).or_default().push(key),
+            None => self.any.push(key),
+        }
+    }
+
+    fn remove_instance(&mut self, id: &str) {
+        self.any.retain(|(i, _)| i != id);
+        for list in self.by_id.values_mut() {
+            list.retain(|(i, _)| i != id);
+        }
+    }
+
+    /// The copies an event with this id may concern, in a stable order.
+    fn candidates(&self, event_id: Option<i64>) -> Vec<(String, String)> {
+        let mut out = self.any.clone();
+        if let Some(list) = event_id.and_then(|id| self.by_id.get(&id)) {
+            out.extend(list.iter().cloned());
+        }
+        out.sort();
+        out
+    }
+}
+
+/// The literal a filter requires a field to equal (`Field == literal`, alone or in a
+/// conjunction); the index uses it to skip the copies an item cannot match.
+fn required<'e>(e: &'e Expr, field: &str) -> Option<&'e Operand> {
+    let literal = |o: &'e Operand| matches!(o, Operand::Text(_) | Operand::Number(_)).then_some(o);
+    match e {
+        Expr::Compare {
+            left: Operand::Path(p),
+            op: CmpOp::Eq,
+            right,
+        } if p.simple_name() == Some(field) => literal(right),
+        Expr::Compare {
+            left,
+            op: CmpOp::Eq,
+            right: Operand::Path(p),
+        } if p.simple_name() == Some(field) => literal(left),
+        Expr::And(list) => list.iter().find_map(|x| required(x, field)),
+        _ => None,
+    }
+}
+
+/// The event id a filter requires, if it requires one.
+fn required_event_id(e: Option<&Expr>) -> Option<i64> {
+    match required(e?, "EventId")? {
+        Operand::Number(n) if n.fract() == 0.0 => Some(*n as i64),
+        Operand::Text(t) => t.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The first filter condition of a rule.
+fn first_filter(conditions: &[Condition]) -> Option<&Expr> {
+    match conditions.first() {
+        Some(Condition::Filter { expression }) => Some(expression),
+        _ => None,
+    }
+}
+
 /// The copies of a root host's index that read a sample (its own instance and `*`).
 fn perf_targets(
     index: &HashMap<String, PerfIndex>,
@@ -198,6 +269,10 @@ fn perf_targets(
         )) {
             out.extend(list.iter().cloned());
         }
+    }
+    if out.len() > 1 {
+        // The same order whatever order the copies were built in (live or restored).
+        out.sort();
     }
     out
 }
@@ -537,15 +612,27 @@ impl Engine {
                 else {
                     continue;
                 };
+                let with_data = |t: &str| Template::parse(t).ok().filter(Template::uses_data);
+                let (name, description) = (fill(&name), fill(&description));
                 let alert = crate::rules::AlertAction {
-                    name: fill(&name),
-                    description: fill(&description),
+                    name_data: with_data(&name),
+                    description_data: with_data(&description),
+                    name,
+                    description,
                     severity,
                     priority,
                     suppression: suppression
                         .iter()
                         .filter_map(|s| healthstream_model::expr::Path::parse(s).ok())
                         .collect(),
+                };
+                // A rule on every instance whose first filter names one is indexed by it.
+                let filtered_instance = match required(
+                    first_filter(&r.conditions).unwrap_or(&Expr::And(Vec::new())),
+                    "Instance",
+                ) {
+                    Some(Operand::Text(t)) => Some(t.clone()),
+                    _ => None,
                 };
                 let perf_key = match &r.source {
                     DataSource::Perf {
@@ -556,8 +643,18 @@ impl Engine {
                     } => Some((
                         object.clone(),
                         counter.clone(),
-                        instance.as_deref().map(fill).unwrap_or_else(|| "*".into()),
+                        instance
+                            .as_deref()
+                            .filter(|i| *i != "*")
+                            .map(fill)
+                            .or(filtered_instance)
+                            .unwrap_or_else(|| "*".into()),
                     )),
+                    _ => None,
+                };
+                let event_id = match &r.source {
+                    DataSource::Event { filter, .. } => required_event_id(filter.as_ref())
+                        .or_else(|| required_event_id(first_filter(&r.conditions))),
                     _ => None,
                 };
                 let channel = match &r.source {
@@ -568,7 +665,7 @@ impl Engine {
                 built.push((
                     r.id.clone(),
                     perf_key,
-                    channel,
+                    channel.map(|c| (c, event_id)),
                     crate::rules::RuleCopy {
                         rule: r.id.clone(),
                         source: r.source.clone(),
@@ -587,11 +684,11 @@ impl Engine {
             }
             for (rid, perf_key, channel, copy) in built {
                 let key = (id.to_string(), rid.clone());
-                if let Some(ch) = channel {
+                if let Some((ch, event_id)) = channel {
                     self.event_index
                         .entry((inst.root_host.clone(), ch))
                         .or_default()
-                        .push(key.clone());
+                        .add(event_id, key.clone());
                 }
                 if let Some(pk) = perf_key {
                     self.rule_perf_index
@@ -848,8 +945,8 @@ impl Engine {
         for list in self.perf_index.values_mut().flat_map(|m| m.values_mut()) {
             list.retain(|(i, _)| i != id);
         }
-        for list in self.event_index.values_mut() {
-            list.retain(|(i, _)| i != id);
+        for idx in self.event_index.values_mut() {
+            idx.remove_instance(id);
         }
     }
 
@@ -894,7 +991,7 @@ impl Engine {
                     self.event_index
                         .entry((inst.root_host.clone(), ch.clone()))
                         .or_default()
-                        .push(key.clone());
+                        .add(required_event_id(filter.as_ref()), key.clone());
                 }
                 self.copies.insert(
                     key,
@@ -1090,7 +1187,18 @@ impl Engine {
                 _ => None,
             })
             .unwrap_or_default();
-        let Some(keys) = self.event_index.get(&(root.to_string(), channel)).cloned() else {
+        let event_id = fields
+            .iter()
+            .find(|(k, _)| *k == "EventId")
+            .and_then(|(_, v)| match v {
+                Value::Number(n) if n.fract() == 0.0 => Some(*n as i64),
+                _ => None,
+            });
+        let Some(keys) = self
+            .event_index
+            .get(&(root.to_string(), channel))
+            .map(|idx| idx.candidates(event_id))
+        else {
             return Vec::new();
         };
         let item = Fields(fields);

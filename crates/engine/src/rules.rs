@@ -24,6 +24,9 @@ pub struct RuleState {
 pub struct AlertAction {
     pub name: String,
     pub description: String,
+    /// Name and description as templates, when they read the data item (`$Data/...$`).
+    pub name_data: Option<healthstream_model::reference::Template>,
+    pub description_data: Option<healthstream_model::reference::Template>,
     pub severity: Severity,
     pub priority: Priority,
     pub suppression: Vec<Path>,
@@ -115,9 +118,22 @@ impl RuleCopy {
                     .unwrap_or_default()
             })
             .collect();
+        let mut parameters = Vec::new();
+        let mut fill =
+            |text: &String, tpl: &Option<healthstream_model::reference::Template>| match tpl {
+                Some(t) => {
+                    let (s, values) = t.resolve_data(item);
+                    parameters.extend(values);
+                    s
+                }
+                None => text.clone(),
+            };
+        let name = fill(&self.alert.name, &self.alert.name_data);
+        let description = fill(&self.alert.description, &self.alert.description_data);
         Some(RuleAlert {
-            name: self.alert.name.clone(),
-            description: self.alert.description.clone(),
+            name,
+            description,
+            parameters,
             severity: self.alert.severity,
             priority: self.alert.priority,
             suppression,
@@ -146,6 +162,8 @@ mod tests {
                 severity: Severity::Warning,
                 priority: Priority::Normal,
                 suppression: vec![Path::name("Source")],
+                name_data: None,
+                description_data: None,
             },
             state: RuleState::default(),
         }
@@ -166,6 +184,22 @@ mod tests {
         assert_eq!(r.item(&Fields(&ev("disk", 1.0)), None, 0), None);
         let a = r.item(&Fields(&ev("disk", 7.0)), None, 0).expect("fires");
         assert_eq!(a.suppression, ["disk"]);
+    }
+
+    #[test]
+    fn data_references_fill_the_alert_and_its_parameters() {
+        use healthstream_model::reference::Template;
+        let mut r = copy(vec![]);
+        r.alert.name_data = Template::parse("Event $Data/EventId$ from $Data/Source$").ok();
+        r.alert.description_data =
+            Template::parse("$Data/Source$ said: $Data/Property[@Name=\"Nothing\"]$.").ok();
+        let a = r.item(&Fields(&ev("disk", 7.0)), None, 0).expect("fires");
+        assert_eq!(a.name, "Event 7 from disk");
+        assert_eq!(
+            a.description, "disk said: .",
+            "a missing field reads as empty"
+        );
+        assert_eq!(a.parameters, ["7", "disk", "disk", ""]);
     }
 
     #[test]

@@ -654,3 +654,96 @@ instance = "sshd"
         .command_on_demand("Linux.Diagnostic.LargestDirectories", "root-fs")
         .is_ok());
 }
+
+#[test]
+fn rules_are_reached_through_their_indexed_filters_only_when_they_can_match() {
+    use healthstream_model::expr::Value;
+    let rules = r#"
+[pack]
+id = "Indexed"
+version = "1"
+[[reference]]
+pack = "System.Library"
+version = "1.0"
+[[reference]]
+pack = "Healthstream.Linux"
+version = "1.0"
+
+[[rule]]
+id = "Indexed.LogonFailure"
+target = "Linux.Computer"
+[rule.source]
+type = "event"
+log = "journal"
+filter = 'EventId == 4625 and Source == "sshd"'
+[[rule.action]]
+type = "alert"
+name = "Logon failure"
+description = "$Data/Message$"
+severity = "warning"
+
+[[rule]]
+id = "Indexed.OneOrTwo"
+target = "Linux.Computer"
+[rule.source]
+type = "event"
+log = "journal"
+[[rule.condition]]
+type = "filter"
+expression = 'EventId == 1 or EventId == 2'
+[[rule.action]]
+type = "alert"
+name = "One or two"
+description = ""
+severity = "warning"
+
+[[rule]]
+id = "Indexed.RootLow"
+target = "Linux.Computer"
+[rule.source]
+type = "perf"
+object = "Filesystem"
+counter = "% Free Space"
+interval = "60s"
+[[rule.condition]]
+type = "filter"
+expression = 'Instance == "/"'
+[[rule.condition]]
+type = "threshold"
+threshold = 10.0
+direction = "below"
+[[rule.action]]
+type = "alert"
+name = "Root low"
+description = ""
+severity = "warning"
+"#;
+    let mut e = engine(rules);
+    host(&mut e);
+    let event = |id: f64, source: &'static str| {
+        vec![
+            ("Channel", Value::text("journal")),
+            ("EventId", Value::Number(id)),
+            ("Source", Value::text(source)),
+            ("Message", Value::text("nope")),
+        ]
+    };
+    let fired = |e: &mut Engine| {
+        e.take_firings()
+            .into_iter()
+            .map(|f| f.rule)
+            .collect::<Vec<_>>()
+    };
+    e.event("web-01", &event(4625.0, "sshd"), 1);
+    assert_eq!(fired(&mut e), ["Indexed.LogonFailure"]);
+    e.event("web-01", &event(4625.0, "login"), 2);
+    e.event("web-01", &event(4624.0, "sshd"), 3);
+    assert!(fired(&mut e).is_empty());
+    e.event("web-01", &event(2.0, "x"), 4);
+    assert_eq!(fired(&mut e), ["Indexed.OneOrTwo"]);
+    e.perf(
+        "web-01",
+        &[free("/", 4.0, 5), free("/var", 4.0, 5), free("/", 40.0, 6)],
+    );
+    assert_eq!(fired(&mut e), ["Indexed.RootLow"]);
+}

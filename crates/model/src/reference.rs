@@ -111,6 +111,29 @@ impl Template {
         self.parts.iter().any(|p| matches!(p, Part::Data(_)))
     }
 
+    /// Substitute data references from a data item (a field it does not have reads as
+    /// empty, as in SCOM); target references are left as written. Returns the text and the
+    /// values substituted, in order (an alert's parameters).
+    pub fn resolve_data(&self, item: &dyn crate::expr::Subject) -> (String, Vec<String>) {
+        let mut out = String::new();
+        let mut values = Vec::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Data(path) => {
+                    let v = item
+                        .lookup(path)
+                        .map(|v| v.as_text().to_string())
+                        .unwrap_or_default();
+                    out.push_str(&v);
+                    values.push(v);
+                }
+                Part::Target(r) => out.push_str(&Part::Target(r.clone()).to_string()),
+            }
+        }
+        (out, values)
+    }
+
     /// Substitute target references; data references are left as written. Fails with the
     /// first reference that does not resolve.
     pub fn resolve_target(&self, ctx: &dyn TargetContext) -> Result<String, String> {

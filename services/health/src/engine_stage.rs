@@ -1129,7 +1129,7 @@ impl HealthStage {
                         connector_id: None,
                         custom_fields: BTreeMap::new(),
                         repeat_count: a.repeat_count,
-                        parameters: vec![],
+                        parameters: a.parameters.clone(),
                         knowledge: self.engine.knowledge(&a.workflow_id),
                         version: a.history.len() as i64,
                     },

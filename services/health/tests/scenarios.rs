@@ -305,13 +305,15 @@ fn run_inputs(
                 Topic::Alerts => {
                     let a: AlertRecord = Codec::shared().decode(&v).expect("alert");
                     out.push(format!(
-                        "{} alert {} {} {:?} state={} change={}",
+                        "{} alert {} {} {:?} state={} change={} | {} {:?}",
                         a.id,
                         a.alert.alert_id,
                         a.alert.name,
                         a.alert.severity,
                         a.alert.resolution_state,
-                        a.change.comment
+                        a.change.comment,
+                        a.alert.description,
+                        a.alert.parameters
                     ));
                 }
                 Topic::Commands => {
@@ -415,6 +417,14 @@ fn the_golden_scenario() {
         has(
             &out,
             "Out-of-memory kill on web-01 Critical state=0 change=repeated"
+        ),
+        "{text}"
+    );
+    // The rule's description reads the event: its parameters are the values it read.
+    assert!(
+        has(
+            &out,
+            "change=raised | The kernel killed a process to free memory: Out of memory: Killed process 4242 (java) [\"Out of memory: Killed process 4242 (java)\"]"
         ),
         "{text}"
     );
