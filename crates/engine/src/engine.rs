@@ -7,11 +7,14 @@
 //! dependency monitors of the hosts above, up to the root host.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use healthstream_model::catalog::Catalog;
 use healthstream_model::expr::{CmpOp, Expr, Operand, Value};
 use healthstream_model::overrides::{resolve_from, InstanceContext};
-use healthstream_model::pack::{Condition, DataSource, Detection, Health, RelationshipKind};
+use healthstream_model::pack::{
+    AggregateMonitor, Condition, DataSource, DependencyMonitor, Detection, Health, RelationshipKind,
+};
 use healthstream_model::params::ParamValue;
 use healthstream_model::reference::{TargetContext, Template};
 
@@ -164,6 +167,15 @@ pub struct Engine {
     containers: bool,
     /// Container -> (relationship, member) -> what is known of the member.
     external: BTreeMap<String, BTreeMap<(String, String), ExternalMember>>,
+    /// The rollup monitors of each class, worked out when first needed.
+    class_rollups: HashMap<String, Arc<ClassRollups>>,
+}
+
+/// The rollup monitors of a class: its dependency monitors (with the class their members
+/// must be) and its aggregates, deepest first, with the rollups whose parent each is.
+struct ClassRollups {
+    deps: Vec<(DependencyMonitor, String)>,
+    aggs: Vec<(AggregateMonitor, Vec<String>)>,
 }
 
 /// A member of a container, as its state records report it.
@@ -176,9 +188,19 @@ pub struct ExternalMember {
     pub unavailable: bool,
 }
 
-/// Per root host: (object, counter, instance or `*`) -> the (instance, workflow) copies
-/// reading it.
-type PerfIndex = HashMap<(String, String, String), Vec<(String, String)>>;
+/// Per root host: "object, counter, instance or `*`" (see [`index_key`]) -> the (instance,
+/// workflow) copies reading it.
+type PerfIndex = HashMap<String, Vec<Arc<(String, String)>>>;
+
+/// The index key of a counter: its three parts joined by a separator no name contains.
+fn index_key(buf: &mut String, object: &str, counter: &str, instance: &str) {
+    buf.clear();
+    buf.push_str(object);
+    buf.push('\u{1f}');
+    buf.push_str(counter);
+    buf.push('\u{1f}');
+    buf.push_str(instance);
+}
 
 /// The copies reading one channel of one root host: those whose filters require an event
 /// id, by that id, and the others.
@@ -256,17 +278,15 @@ fn perf_targets(
     index: &HashMap<String, PerfIndex>,
     root: &str,
     s: &Sample<'_>,
-) -> Vec<(String, String)> {
+    buf: &mut String,
+) -> Vec<Arc<(String, String)>> {
     let Some(idx) = index.get(root) else {
         return Vec::new();
     };
     let mut out = Vec::new();
     for inst in [s.instance, "*"] {
-        if let Some(list) = idx.get(&(
-            s.object.to_string(),
-            s.counter.to_string(),
-            inst.to_string(),
-        )) {
+        index_key(buf, s.object, s.counter, inst);
+        if let Some(list) = idx.get(buf.as_str()) {
             out.extend(list.iter().cloned());
         }
     }
@@ -321,6 +341,7 @@ impl Engine {
             availability_touched: BTreeMap::new(),
             containers: false,
             external: BTreeMap::new(),
+            class_rollups: HashMap::new(),
         }
     }
 
@@ -680,7 +701,7 @@ impl Engine {
                 .values_mut()
                 .flat_map(|m| m.values_mut())
             {
-                list.retain(|(i, _)| i != id);
+                list.retain(|k| k.0 != id);
             }
             for (rid, perf_key, channel, copy) in built {
                 let key = (id.to_string(), rid.clone());
@@ -690,13 +711,15 @@ impl Engine {
                         .or_default()
                         .add(event_id, key.clone());
                 }
-                if let Some(pk) = perf_key {
+                if let Some((object, counter, instance)) = perf_key {
+                    let mut k = String::new();
+                    index_key(&mut k, &object, &counter, &instance);
                     self.rule_perf_index
                         .entry(inst.root_host.clone())
                         .or_default()
-                        .entry(pk)
+                        .entry(k)
                         .or_default()
-                        .push(key.clone());
+                        .push(Arc::new(key.clone()));
                 }
                 keep.insert(rid);
                 let state = self
@@ -943,7 +966,7 @@ impl Engine {
 
     fn unindex(&mut self, id: &str) {
         for list in self.perf_index.values_mut().flat_map(|m| m.values_mut()) {
-            list.retain(|(i, _)| i != id);
+            list.retain(|k| k.0 != id);
         }
         for idx in self.event_index.values_mut() {
             idx.remove_instance(id);
@@ -1009,22 +1032,25 @@ impl Engine {
                     ..
                 } = &source
                 {
-                    let inst_key = instance.clone().unwrap_or_else(|| "*".into());
+                    let mut k = String::new();
+                    index_key(&mut k, object, counter, instance.as_deref().unwrap_or("*"));
                     self.perf_index
                         .entry(inst.root_host.clone())
                         .or_default()
-                        .entry((object.clone(), counter.clone(), inst_key))
+                        .entry(k)
                         .or_default()
-                        .push((id.to_string(), m.id.clone()));
+                        .push(Arc::new((id.to_string(), m.id.clone())));
                 }
                 if let DataSource::Service { service, .. } = &source {
                     for counter in ["Running", "Automatic"] {
+                        let mut k = String::new();
+                        index_key(&mut k, "Service", counter, service);
                         self.perf_index
                             .entry(inst.root_host.clone())
                             .or_default()
-                            .entry(("Service".into(), counter.into(), service.clone()))
+                            .entry(k)
                             .or_default()
-                            .push((id.to_string(), m.id.clone()));
+                            .push(Arc::new((id.to_string(), m.id.clone())));
                     }
                 }
             }
@@ -1104,9 +1130,14 @@ impl Engine {
     /// monitors.
     pub fn perf(&mut self, root: &str, samples: &[Sample<'_>]) -> Vec<StateChange> {
         let mut out = Vec::new();
+        let mut buf = String::new();
         for s in samples {
             if !self.rule_perf_index.is_empty() {
-                let mut rule_keys = perf_targets(&self.rule_perf_index, root, s);
+                let mut rule_keys: Vec<(String, String)> =
+                    perf_targets(&self.rule_perf_index, root, s, &mut buf)
+                        .iter()
+                        .map(|k| (**k).clone())
+                        .collect();
                 if !self.maintenance.is_empty() {
                     rule_keys.retain(|(i, _)| self.in_maintenance(i).is_none());
                 }
@@ -1120,14 +1151,17 @@ impl Engine {
                     self.feed_rules(rule_keys, &Fields(&fields), Some(s.value), s.time);
                 }
             }
-            let targets = perf_targets(&self.perf_index, root, s);
-            for (i, m) in targets {
-                let key = (i.clone(), m.clone());
-                let held = !self.maintenance.is_empty() && self.in_maintenance(&i).is_some();
-                let Some(copy) = self.copies.get_mut(&key) else {
+            let targets = perf_targets(&self.perf_index, root, s, &mut buf);
+            for target in targets {
+                let key: &(String, String) = &target;
+                let (i, m) = key;
+                let held = !self.maintenance.is_empty() && self.in_maintenance(i).is_some();
+                let Some(copy) = self.copies.get_mut(key) else {
                     continue;
                 };
-                self.touched.insert(key.clone());
+                if !self.touched.contains(key) {
+                    self.touched.insert(key.clone());
+                }
                 let reading = if s.object == "Service" {
                     let on = s.value >= 0.5;
                     Held::Service(if s.counter == "Running" {
@@ -1162,7 +1196,7 @@ impl Engine {
                             kind: CauseKind::Sample,
                             cause: cause.clone(),
                         });
-                        out.extend(self.propagate(&i, s.time, &format!("{m}: {cause}")));
+                        out.extend(self.propagate(i, s.time, &format!("{m}: {cause}")));
                     }
                 }
             }
@@ -1715,37 +1749,91 @@ impl Engine {
         out
     }
 
-    /// The rollup monitors of one instance: dependencies first (they feed aggregates), then
-    /// aggregates from the leaves of the tree to the entity health.
-    fn recompute(&mut self, id: &str, time: i64, cause: &str, kind: CauseKind) -> Vec<StateChange> {
-        let Some(inst) = self.instances.get(id).cloned() else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        let deps: Vec<_> = self
-            .catalog
+    /// The rollup monitors of instances of a class, worked out once per class.
+    fn class_rollups(&mut self, class: &str) -> Arc<ClassRollups> {
+        if let Some(r) = self.class_rollups.get(class) {
+            return r.clone();
+        }
+        let cat = &self.catalog;
+        let deps: Vec<(DependencyMonitor, String)> = cat
             .packs()
             .iter()
             .flat_map(|p| p.pack.dependencies.iter())
-            .filter(|d| self.catalog.is_a(&inst.class, &d.target))
-            .cloned()
+            .filter(|d| cat.is_a(class, &d.target))
+            .filter_map(|d| {
+                let rel = cat.relationship(&d.relationship)?;
+                // Hosting rollups are computed where the host is; containment and reference
+                // rollups cross hosts and are computed by the containers' engine.
+                ((rel.kind == RelationshipKind::Hosting) != self.containers)
+                    .then(|| (d.clone(), rel.target.clone()))
+            })
             .collect();
-        for d in deps {
-            let Some(rel) = self.catalog.relationship(&d.relationship) else {
-                continue;
-            };
-            // Hosting rollups are computed where the host is; containment and reference
-            // rollups cross hosts and are computed by the containers' engine.
-            if (rel.kind == RelationshipKind::Hosting) == self.containers {
-                continue;
+        let all_aggs: Vec<&AggregateMonitor> = cat
+            .packs()
+            .iter()
+            .flat_map(|p| p.pack.aggregates.iter())
+            .collect();
+        let depth = |a: &AggregateMonitor| {
+            let mut d = 0;
+            let mut p = a.parent.clone();
+            while let Some(x) = p {
+                d += 1;
+                if d > 32 {
+                    break;
+                }
+                p = all_aggs
+                    .iter()
+                    .find(|y| y.id == x)
+                    .and_then(|y| y.parent.clone());
             }
+            d
+        };
+        let mut aggs: Vec<(AggregateMonitor, Vec<String>)> = all_aggs
+            .iter()
+            .filter(|a| cat.is_a(class, &a.target))
+            .map(|a| {
+                // Rollup children: dependency monitors and aggregates whose parent it is.
+                let mut children: Vec<String> = cat
+                    .packs()
+                    .iter()
+                    .flat_map(|p| p.pack.dependencies.iter())
+                    .filter(|d| d.parent == a.id && cat.is_a(class, &d.target))
+                    .map(|d| d.id.clone())
+                    .collect();
+                children.extend(
+                    all_aggs
+                        .iter()
+                        .filter(|sub| {
+                            sub.parent.as_deref() == Some(a.id.as_str())
+                                && cat.is_a(class, &sub.target)
+                        })
+                        .map(|sub| sub.id.clone()),
+                );
+                ((*a).clone(), children)
+            })
+            .collect();
+        aggs.sort_by_key(|(a, _)| std::cmp::Reverse(depth(a)));
+        let r = Arc::new(ClassRollups { deps, aggs });
+        self.class_rollups.insert(class.to_string(), r.clone());
+        r
+    }
+
+    /// The rollup monitors of one instance: dependencies first (they feed aggregates), then
+    /// aggregates from the leaves of the tree to the entity health.
+    fn recompute(&mut self, id: &str, time: i64, cause: &str, kind: CauseKind) -> Vec<StateChange> {
+        let Some(class) = self.instances.get(id).map(|i| i.class.clone()) else {
+            return Vec::new();
+        };
+        let plan = self.class_rollups(&class);
+        let mut out = Vec::new();
+        for (d, member_class) in &plan.deps {
             let members: Vec<Member> = if self.containers {
                 self.external
                     .get(id)
                     .into_iter()
                     .flat_map(|m| m.iter())
                     .filter(|((r, _), m)| {
-                        *r == d.relationship && self.catalog.is_a(&m.class, &rel.target)
+                        *r == d.relationship && self.catalog.is_a(&m.class, member_class)
                     })
                     .map(|(_, m)| Member {
                         health: m
@@ -1763,7 +1851,7 @@ impl Engine {
                     .into_iter()
                     .flatten()
                     .filter_map(|c| self.instances.get(c))
-                    .filter(|c| self.catalog.is_a(&c.class, &rel.target))
+                    .filter(|c| self.catalog.is_a(&c.class, member_class))
                     .map(|c| Member {
                         health: self.state(&c.id, &d.member_monitor),
                         in_maintenance: self.in_maintenance(&c.id).is_some(),
@@ -1780,55 +1868,17 @@ impl Engine {
             );
             out.extend(self.set_rollup(id, &d.id, h, time, cause, kind));
         }
-        // Aggregates, deepest first: an aggregate's children are unit monitors, dependency
-        // monitors and aggregates whose parent it is.
-        let mut aggs: Vec<_> = self
-            .catalog
-            .packs()
-            .iter()
-            .flat_map(|p| p.pack.aggregates.iter())
-            .filter(|a| self.catalog.is_a(&inst.class, &a.target))
-            .cloned()
-            .collect();
-        let depth = |a: &healthstream_model::pack::AggregateMonitor, cat: &Catalog| {
-            let mut d = 0;
-            let mut p = a.parent.clone();
-            while let Some(x) = p {
-                d += 1;
-                if d > 32 {
-                    break;
-                }
-                p = cat
-                    .packs()
-                    .iter()
-                    .flat_map(|pk| pk.pack.aggregates.iter())
-                    .find(|y| y.id == x)
-                    .and_then(|y| y.parent.clone());
-            }
-            d
-        };
-        aggs.sort_by_key(|a| std::cmp::Reverse(depth(a, &self.catalog)));
-        for a in aggs {
+        // Aggregates, deepest first: an aggregate's children are the instance's unit
+        // monitors and the rollups whose parent it is.
+        for (a, rollup_children) in &plan.aggs {
             let mut children: Vec<Health> = self
                 .copies
-                .iter()
-                .filter(|((i, _), c)| i == id && c.parent == a.id)
+                .range((id.to_string(), String::new())..)
+                .take_while(|((i, _), _)| i == id)
+                .filter(|(_, c)| c.parent == a.id)
                 .map(|(_, c)| c.detector.health)
                 .collect();
-            for p in self.catalog.packs() {
-                for d in &p.pack.dependencies {
-                    if d.parent == a.id && self.catalog.is_a(&inst.class, &d.target) {
-                        children.push(self.state(id, &d.id));
-                    }
-                }
-                for sub in &p.pack.aggregates {
-                    if sub.parent.as_deref() == Some(a.id.as_str())
-                        && self.catalog.is_a(&inst.class, &sub.target)
-                    {
-                        children.push(self.state(id, &sub.id));
-                    }
-                }
-            }
+            children.extend(rollup_children.iter().map(|c| self.state(id, c)));
             let h = aggregate(a.algorithm, &children);
             out.extend(self.set_rollup(id, &a.id, h, time, cause, kind));
         }

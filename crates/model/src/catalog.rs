@@ -50,6 +50,9 @@ pub const ROOT_CLASS: &str = "System.Entity";
 pub struct Catalog {
     packs: Vec<LoadedPack>,
     index: HashMap<String, Vec<ElementRef>>,
+    /// Each class and group with its bases, nearest first (worked out once: `is_a` is on
+    /// the health engine's path).
+    ancestry: HashMap<String, Vec<String>>,
 }
 
 impl Catalog {
@@ -68,7 +71,33 @@ impl Catalog {
                 *pos += 1;
             }
         }
-        Catalog { packs, index }
+        let mut catalog = Catalog {
+            packs,
+            index,
+            ancestry: HashMap::new(),
+        };
+        let classes: Vec<String> = catalog
+            .index
+            .iter()
+            .filter(|(_, refs)| {
+                refs.iter()
+                    .any(|r| matches!(r.kind, ElementKind::Class | ElementKind::Group))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        let ancestry = classes
+            .into_iter()
+            .map(|c| {
+                let a = catalog
+                    .ancestors(&c)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect();
+                (c, a)
+            })
+            .collect();
+        catalog.ancestry = ancestry;
+        catalog
     }
 
     /// The packs, in load order.
@@ -174,7 +203,11 @@ impl Catalog {
 
     /// Is `class` the same as `ancestor` or derived from it?
     pub fn is_a(&self, class: &str, ancestor: &str) -> bool {
-        self.ancestors(class).contains(&ancestor)
+        class == ancestor
+            || self
+                .ancestry
+                .get(class)
+                .is_some_and(|a| a.iter().any(|x| x == ancestor))
     }
 
     /// Distance from the root: `System.Entity` is 0.
