@@ -149,7 +149,7 @@ pub struct Engine {
     /// (object, counter, instance) -> rule copies reading it.
     rule_perf_index: HashMap<String, PerfIndex>,
     /// (root host, channel) -> event-driven monitor and rule copies reading it.
-    event_index: HashMap<(String, String), EventIndex>,
+    event_index: HashMap<String, HashMap<String, EventIndex>>,
     /// Instances by root host.
     by_root: BTreeMap<String, BTreeSet<String>>,
     /// Instances put in maintenance (what they host is in maintenance with them).
@@ -263,6 +263,14 @@ fn required_event_id(e: Option<&Expr>) -> Option<i64> {
         Operand::Text(t) => t.trim().parse().ok(),
         _ => None,
     }
+}
+
+/// The keys of one instance in a map keyed by (instance, workflow).
+fn keys_of<V>(map: &BTreeMap<(String, String), V>, id: &str) -> Vec<(String, String)> {
+    map.range((id.to_string(), String::new())..)
+        .take_while(|((i, _), _)| i == id)
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 /// The first filter condition of a rule.
@@ -696,18 +704,18 @@ impl Engine {
                     },
                 ));
             }
-            for list in self
-                .rule_perf_index
-                .values_mut()
-                .flat_map(|m| m.values_mut())
-            {
-                list.retain(|k| k.0 != id);
+            if let Some(m) = self.rule_perf_index.get_mut(&inst.root_host) {
+                for list in m.values_mut() {
+                    list.retain(|k| k.0 != id);
+                }
             }
             for (rid, perf_key, channel, copy) in built {
                 let key = (id.to_string(), rid.clone());
                 if let Some((ch, event_id)) = channel {
                     self.event_index
-                        .entry((inst.root_host.clone(), ch))
+                        .entry(inst.root_host.clone())
+                        .or_default()
+                        .entry(ch)
                         .or_default()
                         .add(event_id, key.clone());
                 }
@@ -731,7 +739,11 @@ impl Engine {
                     .insert(key, crate::rules::RuleCopy { state, ..copy });
             }
         }
-        self.rules.retain(|(i, r), _| i != id || keep.contains(r));
+        for key in keys_of(&self.rules, id) {
+            if !keep.contains(&key.1) {
+                self.rules.remove(&key);
+            }
+        }
     }
 
     /// Feed an item to the rule copies that read this kind of source.
@@ -907,6 +919,10 @@ impl Engine {
             if let Some(set) = self.by_root.get_mut(&old.root_host) {
                 set.remove(&id);
             }
+            if old.root_host != instance.root_host {
+                let root = old.root_host.clone();
+                self.unindex(&id, &root);
+            }
         }
         self.by_root
             .entry(instance.root_host.clone())
@@ -936,25 +952,20 @@ impl Engine {
                 .insert(id.to_string(), old.root_host.clone());
         }
 
-        let gone: Vec<(String, String)> = self
-            .copies
-            .keys()
-            .chain(self.rollups.keys())
-            .filter(|(i, _)| i == id)
-            .cloned()
-            .collect();
-        self.touched.extend(gone);
-        let gone_rules: Vec<(String, String)> = self
-            .rules
-            .keys()
-            .filter(|(i, _)| i == id)
-            .cloned()
-            .collect();
-        self.touched.extend(gone_rules);
-        self.rules.retain(|(i, _), _| i != id);
-        self.copies.retain(|(i, _), _| i != id);
-        self.rollups.retain(|(i, _), _| i != id);
-        self.unindex(id);
+        for key in keys_of(&self.copies, id) {
+            self.copies.remove(&key);
+            self.touched.insert(key);
+        }
+        for key in keys_of(&self.rollups, id) {
+            self.rollups.remove(&key);
+            self.touched.insert(key);
+        }
+        for key in keys_of(&self.rules, id) {
+            self.rules.remove(&key);
+            self.touched.insert(key);
+        }
+        self.external.remove(id);
+        self.unindex(id, &old.root_host);
         if let Some(h) = &old.host_id {
             if let Some(set) = self.hosted.get_mut(h) {
                 set.remove(id);
@@ -964,20 +975,25 @@ impl Engine {
         Vec::new()
     }
 
-    fn unindex(&mut self, id: &str) {
-        for list in self.perf_index.values_mut().flat_map(|m| m.values_mut()) {
-            list.retain(|k| k.0 != id);
+    /// Take an instance's copies out of the indexes of its root host.
+    fn unindex(&mut self, id: &str, root: &str) {
+        if let Some(m) = self.perf_index.get_mut(root) {
+            for list in m.values_mut() {
+                list.retain(|k| k.0 != id);
+            }
         }
-        for idx in self.event_index.values_mut() {
-            idx.remove_instance(id);
+        if let Some(m) = self.event_index.get_mut(root) {
+            for idx in m.values_mut() {
+                idx.remove_instance(id);
+            }
         }
     }
 
     fn rebuild(&mut self, id: &str) {
-        self.unindex(id);
         let Some(inst) = self.instances.get(id).cloned() else {
             return;
         };
+        self.unindex(id, &inst.root_host);
         let Some(ctx) = self.context(id) else { return };
         self.rebuild_rules(id, &ctx);
         let mut keep = BTreeSet::new();
@@ -1012,7 +1028,9 @@ impl Engine {
                 };
                 if let Some(ch) = &channel {
                     self.event_index
-                        .entry((inst.root_host.clone(), ch.clone()))
+                        .entry(inst.root_host.clone())
+                        .or_default()
+                        .entry(ch.clone())
                         .or_default()
                         .add(required_event_id(filter.as_ref()), key.clone());
                 }
@@ -1055,14 +1073,12 @@ impl Engine {
                 }
             }
         }
-        let dropped: Vec<(String, String)> = self
-            .copies
-            .keys()
-            .filter(|(i, m)| i == id && !keep.contains(m))
-            .cloned()
-            .collect();
-        self.touched.extend(dropped);
-        self.copies.retain(|(i, m), _| i != id || keep.contains(m));
+        for key in keys_of(&self.copies, id) {
+            if !keep.contains(&key.1) {
+                self.copies.remove(&key);
+                self.touched.insert(key);
+            }
+        }
     }
 
     /// A copy's enabled flag, detection and data source, overrides applied, `$Target` resolved.
@@ -1230,7 +1246,8 @@ impl Engine {
             });
         let Some(keys) = self
             .event_index
-            .get(&(root.to_string(), channel))
+            .get(root)
+            .and_then(|m| m.get(&channel))
             .map(|idx| idx.candidates(event_id))
         else {
             return Vec::new();

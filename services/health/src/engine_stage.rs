@@ -1282,6 +1282,7 @@ impl Processor for HealthStage {
                             message: format!("a checked perf batch does not read again: {e}"),
                         })?;
                 store_latest(store, batch, &b, at)?;
+                crate::metrics::SAMPLES.inc_by(b.samples.len() as u64);
                 let samples: Vec<Sample<'_>> = b
                     .samples
                     .iter()

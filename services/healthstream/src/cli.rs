@@ -42,6 +42,11 @@ pub enum Command {
     Collect(CollectArgs),
     /// Simulate a fleet of hosts sending to a deployment (seeded, reproducible, bounded).
     Simulate(crate::simulate_cmd::SimulateArgs),
+    /// Measure the whole pipeline, embedded, on a generated fleet.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Read the instance space of a running deployment.
     Instances {
         #[command(subcommand)]
@@ -95,6 +100,13 @@ pub struct HealthArgs {
     pub command: Option<HealthCommand>,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Ingest to durable state-change event: values/s, CPU seconds per million values,
+    /// latency p50/p99.
+    Pipeline(crate::bench_cmd::BenchArgs),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -213,6 +225,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Pack { command } => crate::pack_cmd::run(command).await,
         Command::Instances { command } => crate::instances_cmd::run(command).await,
         Command::Simulate(args) => crate::simulate_cmd::run(args).await,
+        Command::Bench {
+            command: BenchCommand::Pipeline(args),
+        } => crate::bench_cmd::run(args).await,
         Command::Collect(args) => collect(args).await,
         Command::Schemas => {
             println!(

@@ -1,5 +1,6 @@
 //! `healthstream`: CLI and wiring only.
 
+mod bench_cmd;
 mod cli;
 mod instances_cmd;
 mod pack_cmd;

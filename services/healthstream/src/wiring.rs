@@ -350,6 +350,11 @@ impl Runtime {
         })
     }
 
+    /// The bus the services run on.
+    pub fn bus(&self) -> Arc<dyn Bus> {
+        self.bus.clone()
+    }
+
     /// Stops the stages after their current record, then the server; syncs the bus.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);

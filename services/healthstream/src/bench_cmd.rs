@@ -1,0 +1,374 @@
+//! `healthstream bench pipeline`: the whole pipeline, embedded, measured end to end.
+//!
+//! A fleet of H hosts with N numeric items each (filesystems of the Linux pack, each read
+//! by its free-space threshold monitor) is discovered through ingest; then R rounds of one
+//! value per item are posted to ingest as JSON, 1% of the values beyond the threshold
+//! (a different 1% each round, so states really change, roll up, alert and run their
+//! diagnostics). Measured: samples per second from the first post to the last sample
+//! applied by the health processor, the process's CPU seconds per million samples over
+//! the same span (request bodies are built beforehand), and the latency from a crossing
+//! value's time to its state-change event being durable on the state topic (p50, p99).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use healthstream_bus::ConsumerEvent;
+use healthstream_contracts::records::{HealthState, StateChange};
+use healthstream_contracts::{Codec, Topic};
+use serde_json::json;
+
+use crate::wiring::{BusChoice, Runtime, ALL_SERVICES};
+
+/// `healthstream bench pipeline`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Hosts in the fleet.
+    #[arg(long, default_value_t = 10_000)]
+    pub hosts: usize,
+    /// Numeric items per host, each with a threshold monitor.
+    #[arg(long, default_value_t = 10)]
+    pub items: usize,
+    /// Values sent per item.
+    #[arg(long, default_value_t = 10)]
+    pub rounds: usize,
+    /// Requests to ingest in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Values per second to send at (paced); default: as fast as ingest takes them.
+    #[arg(long)]
+    pub rate: Option<u64>,
+}
+
+const FREE_SPACE: &str = "Linux.Monitor.FilesystemFreeSpace";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// CPU seconds used by this process so far (user + system).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn applied(stage: &str, topic: Topic) -> u64 {
+    healthstream_stage::STAGE_RECORDS
+        .with_label_values(&[stage, topic.name(), "applied"])
+        .get()
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: String) -> anyhow::Result<()> {
+    loop {
+        let r = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .with_context(|| format!("posting to {url}"))?;
+        match r.status().as_u16() {
+            200 => return Ok(()),
+            503 => tokio::time::sleep(Duration::from_millis(50)).await,
+            s => bail!("{url}: {s} {}", r.text().await.unwrap_or_default()),
+        }
+    }
+}
+
+/// Wait until `count()` stops moving for `quiet`.
+async fn settle(count: impl Fn() -> u64, quiet: Duration) -> u64 {
+    let mut last = count();
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = count();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet {
+            return now;
+        }
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.hosts == 0 || args.items == 0 || args.rounds == 0 {
+        bail!("--hosts, --items and --rounds must be at least 1");
+    }
+    let dir = tempfile::tempdir().context("a data directory")?;
+    let topology = healthstream_topology::Topology::parse(
+        include_str!("../../../topologies/embedded.toml"),
+        "topologies/embedded.toml".as_ref(),
+    )?;
+    let rt = Runtime::start(
+        BusChoice::Embedded {
+            dir: dir.path().join("bus"),
+            sync_writes: false,
+        },
+        topology,
+        dir.path(),
+        "127.0.0.1:0".parse()?,
+        &ALL_SERVICES,
+    )
+    .await?;
+    let base = format!("http://{}", rt.local_addr);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        if Instant::now() > deadline {
+            bail!("the pipeline did not become ready");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let host_name = |h: usize| format!("host-{h:05}");
+    let mount = |i: usize| format!("/data{i}");
+
+    // The fleet.
+    eprintln!(
+        "discovering {} hosts x {} items ...",
+        args.hosts, args.items
+    );
+    let started = Instant::now();
+    let per_request = 200;
+    for chunk in (0..args.hosts).collect::<Vec<_>>().chunks(per_request) {
+        let records: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|h| {
+                let name = host_name(*h);
+                let host = json!({"class": "Linux.Computer", "keys": {"PrincipalName": name}});
+                let mut instances = vec![host.clone()];
+                for i in 0..args.items {
+                    instances.push(json!({"class": "Linux.Filesystem", "keys": {"MountPoint": mount(i)}, "properties": {"Type": "xfs"}, "host": host}));
+                }
+                json!({
+                    "root_host": name,
+                    "source": {"kind": "discovery", "id": format!("bench/{name}")},
+                    "mode": "snapshot",
+                    "time": "2026-11-22T00:00:00Z",
+                    "instances": instances,
+                })
+            })
+            .collect();
+        post(
+            &client,
+            &format!("{base}/v1/ingest/discovery"),
+            serde_json::to_string(&records)?,
+        )
+        .await?;
+    }
+    let changes = settle(
+        || applied("health", Topic::Instances),
+        Duration::from_secs(2),
+    )
+    .await;
+    eprintln!(
+        "  {} instance changes applied by the health processor in {:.1} s",
+        changes,
+        started.elapsed().as_secs_f64()
+    );
+
+    // The rounds, built beforehand; the first, not measured, brings every monitor from
+    // uninitialized to healthy (the steady state is what is measured).
+    let hosts_per_request = (5_000 / args.items).max(1);
+    let mut bodies: Vec<Vec<String>> = Vec::new();
+    let mut crossing = 0usize;
+    for r in 0..=args.rounds {
+        let r = if r == 0 { usize::MAX } else { r };
+        let mut round = Vec::new();
+        for chunk in (0..args.hosts)
+            .collect::<Vec<_>>()
+            .chunks(hosts_per_request)
+        {
+            let records: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|h| {
+                    let samples: Vec<serde_json::Value> = (0..args.items)
+                        .map(|i| {
+                            let low = r != usize::MAX && (h * args.items + i) % 100 == r % 100;
+                            if low {
+                                crossing += 1;
+                            }
+                            json!({"time": 0, "object": "Filesystem", "counter": "% Free Space",
+                                   "instance": mount(i), "value": if low { 4.0 } else { 50.0 }})
+                        })
+                        .collect();
+                    json!({"collector": host_name(*h), "root_host": host_name(*h), "samples": samples})
+                })
+                .collect();
+            round.push(serde_json::to_string(&records)?);
+        }
+        bodies.push(round);
+    }
+    let total = (args.hosts * args.items * args.rounds) as u64;
+
+    // Crossing values become state-change events: read them as they become durable.
+    let bus = rt.bus();
+    let mut positions = Vec::new();
+    for p in 0..bus.partitions(Topic::State) {
+        positions.push((Topic::State, p, bus.end_offset(Topic::State, p).await?));
+    }
+    let mut reader = bus.reader(&positions)?;
+    let latencies: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (latencies, stop) = (latencies.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let event =
+                    match tokio::time::timeout(Duration::from_millis(200), reader.next()).await {
+                        Ok(Ok(e)) => e,
+                        Ok(Err(_)) => return,
+                        Err(_) => continue,
+                    };
+                let ConsumerEvent::Message(m) = event else {
+                    continue;
+                };
+                let Some(v) = m.value else { continue };
+                if let Ok(s) = Codec::shared().decode::<StateChange>(&v) {
+                    if s.monitor_id == FREE_SPACE
+                        && s.old_state == HealthState::Healthy
+                        && s.new_state == HealthState::Critical
+                    {
+                        if let Ok(mut l) = latencies.lock() {
+                            l.push(now_ms() - s.time);
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    eprintln!(
+        "sending {total} values in {} rounds ({crossing} beyond the threshold) ...",
+        args.rounds
+    );
+    let url = format!("{base}/v1/ingest/perf");
+    let mut bodies = bodies.into_iter();
+    let warm = applied("health", Topic::Perf);
+    for body in bodies.next().unwrap_or_default() {
+        post(&client, &url, body).await?;
+    }
+    while applied("health", Topic::Perf) - warm < args.hosts as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    settle(
+        || applied("health", Topic::Instances),
+        Duration::from_millis(300),
+    )
+    .await;
+    let outputs = [
+        Topic::State,
+        Topic::Alerts,
+        Topic::Commands,
+        Topic::RollupMembers,
+    ];
+    let mut emitted_before = Vec::new();
+    for topic in outputs {
+        let mut n = 0;
+        for p in 0..bus.partitions(topic) {
+            n += bus.end_offset(topic, p).await?;
+        }
+        emitted_before.push(n);
+    }
+    let before = applied("health", Topic::Perf);
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1)));
+    let mut sends = Vec::new();
+    let per_request = (hosts_per_request * args.items) as f64;
+    let mut sent = 0f64;
+    for round in bodies {
+        for body in round {
+            if let Some(rate) = args.rate.filter(|r| *r > 0) {
+                let due = Duration::from_secs_f64(sent / rate as f64);
+                if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            sent += per_request;
+            // Each value's time is when it is sent.
+            let body = body.replace("\"time\":0", &format!("\"time\":{}", now_ms()));
+            let permit = sem.clone().acquire_owned().await?;
+            let (client, url) = (client.clone(), url.clone());
+            sends.push(tokio::spawn(async move {
+                let r = post(&client, &url, body).await;
+                drop(permit);
+                r
+            }));
+        }
+    }
+    for s in sends {
+        s.await??;
+    }
+    let batches = (args.hosts * args.rounds) as u64;
+    while applied("health", Topic::Perf) - before < batches {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = watcher.await;
+    let mut emitted = Vec::new();
+    for (topic, was) in outputs.into_iter().zip(emitted_before) {
+        let mut n = 0;
+        for p in 0..bus.partitions(topic) {
+            n += bus.end_offset(topic, p).await?;
+        }
+        emitted.push(format!("{} {}", topic.name(), n - was));
+    }
+    let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    lat.sort_unstable();
+    println!(
+        "hosts {} x items {} x rounds {}: {} values, {} beyond the threshold",
+        args.hosts, args.items, args.rounds, total, crossing
+    );
+    println!(
+        "throughput: {:.0} values/s ({:.2} s from the first post to the last value applied)",
+        total as f64 / elapsed,
+        elapsed
+    );
+    println!(
+        "CPU: {:.2} s per million values ({:.2} CPU s in all)",
+        cpu / (total as f64 / 1e6),
+        cpu
+    );
+    println!(
+        "records on the output topics while measured: {}",
+        emitted.join(", ")
+    );
+    println!(
+        "latency, value to durable state-change event: p50 {} ms, p99 {} ms, max {} ms ({} events)",
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(0),
+        lat.len()
+    );
+    rt.stop().await
+}
