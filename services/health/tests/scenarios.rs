@@ -1023,3 +1023,134 @@ fn diagnostics_recoveries_and_tasks() {
     }
     EXTRA.with(|e| *e.borrow_mut() = None);
 }
+
+/// A storm: out-of-memory kills from 60 different sources within a minute (each its own
+/// alert: suppression is on the source), then more after the rule is suspended, then one
+/// after the suspension ends.
+fn storm_inputs() -> Vec<Message> {
+    let mut m = Vec::new();
+    let mut offset = 0;
+    let mut add = |topic: Topic, time: i64, msg: &dyn Fn(Topic, i64, i64) -> Message| {
+        m.push(msg(topic, offset, time));
+        offset += 1;
+    };
+    let web = instance("web", "Linux.Computer", None, &[("PrincipalName", HOST)]);
+    add(Topic::Instances, 0, &|t, o, time| message(t, o, time, &web));
+    let oom = |t: i64, source: String| EventBatch {
+        id: String::new(),
+        collector: HOST.into(),
+        root_host: HOST.into(),
+        events: vec![Event {
+            time: t,
+            channel: "journal".into(),
+            source,
+            event_id: 0,
+            level: EventLevel::Error,
+            message: "Out of memory: Killed process 1 (x)".into(),
+            params: vec![],
+            properties: BTreeMap::new(),
+        }],
+    };
+    for i in 0..60i64 {
+        let t = 1_000 + i * 500;
+        let e = oom(t, format!("proc-{i}"));
+        add(Topic::Events, t, &|tp, o, time| message(tp, o, time, &e));
+    }
+    // Ten minutes after the storm alert the rule runs again.
+    let e = oom(700_000, "after".into());
+    add(Topic::Events, 700_000, &|tp, o, time| {
+        message(tp, o, time, &e)
+    });
+    m
+}
+
+#[test]
+fn storm_containment() {
+    let inputs = storm_inputs();
+    let (out, _, _) = run_inputs(&inputs, None);
+    let text = out.join("\n");
+    let raised = out
+        .iter()
+        .filter(|l| l.contains("Out-of-memory kill on web-01 Critical state=0 change=raised"))
+        .count();
+    assert_eq!(
+        raised, 51,
+        "50 within the minute (the 51st suspends the rule), and one after the suspension: {text}"
+    );
+    assert_eq!(
+        out.iter()
+            .filter(|l| l.contains("Alert storm: rule Linux.Rule.OutOfMemoryKill suspended"))
+            .count(),
+        1,
+        "{text}"
+    );
+    // Suspended: proc-51 .. proc-59 raise nothing; after ten minutes, alerts again.
+    assert_eq!(
+        out.iter().filter(|l| l.contains(" alert ")).count(),
+        52,
+        "nothing while suspended: {text}"
+    );
+    assert!(has(&out, "Out-of-memory kill on web-01 Critical state=0 change=raised | The kernel killed a process to free memory: Out of memory: Killed process 1 (x)"));
+    let last = out.last().expect("output");
+    assert!(
+        last.contains("change=raised"),
+        "the rule alerts again after the suspension: {last}"
+    );
+    for at in [10, 40, 55, inputs.len() - 1] {
+        assert_eq!(
+            run_inputs(&inputs, Some(at)).0,
+            out,
+            "restart before input {at}"
+        );
+    }
+}
+
+const ROOT_TIGHTER: &str = r#"
+[pack]
+id = "Tuning.Root"
+version = "1"
+[[reference]]
+pack = "System.Library"
+version = "1.0"
+[[reference]]
+pack = "Healthstream.Linux"
+version = "1.0"
+[[override]]
+id = "Tuning.RootWarnsEarly"
+workflow = "Linux.Monitor.FilesystemFreeSpace"
+parameter = "warning"
+value = 60.0
+context = "Linux.Filesystem"
+instance = "fs-root"
+"#;
+
+#[test]
+fn an_override_changes_one_instance_only() {
+    let inputs = inputs();
+    EXTRA.with(|e| *e.borrow_mut() = Some(ROOT_TIGHTER.to_string()));
+    let (tuned, _, _) = run_inputs(&inputs, None);
+    let restarted = run_inputs(&inputs, Some(inputs.len() / 2)).0;
+    EXTRA.with(|e| *e.borrow_mut() = None);
+    let plain = run(None);
+    // / at 50% free: warning with the override (below 60), healthy without; /var alike.
+    assert!(
+        has(
+            &tuned,
+            "fs-root Linux.Monitor.FilesystemFreeSpace Uninitialized->Warning"
+        ),
+        "{}",
+        tuned.join("\n")
+    );
+    assert!(has(
+        &plain,
+        "fs-root Linux.Monitor.FilesystemFreeSpace Uninitialized->Healthy"
+    ));
+    let var = |out: &[String]| {
+        out.iter()
+            .filter(|l| l.contains(" fs-var Linux.Monitor.FilesystemFreeSpace "))
+            .map(|l| l.split_whitespace().nth(4).unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(var(&tuned), var(&plain), "fs-var is not overridden");
+    assert_eq!(restarted, tuned);
+}
