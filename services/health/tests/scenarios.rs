@@ -1154,3 +1154,140 @@ fn an_override_changes_one_instance_only() {
     assert_eq!(var(&tuned), var(&plain), "fs-var is not overridden");
     assert_eq!(restarted, tuned);
 }
+
+const ROLLUPS: &str = r#"
+[pack]
+id = "Test.Rollups"
+version = "1"
+[[reference]]
+pack = "System.Library"
+version = "1.0"
+[[reference]]
+pack = "Healthstream.Linux"
+version = "1.0"
+
+[[dependency]]
+id = "Test.FsBestOf"
+target = "Linux.Computer"
+parent = "System.Health.PerformanceState"
+relationship = "Linux.ComputerHostsFilesystem"
+member_monitor = "System.Health.AvailabilityState"
+algorithm = "best_of"
+
+[[dependency]]
+id = "Test.FsPercent"
+target = "Linux.Computer"
+parent = "System.Health.PerformanceState"
+relationship = "Linux.ComputerHostsFilesystem"
+member_monitor = "System.Health.AvailabilityState"
+algorithm = "percentage"
+percentage = 60
+"#;
+
+/// Five filesystems going critical one after the other: WorstOf turns critical with the
+/// first, Percentage(60) once more than 40% are critical (the third), BestOf with the last;
+/// a member in maintenance is left out.
+fn rollup_inputs() -> Vec<Message> {
+    let mut m = Vec::new();
+    let mut offset = 0;
+    let mut add = |topic: Topic, time: i64, msg: &dyn Fn(Topic, i64, i64) -> Message| {
+        m.push(msg(topic, offset, time));
+        offset += 1;
+    };
+    let web = instance("web", "Linux.Computer", None, &[("PrincipalName", HOST)]);
+    add(Topic::Instances, 0, &|t, o, time| message(t, o, time, &web));
+    let mounts = ["/a", "/b", "/c", "/d", "/e"];
+    for (i, mnt) in mounts.iter().enumerate() {
+        let fs = instance(
+            &format!("fs-{i}"),
+            "Linux.Filesystem",
+            Some("web"),
+            &[("MountPoint", mnt), ("Type", "xfs")],
+        );
+        add(Topic::Instances, 0, &|t, o, time| message(t, o, time, &fs));
+    }
+    let samples = |t: i64, critical: usize| {
+        let s: Vec<(&str, &str, &str, f64)> = mounts
+            .iter()
+            .enumerate()
+            .map(|(i, mnt)| {
+                (
+                    "Filesystem",
+                    "% Free Space",
+                    *mnt,
+                    if i < critical { 2.0 } else { 50.0 },
+                )
+            })
+            .collect();
+        perf(t, &s)
+    };
+    for critical in 0..=5 {
+        let t = 60_000 * (critical as i64 + 1);
+        let b = samples(t, critical);
+        add(Topic::Perf, t, &|tp, o, time| message(tp, o, time, &b));
+    }
+    // fs-4 (critical) in maintenance: four members left, all critical: unchanged; then
+    // fs-0..3 recover: BestOf and Percentage healthy, fs-4 still left out.
+    add(Topic::Operations, 500_000, &|t, o, time| {
+        message(
+            t,
+            o,
+            time,
+            &op(OperationKind::MaintenanceStart, "fs-4", 500_000),
+        )
+    });
+    let b = samples(560_000, 0);
+    add(Topic::Perf, 560_000, &|tp, o, time| {
+        message(tp, o, time, &b)
+    });
+    m
+}
+
+#[test]
+fn rollup_algorithms() {
+    EXTRA.with(|e| *e.borrow_mut() = Some(ROLLUPS.to_string()));
+    let inputs = rollup_inputs();
+    let (out, outcomes, _) = run_inputs(&inputs, None);
+    let restarted = run_inputs(&inputs, Some(8)).0;
+    EXTRA.with(|e| *e.borrow_mut() = None);
+    let text = out.join("\n");
+    assert!(outcomes.iter().all(|o| o.status == "applied"));
+    // The order in which the three rollups turn critical follows the number of critical
+    // filesystems: 1, 3 and 5.
+    let fs_critical = |i: usize| {
+        position(
+            &out,
+            &format!("fs-{i} Linux.Monitor.FilesystemFreeSpace Healthy->Critical"),
+        )
+    };
+    let worst = position(
+        &out,
+        "web Linux.Computer.FilesystemAvailability Healthy->Critical",
+    );
+    let percent = position(&out, "web Test.FsPercent Healthy->Critical");
+    let best = position(&out, "web Test.FsBestOf Healthy->Critical");
+    assert!(fs_critical(0) < worst && worst < fs_critical(1), "{text}");
+    assert!(
+        fs_critical(2) < percent && percent < fs_critical(3),
+        "{text}"
+    );
+    assert!(fs_critical(4) < best, "{text}");
+    // Back to healthy with fs-4 in maintenance: it no longer counts.
+    assert!(
+        has(&out, "web Test.FsBestOf Critical->Healthy cause=rollup"),
+        "{text}"
+    );
+    assert!(has(&out, "web Test.FsPercent Critical->Healthy"), "{text}");
+    // WorstOf is healthy once fs-0..3 are: fs-4, still critical, is in maintenance.
+    assert!(
+        position(
+            &out,
+            "web Linux.Computer.FilesystemAvailability Critical->Healthy"
+        ) > position(
+            &out,
+            "fs-3 Linux.Monitor.FilesystemFreeSpace Critical->Healthy"
+        ),
+        "{text}"
+    );
+    assert_eq!(restarted, out);
+}
