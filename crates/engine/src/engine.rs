@@ -169,6 +169,9 @@ pub struct Engine {
     external: BTreeMap<String, BTreeMap<(String, String), ExternalMember>>,
     /// The rollup monitors of each class, worked out when first needed.
     class_rollups: HashMap<String, Arc<ClassRollups>>,
+    /// Copies created by the current upsert in a state other than uninitialized, and its time.
+    initial: Vec<StateChange>,
+    upsert_time: i64,
 }
 
 /// The rollup monitors of a class: its dependency monitors (with the class their members
@@ -350,6 +353,8 @@ impl Engine {
             containers: false,
             external: BTreeMap::new(),
             class_rollups: HashMap::new(),
+            initial: Vec::new(),
+            upsert_time: 0,
         }
     }
 
@@ -932,8 +937,11 @@ impl Engine {
             self.hosted.entry(h.clone()).or_default().insert(id.clone());
         }
         self.instances.insert(id.clone(), instance);
+        self.upsert_time = time;
         self.rebuild(&id);
-        self.propagate(&id, time, "instance changed")
+        let mut out = std::mem::take(&mut self.initial);
+        out.extend(self.propagate(&id, time, "instance changed"));
+        out
     }
 
     /// Remove an instance and its copies.
@@ -1019,7 +1027,24 @@ impl Engine {
                     Some(c) if c.detector.detection == detection => {
                         (c.detector.clone(), c.held.clone())
                     }
-                    _ => (Detector::new(detection), Vec::new()),
+                    old => {
+                        let d = Detector::new(detection);
+                        // Event-driven types start healthy: say so, as the other types do
+                        // with their first sample.
+                        let before = old.map_or(Health::Uninitialized, |c| c.detector.health);
+                        if d.health != before {
+                            self.initial.push(StateChange {
+                                instance_id: id.to_string(),
+                                monitor_id: m.id.clone(),
+                                old: before,
+                                new: d.health,
+                                time: self.upsert_time,
+                                kind: CauseKind::Rollup,
+                                cause: "monitor created".into(),
+                            });
+                        }
+                        (d, Vec::new())
+                    }
                 };
                 let (channel, filter) = match &source {
                     DataSource::Event { log, filter } => (Some(log.clone()), filter.clone()),

@@ -361,6 +361,8 @@ fn the_golden_scenario() {
         "fs-var Linux.Monitor.FilesystemFreeSpace Critical->Healthy",
         "web Linux.Computer.FilesystemAvailability Warning->Critical",
         "web System.Health.EntityState Warning->Critical",
+        // Event-driven monitors start healthy, and say so.
+        "web Linux.Monitor.DiskIoErrors Uninitialized->Healthy cause=rollup",
         // The journal's I/O error: manual reset, stays critical.
         "web Linux.Monitor.DiskIoErrors Healthy->Critical",
         // Heartbeats stop at 240 s; four intervals later the collector is critical.
