@@ -192,6 +192,114 @@ pub fn stored_instance(
     Ok(None)
 }
 
+/// The column families that keep alerts (for a store that keeps its own alerts).
+pub const ALERT_CFS: &[&str] = &[ALERTS_CF, OPEN_ALERTS_CF];
+
+/// Keep an alert (and whether it is open) in `batch`, and make the record of its last change
+/// for the alert topic: the full alert and the change.
+pub fn keep_alert(
+    store: &Store,
+    batch: &mut StoreBatch,
+    a: &healthstream_engine::alerts::Alert,
+    root: &str,
+    partition: i32,
+    knowledge: String,
+    record_id: String,
+) -> Result<Option<OutboundRecord>, StageError> {
+    use healthstream_contracts::records::{
+        Alert as AlertOut, AlertChange, AlertPriority, AlertRecord, AlertSeverity, FieldChange,
+        WorkflowKind,
+    };
+    use healthstream_engine::alerts::{Source, CLOSED};
+    use healthstream_model::pack::{Priority, Severity};
+    store.put(
+        batch,
+        ALERTS_CF,
+        &KeyWriter::new(ALERT_PREFIX).str(&a.id).finish(),
+        &encode(a)?,
+    )?;
+    let open_key = match a.source {
+        Source::Monitor => KeyWriter::new(OPEN_ALERT_PREFIX)
+            .str(&a.instance_id)
+            .str(&a.workflow_id)
+            .finish(),
+        Source::Rule => open_rule_key(&a.instance_id, &a.workflow_id, &a.suppression),
+    };
+    if a.resolution_state == CLOSED {
+        store.delete(batch, OPEN_ALERTS_CF, &open_key)?;
+    } else {
+        store.put(batch, OPEN_ALERTS_CF, &open_key, a.id.as_bytes())?;
+    }
+    let Some(last) = a.history.last().cloned() else {
+        return Ok(None);
+    };
+    let record = AlertRecord {
+        id: record_id,
+        alert: AlertOut {
+            alert_id: a.id.clone(),
+            name: a.name.clone(),
+            description: a.description.clone(),
+            severity: match a.severity {
+                Severity::Information => AlertSeverity::Information,
+                Severity::Warning => AlertSeverity::Warning,
+                Severity::Critical => AlertSeverity::Critical,
+            },
+            priority: match a.priority {
+                Priority::Low => AlertPriority::Low,
+                Priority::Normal => AlertPriority::Medium,
+                Priority::High => AlertPriority::High,
+            },
+            root_host: root.to_string(),
+            instance_id: a.instance_id.clone(),
+            workflow_id: a.workflow_id.clone(),
+            workflow_kind: if a.source == Source::Monitor {
+                WorkflowKind::Monitor
+            } else {
+                WorkflowKind::Rule
+            },
+            raised_at: a.raised_at,
+            modified_at: a.modified_at,
+            resolution_state: a.resolution_state,
+            owner: None,
+            ticket_id: None,
+            connector_id: None,
+            custom_fields: BTreeMap::new(),
+            repeat_count: a.repeat_count,
+            parameters: a.parameters.clone(),
+            knowledge,
+            version: a.history.len() as i64,
+        },
+        change: AlertChange {
+            sequence: last.sequence,
+            changed_by: last.by.clone(),
+            changed_at: last.at,
+            comment: last.comment.clone(),
+            fields: last
+                .fields
+                .iter()
+                .map(|(f, o, n)| FieldChange {
+                    field: f.clone(),
+                    old: o.clone(),
+                    new: n.clone(),
+                })
+                .collect(),
+        },
+    };
+    let value = Codec::shared()
+        .encode(&record)
+        .map_err(|e| StageError::Internal {
+            stage: "alerts".into(),
+            message: e.to_string(),
+        })?;
+    Ok(Some(OutboundRecord {
+        topic: Topic::Alerts,
+        partition,
+        key: Some(a.id.as_bytes().to_vec()),
+        value: Some(value),
+        timestamp_ms: last.at,
+    }))
+}
+
 fn open_rule_key(instance: &str, rule: &str, suppression: &[String]) -> Vec<u8> {
     let mut w = KeyWriter::new(OPEN_RULE_ALERT_PREFIX)
         .str(instance)
@@ -1010,12 +1118,7 @@ impl HealthStage {
         operator_changes: Vec<healthstream_engine::alerts::Alert>,
         at: Position,
     ) -> Result<Vec<OutboundRecord>, StageError> {
-        use healthstream_contracts::records::{
-            Alert as AlertOut, AlertChange, AlertPriority, AlertRecord, AlertSeverity, FieldChange,
-            WorkflowKind,
-        };
         use healthstream_engine::alerts::{Alerts, Source, CLOSED};
-        use healthstream_model::pack::{Priority, Severity};
         let mut out = Vec::new();
         let mut next = 0usize;
         let mut batches: Vec<Vec<healthstream_engine::alerts::Alert>> = Vec::new();
@@ -1072,98 +1175,17 @@ impl HealthStage {
         batches.push(operator_changes);
         for changed in batches {
             for a in changed {
-                store.put(
-                    batch,
-                    ALERTS_CF,
-                    &KeyWriter::new(ALERT_PREFIX).str(&a.id).finish(),
-                    &encode(&a)?,
-                )?;
-                let open_key = match a.source {
-                    Source::Monitor => KeyWriter::new(OPEN_ALERT_PREFIX)
-                        .str(&a.instance_id)
-                        .str(&a.workflow_id)
-                        .finish(),
-                    Source::Rule => open_rule_key(&a.instance_id, &a.workflow_id, &a.suppression),
-                };
-                if a.resolution_state == CLOSED {
-                    store.delete(batch, OPEN_ALERTS_CF, &open_key)?;
-                } else {
-                    store.put(batch, OPEN_ALERTS_CF, &open_key, a.id.as_bytes())?;
-                    if a.source == Source::Monitor {
-                        self.alert_ids
-                            .insert((a.instance_id.clone(), a.workflow_id.clone()), a.id.clone());
-                    }
+                if a.source == Source::Monitor && a.resolution_state != CLOSED {
+                    self.alert_ids
+                        .insert((a.instance_id.clone(), a.workflow_id.clone()), a.id.clone());
                 }
-                let Some(last) = a.history.last().cloned() else {
-                    continue;
-                };
-                let record = AlertRecord {
-                    id: at.output_id("health-alert-change", next),
-                    alert: AlertOut {
-                        alert_id: a.id.clone(),
-                        name: a.name.clone(),
-                        description: a.description.clone(),
-                        severity: match a.severity {
-                            Severity::Information => AlertSeverity::Information,
-                            Severity::Warning => AlertSeverity::Warning,
-                            Severity::Critical => AlertSeverity::Critical,
-                        },
-                        priority: match a.priority {
-                            Priority::Low => AlertPriority::Low,
-                            Priority::Normal => AlertPriority::Medium,
-                            Priority::High => AlertPriority::High,
-                        },
-                        root_host: root.to_string(),
-                        instance_id: a.instance_id.clone(),
-                        workflow_id: a.workflow_id.clone(),
-                        workflow_kind: if a.source == Source::Monitor {
-                            WorkflowKind::Monitor
-                        } else {
-                            WorkflowKind::Rule
-                        },
-                        raised_at: a.raised_at,
-                        modified_at: a.modified_at,
-                        resolution_state: a.resolution_state,
-                        owner: None,
-                        ticket_id: None,
-                        connector_id: None,
-                        custom_fields: BTreeMap::new(),
-                        repeat_count: a.repeat_count,
-                        parameters: a.parameters.clone(),
-                        knowledge: self.engine.knowledge(&a.workflow_id),
-                        version: a.history.len() as i64,
-                    },
-                    change: AlertChange {
-                        sequence: last.sequence,
-                        changed_by: last.by.clone(),
-                        changed_at: last.at,
-                        comment: last.comment.clone(),
-                        fields: last
-                            .fields
-                            .iter()
-                            .map(|(f, o, n)| FieldChange {
-                                field: f.clone(),
-                                old: o.clone(),
-                                new: n.clone(),
-                            })
-                            .collect(),
-                    },
-                };
-                next += 1;
-                let value = Codec::shared()
-                    .encode(&record)
-                    .map_err(|e| StageError::Internal {
-                        stage: "health".into(),
-                        message: e.to_string(),
-                    })?;
-                out.push(OutboundRecord {
-                    topic: Topic::Alerts,
-                    partition: at.partition,
-                    key: Some(a.id.as_bytes().to_vec()),
-                    value: Some(value),
-                    timestamp_ms: last.at,
-                });
-                crate::metrics::ALERT_CHANGES.inc();
+                let knowledge = self.engine.knowledge(&a.workflow_id);
+                let id = at.output_id("health-alert-change", next);
+                if let Some(r) = keep_alert(store, batch, &a, root, at.partition, knowledge, id)? {
+                    next += 1;
+                    out.push(r);
+                    crate::metrics::ALERT_CHANGES.inc();
+                }
             }
         }
         Ok(out)

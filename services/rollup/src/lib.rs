@@ -39,8 +39,9 @@ const CONTAINER_PREFIX: u8 = 0x50;
 const MEMBER_PREFIX: u8 = 0x51;
 const STATE_PREFIX: u8 = 0x52;
 
-/// Column families of the rollup stage.
-pub const ROLLUP_CFS: &[&str] = &[CONTAINERS_CF, MEMBERS_CF, STATE_CF];
+/// Column families of the rollup stage: its own, and those that keep the alerts of the
+/// containers' monitors (as the health processor keeps them, see `ALERT_CFS`).
+pub const ROLLUP_CFS: &[&str] = &[CONTAINERS_CF, MEMBERS_CF, STATE_CF, "alert", "alert_open"];
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
@@ -315,7 +316,7 @@ impl Processor for RollupStage {
             }
         }
         let mut out = Vec::with_capacity(changes.len());
-        for (i, c) in changes.into_iter().enumerate() {
+        for (i, c) in changes.iter().cloned().enumerate() {
             let record = StateRecord {
                 id: at.output_id(self.name(), i),
                 root_host: c.instance_id.clone(),
@@ -348,6 +349,43 @@ impl Processor for RollupStage {
             });
         }
         metrics::STATE_CHANGES.inc_by(out.len() as u64);
+        // The containers' monitors alert like any other: raised, made worse, resolved.
+        let alert_partition = partition_for_key(container.as_bytes(), self.state_partitions) as i32;
+        let mut next = 0;
+        for c in &changes {
+            let Some(settings) = self.engine.monitor_alert(&c.instance_id, &c.monitor_id) else {
+                continue;
+            };
+            let mut alerts = healthstream_engine::alerts::Alerts::new();
+            if let Some(open) =
+                healthstream_health::open_alert(store, &c.instance_id, &c.monitor_id)?
+            {
+                alerts.load(open);
+            }
+            let new_id = at.output_id("rollup-alert", next);
+            next += 1;
+            for a in alerts.monitor_changed(
+                &settings,
+                &c.instance_id,
+                &c.monitor_id,
+                c.new,
+                c.time,
+                || new_id,
+            ) {
+                let record_id = at.output_id("rollup-alert-change", next);
+                next += 1;
+                let knowledge = self.engine.knowledge(&a.workflow_id);
+                out.extend(healthstream_health::keep_alert(
+                    store,
+                    batch,
+                    &a,
+                    &container,
+                    alert_partition,
+                    knowledge,
+                    record_id,
+                )?);
+            }
+        }
         metrics::MEMBER_UPDATES.inc();
         Ok(out)
     }

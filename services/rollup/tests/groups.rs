@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use healthstream_bus::{Assignment, Message, OutboundRecord};
 use healthstream_contracts::records::{
-    ChangeKind, EntityKind, InstanceChange, MemberState, Operation, OperationKind, PerfBatch,
-    PerfSample, PropertyValue, Record, StateChange,
+    AlertRecord, ChangeKind, EntityKind, InstanceChange, MemberState, Operation, OperationKind,
+    PerfBatch, PerfSample, PropertyValue, Record, StateChange,
 };
 use healthstream_contracts::{partition_for_key, Codec, Topic};
 use healthstream_health::{HealthStage, HEALTH_CFS};
@@ -26,10 +26,19 @@ const GROUP: &str = "System.Group.AllComputers";
 const CONTAINER: &str = "group-all-computers";
 const MEMBER_HEALTH: &str = "System.Group.MemberHealth";
 
+thread_local! {
+    /// A pack added to the shipped ones by the test running on this thread.
+    static EXTRA: std::cell::RefCell<Option<&'static str>> = const { std::cell::RefCell::new(None) };
+}
+
 fn packs() -> healthstream_packfeed::Packs {
     let mut store = PackStore::new();
     for (path, text) in healthstream_model::SHIPPED {
         let c = store.plan_import(text, path).expect("shipped");
+        store.apply(&c).expect("applies");
+    }
+    if let Some(text) = EXTRA.with(|e| *e.borrow()) {
+        let c = store.plan_import(text, "extra.toml").expect("extra pack");
         store.apply(&c).expect("applies");
     }
     let (tx, rx) = tokio::sync::watch::channel(Arc::new(PackSnapshot {
@@ -256,6 +265,22 @@ fn run(restart_at: Option<usize>) -> (Vec<MemberState>, Vec<String>, tempfile::T
                 .expect("assigned again");
         }
         for r in apply(&mut rollup, &store, m, &mut offsets) {
+            if r.topic == Topic::Alerts {
+                let a: AlertRecord = Codec::shared()
+                    .decode(&r.value.expect("value"))
+                    .expect("alert");
+                assert_eq!(r.partition, partition(&a.alert.instance_id));
+                out.push(format!(
+                    "{} alert {} {} {:?} state={} change={}",
+                    a.id,
+                    a.alert.instance_id,
+                    a.alert.name,
+                    a.alert.severity,
+                    a.alert.resolution_state,
+                    a.change.comment
+                ));
+                continue;
+            }
             assert_eq!(r.topic, Topic::State);
             let s: StateChange = Codec::shared()
                 .decode(&r.value.expect("value"))
@@ -398,4 +423,53 @@ fn malformed_member_records_are_rejected_with_the_reason() {
     assert!(stage.decode(&garbage).is_err());
     garbage.value = None;
     assert!(stage.decode(&garbage).is_err());
+}
+
+#[test]
+fn the_store_keeps_alerts_as_the_health_processor_does() {
+    for cf in healthstream_health::ALERT_CFS {
+        assert!(ROLLUP_CFS.contains(cf), "{cf}");
+    }
+}
+
+const ALERTING_GROUP: &str = r#"
+[pack]
+id = "Test.GroupAlert"
+version = "1"
+[[reference]]
+pack = "System.Library"
+version = "1.0"
+
+[[dependency]]
+id = "Test.AllComputersDown"
+target = "System.Group.AllComputers"
+parent = "System.Health.AvailabilityState"
+relationship = "System.GroupContainsEntities"
+member_monitor = "System.Health.EntityState"
+algorithm = "worst_of"
+
+[dependency.alert]
+name = "A computer of all computers is unhealthy"
+description = "At least one member is critical."
+on = "critical"
+severity = "critical"
+priority = "high"
+"#;
+
+#[test]
+fn a_group_monitor_raises_and_resolves_its_alert() {
+    EXTRA.with(|e| *e.borrow_mut() = Some(ALERTING_GROUP));
+    let (_, out, _) = run(None);
+    let again = run(Some(3)).1;
+    EXTRA.with(|e| *e.borrow_mut() = None);
+    let text = out.join("\n");
+    let alerts: Vec<&String> = out.iter().filter(|l| l.contains(" alert ")).collect();
+    // Critical when db-01's disk fills, resolved while it is in maintenance, raised again
+    // after, resolved when it leaves.
+    assert_eq!(alerts.len(), 4, "{text}");
+    assert!(alerts[0].contains(&format!("alert {CONTAINER} A computer of all computers is unhealthy Critical state=0 change=raised")), "{text}");
+    assert!(alerts[1].contains("state=255 change=resolved"), "{text}");
+    assert!(alerts[2].contains("state=0 change=raised"), "{text}");
+    assert!(alerts[3].contains("state=255 change=resolved"), "{text}");
+    assert_eq!(again, out, "a restart gives the same");
 }
