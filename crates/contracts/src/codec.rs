@@ -7,7 +7,7 @@ use apache_avro::schema::Schema;
 use apache_avro::types::Value;
 
 use crate::records::{DeadLetterClass, Record};
-use crate::wire::{frame, unframe, WireError};
+use crate::wire::{unframe, WireError};
 use crate::Contract;
 
 /// Largest allocation the Avro decoder may make for one value: a corrupt length prefix
@@ -71,6 +71,7 @@ struct Parsed {
     contract: Contract,
     version: u32,
     schema: Schema,
+    names: writer::Names,
 }
 
 /// The parsed schemas of every contract version, by schema id.
@@ -95,6 +96,7 @@ impl Codec {
                     Parsed {
                         contract,
                         version: v.version,
+                        names: writer::Names::of(&schema),
                         schema,
                     },
                 );
@@ -157,16 +159,16 @@ impl Codec {
         writer.into_inner().map_err(err)
     }
 
-    /// Encodes an Avro value (resolved against the contract's schema first) as a framed value.
+    /// Encodes an Avro value of the contract's latest schema as a framed value.
     pub fn encode_value(&self, contract: Contract, value: Value) -> Result<Vec<u8>, EncodeError> {
-        let (id, schema) = self.latest(contract);
-        let err = |e: apache_avro::Error| EncodeError {
-            contract,
-            message: e.to_string(),
-        };
-        let resolved = value.resolve(schema).map_err(err)?;
-        let datum = apache_avro::to_avro_datum(schema, resolved).map_err(err)?;
-        Ok(frame(id, &datum))
+        let id = self.latest[&contract];
+        let parsed = &self.by_id[&id];
+        let mut out = Vec::with_capacity(128);
+        out.push(crate::wire::MAGIC_BYTE);
+        out.extend_from_slice(&id.to_be_bytes());
+        writer::write(&parsed.schema, &parsed.names, &value, &mut out)
+            .map_err(|message| EncodeError { contract, message })?;
+        Ok(out)
     }
 
     /// Encodes a record whose first field, `id`, is still empty, and fills in its content
@@ -263,3 +265,4 @@ fn write_avro_long(out: &mut Vec<u8>, n: i64) {
 
 #[cfg(test)]
 mod tests;
+mod writer;

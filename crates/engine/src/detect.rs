@@ -200,7 +200,9 @@ impl Detector {
                 };
                 let b = beyond(direction, value, threshold);
                 if b == *run_beyond {
-                    *length = length.saturating_add(1);
+                    // Counted up to the run it takes: longer runs decide the same, and the
+                    // kept state stops changing once the run is complete.
+                    *length = length.saturating_add(1).min(samples.max(1));
                 } else {
                     *run_beyond = b;
                     *length = 1;

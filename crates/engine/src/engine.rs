@@ -1200,9 +1200,6 @@ impl Engine {
                 let Some(copy) = self.copies.get_mut(key) else {
                     continue;
                 };
-                if !self.touched.contains(key) {
-                    self.touched.insert(key.clone());
-                }
                 let reading = if s.object == "Service" {
                     let on = s.value >= 0.5;
                     Held::Service(if s.counter == "Running" {
@@ -1217,13 +1214,29 @@ impl Engine {
                     // Only the latest reading of each kind matters on exit.
                     copy.held.retain(|h| !same_kind(h, &reading));
                     copy.held.push(reading);
+                    if !self.touched.contains(key) {
+                        self.touched.insert(key.clone());
+                    }
                     continue;
                 }
                 let before = copy.detector.health;
+                // What is kept of the copy is written again only when it changed: a
+                // threshold whose state stays the same keeps nothing new. (A window of
+                // samples changes with every sample.)
+                let memory_before = match &copy.detector.memory {
+                    crate::detect::Memory::Window(_) => None,
+                    m => Some(m.clone()),
+                };
                 let decided = match reading {
                     Held::Service(r) => copy.detector.service(r),
                     Held::Value(v) => copy.detector.sample(v),
                 };
+                if (copy.detector.health != before
+                    || memory_before.as_ref() != Some(&copy.detector.memory))
+                    && !self.touched.contains(key)
+                {
+                    self.touched.insert(key.clone());
+                }
                 if let Some(after) = decided {
                     if after != before {
                         let cause =

@@ -747,3 +747,37 @@ severity = "warning"
     );
     assert_eq!(fired(&mut e), ["Indexed.RootLow"]);
 }
+
+#[test]
+fn only_monitors_whose_kept_state_changed_are_written_again() {
+    let mut e = engine("");
+    host(&mut e);
+    e.perf("web-01", &[free("/", 50.0, 1)]);
+    let first: Vec<(String, String)> = e.take_touched().into_iter().map(|(k, _)| k).collect();
+    assert!(first.contains(&(
+        "root-fs".to_string(),
+        "Linux.Monitor.FilesystemFreeSpace".to_string()
+    )));
+    // The same state again: the threshold keeps nothing new.
+    e.perf("web-01", &[free("/", 49.0, 2)]);
+    let again: Vec<(String, String)> = e.take_touched().into_iter().map(|(k, _)| k).collect();
+    assert!(
+        !again
+            .iter()
+            .any(|(_, m)| m == "Linux.Monitor.FilesystemFreeSpace"),
+        "{again:?}"
+    );
+    // A change is written, with its rollups.
+    e.perf("web-01", &[free("/", 3.0, 3)]);
+    let changed: Vec<(String, String)> = e.take_touched().into_iter().map(|(k, _)| k).collect();
+    for (i, m) in [
+        ("root-fs", "Linux.Monitor.FilesystemFreeSpace"),
+        ("root-fs", "System.Health.EntityState"),
+        ("web", "System.Health.EntityState"),
+    ] {
+        assert!(
+            changed.contains(&(i.to_string(), m.to_string())),
+            "{i} {m}: {changed:?}"
+        );
+    }
+}

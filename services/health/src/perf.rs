@@ -34,6 +34,7 @@ pub struct LatestSample {
 /// Keeps the latest sample of every counter.
 pub struct PerfStage {
     partitions: u32,
+    times: LatestTimes,
 }
 
 impl PerfStage {
@@ -42,6 +43,7 @@ impl PerfStage {
     pub fn new(partitions: i32) -> Self {
         PerfStage {
             partitions: partitions.max(1) as u32,
+            times: LatestTimes::default(),
         }
     }
 }
@@ -106,30 +108,63 @@ pub fn latest_samples(
     Ok(out)
 }
 
+/// The time of the latest sample kept per counter key, so that a batch does not read its
+/// counters back from the store to compare times. Bounded: past `LatestTimes::BOUND` keys it
+/// starts again from the store. Cleared when partitions move (another replica may have
+/// written them in between).
+#[derive(Default)]
+pub struct LatestTimes(std::collections::HashMap<Vec<u8>, i64>);
+
+impl LatestTimes {
+    /// Keys kept at most (about 100 bytes each).
+    pub const BOUND: usize = 1 << 20;
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn stored(&mut self, store: &Store, key: &[u8]) -> Result<Option<i64>, StoreError> {
+        if let Some(t) = self.0.get(key) {
+            return Ok(Some(*t));
+        }
+        Ok(store
+            .get(LATEST_CF, key)?
+            .filter(|old| old.len() >= 8)
+            .map(|old| i64::from_be_bytes(old[0..8].try_into().unwrap_or_default())))
+    }
+
+    fn keep(&mut self, key: Vec<u8>, time: i64) {
+        if self.0.len() >= Self::BOUND {
+            self.0.clear();
+        }
+        self.0.insert(key, time);
+    }
+}
+
 /// Keep the latest sample of every counter of a batch (newer than what is stored).
 pub fn store_latest(
     store: &Store,
     batch: &mut StoreBatch,
     input: &PerfView<'_>,
     at: Position,
+    times: &mut LatestTimes,
 ) -> Result<(), StoreError> {
     // Within a batch the last sample of a counter wins; against the store, the newer.
-    let mut newest: std::collections::BTreeMap<Vec<u8>, (i64, f64)> = Default::default();
+    let mut newest: std::collections::HashMap<Vec<u8>, (i64, f64)> =
+        std::collections::HashMap::with_capacity(input.samples.len());
     for s in &input.samples {
         let key = latest_key(&input.root_host, &s.object, &s.counter, &s.instance);
-        match newest.get(&key) {
+        match newest.get_mut(&key) {
             Some((t, _)) if *t > s.time => {}
-            _ => {
+            Some(entry) => *entry = (s.time, s.value),
+            None => {
                 newest.insert(key, (s.time, s.value));
             }
         }
     }
     for (key, (time, value)) in newest {
-        if let Some(old) = store.get(LATEST_CF, &key)? {
-            if old.len() >= 8 && i64::from_be_bytes(old[0..8].try_into().unwrap_or_default()) > time
-            {
-                continue;
-            }
+        if times.stored(store, &key)?.is_some_and(|old| old > time) {
+            continue;
         }
         store.put(
             batch,
@@ -137,6 +172,7 @@ pub fn store_latest(
             &key,
             &encode_latest(time, value, at.partition, at.offset, &input.collector),
         )?;
+        times.keep(key, time);
     }
     Ok(())
 }
@@ -186,9 +222,13 @@ impl Processor for PerfStage {
         input: PerfBatch,
         at: Position,
     ) -> Result<Vec<OutboundRecord>, StageError> {
-        store_latest(store, batch, &(&input).into(), at)?;
+        store_latest(store, batch, &(&input).into(), at, &mut self.times)?;
         metrics::SAMPLES.inc_by(input.samples.len() as u64);
         Ok(Vec::new())
+    }
+
+    fn on_revoked(&mut self, _revoked: &[(healthstream_contracts::Topic, i32)]) {
+        self.times.clear();
     }
 }
 
@@ -272,6 +312,24 @@ mod tests {
             .map(|s| (s.counter.as_str(), s.time, s.value))
             .collect();
         assert_eq!(by_counter, vec![("cpu", 30, 3.0), ("ctx", 6, 10.0)]);
+        // After a restart (nothing remembered) the store still decides: older loses.
+        let mut restarted = PerfStage::new(4);
+        let mut b = store.batch();
+        restarted
+            .apply(
+                &store,
+                &mut b,
+                batch("h1", &[(29, "cpu", 2.9), (7, "ctx", 11.0)]),
+                at,
+            )
+            .expect("apply");
+        store.write(b).expect("write");
+        let got = latest_samples(&store, "h1", 100).expect("read");
+        let by_counter: Vec<(&str, i64, f64)> = got
+            .iter()
+            .map(|s| (s.counter.as_str(), s.time, s.value))
+            .collect();
+        assert_eq!(by_counter, vec![("cpu", 30, 3.0), ("ctx", 7, 11.0)]);
         assert!(
             latest_samples(&store, "h", 100).expect("read").is_empty(),
             "prefix is the whole host name"

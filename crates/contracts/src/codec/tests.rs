@@ -4,6 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::records::*;
+use crate::wire::frame;
 
 fn inst_ref(class: &str, name: &str, host: Option<InstanceRef>) -> InstanceRef {
     InstanceRef {
@@ -20,6 +21,16 @@ fn round_trip<R: Record + PartialEq + std::fmt::Debug>(record: R) {
     assert_eq!(id, R::CONTRACT.latest().schema_id);
     let back: R = codec.decode(&bytes).expect("decodes");
     assert_eq!(back, record);
+    // The writer agrees with the library's own resolution and encoding (map entries may
+    // come in another order there, so the decoded values are compared).
+    let schema = codec.schema(R::CONTRACT);
+    let value = apache_avro::to_value(&record).expect("to value");
+    let library = apache_avro::to_avro_datum(schema, value.resolve(schema).expect("resolves"))
+        .expect("library encodes");
+    let (_, ours) = crate::unframe(&bytes).expect("framed");
+    assert_eq!(ours.len(), library.len(), "{:?}", R::CONTRACT);
+    let read = |mut b: &[u8]| apache_avro::from_avro_datum(schema, &mut b, None).expect("reads");
+    assert_eq!(read(ours), read(&library), "{:?}", R::CONTRACT);
 }
 
 fn sample_alert() -> AlertRecord {
@@ -339,6 +350,29 @@ proptest! {
         let back: PerfBatch = codec.decode(&codec.encode(&batch).expect("encodes")).expect("decodes");
         prop_assert_eq!(back, batch);
     }
+
+    #[test]
+    fn the_writer_agrees_with_the_library_on_state_changes(
+        texts in proptest::collection::vec(".{0,40}", 5),
+        data in proptest::collection::btree_map(".{0,10}", ".{0,20}", 0..8),
+        time in any::<i64>(),
+        states in (0usize..4, 0usize..4),
+        flags in (any::<bool>(), any::<bool>()),
+    ) {
+        let state = |i: usize| [HealthState::Uninitialized, HealthState::Healthy, HealthState::Warning, HealthState::Critical][i];
+        round_trip(StateChange {
+            id: texts[0].clone(),
+            root_host: texts[1].clone(),
+            instance_id: texts[2].clone(),
+            monitor_id: texts[3].clone(),
+            old_state: state(states.0),
+            new_state: state(states.1),
+            time,
+            in_maintenance: flags.0,
+            unavailable: flags.1,
+            cause: StateCause { kind: "sample".into(), summary: texts[4].clone(), data },
+        });
+    }
 }
 
 #[test]
@@ -383,4 +417,102 @@ fn content_ids_are_spliced_into_a_single_encoding() {
     assert!(codec
         .encode_with_content_id(Contract::PerfBatch, value)
         .is_err());
+}
+
+#[test]
+fn maps_are_written_in_key_order_so_equal_records_give_equal_bytes() {
+    let mut alert = sample_alert();
+    alert.alert.custom_fields = (0..50)
+        .map(|i| (format!("k{i}"), format!("v{i}")))
+        .collect();
+    let codec = Codec::shared();
+    let first = codec.encode(&alert).expect("encodes");
+    for _ in 0..5 {
+        assert_eq!(codec.encode(&alert).expect("encodes"), first);
+    }
+}
+
+#[test]
+fn values_that_do_not_fit_the_schema_say_where_and_what() {
+    use apache_avro::types::Value;
+    let codec = Codec::shared();
+    let good = apache_avro::to_value(StateChange {
+        id: "s".into(),
+        root_host: "h".into(),
+        instance_id: "i".into(),
+        monitor_id: "m".into(),
+        old_state: HealthState::Healthy,
+        new_state: HealthState::Critical,
+        time: 5,
+        in_maintenance: false,
+        unavailable: false,
+        cause: StateCause {
+            kind: "sample".into(),
+            summary: String::new(),
+            data: BTreeMap::new(),
+        },
+    })
+    .expect("to value");
+    let Value::Record(fields) = good.clone() else {
+        panic!("a record")
+    };
+    let with = |name: &str, v: Value| {
+        Value::Record(
+            fields
+                .iter()
+                .map(|(n, x)| (n.clone(), if n == name { v.clone() } else { x.clone() }))
+                .collect(),
+        )
+    };
+    let err = |v: Value| {
+        codec
+            .encode_value(Contract::StateChange, v)
+            .expect_err("does not fit")
+            .to_string()
+    };
+    let e = err(with("new_state", Value::String("PURPLE".into())));
+    assert!(
+        e.contains("new_state") && e.contains("\"PURPLE\" is not a symbol"),
+        "{e}"
+    );
+    let e = err(with("time", Value::String("noon".into())));
+    assert!(e.contains("time: expected a long, found a string"), "{e}");
+    let e = err(with(
+        "cause",
+        Value::Record(vec![("kind".into(), Value::Long(1))]),
+    ));
+    assert!(
+        e.contains("cause.kind: expected a string, found a long"),
+        "{e}"
+    );
+    let missing = Value::Record(
+        fields
+            .iter()
+            .filter(|(n, _)| n != "monitor_id")
+            .cloned()
+            .collect(),
+    );
+    let e = err(missing);
+    assert!(e.contains("monitor_id: missing"), "{e}");
+    let e = err(Value::Array(vec![]));
+    assert!(e.contains("expected a record, found an array"), "{e}");
+    // A field left out that has a default is written with it.
+    let defaulted = Value::Record(
+        fields
+            .iter()
+            .filter(|(n, _)| n != "unavailable")
+            .cloned()
+            .collect(),
+    );
+    let bytes = codec
+        .encode_value(Contract::StateChange, defaulted)
+        .expect("default used");
+    let back: StateChange = codec.decode(&bytes).expect("decodes");
+    assert!(!back.unavailable);
+    assert_eq!(
+        bytes,
+        codec
+            .encode_value(Contract::StateChange, good)
+            .expect("encodes")
+    );
 }
