@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// Values per second to send at (paced); default: as fast as ingest takes them.
     #[arg(long)]
     pub rate: Option<u64>,
+    /// Health processor workers (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub health_workers: usize,
 }
 
 const FREE_SPACE: &str = "Linux.Monitor.FilesystemFreeSpace";
@@ -129,6 +132,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         dir.path(),
         "127.0.0.1:0".parse()?,
         &ALL_SERVICES,
+        args.health_workers,
     )
     .await?;
     let base = format!("http://{}", rt.local_addr);

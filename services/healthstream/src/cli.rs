@@ -90,6 +90,10 @@ pub struct RunArgs {
     /// Also run the reference collector on this machine, sending to this process.
     #[arg(long)]
     pub collect: bool,
+    /// Health processor workers in this process, each with its share of the partitions
+    /// (0: one per core, at most one per partition).
+    #[arg(long, env = "HEALTHSTREAM_HEALTH_WORKERS", default_value_t = 0)]
+    pub health_workers: usize,
 }
 
 /// `healthstream health`: run the health processor, or explain an instance's health.
@@ -254,7 +258,15 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 async fn serve(args: RunArgs, parts: &[wiring::Part]) -> anyhow::Result<()> {
     let topology = args.bus.topology()?;
     let choice = args.bus.choice(&args.data_dir, args.sync_writes)?;
-    let runtime = Runtime::start(choice, topology, &args.data_dir, args.listen, parts).await?;
+    let runtime = Runtime::start(
+        choice,
+        topology,
+        &args.data_dir,
+        args.listen,
+        parts,
+        args.health_workers,
+    )
+    .await?;
     tracing::info!(listen = %runtime.local_addr, "healthstream is up; Ctrl-C or SIGTERM stops it");
     let (stop_collector, stopped) = tokio::sync::watch::channel(false);
     let collector = args.collect.then(|| {

@@ -96,6 +96,17 @@ fn spawn_stage<P: healthstream_stage::Processor>(
     })
 }
 
+/// How many health stage workers a process runs: as asked, or one per core; never more
+/// than the partitions (a worker without a partition would only wait).
+pub fn health_worker_count(asked: usize, partitions: i32) -> usize {
+    let wanted = if asked == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        asked
+    };
+    wanted.clamp(1, partitions.max(1) as usize)
+}
+
 /// A running process.
 pub struct Runtime {
     pub local_addr: SocketAddr,
@@ -114,6 +125,7 @@ impl Runtime {
         data_dir: &Path,
         listen: SocketAddr,
         parts: &[Part],
+        health_workers: usize,
     ) -> anyhow::Result<Runtime> {
         let bus = open_bus(choice, &topology)?;
         bus.ensure_topics().await.context("preparing topics")?;
@@ -279,18 +291,24 @@ impl Runtime {
             };
             topology.check_produces(Service::Health, Topic::RollupMembers)?;
             topology.check_produces(Service::Health, Topic::Commands)?;
-            let stage =
-                healthstream_health::HealthStage::new(bus.partitions(Topic::Perf), packs.clone())
-                    .with_rollup_partitions(bus.partitions(Topic::RollupMembers));
-            stages.push(spawn_stage(
-                stage,
-                &bus,
-                group,
-                &HEALTH_TOPICS,
-                store,
-                &readiness,
-                &shutdown_rx,
-            ));
+            // Workers of one process share its store: every key they write belongs to one
+            // partition (or is the same for all), and the group gives each its partitions.
+            for _ in 0..health_worker_count(health_workers, bus.partitions(Topic::Perf)) {
+                let stage = healthstream_health::HealthStage::new(
+                    bus.partitions(Topic::Perf),
+                    packs.clone(),
+                )
+                .with_rollup_partitions(bus.partitions(Topic::RollupMembers));
+                stages.push(spawn_stage(
+                    stage,
+                    &bus,
+                    group.clone(),
+                    &HEALTH_TOPICS,
+                    store.clone(),
+                    &readiness,
+                    &shutdown_rx,
+                ));
+            }
         }
         if parts.contains(&Part::Rollup) {
             topology.check_consumes(Service::Rollup, Topic::RollupMembers)?;

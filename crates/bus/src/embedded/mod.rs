@@ -42,6 +42,10 @@ struct Inner {
     partitions: BTreeMap<Topic, i32>,
     logs: HashMap<(Topic, i32), Arc<PartitionLog>>,
     groups: Mutex<HashMap<String, Group>>,
+    /// Held while a group's committed offsets are written to its file, so that members of
+    /// one group committing at once neither share the temporary file nor write an older
+    /// snapshot over a newer one.
+    commits: Mutex<()>,
     /// Bumped on every append and group change; consumers wait on it.
     changed: watch::Sender<u64>,
     next_member: AtomicU64,
@@ -96,6 +100,7 @@ impl EmbeddedBus {
                 partitions,
                 logs,
                 groups: Mutex::new(HashMap::new()),
+                commits: Mutex::new(()),
                 changed,
                 next_member: AtomicU64::new(1),
             }),
@@ -343,6 +348,7 @@ impl Consumer for EmbeddedConsumer {
         let Membership::Group { name, .. } = &self.membership else {
             return Ok(());
         };
+        let _writing = self.inner.commits.lock().unwrap_or_else(|p| p.into_inner());
         let snapshot = {
             let mut groups = self.inner.groups();
             let Some(group) = groups.get_mut(name) else {
@@ -464,5 +470,56 @@ impl Bus for EmbeddedBus {
 
     async fn close(&self) -> Result<(), BusError> {
         self.sync()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoOffsets;
+
+    impl crate::OffsetSource for NoOffsets {
+        fn next_offset(&self, _: Topic, _: i32) -> Result<Option<i64>, String> {
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn members_of_one_group_commit_at_once_and_the_latest_positions_win() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let topology = Topology::load(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topologies/embedded.toml"),
+        )
+        .expect("topology");
+        let bus =
+            EmbeddedBus::open(dir.path(), &topology, EmbeddedOptions::default()).expect("bus");
+        let members: Vec<Box<dyn Consumer>> = (0..2)
+            .map(|_| {
+                bus.consumer("g", &[Topic::Perf], Arc::new(NoOffsets))
+                    .expect("member")
+            })
+            .collect();
+        let threads: Vec<_> = members
+            .into_iter()
+            .enumerate()
+            .map(|(m, mut c)| {
+                std::thread::spawn(move || {
+                    for o in 1..=300i64 {
+                        c.commit(&[(Topic::Perf, m as i32, o)])
+                            .unwrap_or_else(|e| panic!("member {m}, commit {o}: {e}"));
+                    }
+                    c
+                })
+            })
+            .collect();
+        let members: Vec<_> = threads
+            .into_iter()
+            .map(|t| t.join().expect("no panic"))
+            .collect();
+        let committed = bus.inner.load_committed("g");
+        assert_eq!(committed.get(&(Topic::Perf, 0)), Some(&300));
+        assert_eq!(committed.get(&(Topic::Perf, 1)), Some(&300));
+        drop(members);
     }
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct Process {
     child: Child,
     pub addr: String,
+    /// The process's log (stderr), shown when it does not stop cleanly.
+    log: std::path::PathBuf,
 }
 
 pub fn free_port() -> u16 {
@@ -22,15 +24,16 @@ pub fn free_port() -> u16 {
 pub fn start(data_dir: &Path) -> Process {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
+    let log = data_dir.with_extension(format!("{port}.log"));
     let child = Command::new(env!("CARGO_BIN_EXE_healthstream"))
         .args(["run", "--listen", &addr, "--data-dir"])
         .arg(data_dir)
         .env_remove("HEALTHSTREAM_BROKERS")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("start healthstream");
-    let p = Process { child, addr };
+    let p = Process { child, addr, log };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(resp) = reqwest::blocking_get(&format!("http://{}/readyz", p.addr)) {
@@ -69,7 +72,13 @@ impl Process {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "clean exit, got {status}");
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                assert!(
+                    status.success(),
+                    "clean exit, got {status}; the log ends with:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
                 return;
             }
             assert!(
