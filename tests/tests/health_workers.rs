@@ -9,7 +9,7 @@ use healthstream_bus::{Bus, ConsumerEvent, OutboundRecord};
 use healthstream_contracts::records::{HealthState, PerfBatch, PerfSample, StateChange};
 use healthstream_contracts::{partition_for_key, Codec, Topic};
 use healthstream_discovery::{DiscoveryStage, DISCOVERY_CFS};
-use healthstream_fleet::{discovery, host_name, host_shape};
+use healthstream_fleet::{discovery, host_shape};
 use healthstream_health::{HealthStage, HEALTH_CFS};
 use healthstream_model::store::PackStore;
 use healthstream_packfeed::PackSnapshot;
