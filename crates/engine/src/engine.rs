@@ -134,6 +134,9 @@ pub struct Engine {
     instances: BTreeMap<String, Instance>,
     /// (instance, unit monitor) -> copy.
     copies: BTreeMap<(String, String), Copy>,
+    /// The copies whose state can change with time alone (timer reset, heartbeat): what a
+    /// tick looks at.
+    timed: BTreeSet<(String, String)>,
     /// Rollup states: (instance, aggregate or dependency monitor) -> health.
     rollups: BTreeMap<(String, String), Health>,
     /// (object, counter, instance) -> copies reading it; instance "*" for every instance.
@@ -268,6 +271,55 @@ fn required_event_id(e: Option<&Expr>) -> Option<i64> {
     }
 }
 
+/// An (instance, workflow) key that maps keyed by `(String, String)` can be searched with
+/// from borrowed strings, without building an owned key.
+trait PairKey {
+    fn pair(&self) -> (&str, &str);
+}
+
+impl PairKey for (String, String) {
+    fn pair(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+impl PairKey for (&str, &str) {
+    fn pair(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn PairKey + 'a> for (String, String) {
+    fn borrow(&self) -> &(dyn PairKey + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn PairKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.pair() == other.pair()
+    }
+}
+
+impl Eq for dyn PairKey + '_ {}
+
+impl PartialOrd for dyn PairKey + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn PairKey + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.pair().cmp(&other.pair())
+    }
+}
+
+/// The borrowed form of an (instance, workflow) key.
+fn pair<'a>(instance: &'a str, workflow: &'a str) -> (&'a str, &'a str) {
+    (instance, workflow)
+}
+
 /// The keys of one instance in a map keyed by (instance, workflow).
 fn keys_of<V>(map: &BTreeMap<(String, String), V>, id: &str) -> Vec<(String, String)> {
     map.range((id.to_string(), String::new())..)
@@ -337,6 +389,7 @@ impl Engine {
             catalog,
             instances: BTreeMap::new(),
             copies: BTreeMap::new(),
+            timed: BTreeSet::new(),
             rollups: BTreeMap::new(),
             perf_index: HashMap::new(),
             hosted: BTreeMap::new(),
@@ -870,11 +923,12 @@ impl Engine {
 
     /// The state of a monitor of an instance.
     pub fn state(&self, instance: &str, monitor: &str) -> Health {
-        let key = (instance.to_string(), monitor.to_string());
+        let key = pair(instance, monitor);
+        let key: &dyn PairKey = &key;
         self.copies
-            .get(&key)
+            .get(key)
             .map(|c| c.detector.health)
-            .or_else(|| self.rollups.get(&key).copied())
+            .or_else(|| self.rollups.get(key).copied())
             .unwrap_or(Health::Uninitialized)
     }
 
@@ -962,6 +1016,7 @@ impl Engine {
 
         for key in keys_of(&self.copies, id) {
             self.copies.remove(&key);
+            self.timed.remove(&key);
             self.touched.insert(key);
         }
         for key in keys_of(&self.rollups, id) {
@@ -1059,6 +1114,14 @@ impl Engine {
                         .or_default()
                         .add(required_event_id(filter.as_ref()), key.clone());
                 }
+                if matches!(
+                    fresh.detection,
+                    Detection::TimerReset { .. } | Detection::Heartbeat { .. }
+                ) {
+                    self.timed.insert(key.clone());
+                } else {
+                    self.timed.remove(&key);
+                }
                 self.copies.insert(
                     key,
                     Copy {
@@ -1101,6 +1164,7 @@ impl Engine {
         for key in keys_of(&self.copies, id) {
             if !keep.contains(&key.1) {
                 self.copies.remove(&key);
+                self.timed.remove(&key);
                 self.touched.insert(key);
             }
         }
@@ -1353,7 +1417,7 @@ impl Engine {
         for id in ending {
             out.extend(self.end_maintenance(&id, now).unwrap_or_default());
         }
-        let keys: Vec<(String, String)> = self.copies.keys().cloned().collect();
+        let keys: Vec<(String, String)> = self.timed.iter().cloned().collect();
         let mut heartbeat_roots = BTreeSet::new();
         for key in keys {
             if !self.maintenance.is_empty() && self.in_maintenance(&key.0).is_some() {
@@ -1949,15 +2013,15 @@ impl Engine {
         cause: &str,
         kind: CauseKind,
     ) -> Option<StateChange> {
-        let key = (id.to_string(), monitor.to_string());
         let before = self
             .rollups
-            .get(&key)
+            .get(&pair(id, monitor) as &dyn PairKey)
             .copied()
             .unwrap_or(Health::Uninitialized);
         if before == h {
             return None;
         }
+        let key = (id.to_string(), monitor.to_string());
         self.touched.insert(key.clone());
         self.rollups.insert(key, h);
         Some(StateChange {
