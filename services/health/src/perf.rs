@@ -4,14 +4,15 @@ use healthstream_bus::{Message, OutboundRecord};
 use healthstream_contracts::records::PerfBatch;
 use healthstream_contracts::{partition_for_key, Codec, PerfView};
 use healthstream_stage::{Position, Processor, Rejection, StageError};
-use healthstream_store::{KeyReader, KeyWriter, Store, StoreBatch, StoreError};
+use healthstream_store::{KeyWriter, Store, StoreBatch, StoreError};
 use serde::Serialize;
 
 use crate::metrics;
 
 /// Column family of the latest sample per counter.
 const LATEST_CF: &str = "perf_latest";
-const LATEST_PREFIX: u8 = 0x10;
+/// One value per root host (0x10 was one value per counter, before).
+const LATEST_PREFIX: u8 = 0x11;
 
 /// Column families of the perf stage.
 pub const PERF_CFS: &[&str] = &[LATEST_CF];
@@ -48,47 +49,101 @@ impl PerfStage {
     }
 }
 
-fn latest_key(root_host: &str, object: &str, counter: &str, instance: &str) -> Vec<u8> {
-    KeyWriter::new(LATEST_PREFIX)
-        .str(root_host)
-        .str(object)
-        .str(counter)
-        .str(instance)
-        .finish()
+/// The key of a hosting tree's latest samples: one stored value per root host, so that a
+/// batch of a host's counters is one write, not one per counter.
+fn host_key(root_host: &str) -> Vec<u8> {
+    KeyWriter::new(LATEST_PREFIX).str(root_host).finish()
 }
 
-fn encode_latest(time: i64, value: f64, partition: i32, offset: i64, collector: &str) -> Vec<u8> {
-    let mut v = Vec::with_capacity(28 + collector.len());
-    v.extend_from_slice(&time.to_be_bytes());
-    v.extend_from_slice(&value.to_be_bytes());
-    v.extend_from_slice(&partition.to_be_bytes());
-    v.extend_from_slice(&offset.to_be_bytes());
-    v.extend_from_slice(collector.as_bytes());
-    v
+/// The latest sample of one counter, as kept.
+#[derive(Debug, Clone, PartialEq)]
+struct Kept {
+    time: i64,
+    value: f64,
+    partition: i32,
+    offset: i64,
+    collector: String,
 }
 
-fn decode_latest(key: &[u8], v: &[u8]) -> Result<LatestSample, String> {
-    let mut r = KeyReader::new(key, LATEST_PREFIX).map_err(|e| e.to_string())?;
-    let root_host = r.str().map_err(|e| e.to_string())?;
-    let object = r.str().map_err(|e| e.to_string())?;
-    let counter = r.str().map_err(|e| e.to_string())?;
-    let instance = r.str().map_err(|e| e.to_string())?;
-    r.finish().map_err(|e| e.to_string())?;
-    if v.len() < 28 {
-        return Err(format!("value of {} bytes, expected at least 28", v.len()));
+/// A host's latest samples by "object\0counter\0instance".
+type HostLatest = std::collections::BTreeMap<String, Kept>;
+
+fn counter_key(buf: &mut String, object: &str, counter: &str, instance: &str) {
+    buf.clear();
+    buf.push_str(object);
+    buf.push('\0');
+    buf.push_str(counter);
+    buf.push('\0');
+    buf.push_str(instance);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Entries one after the other: counter key, time, value, partition, offset, collector;
+/// strings with a 4-byte length.
+fn encode_host(latest: &HostLatest) -> Vec<u8> {
+    let mut out = Vec::with_capacity(latest.len() * 96);
+    for (k, e) in latest {
+        put_str(&mut out, k);
+        out.extend_from_slice(&e.time.to_be_bytes());
+        out.extend_from_slice(&e.value.to_be_bytes());
+        out.extend_from_slice(&e.partition.to_be_bytes());
+        out.extend_from_slice(&e.offset.to_be_bytes());
+        put_str(&mut out, &e.collector);
     }
-    let i64_at = |at: usize| i64::from_be_bytes(v[at..at + 8].try_into().unwrap_or_default());
-    Ok(LatestSample {
-        root_host,
-        object,
-        counter,
-        instance,
-        time: i64_at(0),
-        value: f64::from_be_bytes(v[8..16].try_into().unwrap_or_default()),
-        partition: i32::from_be_bytes(v[16..20].try_into().unwrap_or_default()),
-        offset: i64_at(20),
-        collector: String::from_utf8_lossy(&v[28..]).to_string(),
-    })
+    out
+}
+
+/// Reads what [`encode_host`] wrote; a value that does not read says at which byte.
+fn decode_host(v: &[u8]) -> Result<HostLatest, String> {
+    struct Cursor<'a>(&'a [u8], usize);
+    impl Cursor<'_> {
+        fn take(&mut self, n: usize) -> Result<&[u8], String> {
+            let end = self
+                .1
+                .checked_add(n)
+                .filter(|e| *e <= self.0.len())
+                .ok_or_else(|| {
+                    format!(
+                        "latest samples end at byte {} of {}, {n} more expected",
+                        self.1,
+                        self.0.len()
+                    )
+                })?;
+            let out = &self.0[self.1..end];
+            self.1 = end;
+            Ok(out)
+        }
+        fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+            let b = self.take(N)?;
+            let mut a = [0u8; N];
+            a.copy_from_slice(b);
+            Ok(a)
+        }
+        fn string(&mut self) -> Result<String, String> {
+            let at = self.1;
+            let n = u32::from_be_bytes(self.array()?) as usize;
+            String::from_utf8(self.take(n)?.to_vec())
+                .map_err(|_| format!("latest samples: the text at byte {at} is not UTF-8"))
+        }
+    }
+    let mut c = Cursor(v, 0);
+    let mut out = HostLatest::new();
+    while c.1 < v.len() {
+        let key = c.string()?;
+        let kept = Kept {
+            time: i64::from_be_bytes(c.array()?),
+            value: f64::from_be_bytes(c.array()?),
+            partition: i32::from_be_bytes(c.array()?),
+            offset: i64::from_be_bytes(c.array()?),
+            collector: c.string()?,
+        };
+        out.insert(key, kept);
+    }
+    Ok(out)
 }
 
 /// The latest samples of a hosting tree, at most `limit`.
@@ -97,51 +152,53 @@ pub fn latest_samples(
     root_host: &str,
     limit: usize,
 ) -> Result<Vec<LatestSample>, StoreError> {
-    let prefix = KeyWriter::new(LATEST_PREFIX).str(root_host).finish();
-    let mut out = Vec::new();
-    for (k, v) in store.scan_prefix_limit(LATEST_CF, &prefix, limit)? {
-        match decode_latest(&k, &v) {
-            Ok(s) => out.push(s),
-            Err(e) => tracing::error!(error = %e, "unreadable perf_latest entry skipped"),
-        }
-    }
-    Ok(out)
+    let Some(v) = store.get(LATEST_CF, &host_key(root_host))? else {
+        return Ok(Vec::new());
+    };
+    let latest = decode_host(&v).map_err(StoreError::Corrupt)?;
+    Ok(latest
+        .into_iter()
+        .take(limit)
+        .map(|(k, e)| {
+            let mut parts = k.splitn(3, '\0');
+            let mut next = || parts.next().unwrap_or_default().to_string();
+            let (object, counter, instance) = (next(), next(), next());
+            LatestSample {
+                root_host: root_host.to_string(),
+                object,
+                counter,
+                instance,
+                time: e.time,
+                value: e.value,
+                collector: e.collector,
+                partition: e.partition,
+                offset: e.offset,
+            }
+        })
+        .collect())
 }
 
-/// The time of the latest sample kept per counter key, so that a batch does not read its
-/// counters back from the store to compare times. Bounded: past `LatestTimes::BOUND` keys it
-/// starts again from the store. Cleared when partitions move (another replica may have
-/// written them in between).
+/// The latest samples of the hosts written lately, so that a batch does not read its host's
+/// samples back from the store. Bounded: past `LatestTimes::BOUND` counters it starts again
+/// from the store. Cleared when partitions move (another replica may have written them in
+/// between).
 #[derive(Default)]
-pub struct LatestTimes(std::collections::HashMap<Vec<u8>, i64>);
+pub struct LatestTimes {
+    hosts: std::collections::HashMap<String, HostLatest>,
+    counters: usize,
+}
 
 impl LatestTimes {
-    /// Keys kept at most (about 100 bytes each).
+    /// Counters kept at most (about 100 bytes each).
     pub const BOUND: usize = 1 << 20;
 
     pub fn clear(&mut self) {
-        self.0.clear();
-    }
-
-    fn stored(&mut self, store: &Store, key: &[u8]) -> Result<Option<i64>, StoreError> {
-        if let Some(t) = self.0.get(key) {
-            return Ok(Some(*t));
-        }
-        Ok(store
-            .get(LATEST_CF, key)?
-            .filter(|old| old.len() >= 8)
-            .map(|old| i64::from_be_bytes(old[0..8].try_into().unwrap_or_default())))
-    }
-
-    fn keep(&mut self, key: Vec<u8>, time: i64) {
-        if self.0.len() >= Self::BOUND {
-            self.0.clear();
-        }
-        self.0.insert(key, time);
+        self.hosts.clear();
+        self.counters = 0;
     }
 }
 
-/// Keep the latest sample of every counter of a batch (newer than what is stored).
+/// Keep the latest sample of every counter of a batch (newer than what is kept).
 pub fn store_latest(
     store: &Store,
     batch: &mut StoreBatch,
@@ -149,30 +206,55 @@ pub fn store_latest(
     at: Position,
     times: &mut LatestTimes,
 ) -> Result<(), StoreError> {
-    // Within a batch the last sample of a counter wins; against the store, the newer.
-    // In key order: the store inserts a batch's neighbouring keys faster.
-    let mut newest: std::collections::BTreeMap<Vec<u8>, (i64, f64)> = Default::default();
+    let root = input.root_host.as_ref();
+    let key = host_key(root);
+    if !times.hosts.contains_key(root) {
+        let stored = match store.get(LATEST_CF, &key)? {
+            Some(v) => decode_host(&v).unwrap_or_else(|e| {
+                // What cannot be read is replaced by what this batch brings.
+                tracing::error!(root_host = root, error = %e, "unreadable latest samples replaced");
+                HostLatest::new()
+            }),
+            None => HostLatest::new(),
+        };
+        if times.counters >= LatestTimes::BOUND {
+            times.clear();
+        }
+        times.counters += stored.len();
+        times.hosts.insert(root.to_string(), stored);
+    }
+    let Some(latest) = times.hosts.get_mut(root) else {
+        return Ok(());
+    };
+    let before = latest.len();
+    let mut changed = false;
+    let mut buf = String::new();
+    // The last sample of a counter in the batch wins over earlier ones of the same time;
+    // an older sample than the one kept is ignored.
     for s in &input.samples {
-        let key = latest_key(&input.root_host, &s.object, &s.counter, &s.instance);
-        match newest.get_mut(&key) {
-            Some((t, _)) if *t > s.time => {}
-            Some(entry) => *entry = (s.time, s.value),
+        counter_key(&mut buf, &s.object, &s.counter, &s.instance);
+        let fresh = Kept {
+            time: s.time,
+            value: s.value,
+            partition: at.partition,
+            offset: at.offset,
+            collector: input.collector.to_string(),
+        };
+        match latest.get_mut(buf.as_str()) {
+            Some(old) if old.time > s.time => {}
+            Some(old) => {
+                *old = fresh;
+                changed = true;
+            }
             None => {
-                newest.insert(key, (s.time, s.value));
+                latest.insert(buf.clone(), fresh);
+                changed = true;
             }
         }
     }
-    for (key, (time, value)) in newest {
-        if times.stored(store, &key)?.is_some_and(|old| old > time) {
-            continue;
-        }
-        store.put(
-            batch,
-            LATEST_CF,
-            &key,
-            &encode_latest(time, value, at.partition, at.offset, &input.collector),
-        )?;
-        times.keep(key, time);
+    times.counters += latest.len() - before;
+    if changed {
+        store.put(batch, LATEST_CF, &key, &encode_host(latest))?;
     }
     Ok(())
 }
@@ -334,6 +416,71 @@ mod tests {
             latest_samples(&store, "h", 100).expect("read").is_empty(),
             "prefix is the whole host name"
         );
+    }
+
+    #[test]
+    fn a_host_value_round_trips_and_bad_bytes_say_where() {
+        let mut latest = HostLatest::new();
+        for (i, name) in ["cpu", "ctx", "mem"].iter().enumerate() {
+            let mut k = String::new();
+            counter_key(&mut k, "Processor", name, "_Total");
+            latest.insert(
+                k,
+                Kept {
+                    time: i as i64,
+                    value: -1.5 * i as f64,
+                    partition: 3,
+                    offset: 99,
+                    collector: "c1".into(),
+                },
+            );
+        }
+        let bytes = encode_host(&latest);
+        assert_eq!(decode_host(&bytes).expect("reads"), latest);
+        assert_eq!(decode_host(&[]).expect("empty"), HostLatest::new());
+        let e = decode_host(&bytes[..bytes.len() - 1]).expect_err("truncated");
+        assert!(e.contains("more expected"), "{e}");
+        let e = decode_host(&[0, 0, 0, 200, b'x']).expect_err("length past the end");
+        assert!(e.contains("at byte 4 of 5, 200 more expected"), "{e}");
+        let mut bad = vec![0, 0, 0, 1, 0xff];
+        bad.extend_from_slice(&bytes[..]);
+        let e = decode_host(&bad).expect_err("not UTF-8");
+        assert!(e.contains("byte 0 is not UTF-8"), "{e}");
+        // Arbitrary bytes never panic.
+        for n in 0..64u8 {
+            let junk: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37).wrapping_add(n)).collect();
+            let _ = decode_host(&junk);
+        }
+    }
+
+    #[test]
+    fn an_unreadable_stored_value_is_replaced_by_the_next_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), PERF_CFS).expect("store");
+        let mut b = store.batch();
+        store
+            .put(&mut b, LATEST_CF, &host_key("h1"), &[0, 0, 9])
+            .expect("put");
+        store.write(b).expect("write");
+        assert!(matches!(
+            latest_samples(&store, "h1", 10),
+            Err(StoreError::Corrupt(_))
+        ));
+        let mut stage = PerfStage::new(4);
+        let at = Position {
+            topic: Topic::Perf,
+            partition: 0,
+            offset: 1,
+            timestamp_ms: 0,
+        };
+        let mut b = store.batch();
+        stage
+            .apply(&store, &mut b, batch("h1", &[(10, "cpu", 1.0)]), at)
+            .expect("apply");
+        store.write(b).expect("write");
+        let got = latest_samples(&store, "h1", 10).expect("readable again");
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].counter.as_str(), got[0].value), ("cpu", 1.0));
     }
 
     #[test]
