@@ -19,6 +19,7 @@ use healthstream_model::params::ParamValue;
 use healthstream_model::reference::{TargetContext, Template};
 
 use crate::detect::{Detector, Fields, ServiceReading};
+use crate::pairs::PairMap;
 use crate::rollup::{aggregate, dependency, Member};
 
 /// An instance as the engine sees it.
@@ -133,12 +134,12 @@ pub struct Engine {
     catalog: Catalog,
     instances: BTreeMap<String, Instance>,
     /// (instance, unit monitor) -> copy.
-    copies: BTreeMap<(String, String), Copy>,
+    copies: PairMap<Copy>,
     /// The copies whose state can change with time alone (timer reset, heartbeat): what a
     /// tick looks at.
     timed: BTreeSet<(String, String)>,
     /// Rollup states: (instance, aggregate or dependency monitor) -> health.
-    rollups: BTreeMap<(String, String), Health>,
+    rollups: PairMap<Health>,
     /// (object, counter, instance) -> copies reading it; instance "*" for every instance.
     perf_index: HashMap<String, PerfIndex>,
     /// Children by host.
@@ -271,55 +272,6 @@ fn required_event_id(e: Option<&Expr>) -> Option<i64> {
     }
 }
 
-/// An (instance, workflow) key that maps keyed by `(String, String)` can be searched with
-/// from borrowed strings, without building an owned key.
-trait PairKey {
-    fn pair(&self) -> (&str, &str);
-}
-
-impl PairKey for (String, String) {
-    fn pair(&self) -> (&str, &str) {
-        (&self.0, &self.1)
-    }
-}
-
-impl PairKey for (&str, &str) {
-    fn pair(&self) -> (&str, &str) {
-        (self.0, self.1)
-    }
-}
-
-impl<'a> std::borrow::Borrow<dyn PairKey + 'a> for (String, String) {
-    fn borrow(&self) -> &(dyn PairKey + 'a) {
-        self
-    }
-}
-
-impl PartialEq for dyn PairKey + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.pair() == other.pair()
-    }
-}
-
-impl Eq for dyn PairKey + '_ {}
-
-impl PartialOrd for dyn PairKey + '_ {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for dyn PairKey + '_ {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.pair().cmp(&other.pair())
-    }
-}
-
-/// The borrowed form of an (instance, workflow) key.
-fn pair<'a>(instance: &'a str, workflow: &'a str) -> (&'a str, &'a str) {
-    (instance, workflow)
-}
-
 /// The keys of one instance in a map keyed by (instance, workflow).
 fn keys_of<V>(map: &BTreeMap<(String, String), V>, id: &str) -> Vec<(String, String)> {
     map.range((id.to_string(), String::new())..)
@@ -388,9 +340,9 @@ impl Engine {
         Engine {
             catalog,
             instances: BTreeMap::new(),
-            copies: BTreeMap::new(),
+            copies: PairMap::default(),
             timed: BTreeSet::new(),
-            rollups: BTreeMap::new(),
+            rollups: PairMap::default(),
             perf_index: HashMap::new(),
             hosted: BTreeMap::new(),
             touched: BTreeSet::new(),
@@ -515,13 +467,13 @@ impl Engine {
             .map(|key| {
                 let saved = self
                     .copies
-                    .get(&key)
+                    .get(&key.0, &key.1)
                     .map(|c| Saved::Unit {
                         health: c.detector.health,
                         memory: c.detector.memory.clone(),
                         held: c.held.clone(),
                     })
-                    .or_else(|| self.rollups.get(&key).map(|h| Saved::Rollup(*h)))
+                    .or_else(|| self.rollups.get(&key.0, &key.1).map(|h| Saved::Rollup(*h)))
                     .or_else(|| self.rules.get(&key).map(|r| Saved::Rule(r.state.clone())));
                 (key, saved)
             })
@@ -537,14 +489,14 @@ impl Engine {
                 memory,
                 held,
             } => {
-                if let Some(c) = self.copies.get_mut(&key) {
+                if let Some(c) = self.copies.get_mut(instance, monitor) {
                     c.detector.health = health;
                     c.detector.memory = memory;
                     c.held = held;
                 }
             }
             Saved::Rollup(h) => {
-                self.rollups.insert(key, h);
+                self.rollups.insert(instance, monitor, h);
             }
             Saved::Rule(state) => {
                 if let Some(r) = self.rules.get_mut(&key) {
@@ -923,12 +875,10 @@ impl Engine {
 
     /// The state of a monitor of an instance.
     pub fn state(&self, instance: &str, monitor: &str) -> Health {
-        let key = pair(instance, monitor);
-        let key: &dyn PairKey = &key;
         self.copies
-            .get(key)
+            .get(instance, monitor)
             .map(|c| c.detector.health)
-            .or_else(|| self.rollups.get(key).copied())
+            .or_else(|| self.rollups.get(instance, monitor).copied())
             .unwrap_or(Health::Uninitialized)
     }
 
@@ -1014,13 +964,13 @@ impl Engine {
                 .insert(id.to_string(), old.root_host.clone());
         }
 
-        for key in keys_of(&self.copies, id) {
-            self.copies.remove(&key);
+        for key in self.copies.keys_of(id) {
+            self.copies.remove(&key.0, &key.1);
             self.timed.remove(&key);
             self.touched.insert(key);
         }
-        for key in keys_of(&self.rollups, id) {
-            self.rollups.remove(&key);
+        for key in self.rollups.keys_of(id) {
+            self.rollups.remove(&key.0, &key.1);
             self.touched.insert(key);
         }
         for key in keys_of(&self.rules, id) {
@@ -1078,7 +1028,7 @@ impl Engine {
                 }
                 let key = (id.to_string(), m.id.clone());
                 keep.insert(m.id.clone());
-                let (fresh, held) = match self.copies.get(&key) {
+                let (fresh, held) = match self.copies.get(id, &m.id) {
                     Some(c) if c.detector.detection == detection => {
                         (c.detector.clone(), c.held.clone())
                     }
@@ -1123,7 +1073,8 @@ impl Engine {
                     self.timed.remove(&key);
                 }
                 self.copies.insert(
-                    key,
+                    id,
+                    &m.id,
                     Copy {
                         detector: fresh,
                         parent: m.parent.clone(),
@@ -1161,9 +1112,9 @@ impl Engine {
                 }
             }
         }
-        for key in keys_of(&self.copies, id) {
+        for key in self.copies.keys_of(id) {
             if !keep.contains(&key.1) {
-                self.copies.remove(&key);
+                self.copies.remove(&key.0, &key.1);
                 self.timed.remove(&key);
                 self.touched.insert(key);
             }
@@ -1261,7 +1212,7 @@ impl Engine {
                 let key: &(String, String) = &target;
                 let (i, m) = key;
                 let held = !self.maintenance.is_empty() && self.in_maintenance(i).is_some();
-                let Some(copy) = self.copies.get_mut(key) else {
+                let Some(copy) = self.copies.get_mut(i, m) else {
                     continue;
                 };
                 let reading = if s.object == "Service" {
@@ -1371,7 +1322,7 @@ impl Engine {
                 if passes {
                     rule_keys.push(key);
                 }
-            } else if let Some(c) = self.copies.get(&key) {
+            } else if let Some(c) = self.copies.get(&key.0, &key.1) {
                 if c.filter.as_ref().is_none_or(|f| f.eval(&item)) {
                     monitor_keys.push(key);
                 }
@@ -1382,7 +1333,7 @@ impl Engine {
         }
         let mut out = Vec::new();
         for key in monitor_keys {
-            let Some(copy) = self.copies.get_mut(&key) else {
+            let Some(copy) = self.copies.get_mut(&key.0, &key.1) else {
                 continue;
             };
             let before = copy.detector.health;
@@ -1423,7 +1374,7 @@ impl Engine {
             if !self.maintenance.is_empty() && self.in_maintenance(&key.0).is_some() {
                 continue;
             }
-            let Some(copy) = self.copies.get_mut(&key) else {
+            let Some(copy) = self.copies.get_mut(&key.0, &key.1) else {
                 continue;
             };
             let before = copy.detector.health;
@@ -1468,10 +1419,9 @@ impl Engine {
             .iter()
             .flat_map(|i| {
                 self.copies
-                    .range((i.clone(), String::new())..)
-                    .take_while(move |((ci, _), _)| ci == i)
+                    .of(i)
                     .filter(|(_, c)| matches!(c.detector.detection, Detection::Heartbeat { .. }))
-                    .map(|(k, _)| k.clone())
+                    .map(|(m, _)| (i.clone(), m.clone()))
             })
             .collect();
         let mut changed = Vec::new();
@@ -1479,7 +1429,7 @@ impl Engine {
             if self.in_maintenance(&key.0).is_some() {
                 continue;
             }
-            let Some(copy) = self.copies.get_mut(&key) else {
+            let Some(copy) = self.copies.get_mut(&key.0, &key.1) else {
                 continue;
             };
             self.touched.insert(key.clone());
@@ -1544,8 +1494,8 @@ impl Engine {
             ));
         }
         let key = (instance.to_string(), monitor.to_string());
-        let Some(copy) = self.copies.get_mut(&key) else {
-            return Err(if self.rollups.contains_key(&key) {
+        let Some(copy) = self.copies.get_mut(instance, monitor) else {
+            return Err(if self.rollups.contains(instance, monitor) {
                 format!("{monitor} is a rollup monitor: reset or recalculate its unit monitors")
             } else {
                 format!("instance {instance} has no unit monitor {monitor}")
@@ -1719,14 +1669,9 @@ impl Engine {
         let covered = self.covered(id);
         let mut out = Vec::new();
         for i in &covered {
-            let keys: Vec<(String, String)> = self
-                .copies
-                .range((i.clone(), String::new())..)
-                .take_while(|((ci, _), _)| ci == i)
-                .map(|(k, _)| k.clone())
-                .collect();
+            let keys: Vec<(String, String)> = self.copies.keys_of(i);
             for key in keys {
-                let Some(copy) = self.copies.get_mut(&key) else {
+                let Some(copy) = self.copies.get_mut(&key.0, &key.1) else {
                     continue;
                 };
                 self.touched.insert(key.clone());
@@ -1796,13 +1741,10 @@ impl Engine {
 
     fn heartbeat_missing(&self, root: &str) -> bool {
         self.by_root.get(root).into_iter().flatten().any(|i| {
-            self.copies
-                .range((i.clone(), String::new())..)
-                .take_while(|((ci, _), _)| ci == i)
-                .any(|(_, c)| {
-                    matches!(c.detector.detection, Detection::Heartbeat { .. })
-                        && c.detector.health == Health::Critical
-                })
+            self.copies.of(i).any(|(_, c)| {
+                matches!(c.detector.detection, Detection::Heartbeat { .. })
+                    && c.detector.health == Health::Critical
+            })
         })
     }
 
@@ -1992,8 +1934,7 @@ impl Engine {
         for (a, rollup_children) in &plan.aggs {
             let mut children: Vec<Health> = self
                 .copies
-                .range((id.to_string(), String::new())..)
-                .take_while(|((i, _), _)| i == id)
+                .of(id)
                 .filter(|(_, c)| c.parent == a.id)
                 .map(|(_, c)| c.detector.health)
                 .collect();
@@ -2015,15 +1956,14 @@ impl Engine {
     ) -> Option<StateChange> {
         let before = self
             .rollups
-            .get(&pair(id, monitor) as &dyn PairKey)
+            .get(id, monitor)
             .copied()
             .unwrap_or(Health::Uninitialized);
         if before == h {
             return None;
         }
-        let key = (id.to_string(), monitor.to_string());
-        self.touched.insert(key.clone());
-        self.rollups.insert(key, h);
+        self.touched.insert((id.to_string(), monitor.to_string()));
+        self.rollups.insert(id, monitor, h);
         Some(StateChange {
             instance_id: id.to_string(),
             monitor_id: monitor.to_string(),

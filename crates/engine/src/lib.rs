@@ -15,5 +15,6 @@ pub mod alerts;
 pub mod commands;
 pub mod detect;
 pub mod engine;
+pub mod pairs;
 pub mod rollup;
 pub mod rules;

@@ -1,0 +1,122 @@
+//! A map keyed by (instance, workflow), as the engine keeps monitor copies and rollup
+//! states: a hash of instances, each with its workflows in order.
+//!
+//! A partition holds hundreds of thousands of copies. One ordered map of string pairs made
+//! every lookup a long walk of string comparisons over memory far apart (the largest item of
+//! the engine's profile at fleet size); here a lookup hashes the instance id once and then
+//! searches the few workflows of that instance. What is iterated is always one instance's
+//! workflows, in workflow order, so outputs stay deterministic.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// (instance, workflow) -> `V`.
+#[derive(Debug, Clone)]
+pub struct PairMap<V> {
+    by_instance: HashMap<String, BTreeMap<String, V>>,
+    len: usize,
+}
+
+impl<V> Default for PairMap<V> {
+    fn default() -> Self {
+        PairMap {
+            by_instance: HashMap::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<V> PairMap<V> {
+    pub fn get(&self, instance: &str, workflow: &str) -> Option<&V> {
+        self.by_instance.get(instance)?.get(workflow)
+    }
+
+    pub fn get_mut(&mut self, instance: &str, workflow: &str) -> Option<&mut V> {
+        self.by_instance.get_mut(instance)?.get_mut(workflow)
+    }
+
+    pub fn contains(&self, instance: &str, workflow: &str) -> bool {
+        self.get(instance, workflow).is_some()
+    }
+
+    /// Inserts, returning the value it replaces.
+    pub fn insert(&mut self, instance: &str, workflow: &str, value: V) -> Option<V> {
+        let workflows = match self.by_instance.get_mut(instance) {
+            Some(w) => w,
+            None => self.by_instance.entry(instance.to_string()).or_default(),
+        };
+        let old = workflows.insert(workflow.to_string(), value);
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    pub fn remove(&mut self, instance: &str, workflow: &str) -> Option<V> {
+        let workflows = self.by_instance.get_mut(instance)?;
+        let old = workflows.remove(workflow);
+        if workflows.is_empty() {
+            self.by_instance.remove(instance);
+        }
+        if old.is_some() {
+            self.len -= 1;
+        }
+        old
+    }
+
+    /// The workflows of one instance, in order.
+    pub fn of(&self, instance: &str) -> impl Iterator<Item = (&String, &V)> {
+        self.by_instance.get(instance).into_iter().flatten()
+    }
+
+    /// The keys of one instance, in order, owned (to change the map while going through).
+    pub fn keys_of(&self, instance: &str) -> Vec<(String, String)> {
+        self.of(instance)
+            .map(|(w, _)| (instance.to_string(), w.clone()))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaves_as_a_map_of_pairs() {
+        let mut m = PairMap::default();
+        assert!(m.is_empty());
+        assert_eq!(m.insert("i1", "b", 1), None);
+        assert_eq!(m.insert("i1", "a", 2), None);
+        assert_eq!(m.insert("i2", "a", 3), None);
+        assert_eq!(m.insert("i1", "b", 4), Some(1));
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.get("i1", "b"), Some(&4));
+        assert!(m.contains("i2", "a") && !m.contains("i2", "b") && !m.contains("i3", "a"));
+        *m.get_mut("i2", "a").expect("there") += 10;
+        assert_eq!(m.get("i2", "a"), Some(&13));
+        let of: Vec<(&String, &i32)> = m.of("i1").collect();
+        assert_eq!(of.len(), 2);
+        assert_eq!((of[0].0.as_str(), of[1].0.as_str()), ("a", "b"), "in order");
+        assert_eq!(
+            m.keys_of("i1"),
+            vec![("i1".into(), "a".into()), ("i1".into(), "b".into())]
+        );
+        assert_eq!(m.remove("i1", "a"), Some(2));
+        assert_eq!(m.remove("i1", "a"), None);
+        assert_eq!(m.remove("i1", "b"), Some(4));
+        assert_eq!(
+            m.of("i1").count(),
+            0,
+            "an instance without workflows is gone"
+        );
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.remove("nobody", "a"), None);
+    }
+}
