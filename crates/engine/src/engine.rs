@@ -132,7 +132,8 @@ struct Copy {
 /// The engine of one partition.
 pub struct Engine {
     catalog: Catalog,
-    instances: BTreeMap<String, Instance>,
+    /// By id; never iterated where order would show in the outputs.
+    instances: HashMap<String, Instance>,
     /// (instance, unit monitor) -> copy.
     copies: PairMap<Copy>,
     /// The copies whose state can change with time alone (timer reset, heartbeat): what a
@@ -143,7 +144,7 @@ pub struct Engine {
     /// (object, counter, instance) -> copies reading it; instance "*" for every instance.
     perf_index: HashMap<String, PerfIndex>,
     /// Children by host.
-    hosted: BTreeMap<String, BTreeSet<String>>,
+    hosted: HashMap<String, BTreeSet<String>>,
     /// Monitors whose kept state changed since the last [`Engine::take_touched`].
     touched: BTreeSet<(String, String)>,
     /// (instance, rule) -> rule copy (rules with an alert action).
@@ -339,12 +340,12 @@ impl Engine {
     pub fn new(catalog: Catalog) -> Engine {
         Engine {
             catalog,
-            instances: BTreeMap::new(),
+            instances: HashMap::new(),
             copies: PairMap::default(),
             timed: BTreeSet::new(),
             rollups: PairMap::default(),
             perf_index: HashMap::new(),
-            hosted: BTreeMap::new(),
+            hosted: HashMap::new(),
             touched: BTreeSet::new(),
             rules: BTreeMap::new(),
             firings: Vec::new(),
@@ -835,7 +836,7 @@ impl Engine {
         out
     }
 
-    /// Every instance.
+    /// Every instance, in no particular order.
     pub fn instances(&self) -> impl Iterator<Item = &Instance> {
         self.instances.values()
     }
