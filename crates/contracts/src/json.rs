@@ -35,6 +35,8 @@ impl std::fmt::Display for FieldError {
 /// Converts collector JSON into Avro values of a contract.
 pub struct JsonValidator<'c> {
     codec: &'c Codec,
+    /// The named types of each contract's schema, for its references.
+    names: HashMap<Contract, HashMap<Name, &'c Schema>>,
 }
 
 /// Fields that the ingest fills in itself.
@@ -42,16 +44,23 @@ const ASSIGNED_FIELDS: &[&str] = &["id"];
 
 impl<'c> JsonValidator<'c> {
     pub fn new(codec: &'c Codec) -> Self {
-        JsonValidator { codec }
+        let names = Contract::ALL
+            .iter()
+            .map(|c| {
+                let mut names = HashMap::new();
+                collect_names(codec.schema(*c), &mut names);
+                (*c, names)
+            })
+            .collect();
+        JsonValidator { codec, names }
     }
 
     /// Validates one record. On success the value has every field, with `id` empty.
     pub fn validate(&self, contract: Contract, json: &Json) -> Result<Value, Vec<FieldError>> {
         let schema = self.codec.schema(contract);
-        let mut names = HashMap::new();
-        collect_names(schema, &mut names);
+        let none = HashMap::new();
         let mut walker = Walker {
-            names,
+            names: self.names.get(&contract).unwrap_or(&none),
             errors: Vec::new(),
         };
         let value = walker.record_root(schema, json);
@@ -85,8 +94,8 @@ fn collect_names<'s>(schema: &'s Schema, names: &mut HashMap<Name, &'s Schema>) 
     }
 }
 
-struct Walker<'s> {
-    names: HashMap<Name, &'s Schema>,
+struct Walker<'s, 'n> {
+    names: &'n HashMap<Name, &'s Schema>,
     errors: Vec<FieldError>,
 }
 
@@ -102,16 +111,30 @@ fn describe(json: &Json) -> &'static str {
     }
 }
 
-fn join(path: &str, field: &str) -> String {
-    if path.is_empty() {
-        field.to_string()
-    } else {
-        format!("{path}.{field}")
+/// Where in the record a value is: written out only when there is a problem to report, so
+/// that a valid record costs no path strings.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Root,
+    Field(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+    Key(&'a At<'a>, &'a str),
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            At::Root => Ok(()),
+            At::Field(At::Root, name) => f.write_str(name),
+            At::Field(parent, name) => write!(f, "{parent}.{name}"),
+            At::Index(parent, i) => write!(f, "{parent}[{i}]"),
+            At::Key(parent, k) => write!(f, "{parent}[{k:?}]"),
+        }
     }
 }
 
-impl<'s> Walker<'s> {
-    fn err(&mut self, path: &str, message: impl Into<String>) {
+impl<'s> Walker<'s, '_> {
+    fn err(&mut self, path: &At<'_>, message: impl Into<String>) {
         self.errors.push(FieldError {
             field: path.to_string(),
             message: message.into(),
@@ -119,10 +142,10 @@ impl<'s> Walker<'s> {
     }
 
     fn record_root(&mut self, schema: &'s Schema, json: &Json) -> Value {
-        self.record(schema, json, "", true)
+        self.record(schema, json, &At::Root, true)
     }
 
-    fn record(&mut self, schema: &'s Schema, json: &Json, path: &str, root: bool) -> Value {
+    fn record(&mut self, schema: &'s Schema, json: &Json, path: &At<'_>, root: bool) -> Value {
         let Schema::Record(rec) = schema else {
             return self.convert(schema, json, path);
         };
@@ -135,14 +158,17 @@ impl<'s> Walker<'s> {
         };
         for key in obj.keys() {
             if root && ASSIGNED_FIELDS.contains(&key.as_str()) {
-                self.err(&join(path, key), "is assigned by the ingest; leave it out");
+                self.err(
+                    &At::Field(path, key),
+                    "is assigned by the ingest; leave it out",
+                );
             } else if !rec.lookup.contains_key(key) {
-                self.err(&join(path, key), "unknown field");
+                self.err(&At::Field(path, key), "unknown field");
             }
         }
         let mut fields = Vec::with_capacity(rec.fields.len());
         for field in &rec.fields {
-            let fpath = join(path, &field.name);
+            let fpath = At::Field(path, &field.name);
             let value = if root && ASSIGNED_FIELDS.contains(&field.name.as_str()) {
                 Value::String(String::new())
             } else {
@@ -162,7 +188,7 @@ impl<'s> Walker<'s> {
         Value::Record(fields)
     }
 
-    fn convert(&mut self, schema: &'s Schema, json: &Json, path: &str) -> Value {
+    fn convert(&mut self, schema: &'s Schema, json: &Json, path: &At<'_>) -> Value {
         match schema {
             Schema::Null => match json {
                 Json::Null => Value::Null,
@@ -234,7 +260,7 @@ impl<'s> Walker<'s> {
                     items
                         .iter()
                         .enumerate()
-                        .map(|(i, item)| self.convert(&a.items, item, &format!("{path}[{i}]")))
+                        .map(|(i, item)| self.convert(&a.items, item, &At::Index(path, i)))
                         .collect(),
                 ),
                 other => self.mismatch(path, "an array", other),
@@ -243,7 +269,7 @@ impl<'s> Walker<'s> {
                 Json::Object(obj) => Value::Map(
                     obj.iter()
                         .map(|(k, v)| {
-                            let value = self.convert(&m.types, v, &format!("{path}[{k:?}]"));
+                            let value = self.convert(&m.types, v, &At::Key(path, k));
                             (k.clone(), value)
                         })
                         .collect(),
@@ -266,7 +292,7 @@ impl<'s> Walker<'s> {
         }
     }
 
-    fn union(&mut self, variants: &'s [Schema], json: &Json, path: &str) -> Value {
+    fn union(&mut self, variants: &'s [Schema], json: &Json, path: &At<'_>) -> Value {
         if json.is_null() {
             if let Some(i) = variants.iter().position(|v| matches!(v, Schema::Null)) {
                 return Value::Union(i as u32, Box::new(Value::Null));
@@ -283,7 +309,7 @@ impl<'s> Walker<'s> {
         }
         for (i, variant) in &candidates {
             let mut probe = Walker {
-                names: self.names.clone(),
+                names: self.names,
                 errors: Vec::new(),
             };
             let value = probe.convert(variant, json, path);
@@ -306,7 +332,7 @@ impl<'s> Walker<'s> {
         Value::Null
     }
 
-    fn mismatch(&mut self, path: &str, expected: &str, found: &Json) -> Value {
+    fn mismatch(&mut self, path: &At<'_>, expected: &str, found: &Json) -> Value {
         self.err(
             path,
             format!("expected {expected}, found {}", describe(found)),
