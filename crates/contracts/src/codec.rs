@@ -197,7 +197,7 @@ impl Codec {
         let id = crate::content_id(&unidentified);
         let mut out = Vec::with_capacity(unidentified.len() + id.len() + 1);
         out.extend_from_slice(&unidentified[..5]);
-        write_avro_long(&mut out, id.len() as i64);
+        writer::write_long(&mut out, id.len() as i64);
         out.extend_from_slice(id.as_bytes());
         out.extend_from_slice(&unidentified[6..]);
         Ok((id, out))
@@ -251,16 +251,6 @@ impl Codec {
             message: e.to_string(),
         })
     }
-}
-
-/// Avro's variable-length zig-zag encoding of a long.
-fn write_avro_long(out: &mut Vec<u8>, n: i64) {
-    let mut z = ((n << 1) ^ (n >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8 & 0x7f) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
 }
 
 #[cfg(test)]

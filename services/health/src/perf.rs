@@ -349,6 +349,15 @@ mod tests {
         }
     }
 
+    /// (counter, time, value) of a host's latest samples.
+    fn counters(store: &Store, host: &str) -> Vec<(String, i64, f64)> {
+        latest_samples(store, host, 100)
+            .expect("read")
+            .into_iter()
+            .map(|s| (s.counter, s.time, s.value))
+            .collect()
+    }
+
     #[test]
     fn keeps_the_newest_sample_per_counter() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -388,12 +397,11 @@ mod tests {
             )
             .expect("apply");
         store.write(b).expect("write");
-        let got = latest_samples(&store, "h1", 100).expect("read");
-        let by_counter: Vec<(&str, i64, f64)> = got
-            .iter()
-            .map(|s| (s.counter.as_str(), s.time, s.value))
-            .collect();
-        assert_eq!(by_counter, vec![("cpu", 30, 3.0), ("ctx", 6, 10.0)]);
+        let by_counter = counters(&store, "h1");
+        assert_eq!(
+            by_counter,
+            vec![("cpu".into(), 30, 3.0), ("ctx".into(), 6, 10.0)]
+        );
         // After a restart (nothing remembered) the store still decides: older loses.
         let mut restarted = PerfStage::new(4);
         let mut b = store.batch();
@@ -406,12 +414,11 @@ mod tests {
             )
             .expect("apply");
         store.write(b).expect("write");
-        let got = latest_samples(&store, "h1", 100).expect("read");
-        let by_counter: Vec<(&str, i64, f64)> = got
-            .iter()
-            .map(|s| (s.counter.as_str(), s.time, s.value))
-            .collect();
-        assert_eq!(by_counter, vec![("cpu", 30, 3.0), ("ctx", 7, 11.0)]);
+        let by_counter = counters(&store, "h1");
+        assert_eq!(
+            by_counter,
+            vec![("cpu".into(), 30, 3.0), ("ctx".into(), 7, 11.0)]
+        );
         assert!(
             latest_samples(&store, "h", 100).expect("read").is_empty(),
             "prefix is the whole host name"

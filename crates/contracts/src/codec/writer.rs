@@ -67,14 +67,37 @@ pub(crate) fn write(
     value: &Value,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let mut path = Vec::new();
-    write_at(schema, names, value, out, &mut path).map_err(|message| {
-        if path.is_empty() {
-            message
+    write_at(schema, names, value, out).map_err(|fail| {
+        if fail.at.is_empty() {
+            fail.message
         } else {
-            format!("{}: {message}", path.join("."))
+            let path: Vec<String> = fail.at.into_iter().rev().collect();
+            format!("{}: {}", path.join("."), fail.message)
         }
     })
+}
+
+/// What did not fit, and where: the path is gathered on the way out, innermost first, so
+/// that a value that fits costs no path at all.
+struct Fail {
+    at: Vec<String>,
+    message: String,
+}
+
+impl Fail {
+    fn within(mut self, segment: impl Into<String>) -> Fail {
+        self.at.push(segment.into());
+        self
+    }
+}
+
+impl From<String> for Fail {
+    fn from(message: String) -> Fail {
+        Fail {
+            at: Vec::new(),
+            message,
+        }
+    }
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -97,8 +120,8 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-fn mismatch(expected: &str, value: &Value) -> String {
-    format!("expected {expected}, found {}", kind(value))
+fn mismatch(expected: &str, value: &Value) -> Fail {
+    format!("expected {expected}, found {}", kind(value)).into()
 }
 
 /// Values as `to_value` gives them: options come wrapped in a union of index 0 or 1.
@@ -124,7 +147,7 @@ fn integer(value: &Value) -> Option<i64> {
     }
 }
 
-fn write_long(out: &mut Vec<u8>, n: i64) {
+pub(crate) fn write_long(out: &mut Vec<u8>, n: i64) {
     let mut z = ((n << 1) ^ (n >> 63)) as u64;
     while z >= 0x80 {
         out.push((z as u8 & 0x7f) | 0x80);
@@ -138,15 +161,9 @@ fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-fn write_at(
-    schema: &Schema,
-    names: &Names,
-    value: &Value,
-    out: &mut Vec<u8>,
-    path: &mut Vec<String>,
-) -> Result<(), String> {
+fn write_at(schema: &Schema, names: &Names, value: &Value, out: &mut Vec<u8>) -> Result<(), Fail> {
     if let Schema::Union(u) = schema {
-        return write_union(u, names, value, out, path);
+        return write_union(u, names, value, out);
     }
     let value = unwrap(value);
     match schema {
@@ -219,7 +236,7 @@ fn write_at(
             }
             v => Err(mismatch("bytes", v)),
         },
-        Schema::String => match value {
+        Schema::String | Schema::Uuid => match value {
             Value::String(s) | Value::Enum(_, s) => {
                 write_bytes(out, s.as_bytes());
                 Ok(())
@@ -230,25 +247,13 @@ fn write_at(
             }
             v => Err(mismatch("a string", v)),
         },
-        Schema::Uuid => match value {
-            Value::Uuid(u) => {
-                write_bytes(out, u.to_string().as_bytes());
-                Ok(())
-            }
-            Value::String(s) => {
-                write_bytes(out, s.as_bytes());
-                Ok(())
-            }
-            v => Err(mismatch("a uuid", v)),
-        },
         Schema::Array(a) => match value {
             Value::Array(items) => {
                 if !items.is_empty() {
                     write_long(out, items.len() as i64);
                     for (i, item) in items.iter().enumerate() {
-                        path.push(i.to_string());
-                        write_at(&a.items, names, item, out, path)?;
-                        path.pop();
+                        write_at(&a.items, names, item, out)
+                            .map_err(|f| f.within(i.to_string()))?;
                     }
                 }
                 out.push(0);
@@ -264,9 +269,8 @@ fn write_at(
                     keys.sort_unstable();
                     for k in keys {
                         write_bytes(out, k.as_bytes());
-                        path.push(k.clone());
-                        write_at(&m.types, names, &entries[k], out, path)?;
-                        path.pop();
+                        write_at(&m.types, names, &entries[k], out)
+                            .map_err(|f| f.within(k.as_str()))?;
                     }
                 }
                 out.push(0);
@@ -274,7 +278,7 @@ fn write_at(
             }
             v => Err(mismatch("a map", v)),
         },
-        Schema::Record(r) => write_record(r, names, value, out, path),
+        Schema::Record(r) => write_record(r, names, value, out),
         Schema::Enum(e) => {
             let symbol = match value {
                 Value::Enum(_, s) | Value::String(s) => s,
@@ -293,21 +297,15 @@ fn write_at(
                 out.extend_from_slice(b);
                 Ok(())
             }
-            v => Err(format!(
-                "expected {} fixed bytes, found {}",
-                f.size,
-                kind(v)
-            )),
+            v => Err(format!("expected {} fixed bytes, found {}", f.size, kind(v)).into()),
         },
         Schema::Ref { name } => {
             let target = names
                 .get(name)
                 .ok_or_else(|| format!("the schema has no type named {}", name.fullname(None)))?;
-            write_at(target, names, value, out, path)
+            write_at(target, names, value, out)
         }
-        other => Err(format!(
-            "schema type {other:?} is not supported by the writer"
-        )),
+        other => Err(format!("schema type {other:?} is not supported by the writer").into()),
     }
 }
 
@@ -316,8 +314,7 @@ fn write_record(
     names: &Names,
     value: &Value,
     out: &mut Vec<u8>,
-    path: &mut Vec<String>,
-) -> Result<(), String> {
+) -> Result<(), Fail> {
     let Value::Record(fields) = value else {
         return Err(mismatch("a record", value));
     };
@@ -330,27 +327,7 @@ fn write_record(
                 .find(|(n, _)| *n == field.name)
                 .map(|(_, v)| v),
         };
-        path.push(field.name.clone());
-        match (found, &field.default) {
-            (Some(v), _) => write_at(&field.schema, names, v, out, path)?,
-            (None, Some(default)) => {
-                let v = Value::from(default.clone());
-                match &field.schema {
-                    // A union's default is of its first branch.
-                    Schema::Union(u) => {
-                        let first = u
-                            .variants()
-                            .first()
-                            .ok_or_else(|| "an empty union has no default".to_string())?;
-                        write_long(out, 0);
-                        write_at(first, names, &v, out, path)?;
-                    }
-                    s => write_at(s, names, &v, out, path)?,
-                }
-            }
-            (None, None) => return Err("missing, and the field has no default".into()),
-        }
-        path.pop();
+        write_field(field, found, names, out).map_err(|f| f.within(field.name.as_str()))?;
     }
     Ok(())
 }
@@ -391,13 +368,40 @@ fn fits(schema: &Schema, names: &Names, value: &Value) -> bool {
     }
 }
 
+/// One field of a record: its value, or its default when the value leaves it out.
+fn write_field(
+    field: &apache_avro::schema::RecordField,
+    found: Option<&Value>,
+    names: &Names,
+    out: &mut Vec<u8>,
+) -> Result<(), Fail> {
+    match (found, &field.default) {
+        (Some(v), _) => write_at(&field.schema, names, v, out),
+        (None, Some(default)) => {
+            let v = Value::from(default.clone());
+            match &field.schema {
+                // A union's default is of its first branch.
+                Schema::Union(u) => {
+                    let first = u
+                        .variants()
+                        .first()
+                        .ok_or_else(|| "an empty union has no default".to_string())?;
+                    write_long(out, 0);
+                    write_at(first, names, &v, out)
+                }
+                s => write_at(s, names, &v, out),
+            }
+        }
+        (None, None) => Err("missing, and the field has no default".to_string().into()),
+    }
+}
+
 fn write_union(
     u: &UnionSchema,
     names: &Names,
     value: &Value,
     out: &mut Vec<u8>,
-    path: &mut Vec<String>,
-) -> Result<(), String> {
+) -> Result<(), Fail> {
     let branches = u.variants();
     let inner = unwrap(value);
     let at = branches
@@ -405,5 +409,5 @@ fn write_union(
         .position(|b| fits(b, names, inner))
         .ok_or_else(|| format!("{} fits no branch of the union", kind(inner)))?;
     write_long(out, at as i64);
-    write_at(&branches[at], names, inner, out, path)
+    write_at(&branches[at], names, inner, out)
 }
