@@ -1,5 +1,6 @@
 //! Health processor workers sharing one process and one state store: the group gives each
-//! worker its partitions, and two workers emit exactly the state changes one worker does.
+//! worker its partitions, and two workers emit exactly the state changes one worker does, on
+//! the embedded bus and on a real Kafka-protocol broker.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -91,8 +92,7 @@ async fn state_changes(bus: &Arc<dyn Bus>) -> Vec<(String, String, HealthState, 
 
 /// The fleet discovered, then three rounds of free space: all fine, one filesystem of
 /// every host nearly full, all fine again. Returns the state changes emitted.
-async fn run(workers: usize) -> Vec<(String, String, HealthState, HealthState)> {
-    let backend = Backend::embedded();
+async fn run(backend: &Backend, workers: usize) -> Vec<(String, String, HealthState, HealthState)> {
     let bus = backend.connect().await;
     let producer = bus.producer().expect("producer");
     let mut mounts: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -121,11 +121,12 @@ async fn run(workers: usize) -> Vec<(String, String, HealthState, HealthState)> 
             packs(),
         );
         let (bus, store, stopped) = (bus.clone(), discovery_store.clone(), stopped.clone());
+        let group = format!("discovery-{workers}");
         async move {
             healthstream_stage::run(
                 stage,
                 bus,
-                "discovery",
+                &group,
                 &[Topic::Discovery],
                 store,
                 healthstream_telemetry::Readiness::new(),
@@ -140,11 +141,12 @@ async fn run(workers: usize) -> Vec<(String, String, HealthState, HealthState)> 
         let stage = HealthStage::new(bus.partitions(Topic::Perf), packs())
             .with_rollup_partitions(bus.partitions(Topic::RollupMembers));
         let (bus, store, stopped) = (bus.clone(), store.clone(), stopped.clone());
+        let group = format!("health-{workers}");
         tasks.push(tokio::spawn(async move {
             healthstream_stage::run(
                 stage,
                 bus,
-                "health",
+                &group,
                 &[Topic::Instances, Topic::Perf],
                 store,
                 healthstream_telemetry::Readiness::new(),
@@ -192,9 +194,8 @@ async fn run(workers: usize) -> Vec<(String, String, HealthState, HealthState)> 
     state_changes(&bus).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_workers_emit_exactly_what_one_does() {
-    let one = run(1).await;
+async fn two_workers_emit_exactly_what_one_does(one_worker: Backend, two_workers: Backend) {
+    let one = run(&one_worker, 1).await;
     // Every host's first filesystem went critical and back, once each way.
     let fs_changes = |changes: &[(String, String, HealthState, HealthState)]| {
         changes
@@ -209,19 +210,33 @@ async fn two_workers_emit_exactly_what_one_does() {
             .filter(|c| **c == (HealthState::Healthy, HealthState::Critical))
             .count(),
         HOSTS,
-        "{went:?}"
+        "{}: {went:?}",
+        one_worker.name()
     );
     assert_eq!(
         went.iter()
             .filter(|c| **c == (HealthState::Critical, HealthState::Healthy))
             .count(),
         HOSTS,
-        "{went:?}"
+        "{}: {went:?}",
+        one_worker.name()
     );
-    let two = run(2).await;
-    assert_eq!(one.len(), two.len());
+    let two = run(&two_workers, 2).await;
+    assert_eq!(one.len(), two.len(), "{}", two_workers.name());
     assert_eq!(
-        one, two,
-        "the same changes, in the same order per partition"
+        one,
+        two,
+        "{}: the same changes, in the same order per partition",
+        two_workers.name()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_the_embedded_bus() {
+    two_workers_emit_exactly_what_one_does(Backend::embedded(), Backend::embedded()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_kafka() {
+    two_workers_emit_exactly_what_one_does(Backend::kafka(), Backend::kafka()).await
 }
