@@ -24,7 +24,7 @@ pub fn free_port() -> u16 {
 pub fn start(data_dir: &Path) -> Process {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let log = data_dir.with_extension(format!("{port}.log"));
+    let log = data_dir.join(format!("healthstream-{port}.log"));
     let child = Command::new(env!("CARGO_BIN_EXE_healthstream"))
         .args(["run", "--listen", &addr, "--data-dir"])
         .arg(data_dir)
