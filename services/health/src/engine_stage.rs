@@ -21,7 +21,7 @@ use healthstream_packfeed::Packs;
 use healthstream_stage::{Position, Processor, Rejection, StageError};
 use healthstream_store::{KeyReader, KeyWriter, Store, StoreBatch, StoreError};
 
-use crate::perf::{store_latest, LatestTimes};
+use crate::perf::{store_latest, LatestCache};
 
 /// The engine's instances: (partition, instance id) -> [`Instance`].
 const INSTANCES_CF: &str = "engine_instance";
@@ -470,7 +470,7 @@ pub struct HealthStage {
     packs_offset: i64,
     engine: Engine,
     last_tick: i64,
-    latest_times: LatestTimes,
+    latest_cache: LatestCache,
 }
 
 fn text(v: &PropertyValue) -> Option<String> {
@@ -507,7 +507,7 @@ impl HealthStage {
             packs_offset: snapshot.next_offset,
             packs,
             last_tick: i64::MIN,
-            latest_times: LatestTimes::default(),
+            latest_cache: LatestCache::default(),
         }
     }
 
@@ -1279,7 +1279,7 @@ impl Processor for HealthStage {
             let _ = self.engine.remove(&id, 0);
         }
         let _ = self.engine.take_touched();
-        self.latest_times.clear();
+        self.latest_cache.clear();
     }
 
     fn apply(
@@ -1306,7 +1306,7 @@ impl Processor for HealthStage {
                             stage: "health".into(),
                             message: format!("a checked perf batch does not read again: {e}"),
                         })?;
-                store_latest(store, batch, &b, at, &mut self.latest_times)?;
+                store_latest(store, batch, &b, at, &mut self.latest_cache)?;
                 crate::metrics::SAMPLES.inc_by(b.samples.len() as u64);
                 let samples: Vec<Sample<'_>> = b
                     .samples

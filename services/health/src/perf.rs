@@ -35,7 +35,7 @@ pub struct LatestSample {
 /// Keeps the latest sample of every counter.
 pub struct PerfStage {
     partitions: u32,
-    times: LatestTimes,
+    latest: LatestCache,
 }
 
 impl PerfStage {
@@ -44,7 +44,7 @@ impl PerfStage {
     pub fn new(partitions: i32) -> Self {
         PerfStage {
             partitions: partitions.max(1) as u32,
-            times: LatestTimes::default(),
+            latest: LatestCache::default(),
         }
     }
 }
@@ -179,16 +179,16 @@ pub fn latest_samples(
 }
 
 /// The latest samples of the hosts written lately, so that a batch does not read its host's
-/// samples back from the store. Bounded: past `LatestTimes::BOUND` counters it starts again
+/// samples back from the store. Bounded: past `LatestCache::BOUND` counters it starts again
 /// from the store. Cleared when partitions move (another replica may have written them in
 /// between).
 #[derive(Default)]
-pub struct LatestTimes {
+pub struct LatestCache {
     hosts: std::collections::HashMap<String, HostLatest>,
     counters: usize,
 }
 
-impl LatestTimes {
+impl LatestCache {
     /// Counters kept at most (about 100 bytes each).
     pub const BOUND: usize = 1 << 20;
 
@@ -204,7 +204,7 @@ pub fn store_latest(
     batch: &mut StoreBatch,
     input: &PerfView<'_>,
     at: Position,
-    times: &mut LatestTimes,
+    times: &mut LatestCache,
 ) -> Result<(), StoreError> {
     let root = input.root_host.as_ref();
     let key = host_key(root);
@@ -217,7 +217,7 @@ pub fn store_latest(
             }),
             None => HostLatest::new(),
         };
-        if times.counters >= LatestTimes::BOUND {
+        if times.counters >= LatestCache::BOUND {
             times.clear();
         }
         times.counters += stored.len();
@@ -304,13 +304,13 @@ impl Processor for PerfStage {
         input: PerfBatch,
         at: Position,
     ) -> Result<Vec<OutboundRecord>, StageError> {
-        store_latest(store, batch, &(&input).into(), at, &mut self.times)?;
+        store_latest(store, batch, &(&input).into(), at, &mut self.latest)?;
         metrics::SAMPLES.inc_by(input.samples.len() as u64);
         Ok(Vec::new())
     }
 
     fn on_revoked(&mut self, _revoked: &[(healthstream_contracts::Topic, i32)]) {
-        self.times.clear();
+        self.latest.clear();
     }
 }
 
