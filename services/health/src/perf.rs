@@ -204,11 +204,11 @@ pub fn store_latest(
     batch: &mut StoreBatch,
     input: &PerfView<'_>,
     at: Position,
-    times: &mut LatestCache,
+    cache: &mut LatestCache,
 ) -> Result<(), StoreError> {
     let root = input.root_host.as_ref();
     let key = host_key(root);
-    if !times.hosts.contains_key(root) {
+    if !cache.hosts.contains_key(root) {
         let stored = match store.get(LATEST_CF, &key)? {
             Some(v) => decode_host(&v).unwrap_or_else(|e| {
                 // What cannot be read is replaced by what this batch brings.
@@ -217,13 +217,13 @@ pub fn store_latest(
             }),
             None => HostLatest::new(),
         };
-        if times.counters >= LatestCache::BOUND {
-            times.clear();
+        if cache.counters >= LatestCache::BOUND {
+            cache.clear();
         }
-        times.counters += stored.len();
-        times.hosts.insert(root.to_string(), stored);
+        cache.counters += stored.len();
+        cache.hosts.insert(root.to_string(), stored);
     }
-    let Some(latest) = times.hosts.get_mut(root) else {
+    let Some(latest) = cache.hosts.get_mut(root) else {
         return Ok(());
     };
     let before = latest.len();
@@ -252,7 +252,7 @@ pub fn store_latest(
             }
         }
     }
-    times.counters += latest.len() - before;
+    cache.counters += latest.len() - before;
     if changed {
         store.put(batch, LATEST_CF, &key, &encode_host(latest))?;
     }
