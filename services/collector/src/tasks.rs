@@ -359,7 +359,7 @@ mod tests {
             slow.finished_at - slow.started_at < 4_000,
             "killed at its limit"
         );
-        let refused = run(&command(&["rm", "-rf", "/tmp/x"], 5), &a, 1024).await;
+        let refused = run(&command(&["rm", "-rf", "scratch"], 5), &a, 1024).await;
         assert_eq!(refused.status, TaskStatus::Refused);
         assert!(
             refused
