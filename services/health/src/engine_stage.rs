@@ -104,24 +104,25 @@ pub struct CommandOutcome {
 
 /// A command and its result, by id.
 pub fn command(store: &Store, id: &str) -> Result<Option<CommandEntry>, StoreError> {
+    get_by_name(store, COMMANDS_CF, COMMAND_PREFIX, id)
+}
+
+/// The value kept under `prefix` + `name` in a column family, decoded.
+fn get_by_name<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    cf: &str,
+    prefix: u8,
+    name: &str,
+) -> Result<Option<T>, StoreError> {
     store
-        .get(
-            COMMANDS_CF,
-            &KeyWriter::new(COMMAND_PREFIX).str(id).finish(),
-        )?
+        .get(cf, &KeyWriter::new(prefix).str(name).finish())?
         .map(|v| decode(&v))
         .transpose()
 }
 
 /// Since when the collector of a root host misses its heartbeats (`None`: available).
 pub fn unavailable_since(store: &Store, root_host: &str) -> Result<Option<i64>, StoreError> {
-    store
-        .get(
-            UNAVAILABLE_CF,
-            &KeyWriter::new(UNAVAILABLE_PREFIX).str(root_host).finish(),
-        )?
-        .map(|v| decode(&v))
-        .transpose()
+    get_by_name(store, UNAVAILABLE_CF, UNAVAILABLE_PREFIX, root_host)
 }
 
 /// What became of an operator action.
@@ -139,13 +140,7 @@ pub struct OperationOutcome {
 
 /// The outcome of an operator action, once its partition's processor applied it.
 pub fn operation_outcome(store: &Store, id: &str) -> Result<Option<OperationOutcome>, StoreError> {
-    store
-        .get(
-            OPERATIONS_CF,
-            &KeyWriter::new(OPERATION_PREFIX).str(id).finish(),
-        )?
-        .map(|v| decode(&v))
-        .transpose()
+    get_by_name(store, OPERATIONS_CF, OPERATION_PREFIX, id)
 }
 
 /// The maintenance an instance is in: its own, or that of a host above it, as
@@ -315,10 +310,7 @@ pub fn alert(
     store: &Store,
     id: &str,
 ) -> Result<Option<healthstream_engine::alerts::Alert>, StoreError> {
-    store
-        .get(ALERTS_CF, &KeyWriter::new(ALERT_PREFIX).str(id).finish())?
-        .map(|v| decode(&v))
-        .transpose()
+    get_by_name(store, ALERTS_CF, ALERT_PREFIX, id)
 }
 
 /// The open alert of a monitor of an instance.
@@ -546,14 +538,11 @@ impl HealthStage {
             let (container, relationship) = match self.group_containers.get(&group) {
                 Some(e) => e.clone(),
                 None => {
-                    let Some(v) = store.get(
-                        MEMBERSHIP_CF,
-                        &KeyWriter::new(GROUP_CONTAINER_PREFIX).str(&group).finish(),
-                    )?
+                    let Some(entry): Option<(String, String)> =
+                        get_by_name(store, MEMBERSHIP_CF, GROUP_CONTAINER_PREFIX, &group)?
                     else {
                         continue;
                     };
-                    let entry: (String, String) = decode(&v)?;
                     self.group_containers.insert(group.clone(), entry.clone());
                     entry
                 }

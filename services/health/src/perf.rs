@@ -231,26 +231,23 @@ pub fn store_latest(
     let mut buf = String::new();
     // The last sample of a counter in the batch wins over earlier ones of the same time;
     // an older sample than the one kept is ignored.
+    let fresh = |time, value| Kept {
+        time,
+        value,
+        partition: at.partition,
+        offset: at.offset,
+        collector: input.collector.to_string(),
+    };
     for s in &input.samples {
         counter_key(&mut buf, &s.object, &s.counter, &s.instance);
-        let fresh = Kept {
-            time: s.time,
-            value: s.value,
-            partition: at.partition,
-            offset: at.offset,
-            collector: input.collector.to_string(),
-        };
         match latest.get_mut(buf.as_str()) {
-            Some(old) if old.time > s.time => {}
-            Some(old) => {
-                *old = fresh;
-                changed = true;
-            }
+            Some(old) if old.time > s.time => continue,
+            Some(old) => *old = fresh(s.time, s.value),
             None => {
-                latest.insert(buf.clone(), fresh);
-                changed = true;
+                latest.insert(buf.clone(), fresh(s.time, s.value));
             }
         }
+        changed = true;
     }
     cache.counters += latest.len() - before;
     if changed {
@@ -349,6 +346,19 @@ mod tests {
         }
     }
 
+    /// Applies a batch and writes what it staged.
+    fn apply(stage: &mut PerfStage, store: &Store, input: PerfBatch) {
+        let at = Position {
+            topic: Topic::Perf,
+            partition: 0,
+            offset: 3,
+            timestamp_ms: 0,
+        };
+        let mut b = store.batch();
+        stage.apply(store, &mut b, input, at).expect("apply");
+        store.write(b).expect("write");
+    }
+
     /// (counter, time, value) of a host's latest samples.
     fn counters(store: &Store, host: &str) -> Vec<(String, i64, f64)> {
         latest_samples(store, host, 100)
@@ -363,60 +373,36 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), PERF_CFS).expect("store");
         let mut stage = PerfStage::new(4);
-        let at = Position {
-            topic: Topic::Perf,
-            partition: 0,
-            offset: 3,
-            timestamp_ms: 0,
-        };
-        let mut b = store.batch();
-        stage
-            .apply(
-                &store,
-                &mut b,
-                batch(
-                    "h1",
-                    &[
-                        (10, "cpu", 1.0),
-                        (30, "cpu", 3.0),
-                        (20, "cpu", 2.0),
-                        (5, "ctx", 9.0),
-                    ],
-                ),
-                at,
-            )
-            .expect("apply");
-        store.write(b).expect("write");
-        let mut b = store.batch();
-        stage
-            .apply(
-                &store,
-                &mut b,
-                batch("h1", &[(25, "cpu", 2.5), (6, "ctx", 10.0)]),
-                at,
-            )
-            .expect("apply");
-        store.write(b).expect("write");
-        let by_counter = counters(&store, "h1");
+        apply(
+            &mut stage,
+            &store,
+            batch(
+                "h1",
+                &[
+                    (10, "cpu", 1.0),
+                    (30, "cpu", 3.0),
+                    (20, "cpu", 2.0),
+                    (5, "ctx", 9.0),
+                ],
+            ),
+        );
+        apply(
+            &mut stage,
+            &store,
+            batch("h1", &[(25, "cpu", 2.5), (6, "ctx", 10.0)]),
+        );
         assert_eq!(
-            by_counter,
+            counters(&store, "h1"),
             vec![("cpu".into(), 30, 3.0), ("ctx".into(), 6, 10.0)]
         );
         // After a restart (nothing remembered) the store still decides: older loses.
-        let mut restarted = PerfStage::new(4);
-        let mut b = store.batch();
-        restarted
-            .apply(
-                &store,
-                &mut b,
-                batch("h1", &[(29, "cpu", 2.9), (7, "ctx", 11.0)]),
-                at,
-            )
-            .expect("apply");
-        store.write(b).expect("write");
-        let by_counter = counters(&store, "h1");
+        apply(
+            &mut PerfStage::new(4),
+            &store,
+            batch("h1", &[(29, "cpu", 2.9), (7, "ctx", 11.0)]),
+        );
         assert_eq!(
-            by_counter,
+            counters(&store, "h1"),
             vec![("cpu".into(), 30, 3.0), ("ctx".into(), 7, 11.0)]
         );
         assert!(
@@ -473,18 +459,11 @@ mod tests {
             latest_samples(&store, "h1", 10),
             Err(StoreError::Corrupt(_))
         ));
-        let mut stage = PerfStage::new(4);
-        let at = Position {
-            topic: Topic::Perf,
-            partition: 0,
-            offset: 1,
-            timestamp_ms: 0,
-        };
-        let mut b = store.batch();
-        stage
-            .apply(&store, &mut b, batch("h1", &[(10, "cpu", 1.0)]), at)
-            .expect("apply");
-        store.write(b).expect("write");
+        apply(
+            &mut PerfStage::new(4),
+            &store,
+            batch("h1", &[(10, "cpu", 1.0)]),
+        );
         let got = latest_samples(&store, "h1", 10).expect("readable again");
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].counter.as_str(), got[0].value), ("cpu", 1.0));

@@ -39,6 +39,15 @@ thread_local! {
     static EXTRA: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
+/// A test pack over the shipped ones: its header, references included, then `body`.
+fn extra_pack(id: &str, body: &str) -> String {
+    format!(
+        "[pack]\nid = \"{id}\"\nversion = \"1\"\n\
+         [[reference]]\npack = \"System.Library\"\nversion = \"1.0\"\n\
+         [[reference]]\npack = \"Healthstream.Linux\"\nversion = \"1.0\"\n{body}"
+    )
+}
+
 fn packs_with(extra: Option<&str>) -> healthstream_packfeed::Packs {
     let mut store = PackStore::new();
     for (path, text) in healthstream_model::SHIPPED {
@@ -772,16 +781,8 @@ fn operators_maintenance_and_availability() {
     }
 }
 
+/// The body of pack Tuning.Restarts (see [`extra_pack`]).
 const RESTART_ENABLED: &str = r#"
-[pack]
-id = "Tuning.Restarts"
-version = "1"
-[[reference]]
-pack = "System.Library"
-version = "1.0"
-[[reference]]
-pack = "Healthstream.Linux"
-version = "1.0"
 [[override]]
 id = "Tuning.RestartSshd"
 workflow = "Linux.Recovery.RestartService"
@@ -901,7 +902,7 @@ fn command_id(out: &[String], workflow: &str) -> String {
 
 #[test]
 fn diagnostics_recoveries_and_tasks() {
-    EXTRA.with(|e| *e.borrow_mut() = Some(RESTART_ENABLED.to_string()));
+    EXTRA.with(|e| *e.borrow_mut() = Some(extra_pack("Tuning.Restarts", RESTART_ENABLED)));
     let (first, _, _) = run_inputs(&command_inputs(&[]), None);
     let text = first.join("\n");
     // The disk's diagnostic, attached to the disk's alert.
@@ -1107,16 +1108,8 @@ fn storm_containment() {
     }
 }
 
+/// The body of pack Tuning.Root (see [`extra_pack`]).
 const ROOT_TIGHTER: &str = r#"
-[pack]
-id = "Tuning.Root"
-version = "1"
-[[reference]]
-pack = "System.Library"
-version = "1.0"
-[[reference]]
-pack = "Healthstream.Linux"
-version = "1.0"
 [[override]]
 id = "Tuning.RootWarnsEarly"
 workflow = "Linux.Monitor.FilesystemFreeSpace"
@@ -1129,7 +1122,7 @@ instance = "fs-root"
 #[test]
 fn an_override_changes_one_instance_only() {
     let inputs = inputs();
-    EXTRA.with(|e| *e.borrow_mut() = Some(ROOT_TIGHTER.to_string()));
+    EXTRA.with(|e| *e.borrow_mut() = Some(extra_pack("Tuning.Root", ROOT_TIGHTER)));
     let (tuned, _, _) = run_inputs(&inputs, None);
     let restarted = run_inputs(&inputs, Some(inputs.len() / 2)).0;
     EXTRA.with(|e| *e.borrow_mut() = None);
@@ -1157,16 +1150,8 @@ fn an_override_changes_one_instance_only() {
     assert_eq!(restarted, tuned);
 }
 
+/// The body of pack Test.Rollups (see [`extra_pack`]).
 const ROLLUPS: &str = r#"
-[pack]
-id = "Test.Rollups"
-version = "1"
-[[reference]]
-pack = "System.Library"
-version = "1.0"
-[[reference]]
-pack = "Healthstream.Linux"
-version = "1.0"
 
 [[dependency]]
 id = "Test.FsBestOf"
@@ -1247,7 +1232,7 @@ fn rollup_inputs() -> Vec<Message> {
 
 #[test]
 fn rollup_algorithms() {
-    EXTRA.with(|e| *e.borrow_mut() = Some(ROLLUPS.to_string()));
+    EXTRA.with(|e| *e.borrow_mut() = Some(extra_pack("Test.Rollups", ROLLUPS)));
     let inputs = rollup_inputs();
     let (out, outcomes, _) = run_inputs(&inputs, None);
     let restarted = run_inputs(&inputs, Some(8)).0;

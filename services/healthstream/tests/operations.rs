@@ -45,10 +45,8 @@ fn eventually(p: &Process, path: &str, what: &str, f: impl Fn(&Value) -> bool) -
     }
 }
 
-#[test]
-fn maintenance_reset_and_close_through_the_api() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let p = start(data.path());
+/// web-01 with its root filesystem, discovered: (filesystem id, computer id).
+fn discover_web01(p: &Process) -> (String, String) {
     let host = json!({"class": "Linux.Computer", "keys": {"PrincipalName": "web-01"}});
     let (status, resp) = reqwest::post_json(
         &p.url("/v1/ingest/discovery"),
@@ -65,7 +63,7 @@ fn maintenance_reset_and_close_through_the_api() {
     );
     assert_eq!(status, 200, "{resp}");
     let list = eventually(
-        &p,
+        p,
         "/v1/instances?class=Linux.Filesystem",
         "a filesystem",
         |v| v["instances"].as_array().is_some_and(|a| a.len() == 1),
@@ -75,26 +73,36 @@ fn maintenance_reset_and_close_through_the_api() {
         .as_str()
         .expect("host")
         .to_string();
+    (fs, web)
+}
+
+/// A nearly full root filesystem on web-01 at `time`.
+fn send_low_free_space(p: &Process, time: i64) {
+    let (status, resp) = reqwest::post_json(
+        &p.url("/v1/ingest/perf"),
+        &json!([{"collector": "web-01", "root_host": "web-01", "samples": [
+            {"time": time, "object": "Filesystem", "counter": "% Free Space", "instance": "/", "value": 4.0}
+        ]}]),
+    );
+    assert_eq!(status, 200, "{resp}");
+}
+
+#[test]
+fn maintenance_reset_and_close_through_the_api() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let p = start(data.path());
+    let (fs, web) = discover_web01(&p);
     // The root filesystem is almost full: critical, with an alert.
     // Sent again until it has an effect (a sample read before its instance reaches nothing;
     // the same sample again changes nothing once it has).
     let t = now_ms();
-    let send_low = || {
-        let (status, resp) = reqwest::post_json(
-            &p.url("/v1/ingest/perf"),
-            &json!([{"collector": "web-01", "root_host": "web-01", "samples": [
-                {"time": t, "object": "Filesystem", "counter": "% Free Space", "instance": "/", "value": 4.0}
-            ]}]),
-        );
-        assert_eq!(status, 200, "{resp}");
-    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while call(&p, Method::GET, &format!("/v1/health/{fs}"), None).0 == 404 {
         assert!(
             Instant::now() < deadline,
             "the sample never reached the monitor"
         );
-        send_low();
+        send_low_free_space(&p, t);
         std::thread::sleep(Duration::from_millis(100));
     }
     let health = eventually(
@@ -292,44 +300,10 @@ fn maintenance_reset_and_close_through_the_api() {
 fn commands_reach_the_collector_and_results_come_back() {
     let data = tempfile::tempdir().expect("tempdir");
     let p = start(data.path());
-    let host = json!({"class": "Linux.Computer", "keys": {"PrincipalName": "web-01"}});
-    let (status, resp) = reqwest::post_json(
-        &p.url("/v1/ingest/discovery"),
-        &json!([{
-            "root_host": "web-01",
-            "source": {"kind": "discovery", "id": "Linux.Discovery.Filesystems/web-01"},
-            "mode": "snapshot",
-            "time": "2026-11-22T10:00:00Z",
-            "instances": [
-                {"class": "Linux.Computer", "keys": {"PrincipalName": "web-01"}},
-                {"class": "Linux.Filesystem", "keys": {"MountPoint": "/"}, "properties": {"Type": "ext4"}, "host": host}
-            ]
-        }]),
-    );
-    assert_eq!(status, 200, "{resp}");
-    let list = eventually(
-        &p,
-        "/v1/instances?class=Linux.Filesystem",
-        "a filesystem",
-        |v| v["instances"].as_array().is_some_and(|a| a.len() == 1),
-    );
-    let fs = list["instances"][0]["id"].as_str().expect("id").to_string();
-    let web = list["instances"][0]["host_id"]
-        .as_str()
-        .expect("host")
-        .to_string();
+    let (fs, web) = discover_web01(&p);
     // The sample is sent again until it has an effect: the health processor reads the
     // instance and perf topics independently, and a sample that comes before its instance
     // has no monitor to reach (the same value again changes nothing once it has).
-    let send_low = || {
-        let (status, resp) = reqwest::post_json(
-            &p.url("/v1/ingest/perf"),
-            &json!([{"collector": "web-01", "root_host": "web-01", "samples": [
-                {"time": now_ms(), "object": "Filesystem", "counter": "% Free Space", "instance": "/", "value": 4.0}
-            ]}]),
-        );
-        assert_eq!(status, 200, "{resp}");
-    };
     // The disk's diagnostic waits for the collector of web-01.
     let listed = eventually(
         &p,
@@ -338,7 +312,7 @@ fn commands_reach_the_collector_and_results_come_back() {
         |v| {
             let some = v["commands"].as_array().is_some_and(|a| !a.is_empty());
             if !some {
-                send_low();
+                send_low_free_space(&p, now_ms());
             }
             some
         },
