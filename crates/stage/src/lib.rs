@@ -130,6 +130,20 @@ impl OffsetSource for StoreOffsets {
     }
 }
 
+/// Encodes an output record; a record its own contract refuses is a bug of the stage, which
+/// stops (and says which record).
+pub fn encode_output<R: healthstream_contracts::records::Record>(
+    stage: &str,
+    record: &R,
+) -> Result<Vec<u8>, StageError> {
+    Codec::shared()
+        .encode(record)
+        .map_err(|e| StageError::Internal {
+            stage: stage.to_string(),
+            message: e.to_string(),
+        })
+}
+
 /// Builds the dead-letter record of a rejected input.
 pub fn dead_letter(
     stage: &str,
@@ -156,12 +170,7 @@ pub fn dead_letter(
         reason: rejection.reason.clone(),
         time: message.timestamp_ms,
     };
-    let value = Codec::shared()
-        .encode(&record)
-        .map_err(|e| StageError::Internal {
-            stage: stage.to_string(),
-            message: e.to_string(),
-        })?;
+    let value = encode_output(stage, &record)?;
     Ok(OutboundRecord {
         topic: Topic::DeadLetters,
         partition: message.partition.rem_euclid(dead_letter_partitions.max(1)),

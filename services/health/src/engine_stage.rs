@@ -280,12 +280,7 @@ pub fn keep_alert(
                 .collect(),
         },
     };
-    let value = Codec::shared()
-        .encode(&record)
-        .map_err(|e| StageError::Internal {
-            stage: "alerts".into(),
-            message: e.to_string(),
-        })?;
+    let value = healthstream_stage::encode_output("alerts", &record)?;
     Ok(Some(OutboundRecord {
         topic: Topic::Alerts,
         partition,
@@ -569,12 +564,7 @@ impl HealthStage {
                 unavailable: present && self.engine.is_unavailable(&member),
                 time: at.timestamp_ms,
             };
-            let value = Codec::shared()
-                .encode(&record)
-                .map_err(|e| StageError::Internal {
-                    stage: "health".into(),
-                    message: e.to_string(),
-                })?;
+            let value = healthstream_stage::encode_output("health", &record)?;
             out.push(OutboundRecord {
                 topic: Topic::RollupMembers,
                 partition: partition_for_key(container.as_bytes(), self.rollup_partitions) as i32,
@@ -965,12 +955,7 @@ impl HealthStage {
                     result: None,
                 })?,
             )?;
-            let value = Codec::shared()
-                .encode(&record)
-                .map_err(|e| StageError::Internal {
-                    stage: "health".into(),
-                    message: e.to_string(),
-                })?;
+            let value = healthstream_stage::encode_output("health", &record)?;
             out.push(OutboundRecord {
                 topic: Topic::Commands,
                 partition: partition_for_key(planned.root_host.as_bytes(), self.partitions) as i32,
@@ -1203,17 +1188,7 @@ impl Processor for HealthStage {
             Topic::Instances => HealthInput::Instance(Box::new(codec.decode(value)?)),
             Topic::Perf => {
                 let view = codec.decode_perf_view(value)?;
-                if let Some((i, s)) = view
-                    .samples
-                    .iter()
-                    .enumerate()
-                    .find(|(_, s)| !s.value.is_finite())
-                {
-                    return Err(Rejection::validation(format!(
-                        "samples[{i}].value is {}, not a finite number",
-                        s.value
-                    )));
-                }
+                crate::perf::finite_values(view.samples.iter().map(|s| s.value))?;
                 HealthInput::Perf {
                     root_host: view.root_host.into_owned(),
                     framed: value.to_vec(),
@@ -1409,12 +1384,7 @@ impl Processor for HealthStage {
                     data: BTreeMap::new(),
                 },
             };
-            let value = Codec::shared()
-                .encode(&record)
-                .map_err(|e| StageError::Internal {
-                    stage: "health".into(),
-                    message: e.to_string(),
-                })?;
+            let value = healthstream_stage::encode_output("health", &record)?;
             out.push(OutboundRecord {
                 topic: Topic::State,
                 partition: at.partition,

@@ -256,6 +256,16 @@ pub fn store_latest(
     Ok(())
 }
 
+/// A batch whose values are not all finite numbers is refused, naming the first that is not.
+pub fn finite_values(values: impl Iterator<Item = f64>) -> Result<(), Rejection> {
+    match values.enumerate().find(|(_, v)| !v.is_finite()) {
+        Some((i, v)) => Err(Rejection::validation(format!(
+            "samples[{i}].value is {v}, not a finite number"
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl Processor for PerfStage {
     type Input = PerfBatch;
 
@@ -280,17 +290,7 @@ impl Processor for PerfStage {
                 batch.root_host, message.partition
             )));
         }
-        if let Some((i, s)) = batch
-            .samples
-            .iter()
-            .enumerate()
-            .find(|(_, s)| !s.value.is_finite())
-        {
-            return Err(Rejection::validation(format!(
-                "samples[{i}].value is {}, not a finite number",
-                s.value
-            )));
-        }
+        finite_values(batch.samples.iter().map(|s| s.value))?;
         Ok(batch)
     }
 
@@ -513,5 +513,12 @@ mod tests {
             "{}",
             err.reason
         );
+    }
+
+    #[test]
+    fn the_first_value_that_is_not_finite_is_named() {
+        assert!(finite_values([1.0, -2.5, 0.0].into_iter()).is_ok());
+        let err = finite_values([1.0, f64::INFINITY, f64::NAN].into_iter()).expect_err("inf");
+        assert_eq!(err.reason, "samples[1].value is inf, not a finite number");
     }
 }

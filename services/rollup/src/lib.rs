@@ -333,12 +333,7 @@ impl Processor for RollupStage {
                     data: BTreeMap::new(),
                 },
             };
-            let value = Codec::shared()
-                .encode(&record)
-                .map_err(|e| StageError::Internal {
-                    stage: "rollup".into(),
-                    message: e.to_string(),
-                })?;
+            let value = healthstream_stage::encode_output("rollup", &record)?;
             out.push(OutboundRecord {
                 topic: Topic::State,
                 partition: partition_for_key(c.instance_id.as_bytes(), self.state_partitions)
