@@ -223,7 +223,6 @@ fn kubernetes_manifests_match_the_scaled_topology() {
         ("ingest.yaml", Service::Ingest),
         ("discovery.yaml", Service::Discovery),
         ("health.yaml", Service::Health),
-        ("rollup.yaml", Service::Rollup),
         ("connector.yaml", Service::Connector),
     ] {
         let text = std::fs::read_to_string(repo().join("ops/k8s").join(file)).expect(file);
@@ -257,7 +256,7 @@ fn kubernetes_manifests_match_the_scaled_topology() {
             "{file}"
         );
     }
-    for file in ["health.yaml", "discovery.yaml", "rollup.yaml"] {
+    for file in ["health.yaml", "discovery.yaml"] {
         let text = std::fs::read_to_string(repo().join("ops/k8s").join(file)).expect(file);
         assert!(
             text.contains("kind: StatefulSet") && text.contains("volumeClaimTemplates"),

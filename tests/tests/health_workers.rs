@@ -138,8 +138,7 @@ async fn run(backend: &Backend, workers: usize) -> Vec<(String, String, HealthSt
     caught_up(&bus, &discovery_store, Topic::Discovery).await;
     let store = Store::open(dir.path().join("health"), HEALTH_CFS).expect("health store");
     for _ in 0..workers {
-        let stage = HealthStage::new(bus.partitions(Topic::Perf), packs())
-            .with_rollup_partitions(bus.partitions(Topic::RollupMembers));
+        let stage = HealthStage::new(bus.partitions(Topic::Perf), packs());
         let (bus, store, stopped) = (bus.clone(), store.clone(), stopped.clone());
         let group = format!("health-{workers}");
         tasks.push(tokio::spawn(async move {

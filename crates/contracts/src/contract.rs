@@ -110,13 +110,13 @@ impl Contract {
     pub fn versions(self) -> &'static [SchemaVersion] {
         match self {
             Contract::DiscoveryData => {
-                versions!(Contract::DiscoveryData, "discovery_data", 1, [1])
+                versions!(Contract::DiscoveryData, "discovery_data", 1, [1, 2])
             }
             Contract::PerfBatch => versions!(Contract::PerfBatch, "perf_batch", 2, [1]),
             Contract::EventBatch => versions!(Contract::EventBatch, "event_batch", 3, [1]),
             Contract::Heartbeat => versions!(Contract::Heartbeat, "heartbeat", 4, [1]),
             Contract::InstanceChange => {
-                versions!(Contract::InstanceChange, "instance_change", 5, [1])
+                versions!(Contract::InstanceChange, "instance_change", 5, [1, 2])
             }
             Contract::StateChange => versions!(Contract::StateChange, "state_change", 6, [1]),
             Contract::Alert => versions!(Contract::Alert, "alert", 7, [1]),
@@ -128,7 +128,7 @@ impl Contract {
             Contract::TaskResult => versions!(Contract::TaskResult, "task_result", 11, [1]),
             Contract::DeadLetter => versions!(Contract::DeadLetter, "dead_letter", 12, [1]),
             Contract::Operation => versions!(Contract::Operation, "operation", 13, [1]),
-            Contract::MemberState => versions!(Contract::MemberState, "member_state", 14, [1]),
+            Contract::MemberState => versions!(Contract::MemberState, "member_state", 14, [1, 2]),
         }
     }
 

@@ -119,6 +119,9 @@ pub struct DiscoveredRelationship {
     pub source: InstanceRef,
     pub target: InstanceRef,
     pub properties: Properties,
+    /// The target's root host, when it is in another hosting tree (schema version 2).
+    #[serde(default)]
+    pub target_root_host: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -235,6 +238,12 @@ pub struct InstanceChange {
     pub target_id: Option<String>,
     pub managed: bool,
     pub claimed_by: Vec<String>,
+    /// A relationship to another hosting tree: its source's root host (schema version 2).
+    #[serde(default)]
+    pub source_root_host: Option<String>,
+    /// A relationship: its source's class (schema version 2).
+    #[serde(default)]
+    pub source_class: Option<String>,
 }
 
 /// Health states, worst last.
@@ -405,6 +414,20 @@ pub struct MemberState {
     pub in_maintenance: bool,
     pub unavailable: bool,
     pub time: i64,
+    /// Root host of the container's tree; empty: the container is its own root (version 2).
+    #[serde(default)]
+    pub container_root_host: String,
+}
+
+impl MemberState {
+    /// The root host whose partition the record belongs on: the container's.
+    pub fn container_root(&self) -> &str {
+        if self.container_root_host.is_empty() {
+            &self.container_id
+        } else {
+            &self.container_root_host
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -167,10 +167,8 @@ pub struct Engine {
     /// Instances whose maintenance was set or ended since the last
     /// [`Engine::take_maintenance_changes`].
     maintenance_touched: BTreeMap<String, String>,
-    /// The containers' engine (rollup stage): containment and reference rollups only,
-    /// over members known by their reported states.
-    containers: bool,
-    /// Container -> (relationship, member) -> what is known of the member.
+    /// Container -> (relationship, member) -> what is known of the member: its states as
+    /// its own partition reports them (containment and reference rollups, any host).
     external: BTreeMap<String, BTreeMap<(String, String), ExternalMember>>,
     /// The rollup monitors of each class, worked out when first needed.
     class_rollups: HashMap<String, Arc<ClassRollups>>,
@@ -180,9 +178,10 @@ pub struct Engine {
 }
 
 /// The rollup monitors of a class: its dependency monitors (with the class their members
-/// must be) and its aggregates, deepest first, with the rollups whose parent each is.
+/// must be and whether they roll up hosting, read here, or other relationships, whose members
+/// are reported) and its aggregates, deepest first, with the rollups whose parent each is.
 struct ClassRollups {
-    deps: Vec<(DependencyMonitor, String)>,
+    deps: Vec<(DependencyMonitor, String, bool)>,
     aggs: Vec<(AggregateMonitor, Vec<String>)>,
 }
 
@@ -356,7 +355,6 @@ impl Engine {
             unavailable: BTreeSet::new(),
             maintenance_touched: BTreeMap::new(),
             availability_touched: BTreeMap::new(),
-            containers: false,
             external: BTreeMap::new(),
             class_rollups: HashMap::new(),
             initial: Vec::new(),
@@ -364,18 +362,12 @@ impl Engine {
         }
     }
 
-    /// The containers' engine of the rollup stage: it holds containers (groups, distributed
-    /// applications) and computes their containment and reference rollups and aggregates
-    /// from their members' reported states; it runs no unit monitor and no rule.
-    pub fn for_containers(catalog: Catalog) -> Engine {
-        Engine {
-            containers: true,
-            ..Engine::new(catalog)
-        }
-    }
-
     /// What is known of a member of a container changed (`None`: it left). Returns the
-    /// state changes of the container's rollups.
+    /// state changes of the container's rollups and of its hosts'. Members of containment
+    /// and reference relationships are known only this way, on every host (their states
+    /// come through the repartition topic keyed by the container), so a container's
+    /// dependency monitors are computed in the same engine as its own unit monitors and
+    /// aggregates.
     pub fn member_changed(
         &mut self,
         container: &str,
@@ -410,7 +402,12 @@ impl Engine {
         if members.is_empty() {
             self.external.remove(container);
         }
-        self.recompute(container, time, &cause, CauseKind::Rollup)
+        self.propagate(container, time, &cause)
+    }
+
+    /// Forget the members of a container whose partition went elsewhere.
+    pub fn forget_members(&mut self, container: &str) {
+        self.external.remove(container);
     }
 
     /// Put back what was known of a member (restore, before the kept rollup states).
@@ -846,7 +843,7 @@ impl Engine {
         self.instances.get(id)
     }
 
-    pub(crate) fn catalog(&self) -> &Catalog {
+    pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }
 
@@ -1011,7 +1008,7 @@ impl Engine {
         let Some(ctx) = self.context(id) else { return };
         self.rebuild_rules(id, &ctx);
         let mut keep = BTreeSet::new();
-        if inst.managed && !self.containers {
+        if inst.managed {
             let monitors: Vec<_> = self
                 .catalog
                 .packs()
@@ -1817,17 +1814,18 @@ impl Engine {
             return r.clone();
         }
         let cat = &self.catalog;
-        let deps: Vec<(DependencyMonitor, String)> = cat
+        let deps: Vec<(DependencyMonitor, String, bool)> = cat
             .packs()
             .iter()
             .flat_map(|p| p.pack.dependencies.iter())
             .filter(|d| cat.is_a(class, &d.target))
             .filter_map(|d| {
                 let rel = cat.relationship(&d.relationship)?;
-                // Hosting rollups are computed where the host is; containment and reference
-                // rollups cross hosts and are computed by the containers' engine.
-                ((rel.kind == RelationshipKind::Hosting) != self.containers)
-                    .then(|| (d.clone(), rel.target.clone()))
+                Some((
+                    d.clone(),
+                    rel.target.clone(),
+                    rel.kind == RelationshipKind::Hosting,
+                ))
             })
             .collect();
         let all_aggs: Vec<&AggregateMonitor> = cat
@@ -1888,8 +1886,8 @@ impl Engine {
         };
         let plan = self.class_rollups(&class);
         let mut out = Vec::new();
-        for (d, member_class) in &plan.deps {
-            let members: Vec<Member> = if self.containers {
+        for (d, member_class, hosting) in &plan.deps {
+            let members: Vec<Member> = if !*hosting {
                 self.external
                     .get(id)
                     .into_iter()

@@ -20,17 +20,15 @@ pub enum Service {
     Ingest,
     Discovery,
     Health,
-    Rollup,
     Connector,
     Collector,
 }
 
 impl Service {
-    pub const ALL: [Service; 6] = [
+    pub const ALL: [Service; 5] = [
         Service::Ingest,
         Service::Discovery,
         Service::Health,
-        Service::Rollup,
         Service::Connector,
         Service::Collector,
     ];
@@ -40,7 +38,6 @@ impl Service {
             Service::Ingest => "ingest",
             Service::Discovery => "discovery",
             Service::Health => "health",
-            Service::Rollup => "rollup",
             Service::Connector => "connector",
             Service::Collector => "collector",
         }
@@ -86,7 +83,8 @@ pub enum KeyKind {
     PackId,
     /// Source topic, partition and offset of a dead letter.
     SourcePosition,
-    /// Container, relationship and member; partitioned by container (a repartition topic).
+    /// Container, relationship and member; partitioned by the container's root host (a
+    /// repartition topic: the health processor sends it and reads it back, co-partitioned).
     ContainerMember,
 }
 
@@ -304,12 +302,7 @@ impl Topology {
         // Co-partitioning: topics keyed by root host or partitioned by it share a count.
         let root_partitioned: BTreeSet<u32> = topics
             .values()
-            .filter(|t| {
-                !matches!(
-                    t.key,
-                    KeyKind::PackId | KeyKind::SourcePosition | KeyKind::ContainerMember
-                )
-            })
+            .filter(|t| !matches!(t.key, KeyKind::PackId | KeyKind::SourcePosition))
             .map(|t| t.partitions)
             .collect();
         if root_partitioned.len() > 1 {

@@ -78,7 +78,7 @@ cleanup_policy = "delete"
 producers = ["health"]
 [services.health]
 group = "g"
-[services.rollup]
+[services.connector]
 group = "g"
 "#;
     let err = Topology::parse(text, Path::new("broken.toml")).expect_err("invalid");

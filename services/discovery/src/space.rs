@@ -18,6 +18,7 @@ use healthstream_contracts::records::{
     DiscoveredInstance, DiscoveredRelationship, DiscoveryData, DiscoveryMode, DiscoverySourceKind,
     EntityKind, InstanceRef, Properties, PropertyValue, RelationshipRef,
 };
+use healthstream_model::pack::RelationshipKind;
 use healthstream_store::StoreError;
 
 use crate::groups::{Candidate, GroupDef};
@@ -32,6 +33,9 @@ pub struct Change {
     pub kind: EntityKind,
     /// `None`: deleted.
     pub view: Option<View>,
+    /// The root host whose partition the change goes to, when it is not the submission's
+    /// (a relationship to an instance of another hosting tree).
+    pub route: Option<String>,
 }
 
 /// What the instance topic says of an entity.
@@ -46,6 +50,8 @@ pub struct View {
     pub target_id: Option<String>,
     pub managed: bool,
     pub claimed_by: Vec<String>,
+    /// Class of a relationship's source.
+    pub source_class: Option<String>,
 }
 
 /// A part of a submission that was not applied, and why.
@@ -218,7 +224,18 @@ pub fn apply_with_digest(
     // Relationships.
     let mut rels_now: BTreeSet<String> = BTreeSet::new();
     for rel in &d.relationships {
-        match space.resolve_relationship(classes, &rel.kind, &rel.source, &rel.target) {
+        let target_root = rel
+            .target_root_host
+            .as_deref()
+            .filter(|r| !r.is_empty() && *r != root);
+        match space.resolve_relationship(
+            classes,
+            &rel.kind,
+            &rel.source,
+            &rel.target,
+            target_root,
+            true,
+        ) {
             Ok((id, s, t)) => {
                 let props: Properties = rel
                     .properties
@@ -226,7 +243,13 @@ pub fn apply_with_digest(
                     .filter(|(_, v)| !matches!(v, PropertyValue::Null))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                space.claim_relationship(&id, &rel.kind, &s, &t, &src, props, seq)?;
+                space.claim_relationship(
+                    &id,
+                    (&rel.kind, &s, &t, target_root),
+                    &src,
+                    props,
+                    seq,
+                )?;
                 rels_now.insert(id);
             }
             Err(reason) => rejected.push(Rejected::Relationship(rel.clone(), reason)),
@@ -257,7 +280,9 @@ pub fn apply_with_digest(
         }
         DiscoveryMode::Incremental => {
             for r in &d.removed_relationships {
-                match space.resolve_relationship(classes, &r.kind, &r.source, &r.target) {
+                match space
+                    .resolve_relationship(classes, &r.kind, &r.source, &r.target, None, false)
+                {
                     Ok((id, _, _)) => {
                         space.unclaim_relationship(&id, &src)?;
                         source.relationships.remove(&id);
@@ -421,6 +446,7 @@ impl Space<'_, '_> {
             target_id: None,
             managed: s.managed,
             claimed_by: s.claims.keys().cloned().collect(),
+            source_class: None,
         }
     }
 
@@ -522,6 +548,7 @@ impl Space<'_, '_> {
                 entity_id: id.to_string(),
                 kind: EntityKind::Instance,
                 view: Some(new_view),
+                route: None,
             });
         }
         if managed_changed && before.is_some() {
@@ -601,6 +628,7 @@ impl Space<'_, '_> {
             entity_id: id.to_string(),
             kind: EntityKind::Instance,
             view: None,
+            route: None,
         });
         Ok(())
     }
@@ -728,6 +756,7 @@ impl Space<'_, '_> {
                             target_id: id.clone(),
                             claims: BTreeMap::from([(group_source, (Properties::new(), seq))]),
                             group: Some(d.id.clone()),
+                            target_root: None,
                         };
                         self.ws
                             .put_marker(ENDPOINTS_CF, endpoint_key(self.root, &id, &rel));
@@ -777,12 +806,17 @@ impl Space<'_, '_> {
         self.ws.put(SOURCES_CF, key, &st)
     }
 
+    /// The id and ends of a relationship. `target_root`: the target's root host when it is
+    /// another hosting tree's (containment and reference only; the target is not known here
+    /// and not checked). `claiming`: both ends known here must exist (a removal need not).
     fn resolve_relationship(
         &mut self,
         classes: &mut Classes,
         kind: &str,
         source: &InstanceRef,
         target: &InstanceRef,
+        target_root: Option<&str>,
+        claiming: bool,
     ) -> Result<(String, String, String), String> {
         let rel = classes
             .catalog()
@@ -801,25 +835,36 @@ impl Space<'_, '_> {
         if !(classes.is_a(tc, &rel.target) || classes.is_a(&rel.target, tc)) {
             return Err(format!("{kind} goes to {}, not to {tc}", rel.target));
         }
-        for (end, id) in [("source", &s.id), ("target", &t.id)] {
-            if self.instance(id).map_err(|e| e.to_string())?.is_none() {
-                return Err(format!("its {end} is not a known instance"));
+        if target_root.is_some() && rel.kind == RelationshipKind::Hosting {
+            return Err(format!(
+                "{kind} is a hosting relationship: a hosted instance is in its host's tree, so its target cannot be in another one (target_root_host)"
+            ));
+        }
+        if claiming {
+            let ends: &[(&str, &String)] = if target_root.is_some() {
+                &[("source", &s.id)]
+            } else {
+                &[("source", &s.id), ("target", &t.id)]
+            };
+            for (end, id) in ends {
+                if self.instance(id).map_err(|e| e.to_string())?.is_none() {
+                    return Err(format!("its {end} is not a known instance"));
+                }
             }
         }
         Ok((relationship_id(kind, &s.id, &t.id), s.id, t.id))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// `what`: type, source, target and the target's root host when it is another tree's.
     fn claim_relationship(
         &mut self,
         id: &str,
-        kind: &str,
-        s: &str,
-        t: &str,
+        what: (&str, &str, &str, Option<&str>),
         src: &str,
         props: Properties,
         seq: i64,
     ) -> Result<(), StoreError> {
+        let (kind, s, t, target_root) = what;
         let before = self.relationship(id)?;
         let mut state = before.clone().unwrap_or_else(|| RelationshipState {
             kind: kind.to_string(),
@@ -827,6 +872,7 @@ impl Space<'_, '_> {
             target_id: t.to_string(),
             claims: BTreeMap::new(),
             group: None,
+            target_root: target_root.map(str::to_string),
         });
         let entry = match state.claims.get(src) {
             Some((p, old_seq)) if *p == props => (p.clone(), *old_seq),
@@ -836,13 +882,15 @@ impl Space<'_, '_> {
         if before.is_none() {
             self.ws
                 .put_marker(ENDPOINTS_CF, endpoint_key(self.root, s, id));
-            self.ws
-                .put_marker(ENDPOINTS_CF, endpoint_key(self.root, t, id));
+            if state.target_root.is_none() {
+                self.ws
+                    .put_marker(ENDPOINTS_CF, endpoint_key(self.root, t, id));
+            }
         }
         self.store_relationship(id, before, state)
     }
 
-    fn relationship_view(s: &RelationshipState) -> View {
+    fn relationship_view(s: &RelationshipState, source_class: Option<String>) -> View {
         let mut claims: Vec<(&String, &(Properties, i64))> = s.claims.iter().collect();
         claims.sort_by_key(|(src, (_, seq))| (*seq, (*src).clone()));
         let mut properties = Properties::new();
@@ -858,6 +906,7 @@ impl Space<'_, '_> {
             target_id: Some(s.target_id.clone()),
             managed: true,
             claimed_by: s.claims.keys().cloned().collect(),
+            source_class,
         }
     }
 
@@ -867,8 +916,11 @@ impl Space<'_, '_> {
         before: Option<RelationshipState>,
         state: RelationshipState,
     ) -> Result<(), StoreError> {
-        let old = before.as_ref().map(Self::relationship_view);
-        let new = Self::relationship_view(&state);
+        let source_class = self.instance(&state.source_id)?.map(|i| i.class);
+        let old = before
+            .as_ref()
+            .map(|b| Self::relationship_view(b, source_class.clone()));
+        let new = Self::relationship_view(&state, source_class);
         self.ws
             .put(RELATIONSHIPS_CF, relationship_key(self.root, id), &state)?;
         if old.as_ref() != Some(&new) {
@@ -876,6 +928,7 @@ impl Space<'_, '_> {
                 entity_id: id.to_string(),
                 kind: EntityKind::Relationship,
                 view: Some(new),
+                route: state.target_root.clone(),
             });
         }
         Ok(())
@@ -902,8 +955,10 @@ impl Space<'_, '_> {
         };
         self.ws
             .delete(ENDPOINTS_CF, endpoint_key(self.root, &state.source_id, id));
-        self.ws
-            .delete(ENDPOINTS_CF, endpoint_key(self.root, &state.target_id, id));
+        if state.target_root.is_none() {
+            self.ws
+                .delete(ENDPOINTS_CF, endpoint_key(self.root, &state.target_id, id));
+        }
         for other in state.claims.keys() {
             self.forget(other, None, Some(id))?;
         }
@@ -913,6 +968,7 @@ impl Space<'_, '_> {
             entity_id: id.to_string(),
             kind: EntityKind::Relationship,
             view: None,
+            route: state.target_root.clone(),
         });
         Ok(())
     }

@@ -61,9 +61,10 @@ pub struct RawDiscovery {
     digest: String,
 }
 
-/// Read the head of an encoded `DiscoveryData` (schema version 1: id, root_host, source
-/// {kind, id, managing}, mode, time, ...) and digest everything but the id and the time.
-/// `None` for another schema version or a malformed head (the full decode then says why).
+/// Read the head of an encoded `DiscoveryData` (every version so far starts with id,
+/// root_host, source {kind, id, managing}, mode, time) and digest everything but the id and
+/// the time (the schema id included). `None` for an unknown schema id or a malformed head
+/// (the full decode then says why).
 fn head(framed: &[u8]) -> Option<(String, String, String)> {
     struct Cursor<'a>(&'a [u8], usize);
     impl Cursor<'_> {
@@ -93,8 +94,10 @@ fn head(framed: &[u8]) -> Option<(String, String, String)> {
         return None;
     }
     let schema_id = u32::from_be_bytes([framed[1], framed[2], framed[3], framed[4]]);
-    if schema_id != Contract::DiscoveryData.latest().schema_id
-        || Contract::DiscoveryData.latest().version != 1
+    if !Contract::DiscoveryData
+        .versions()
+        .iter()
+        .any(|v| v.schema_id == schema_id && v.version <= 2)
     {
         return None;
     }
@@ -220,12 +223,23 @@ impl Processor for DiscoveryStage {
                         target_id: None,
                         managed: false,
                         claimed_by: vec![],
+                        source_class: None,
                     },
                 ),
             };
+            // A relationship to another hosting tree goes to that tree's partition, where
+            // its target's health is kept, naming its source's root host.
+            let (root_host, partition, source_root_host) = match &c.route {
+                Some(r) => (
+                    r.clone(),
+                    partition_for_key(r.as_bytes(), self.partitions) as i32,
+                    Some(input.root_host.clone()),
+                ),
+                None => (input.root_host.clone(), at.partition, None),
+            };
             let record = InstanceChange {
                 id: at.output_id(self.name(), i),
-                root_host: input.root_host.clone(),
+                root_host,
                 entity_id: c.entity_id.clone(),
                 kind: c.kind,
                 change,
@@ -238,13 +252,15 @@ impl Processor for DiscoveryStage {
                 target_id: v.target_id,
                 managed: v.managed,
                 claimed_by: v.claimed_by,
+                source_root_host,
+                source_class: v.source_class,
             };
             let value = Codec::shared()
                 .encode(&record)
                 .map_err(|e| internal(e.to_string()))?;
             out.push(OutboundRecord {
                 topic: Topic::Instances,
-                partition: at.partition,
+                partition,
                 key: Some(c.entity_id.as_bytes().to_vec()),
                 value: Some(value),
                 timestamp_ms: input.time,

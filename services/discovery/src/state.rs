@@ -98,6 +98,10 @@ pub struct RelationshipState {
     /// The group whose membership this is (membership relationships only).
     #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// The target's root host, when the target is in another hosting tree: the relationship
+    /// is kept here, with its source, and its changes go to the target's partition.
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub target_root: Option<String>,
 }
 
 /// What a source claimed last time. (The digest of its last submission, when applied in full,

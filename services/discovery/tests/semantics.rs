@@ -203,6 +203,7 @@ fn deleting_a_host_deletes_what_it_hosts_three_levels_down() {
         source: database("srv1", "hr"),
         target: database("srv1", "sales"),
         properties: props(&[]),
+        target_root_host: None,
     }];
     let out = h.submit(&d);
     assert!(
@@ -442,6 +443,7 @@ fn relationships_need_known_ends_and_a_matching_type() {
         source: s,
         target: t,
         properties: props(&[]),
+        target_root_host: None,
     };
     d.relationships = vec![
         rel(
@@ -643,4 +645,97 @@ fn a_group_definition_change_applies_at_the_next_submission_even_if_identical() 
     );
     // Then identical again: nothing.
     assert!(h.submit(&d).unchanged);
+}
+
+const SHOP: &str = r#"
+[[class]]
+id = "T.Shop"
+base = "System.LogicalEntity"
+
+[[class.property]]
+name = "Name"
+key = true
+
+[[relationship]]
+id = "T.ShopContainsDatabase"
+kind = "containment"
+source = "T.Shop"
+target = "T.Database"
+"#;
+
+fn shop() -> InstanceRef {
+    InstanceRef {
+        class: "T.Shop".into(),
+        keys: props(&[("Name", s("web-shop"))]),
+        host: None,
+    }
+}
+
+/// A distributed application in its own tree containing databases of two servers: each
+/// relationship is kept with the application and sent to its database's tree; one to an
+/// unknown tree without its root host, or a hosting one across trees, is refused.
+#[test]
+fn containment_across_hosting_trees() {
+    let mut h = Harness::with(SHOP);
+    let contains = |target: InstanceRef, root: Option<&str>| DiscoveredRelationship {
+        kind: "T.ShopContainsDatabase".into(),
+        source: shop(),
+        target,
+        properties: props(&[]),
+        target_root_host: root.map(str::to_string),
+    };
+    let mut d = snapshot("shop-model", vec![inst(&shop(), props(&[]))]);
+    d.root_host = "web-shop".into();
+    d.relationships = vec![
+        contains(database("srv1", "sales"), Some("srv1")),
+        contains(database("srv2", "orders"), Some("srv2")),
+        contains(database("srv3", "hr"), None),
+        DiscoveredRelationship {
+            kind: "T.ServerHostsDatabase".into(),
+            source: server("srv4"),
+            target: database("srv4", "x"),
+            properties: props(&[]),
+            target_root_host: Some("srv4".into()),
+        },
+    ];
+    let out = h.submit(&d);
+    let rels = relationships(&out);
+    assert_eq!(rels.len(), 2, "{:?}", out.changes);
+    let routes: Vec<Option<&str>> = rels.iter().map(|c| c.route.as_deref()).collect();
+    assert_eq!(routes, [Some("srv1"), Some("srv2")]);
+    let v = rels[1].view.as_ref().expect("upsert");
+    assert_eq!(v.source_id.as_deref(), Some(h.id(&shop()).as_str()));
+    assert_eq!(
+        v.target_id.as_deref(),
+        Some(h.id(&database("srv2", "orders")).as_str())
+    );
+    assert_eq!(v.source_class.as_deref(), Some("T.Shop"));
+    let reasons: Vec<&str> = out.rejected.iter().map(|r| r.reason()).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].contains("its target is not a known instance"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("hosting relationship") && reasons[1].contains("target_root_host"),
+        "{reasons:?}"
+    );
+    // The same again: nothing changes.
+    d.relationships.truncate(2);
+    assert!(h.submit(&d).changes.is_empty());
+    // One database no longer in the application: its relationship is deleted, on its tree.
+    d.relationships.truncate(1);
+    let out = h.submit(&d);
+    let gone = relationships(&out);
+    assert_eq!(gone.len(), 1, "{:?}", out.changes);
+    assert!(gone[0].view.is_none());
+    assert_eq!(gone[0].route.as_deref(), Some("srv2"));
+    // The application itself goes: its remaining relationship goes with it.
+    d.instances.clear();
+    d.relationships.clear();
+    let out = h.submit(&d);
+    let gone = relationships(&out);
+    assert_eq!(gone.len(), 1, "{:?}", out.changes);
+    assert!(gone[0].view.is_none());
+    assert_eq!(gone[0].route.as_deref(), Some("srv1"));
 }

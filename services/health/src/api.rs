@@ -28,6 +28,7 @@ pub fn router(store: Store, partitions: i32) -> Router {
         .merge(
             Router::new()
                 .route("/v1/health/{instance_id}", get(instance_health))
+                .route("/v1/containers/{container_id}", get(container))
                 .with_state((store, partitions)),
         )
 }
@@ -108,6 +109,53 @@ async fn instance_health(
         )
             .into_response(),
     }
+}
+
+/// `GET /v1/containers/{container_id}`: a container's monitor states and what its
+/// members (on any host) last reported.
+async fn container(
+    State((store, partitions)): State<(Store, i32)>,
+    Path(id): Path<String>,
+) -> Response {
+    let read = crate::monitor_states(&store, &id).and_then(|states| {
+        crate::engine_stage::container_members(&store, &id, partitions).map(|m| (states, m))
+    });
+    let (states, members) = match read {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({"error": e.to_string()})),
+            )
+                .into_response()
+        }
+    };
+    if states.is_empty() && members.is_empty() {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("no container {id} (or not on this processor's partitions)")})),
+        )
+            .into_response();
+    }
+    let monitors: serde_json::Map<String, serde_json::Value> = states
+        .into_iter()
+        .map(|(m, h)| (m, serde_json::Value::String(h.to_string())))
+        .collect();
+    let members: Vec<serde_json::Value> = members
+        .into_iter()
+        .map(|(relationship, member, known)| {
+            serde_json::json!({
+                "member_id": member,
+                "relationship": relationship,
+                "class": known.class,
+                "states": known.states.iter().map(|(k, v)| (k.clone(), v.to_string())).collect::<std::collections::BTreeMap<_, _>>(),
+                "in_maintenance": known.in_maintenance,
+                "unavailable": known.unavailable,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "container_id": id, "monitors": monitors, "members": members }))
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]

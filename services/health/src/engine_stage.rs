@@ -5,16 +5,19 @@
 //! Time-based decisions (timer resets, missed heartbeats) are taken on the inputs' own
 //! timestamps, at most once per second of input time, so a replay decides the same.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use healthstream_bus::{Assignment, Message, OutboundRecord};
 use healthstream_contracts::records::{
-    ChangeKind, EntityKind, EventBatch, HealthState, Heartbeat, InstanceChange, Operation,
-    OperationKind, PropertyValue, StateCause, StateChange as StateRecord, TaskResult, TaskStatus,
+    ChangeKind, EntityKind, EventBatch, HealthState, Heartbeat, InstanceChange, MemberState,
+    Operation, OperationKind, PropertyValue, StateCause, StateChange as StateRecord, TaskResult,
+    TaskStatus,
 };
 use healthstream_contracts::{partition_for_key, Codec, Topic};
 use healthstream_engine::commands::{CommandKind as PlannedKind, PlannedCommand};
-use healthstream_engine::engine::{Engine, Instance, Maintenance, Sample, Saved, StateChange};
+use healthstream_engine::engine::{
+    Engine, ExternalMember, Instance, Maintenance, Sample, Saved, StateChange,
+};
 use healthstream_model::expr::Value;
 use healthstream_model::pack::Health;
 use healthstream_packfeed::Packs;
@@ -27,8 +30,13 @@ use crate::perf::{store_latest, LatestCache};
 const INSTANCES_CF: &str = "engine_instance";
 /// Kept monitor state: (instance id, monitor id) -> [`Saved`].
 const STATE_CF: &str = "engine_state";
-/// Group memberships by relationship id -> (member, group), to undo on delete.
+/// Memberships of this partition's instances in containers (groups, distributed
+/// applications, any containment or reference): relationship id -> [`Membership`], and
+/// (partition, member, relationship id) -> [`Membership`] to load them.
 const MEMBERSHIP_CF: &str = "engine_membership";
+/// What is known of the members of this partition's containers (reported by their own
+/// partitions): (partition, container, relationship, member) -> [`ExternalMember`].
+const MEMBERS_CF: &str = "container_member";
 /// State history: (instance, monitor, time, input partition, input offset, index) -> change.
 const HISTORY_CF: &str = "state_history";
 /// Alerts by id -> [`healthstream_engine::alerts::Alert`].
@@ -57,9 +65,9 @@ const STORM_PREFIX: u8 = 0x37;
 const MAINTENANCE_PREFIX: u8 = 0x38;
 const OPERATION_PREFIX: u8 = 0x39;
 const UNAVAILABLE_PREFIX: u8 = 0x3a;
-/// In the membership column family: group -> (container instance id, relationship type).
-const GROUP_CONTAINER_PREFIX: u8 = 0x3b;
 const COMMAND_PREFIX: u8 = 0x3c;
+const MEMBERSHIP_BY_MEMBER_PREFIX: u8 = 0x3d;
+const CONTAINER_MEMBER_PREFIX: u8 = 0x3e;
 
 /// Column families of the health stage (with the perf stage's).
 pub const HEALTH_CFS: &[&str] = &[
@@ -67,6 +75,7 @@ pub const HEALTH_CFS: &[&str] = &[
     INSTANCES_CF,
     STATE_CF,
     MEMBERSHIP_CF,
+    MEMBERS_CF,
     HISTORY_CF,
     ALERTS_CF,
     OPEN_ALERTS_CF,
@@ -187,12 +196,9 @@ pub fn stored_instance(
     Ok(None)
 }
 
-/// The column families that keep alerts (for a store that keeps its own alerts).
-pub const ALERT_CFS: &[&str] = &[ALERTS_CF, OPEN_ALERTS_CF];
-
 /// Keep an alert (and whether it is open) in `batch`, and make the record of its last change
 /// for the alert topic: the full alert and the change.
-pub fn keep_alert(
+fn keep_alert(
     store: &Store,
     batch: &mut StoreBatch,
     a: &healthstream_engine::alerts::Alert,
@@ -396,6 +402,69 @@ fn membership_key(rel: &str) -> Vec<u8> {
     KeyWriter::new(MEMBERSHIP_PREFIX).str(rel).finish()
 }
 
+fn member_index_key(partition: i32, member: &str, rel: &str) -> Vec<u8> {
+    KeyWriter::new(MEMBERSHIP_BY_MEMBER_PREFIX)
+        .i32(partition)
+        .str(member)
+        .str(rel)
+        .finish()
+}
+
+fn container_member_key(
+    partition: i32,
+    container: &str,
+    relationship: &str,
+    member: &str,
+) -> Vec<u8> {
+    KeyWriter::new(CONTAINER_MEMBER_PREFIX)
+        .i32(partition)
+        .str(container)
+        .str(relationship)
+        .str(member)
+        .finish()
+}
+
+/// A container an instance of this partition belongs to, as its membership relationship
+/// (a group's, or any containment or reference) says: where its member states go.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Membership {
+    pub relationship_id: String,
+    /// Relationship type.
+    pub relationship: String,
+    pub member: String,
+    pub container: String,
+    pub container_class: String,
+    /// Root host of the container's tree (its partition).
+    pub container_root: String,
+    /// The group, for a group's membership.
+    pub group: Option<String>,
+}
+
+/// The members of a container as its partition knows them: (relationship, member, what
+/// is known of it), looked up in every partition.
+pub fn container_members(
+    store: &Store,
+    container: &str,
+    partitions: i32,
+) -> Result<Vec<(String, String, ExternalMember)>, StoreError> {
+    let mut out = Vec::new();
+    for p in 0..partitions.max(1) {
+        let prefix = KeyWriter::new(CONTAINER_MEMBER_PREFIX)
+            .i32(p)
+            .str(container)
+            .finish();
+        for (k, v) in store.scan_prefix(MEMBERS_CF, &prefix)? {
+            let mut r = KeyReader::new(&k, CONTAINER_MEMBER_PREFIX).map_err(corrupt)?;
+            let _ = r.i32().map_err(corrupt)?;
+            let _ = r.str().map_err(corrupt)?;
+            let relationship = r.str().map_err(corrupt)?;
+            let member = r.str().map_err(corrupt)?;
+            out.push((relationship, member, decode(&v)?));
+        }
+    }
+    Ok(out)
+}
+
 /// The kept state of every monitor of an instance: (monitor id, state).
 pub fn monitor_states(store: &Store, instance: &str) -> Result<Vec<(String, Health)>, StoreError> {
     let prefix = KeyWriter::new(STATE_PREFIX).str(instance).finish();
@@ -425,6 +494,9 @@ pub enum HealthInput {
     Heartbeat(Heartbeat),
     Operation(Box<Operation>),
     TaskResult(Box<TaskResult>),
+    /// What a member of one of this partition's containers reports (repartitioned by the
+    /// container's root host).
+    Member(Box<MemberState>),
 }
 
 impl HealthInput {
@@ -436,6 +508,7 @@ impl HealthInput {
             HealthInput::Heartbeat(h) => &h.root_host,
             HealthInput::Operation(o) => &o.root_host,
             HealthInput::TaskResult(r) => &r.root_host,
+            HealthInput::Member(m) => m.container_root(),
         }
     }
 }
@@ -443,12 +516,12 @@ impl HealthInput {
 /// The stage.
 pub struct HealthStage {
     partitions: u32,
-    /// Partitions of the rollup-members topic.
-    rollup_partitions: u32,
-    /// Memberships that began or ended in the current input: (member, group, present).
-    membership_events: Vec<(String, String, bool)>,
-    /// Group -> (container instance id, relationship type), as stored.
-    group_containers: BTreeMap<String, (String, String)>,
+    /// Memberships that began or ended in the current input (or whose member came or went).
+    membership_events: Vec<(Membership, bool)>,
+    /// Member -> the containers it belongs to (this partition's instances).
+    memberships: HashMap<String, Vec<Membership>>,
+    /// Containers with reported members -> their partition (to forget them on revocation).
+    container_partitions: HashMap<String, i32>,
     /// Commands to send for the current input: (command, requested by, alert id).
     queued: Vec<(PlannedCommand, String, Option<String>)>,
     /// Open monitor alerts changed by the current input: (instance, monitor) -> alert id.
@@ -470,6 +543,15 @@ fn text(v: &PropertyValue) -> Option<String> {
     })
 }
 
+fn health(s: HealthState) -> Health {
+    match s {
+        HealthState::Uninitialized => Health::Uninitialized,
+        HealthState::Healthy => Health::Healthy,
+        HealthState::Warning => Health::Warning,
+        HealthState::Critical => Health::Critical,
+    }
+}
+
 fn health_state(h: Health) -> HealthState {
     match h {
         Health::Uninitialized => HealthState::Uninitialized,
@@ -485,9 +567,9 @@ impl HealthStage {
         let snapshot = packs.borrow().clone();
         HealthStage {
             partitions: partitions.max(1) as u32,
-            rollup_partitions: partitions.max(1) as u32,
             membership_events: Vec::new(),
-            group_containers: BTreeMap::new(),
+            memberships: HashMap::new(),
+            container_partitions: HashMap::new(),
             queued: Vec::new(),
             alert_ids: BTreeMap::new(),
             engine: Engine::new(snapshot.store.catalog()),
@@ -498,82 +580,130 @@ impl HealthStage {
         }
     }
 
-    /// The partition count of the rollup-members topic, when it differs from the inputs'.
-    pub fn with_rollup_partitions(mut self, partitions: i32) -> HealthStage {
-        self.rollup_partitions = partitions.max(1) as u32;
-        self
-    }
-
     /// What the containers of the members touched by this input must know: the member's
-    /// states of the monitors their rollups read and its flags, or that it left. Only group
-    /// memberships cross hosts this way (a group's singleton instance is its container).
+    /// states of the monitors their rollups read and its flags, or that it left. Sent to
+    /// the container's partition (of its root host), where its rollups are computed.
     fn fan_out(
         &mut self,
-        store: &Store,
         changes: &[StateChange],
         at: Position,
     ) -> Result<Vec<OutboundRecord>, StageError> {
-        use healthstream_contracts::records::MemberState;
+        if self.memberships.is_empty() && self.membership_events.is_empty() {
+            return Ok(Vec::new());
+        }
         let tracked = self.engine.member_monitors();
-        let mut touched: BTreeMap<(String, String), bool> = BTreeMap::new();
+        let mut touched: BTreeMap<(String, String), (Membership, bool)> = BTreeMap::new();
         for c in changes {
-            if tracked.contains(&c.monitor_id) {
-                if let Some(i) = self.engine.instance(&c.instance_id) {
-                    for g in &i.groups {
-                        touched.insert((i.id.clone(), g.clone()), true);
-                    }
-                }
+            if !tracked.contains(&c.monitor_id) {
+                continue;
+            }
+            for m in self.memberships.get(&c.instance_id).into_iter().flatten() {
+                touched.insert(
+                    (m.member.clone(), m.relationship_id.clone()),
+                    (m.clone(), true),
+                );
             }
         }
-        for (member, group, present) in std::mem::take(&mut self.membership_events) {
-            touched.insert((member, group), present);
+        for (m, present) in std::mem::take(&mut self.membership_events) {
+            touched.insert((m.member.clone(), m.relationship_id.clone()), (m, present));
         }
         let mut out = Vec::new();
-        for (n, ((member, group), present)) in touched.into_iter().enumerate() {
-            let (container, relationship) = match self.group_containers.get(&group) {
-                Some(e) => e.clone(),
-                None => {
-                    let Some(entry): Option<(String, String)> =
-                        get_by_name(store, MEMBERSHIP_CF, GROUP_CONTAINER_PREFIX, &group)?
-                    else {
-                        continue;
-                    };
-                    self.group_containers.insert(group.clone(), entry.clone());
-                    entry
-                }
-            };
-            let inst = self.engine.instance(&member);
+        for (n, (m, present)) in touched.into_values().enumerate() {
+            let member = &m.member;
+            let inst = self.engine.instance(member);
             let present = present && inst.is_some();
             let record = MemberState {
                 id: at.output_id("health-member", n),
-                container_id: container.clone(),
-                container_class: group.clone(),
-                relationship: relationship.clone(),
+                container_id: m.container.clone(),
+                container_class: m.container_class.clone(),
+                relationship: m.relationship.clone(),
                 member_id: member.clone(),
                 member_class: inst.map(|i| i.class.clone()).unwrap_or_default(),
                 present,
                 states: if present {
                     tracked
                         .iter()
-                        .map(|m| (m.clone(), health_state(self.engine.state(&member, m))))
+                        .map(|t| (t.clone(), health_state(self.engine.state(member, t))))
                         .collect()
                 } else {
                     BTreeMap::new()
                 },
-                in_maintenance: present && self.engine.in_maintenance(&member).is_some(),
-                unavailable: present && self.engine.is_unavailable(&member),
+                in_maintenance: present && self.engine.in_maintenance(member).is_some(),
+                unavailable: present && self.engine.is_unavailable(member),
                 time: at.timestamp_ms,
+                container_root_host: m.container_root.clone(),
             };
             let value = healthstream_stage::encode_output("health", &record)?;
             out.push(OutboundRecord {
                 topic: Topic::RollupMembers,
-                partition: partition_for_key(container.as_bytes(), self.rollup_partitions) as i32,
-                key: Some(format!("{container}/{relationship}/{member}").into_bytes()),
+                partition: partition_for_key(m.container_root.as_bytes(), self.partitions) as i32,
+                key: Some(format!("{}/{}/{member}", m.container, m.relationship).into_bytes()),
                 value: Some(value),
                 timestamp_ms: at.timestamp_ms,
             });
         }
         Ok(out)
+    }
+
+    /// A member of one of this partition's containers reported its states (or that it
+    /// left): kept, and the container's rollups recomputed. A group's container (its
+    /// singleton instance, its own root) is created here when its first member reports.
+    fn member_state(
+        &mut self,
+        store: &Store,
+        batch: &mut StoreBatch,
+        m: &MemberState,
+        at: Position,
+    ) -> Result<Vec<StateChange>, StoreError> {
+        let mut changes = Vec::new();
+        let container = &m.container_id;
+        if self.engine.instance(container).is_none()
+            && m.container_root() == container
+            && self.engine.catalog().group(&m.container_class).is_some()
+        {
+            let inst = Instance {
+                id: container.clone(),
+                root_host: container.clone(),
+                class: m.container_class.clone(),
+                host_id: None,
+                properties: BTreeMap::new(),
+                managed: true,
+                groups: Vec::new(),
+            };
+            store.put(
+                batch,
+                INSTANCES_CF,
+                &instance_key(at.partition, container),
+                &encode(&inst)?,
+            )?;
+            changes.extend(self.engine.upsert(inst, m.time));
+        }
+        let key = container_member_key(at.partition, container, &m.relationship, &m.member_id);
+        let known = m.present.then(|| ExternalMember {
+            class: m.member_class.clone(),
+            states: m
+                .states
+                .iter()
+                .map(|(k, v)| (k.clone(), health(*v)))
+                .collect(),
+            in_maintenance: m.in_maintenance,
+            unavailable: m.unavailable,
+        });
+        match &known {
+            Some(k) => store.put(batch, MEMBERS_CF, &key, &encode(k)?)?,
+            None => store.delete(batch, MEMBERS_CF, &key)?,
+        }
+        self.container_partitions
+            .insert(container.clone(), at.partition);
+        changes.extend(self.engine.member_changed(
+            container,
+            &m.relationship,
+            &m.member_id,
+            known,
+            m.time,
+        ));
+        crate::metrics::MEMBER_UPDATES.inc();
+        Ok(changes)
     }
 
     /// Put the engine back together from the store: every instance of these partitions, then
@@ -631,6 +761,27 @@ impl HealthStage {
                 self.engine.restore_maintenance(&id, decode(&v)?);
             }
         }
+        for p in partitions {
+            let prefix = KeyWriter::new(MEMBERSHIP_BY_MEMBER_PREFIX).i32(*p).finish();
+            for (_, v) in store.scan_prefix(MEMBERSHIP_CF, &prefix)? {
+                let m: Membership = decode(&v)?;
+                let list = self.memberships.entry(m.member.clone()).or_default();
+                if !list.contains(&m) {
+                    list.push(m);
+                }
+            }
+            let prefix = KeyWriter::new(CONTAINER_MEMBER_PREFIX).i32(*p).finish();
+            for (k, v) in store.scan_prefix(MEMBERS_CF, &prefix)? {
+                let mut r = KeyReader::new(&k, CONTAINER_MEMBER_PREFIX).map_err(corrupt)?;
+                let _ = r.i32().map_err(corrupt)?;
+                let container = r.str().map_err(corrupt)?;
+                let relationship = r.str().map_err(corrupt)?;
+                let member = r.str().map_err(corrupt)?;
+                self.engine
+                    .restore_member(&container, &relationship, &member, decode(&v)?);
+                self.container_partitions.insert(container, *p);
+            }
+        }
         self.engine.restore_availability();
         // What the load itself touched is already stored.
         let _ = self.engine.take_touched();
@@ -655,7 +806,13 @@ impl HealthStage {
             ps.dedup();
             ps
         };
+        let mut partitions = partitions;
+        partitions.extend(self.container_partitions.values().copied());
+        partitions.sort();
+        partitions.dedup();
         self.engine = Engine::new(snapshot.store.catalog());
+        self.memberships.clear();
+        self.container_partitions.clear();
         self.packs_offset = snapshot.next_offset;
         self.load(store, &partitions)
     }
@@ -678,7 +835,14 @@ impl HealthStage {
                 let key = instance_key(at.partition, &c.entity_id);
                 let groups = match store.get(INSTANCES_CF, &key)? {
                     Some(v) => decode::<Instance>(&v)?.groups,
-                    None => Vec::new(),
+                    None => {
+                        // A member known before its instance (a relationship from another
+                        // tree): its containers hear of it now.
+                        for m in self.memberships.get(&c.entity_id).into_iter().flatten() {
+                            self.membership_events.push((m.clone(), true));
+                        }
+                        Vec::new()
+                    }
                 };
                 let inst = Instance {
                     id: c.entity_id.clone(),
@@ -698,65 +862,155 @@ impl HealthStage {
                     INSTANCES_CF,
                     &instance_key(at.partition, &c.entity_id),
                 )?;
+                for m in self.memberships.get(&c.entity_id).into_iter().flatten() {
+                    self.membership_events.push((m.clone(), false));
+                }
                 Ok(self.engine.remove(&c.entity_id, c.time))
             }
-            (EntityKind::Relationship, change) => {
-                let rel_key = membership_key(&c.entity_id);
-                let (member, group, add) = match change {
-                    ChangeKind::Upsert => {
-                        let Some(group) =
-                            c.claimed_by.iter().find_map(|s| s.strip_prefix("group:"))
-                        else {
-                            return Ok(Vec::new());
-                        };
-                        let Some(member) = c.target_id.clone() else {
-                            return Ok(Vec::new());
-                        };
-                        if let Some(container) = &c.source_id {
-                            let entry = (container.clone(), c.class.clone());
-                            if self.group_containers.get(group) != Some(&entry) {
-                                store.put(
-                                    batch,
-                                    MEMBERSHIP_CF,
-                                    &KeyWriter::new(GROUP_CONTAINER_PREFIX).str(group).finish(),
-                                    &encode(&entry)?,
-                                )?;
-                                self.group_containers.insert(group.to_string(), entry);
-                            }
-                        }
-                        store.put(
-                            batch,
-                            MEMBERSHIP_CF,
-                            &rel_key,
-                            &encode(&(member.clone(), group.to_string()))?,
-                        )?;
-                        (member, group.to_string(), true)
-                    }
-                    ChangeKind::Delete => {
-                        let Some(v) = store.get(MEMBERSHIP_CF, &rel_key)? else {
-                            return Ok(Vec::new());
-                        };
-                        let (member, group): (String, String) = decode(&v)?;
-                        store.delete(batch, MEMBERSHIP_CF, &rel_key)?;
-                        (member, group, false)
-                    }
-                };
-                let key = instance_key(at.partition, &member);
-                let Some(v) = store.get(INSTANCES_CF, &key)? else {
+            (EntityKind::Relationship, ChangeKind::Upsert) => {
+                let Some(m) = self.membership_of(c) else {
                     return Ok(Vec::new());
                 };
-                let mut inst: Instance = decode(&v)?;
-                inst.groups.retain(|g| *g != group);
-                self.membership_events
-                    .push((member.clone(), group.clone(), add));
-                if add {
-                    inst.groups.push(group);
-                    inst.groups.sort();
+                let rel_key = membership_key(&c.entity_id);
+                let before: Option<Membership> = store
+                    .get(MEMBERSHIP_CF, &rel_key)?
+                    .map(|v| decode(&v))
+                    .transpose()?;
+                if before.as_ref() == Some(&m) {
+                    return Ok(Vec::new());
                 }
-                store.put(batch, INSTANCES_CF, &key, &encode(&inst)?)?;
-                Ok(self.engine.upsert(inst, c.time))
+                let mut changes = Vec::new();
+                if let Some(old) = before {
+                    changes.extend(self.leave(store, batch, &old, c.time, at.partition)?);
+                }
+                store.put(batch, MEMBERSHIP_CF, &rel_key, &encode(&m)?)?;
+                store.put(
+                    batch,
+                    MEMBERSHIP_CF,
+                    &member_index_key(at.partition, &m.member, &m.relationship_id),
+                    &encode(&m)?,
+                )?;
+                let list = self.memberships.entry(m.member.clone()).or_default();
+                list.retain(|x| x.relationship_id != m.relationship_id);
+                list.push(m.clone());
+                self.membership_events.push((m.clone(), true));
+                if let Some(group) = &m.group {
+                    changes.extend(self.set_group(
+                        store,
+                        batch,
+                        &m.member,
+                        group,
+                        true,
+                        c.time,
+                        at.partition,
+                    )?);
+                }
+                Ok(changes)
+            }
+            (EntityKind::Relationship, ChangeKind::Delete) => {
+                let rel_key = membership_key(&c.entity_id);
+                let Some(v) = store.get(MEMBERSHIP_CF, &rel_key)? else {
+                    return Ok(Vec::new());
+                };
+                let m: Membership = decode(&v)?;
+                store.delete(batch, MEMBERSHIP_CF, &rel_key)?;
+                self.leave(store, batch, &m, c.time, at.partition)
             }
         }
+    }
+
+    /// The container a relationship change makes its target a member of: a group's
+    /// membership, or any containment or reference (hosting rollups are computed here,
+    /// from the hosted instances themselves).
+    fn membership_of(&self, c: &InstanceChange) -> Option<Membership> {
+        let member = c.target_id.clone()?;
+        let container = c.source_id.clone()?;
+        let group = c
+            .claimed_by
+            .iter()
+            .find_map(|s| s.strip_prefix("group:"))
+            .map(str::to_string);
+        let container_class = match &group {
+            Some(g) => g.clone(),
+            None => {
+                let rel = self.engine.catalog().relationship(&c.class)?;
+                if rel.kind == healthstream_model::pack::RelationshipKind::Hosting {
+                    return None;
+                }
+                c.source_class
+                    .clone()
+                    .or_else(|| self.engine.instance(&container).map(|i| i.class.clone()))?
+            }
+        };
+        // A group's singleton instance is its own root; another container is in the tree
+        // the change names (its own, or the source's for a relationship across trees).
+        let container_root = match (&group, &c.source_root_host) {
+            (_, Some(r)) => r.clone(),
+            (Some(_), None) => container.clone(),
+            (None, None) => c.root_host.clone(),
+        };
+        Some(Membership {
+            relationship_id: c.entity_id.clone(),
+            relationship: c.class.clone(),
+            member,
+            container,
+            container_class,
+            container_root,
+            group,
+        })
+    }
+
+    /// A membership ended: forgotten, its container told, a group's noted on the member.
+    fn leave(
+        &mut self,
+        store: &Store,
+        batch: &mut StoreBatch,
+        m: &Membership,
+        time: i64,
+        partition: i32,
+    ) -> Result<Vec<StateChange>, StoreError> {
+        store.delete(
+            batch,
+            MEMBERSHIP_CF,
+            &member_index_key(partition, &m.member, &m.relationship_id),
+        )?;
+        if let Some(list) = self.memberships.get_mut(&m.member) {
+            list.retain(|x| x.relationship_id != m.relationship_id);
+            if list.is_empty() {
+                self.memberships.remove(&m.member);
+            }
+        }
+        self.membership_events.push((m.clone(), false));
+        match &m.group {
+            Some(group) => self.set_group(store, batch, &m.member, group, false, time, partition),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// A member joined or left a group: its overrides by group change with it.
+    #[allow(clippy::too_many_arguments)]
+    fn set_group(
+        &mut self,
+        store: &Store,
+        batch: &mut StoreBatch,
+        member: &str,
+        group: &str,
+        add: bool,
+        time: i64,
+        partition: i32,
+    ) -> Result<Vec<StateChange>, StoreError> {
+        let key = instance_key(partition, member);
+        let Some(v) = store.get(INSTANCES_CF, &key)? else {
+            return Ok(Vec::new());
+        };
+        let mut inst: Instance = decode(&v)?;
+        inst.groups.retain(|g| g != group);
+        if add {
+            inst.groups.push(group.to_string());
+            inst.groups.sort();
+        }
+        store.put(batch, INSTANCES_CF, &key, &encode(&inst)?)?;
+        Ok(self.engine.upsert(inst, time))
     }
 }
 
@@ -1198,6 +1452,20 @@ impl Processor for HealthStage {
             Topic::Heartbeats => HealthInput::Heartbeat(codec.decode(value)?),
             Topic::Operations => HealthInput::Operation(Box::new(codec.decode(value)?)),
             Topic::TaskResults => HealthInput::TaskResult(Box::new(codec.decode(value)?)),
+            Topic::RollupMembers => {
+                let m: MemberState = codec.decode(value)?;
+                for (field, v) in [
+                    ("container_id", &m.container_id),
+                    ("container_class", &m.container_class),
+                    ("relationship", &m.relationship),
+                    ("member_id", &m.member_id),
+                ] {
+                    if v.is_empty() {
+                        return Err(Rejection::validation(format!("{field} is empty")));
+                    }
+                }
+                HealthInput::Member(Box::new(m))
+            }
             other => {
                 return Err(Rejection::validation(format!(
                     "the health stage does not read {}",
@@ -1242,6 +1510,19 @@ impl Processor for HealthStage {
         for id in gone {
             let _ = self.engine.remove(&id, 0);
         }
+        let containers: Vec<String> = self
+            .container_partitions
+            .iter()
+            .filter(|(_, p)| revoked.iter().any(|(_, r)| r == *p))
+            .map(|(c, _)| c.clone())
+            .collect();
+        for c in containers {
+            self.engine.forget_members(&c);
+            self.container_partitions.remove(&c);
+        }
+        let engine = &self.engine;
+        self.memberships
+            .retain(|member, _| engine.instance(member).is_some());
         let _ = self.engine.take_touched();
         self.latest_cache.clear();
     }
@@ -1312,6 +1593,9 @@ impl Processor for HealthStage {
                 let (c, annotated) = self.task_result(store, batch, r, at)?;
                 changes.extend(c);
                 closed_alerts.extend(annotated);
+            }
+            HealthInput::Member(m) => {
+                changes.extend(self.member_state(store, batch, m, at)?);
             }
             HealthInput::Operation(op) => {
                 now = op.requested_at;
@@ -1395,7 +1679,7 @@ impl Processor for HealthStage {
         }
         crate::metrics::STATE_CHANGES.inc_by(out.len() as u64);
         out.extend(self.alerts(store, batch, &root, &alerting, closed_alerts, at)?);
-        out.extend(self.fan_out(store, &alerting, at)?);
+        out.extend(self.fan_out(&alerting, at)?);
         out.extend(self.send_commands(store, batch, &alerting, at)?);
         Ok(out)
     }

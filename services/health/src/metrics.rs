@@ -53,3 +53,11 @@ pub(crate) static TASK_RESULTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+pub(crate) static MEMBER_UPDATES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "healthstream_health_member_updates_total",
+        "Member-state records applied to the rollups of this processor's containers."
+    )
+    .expect("metric registers once")
+});

@@ -96,6 +96,8 @@ fn instance(id: &str, class: &str, host: Option<&str>, props: &[(&str, &str)]) -
         target_id: None,
         managed: true,
         claimed_by: vec!["discovery:test".into()],
+        source_root_host: None,
+        source_class: None,
     }
 }
 

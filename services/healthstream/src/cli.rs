@@ -30,8 +30,6 @@ pub enum Command {
     Discovery(RunArgs),
     /// Run the health processor alone; `health explain INSTANCE` shows an instance's monitor tree.
     Health(HealthArgs),
-    /// Run the rollup stage alone (containment and reference rollups across hosts).
-    Rollup(RunArgs),
     /// Run the connector service alone (the operations API: packs).
     Connector(RunArgs),
     /// Create the topology's topics on the Kafka brokers and check existing ones.
@@ -206,7 +204,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             None => serve(args.run, &[wiring::Part::Health]).await,
         },
-        Command::Rollup(args) => serve(args, &[wiring::Part::Rollup]).await,
         Command::Connector(args) => serve(args, &[wiring::Part::Connector]).await,
         Command::Topics(args) => {
             if args.brokers.is_none() {

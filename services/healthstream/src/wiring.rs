@@ -18,13 +18,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// What the health stage reads: everything about a hosting tree, co-partitioned.
-const HEALTH_TOPICS: [Topic; 6] = [
+const HEALTH_TOPICS: [Topic; 7] = [
     Topic::Instances,
     Topic::Perf,
     Topic::Events,
     Topic::Heartbeats,
     Topic::Operations,
     Topic::TaskResults,
+    Topic::RollupMembers,
 ];
 
 /// Which bus to use.
@@ -45,17 +46,10 @@ pub enum Part {
     Ingest,
     Discovery,
     Health,
-    Rollup,
     Connector,
 }
 
-pub const ALL_SERVICES: [Part; 5] = [
-    Part::Ingest,
-    Part::Discovery,
-    Part::Health,
-    Part::Rollup,
-    Part::Connector,
-];
+pub const ALL_SERVICES: [Part; 4] = [Part::Ingest, Part::Discovery, Part::Health, Part::Connector];
 
 pub fn open_bus(choice: BusChoice, topology: &Topology) -> anyhow::Result<Arc<dyn Bus>> {
     Ok(match choice {
@@ -136,12 +130,10 @@ impl Runtime {
         let mut followers = Vec::new();
         let mut plan_followers = Vec::new();
         // Every processor follows the pack topic: imports and upgrades apply while it runs.
-        let packs = if parts.iter().any(|p| {
-            matches!(
-                p,
-                Part::Discovery | Part::Health | Part::Rollup | Part::Connector
-            )
-        }) {
+        let packs = if parts
+            .iter()
+            .any(|p| matches!(p, Part::Discovery | Part::Health | Part::Connector))
+        {
             let (rx, task) = healthstream_packfeed::follow(bus.clone(), shutdown_rx.clone())
                 .context("following the pack topic")?;
             followers.push(task);
@@ -297,8 +289,7 @@ impl Runtime {
                 let stage = healthstream_health::HealthStage::new(
                     bus.partitions(Topic::Perf),
                     packs.clone(),
-                )
-                .with_rollup_partitions(bus.partitions(Topic::RollupMembers));
+                );
                 stages.push(spawn_stage(
                     stage,
                     &bus,
@@ -309,33 +300,6 @@ impl Runtime {
                     &shutdown_rx,
                 ));
             }
-        }
-        if parts.contains(&Part::Rollup) {
-            topology.check_consumes(Service::Rollup, Topic::RollupMembers)?;
-            topology.check_consumes(Service::Rollup, Topic::Packs)?;
-            topology.check_produces(Service::Rollup, Topic::State)?;
-            let Some(packs) = &packs else {
-                anyhow::bail!("the rollup stage needs the packs");
-            };
-            let group = topology.group(Service::Rollup)?.to_string();
-            let dir = data_dir.join("state").join("rollup");
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let store = Store::open(&dir, healthstream_rollup::ROLLUP_CFS)?;
-            app = app.merge(healthstream_rollup::api::router(store.clone()));
-            let stage = healthstream_rollup::RollupStage::new(
-                bus.partitions(Topic::RollupMembers),
-                bus.partitions(Topic::State),
-                packs.clone(),
-            );
-            stages.push(spawn_stage(
-                stage,
-                &bus,
-                group,
-                &[Topic::RollupMembers],
-                store,
-                &readiness,
-                &shutdown_rx,
-            ));
         }
         let listener = tokio::net::TcpListener::bind(listen)
             .await

@@ -101,6 +101,7 @@ fn every_contract_round_trips() {
             source: host.clone(),
             target: inst_ref("Linux.Disk", "sda", Some(host.clone())),
             properties: BTreeMap::new(),
+            target_root_host: Some("other".into()),
         }],
         removed_instances: vec![inst_ref("Linux.Disk", "sdb", Some(host.clone()))],
         removed_relationships: vec![RelationshipRef {
@@ -160,6 +161,8 @@ fn every_contract_round_trips() {
         target_id: Some("t".into()),
         managed: true,
         claimed_by: vec!["src".into()],
+        source_root_host: Some("shop".into()),
+        source_class: Some("Test.Shop".into()),
     });
     round_trip(StateChange {
         id: "s".into(),
@@ -255,6 +258,7 @@ fn every_contract_round_trips() {
         in_maintenance: false,
         unavailable: true,
         time: 5,
+        container_root_host: "shop".into(),
     });
     round_trip(DeadLetter {
         id: "dl".into(),
