@@ -781,3 +781,136 @@ fn only_monitors_whose_kept_state_changed_are_written_again() {
         );
     }
 }
+
+/// A container hosted on a computer, containing members of other hosts: its dependency
+/// monitor is computed from what the members report, in the same engine as the rest of its
+/// health; members in maintenance count as the monitor says; a container in maintenance
+/// keeps its states and recalculates when it ends.
+#[test]
+fn reported_members_roll_up_with_the_containers_own_health() {
+    use healthstream_engine::engine::ExternalMember;
+    let mut e = engine(
+        r#"
+[pack]
+id = "T.Farm"
+version = "1"
+[[reference]]
+pack = "System.Library"
+version = "1.0"
+[[reference]]
+pack = "Healthstream.Linux"
+version = "1.0"
+
+[[class]]
+id = "T.Farm"
+base = "System.LocalApplication"
+host = "Linux.Computer"
+
+[[relationship]]
+id = "T.FarmHostedOnComputer"
+kind = "hosting"
+source = "Linux.Computer"
+target = "T.Farm"
+
+[[relationship]]
+id = "T.FarmContainsComputer"
+kind = "containment"
+source = "T.Farm"
+target = "Linux.Computer"
+
+[[dependency]]
+id = "T.Farm.Nodes"
+target = "T.Farm"
+parent = "System.Health.AvailabilityState"
+relationship = "T.FarmContainsComputer"
+member_monitor = "System.Health.EntityState"
+algorithm = "worst_of"
+member_in_maintenance = "healthy"
+"#,
+    );
+    host(&mut e);
+    e.upsert(inst("farm", "T.Farm", Some("web"), &[], &[]), 0);
+    let member = |h: Health, in_maintenance: bool| ExternalMember {
+        class: "Linux.Computer".into(),
+        states: BTreeMap::from([("System.Health.EntityState".to_string(), h)]),
+        in_maintenance,
+        unavailable: false,
+    };
+    let rel = "T.FarmContainsComputer";
+    let out = e.member_changed(
+        "farm",
+        rel,
+        "node-1",
+        Some(member(Health::Healthy, false)),
+        10,
+    );
+    assert!(changes(&out).contains(&("farm".into(), "T.Farm.Nodes".into(), Health::Healthy)));
+    let out = e.member_changed(
+        "farm",
+        rel,
+        "node-2",
+        Some(member(Health::Critical, false)),
+        20,
+    );
+    let c = changes(&out);
+    assert!(
+        c.contains(&("farm".into(), "T.Farm.Nodes".into(), Health::Critical)),
+        "{c:?}"
+    );
+    assert!(
+        c.contains(&(
+            "farm".into(),
+            "System.Health.EntityState".into(),
+            Health::Critical
+        )),
+        "{c:?}"
+    );
+    assert_eq!(
+        e.state("farm", "System.Health.EntityState"),
+        Health::Critical
+    );
+    // The same report again changes nothing.
+    assert!(e
+        .member_changed(
+            "farm",
+            rel,
+            "node-2",
+            Some(member(Health::Critical, false)),
+            25
+        )
+        .is_empty());
+    // node-2 in maintenance counts as healthy.
+    let out = e.member_changed(
+        "farm",
+        rel,
+        "node-2",
+        Some(member(Health::Critical, true)),
+        30,
+    );
+    assert!(changes(&out).contains(&("farm".into(), "T.Farm.Nodes".into(), Health::Healthy)));
+    // The farm in maintenance: what its members report changes nothing until it ends.
+    e.start_maintenance("farm", maintenance(40, None))
+        .expect("maintenance");
+    let out = e.member_changed(
+        "farm",
+        rel,
+        "node-1",
+        Some(member(Health::Critical, false)),
+        50,
+    );
+    assert!(
+        !changes(&out)
+            .iter()
+            .any(|(i, m, _)| i == "farm" && m == "T.Farm.Nodes"),
+        "{out:?}"
+    );
+    assert_eq!(e.state("farm", "T.Farm.Nodes"), Health::Healthy);
+    let out = e.end_maintenance("farm", 60).expect("ends");
+    assert!(
+        changes(&out).contains(&("farm".into(), "T.Farm.Nodes".into(), Health::Critical)),
+        "{out:?}"
+    );
+    // A member leaves: only node-2 (in maintenance, healthy) counts.
+    let out = e.member_changed("farm", rel, "node-1", None, 70);
+    assert!(changes(&out).contains(&("farm".into(), "T.Farm.Nodes".into(), Health::Healthy)));
+}
