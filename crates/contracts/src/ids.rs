@@ -27,6 +27,13 @@ pub fn derived_id(parts: &[&[u8]]) -> String {
     format!("{:032x}", h.digest128())
 }
 
+/// The instance id of an unhosted class without key properties (a group's singleton
+/// instance), as the instance space derives every instance id: from the class owning the
+/// identity, the key values (none) and the host (none).
+pub fn singleton_id(class: &str) -> String {
+    derived_id(&[b"instance", class.as_bytes(), b""])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

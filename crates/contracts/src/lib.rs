@@ -18,7 +18,7 @@ mod wire;
 
 pub use codec::{Codec, DecodeError, EncodeError};
 pub use contract::{Contract, SchemaVersion};
-pub use ids::{content_id, derived_id};
+pub use ids::{content_id, derived_id, singleton_id};
 pub use json::{FieldError, JsonValidator};
 pub use partition::{murmur2, partition_for_key};
 pub use perf_view::{PerfView, SampleView};

@@ -203,6 +203,10 @@ pub struct Group {
     /// Instance ids never members (beats rules and include).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
+    /// Groups (by id) whose singleton instances are members: nested groups, rolled up like
+    /// any member (SCOM: a group populated with other groups).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subgroups: Vec<String>,
     /// What the group is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,

@@ -534,6 +534,26 @@ impl<'a> Validator<'a> {
                 }
             }
         }
+        for sub in &g.subgroups {
+            if *sub == g.id {
+                self.at(pi, k, &g.id, "a group cannot be its own subgroup".into());
+                continue;
+            }
+            if self
+                .resolve(pi, k, &g.id, "subgroup", sub, Want::Group)
+                .is_none()
+            {
+                continue;
+            }
+            if let Some(path) = self.subgroup_path(sub, &g.id) {
+                self.at(
+                    pi,
+                    k,
+                    &g.id,
+                    format!("subgroups form a cycle: {} -> {}", g.id, path.join(" -> ")),
+                );
+            }
+        }
         let both: Vec<&String> = g.include.iter().filter(|i| g.exclude.contains(i)).collect();
         for i in both {
             self.at(
@@ -543,6 +563,32 @@ impl<'a> Validator<'a> {
                 format!("instance {i:?} is both included and excluded (exclude wins)"),
             );
         }
+    }
+
+    /// The subgroups leading from group `from` to group `to` (`from` first), if any.
+    fn subgroup_path(&self, from: &str, to: &str) -> Option<Vec<String>> {
+        let mut stack: Vec<Vec<String>> = vec![vec![from.to_string()]];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(path) = stack.pop() {
+            let last = path.last()?.clone();
+            if last == to {
+                return Some(path);
+            }
+            if !seen.insert(last.clone()) {
+                continue;
+            }
+            for next in self
+                .cat
+                .group(&last)
+                .map(|g| g.subgroups.clone())
+                .unwrap_or_default()
+            {
+                let mut p = path.clone();
+                p.push(next);
+                stack.push(p);
+            }
+        }
+        None
     }
 
     /// Expressions over instance properties: every path names a property of the class.

@@ -415,8 +415,9 @@ fn pack() -> impl Strategy<Value = Pack> {
         id(),
         prop::collection::vec((id(), prop::option::of(expr())), 0..3),
         prop::collection::vec(text(), 0..2),
+        prop::collection::vec(id(), 0..2),
     )
-        .prop_map(|(id, rules, include)| Group {
+        .prop_map(|(id, rules, include, subgroups)| Group {
             id,
             name: None,
             base: None,
@@ -427,6 +428,7 @@ fn pack() -> impl Strategy<Value = Pack> {
                 .collect(),
             include,
             exclude: vec![],
+            subgroups,
             description: None,
         });
     let monitor = (

@@ -371,3 +371,78 @@ fn other_standard_modules_map_onto_the_native_model() {
         healthstream_model::params::ParamValue::Text("20m".into())
     );
 }
+
+/// A group populated with another group of the pack (SCOM's nested groups): the inner group
+/// is carried over as a subgroup, not as a rule over its class.
+#[test]
+fn a_group_of_groups_imports_as_subgroups() {
+    let xml = r#"<?xml version="1.0" encoding="utf-8"?>
+<ManagementPack SchemaVersion="2.0" ContentReadable="true">
+  <Manifest>
+    <Identity><ID>Test.Groups</ID><Version>1.0.0.0</Version></Identity>
+    <Name>Test</Name>
+    <References>
+      <Reference Alias="System"><ID>System.Library</ID><Version>7.5.8501.0</Version><PublicKeyToken>x</PublicKeyToken></Reference>
+      <Reference Alias="SC"><ID>Microsoft.SystemCenter.Library</ID><Version>7.0.8433.0</Version><PublicKeyToken>x</PublicKeyToken></Reference>
+      <Reference Alias="Windows"><ID>Microsoft.Windows.Library</ID><Version>7.5.8501.0</Version><PublicKeyToken>x</PublicKeyToken></Reference>
+    </References>
+  </Manifest>
+  <TypeDefinitions>
+    <EntityTypes>
+      <ClassTypes>
+        <ClassType ID="Test.Web" Accessibility="Public" Abstract="false" Base="SC!Microsoft.SystemCenter.InstanceGroup" Hosted="false" Singleton="true" />
+        <ClassType ID="Test.All" Accessibility="Public" Abstract="false" Base="SC!Microsoft.SystemCenter.InstanceGroup" Hosted="false" Singleton="true" />
+      </ClassTypes>
+    </EntityTypes>
+  </TypeDefinitions>
+  <Monitoring>
+    <Discoveries>
+      <Discovery ID="Test.Web.Populate" Target="Test.Web" Enabled="true">
+        <Category>Discovery</Category>
+        <DiscoveryTypes />
+        <DataSource ID="GP" TypeID="SC!Microsoft.SystemCenter.GroupPopulator">
+          <RuleId>$MPElement$</RuleId>
+          <GroupInstanceId>$MPElement[Name="Test.Web"]$</GroupInstanceId>
+          <MembershipRules>
+            <MembershipRule>
+              <MonitoringClass>$MPElement[Name="Windows!Microsoft.Windows.Computer"]$</MonitoringClass>
+              <RelationshipClass>$MPElement[Name="SC!Microsoft.SystemCenter.InstanceGroupContainsEntities"]$</RelationshipClass>
+            </MembershipRule>
+          </MembershipRules>
+        </DataSource>
+      </Discovery>
+      <Discovery ID="Test.All.Populate" Target="Test.All" Enabled="true">
+        <Category>Discovery</Category>
+        <DiscoveryTypes />
+        <DataSource ID="GP" TypeID="SC!Microsoft.SystemCenter.GroupPopulator">
+          <RuleId>$MPElement$</RuleId>
+          <GroupInstanceId>$MPElement[Name="Test.All"]$</GroupInstanceId>
+          <MembershipRules>
+            <MembershipRule>
+              <MonitoringClass>$MPElement[Name="Test.Web"]$</MonitoringClass>
+              <RelationshipClass>$MPElement[Name="SC!Microsoft.SystemCenter.InstanceGroupContainsEntities"]$</RelationshipClass>
+            </MembershipRule>
+          </MembershipRules>
+        </DataSource>
+      </Discovery>
+    </Discoveries>
+  </Monitoring>
+</ManagementPack>"#;
+    let imp = run(xml.as_bytes()).expect("imports");
+    let all = imp
+        .pack
+        .groups
+        .iter()
+        .find(|g| g.id == "Test.All")
+        .expect("group Test.All");
+    assert_eq!(all.subgroups, ["Test.Web"]);
+    assert!(all.rules.is_empty(), "{:?}", all.rules);
+    let web = imp
+        .pack
+        .groups
+        .iter()
+        .find(|g| g.id == "Test.Web")
+        .expect("group Test.Web");
+    assert!(web.subgroups.is_empty());
+    assert_eq!(web.rules.len(), 1);
+}

@@ -445,3 +445,22 @@ fn every_problem_is_reported_at_once() {
         );
     }
 }
+
+#[test]
+fn subgroups_must_be_other_groups_without_cycles() {
+    let group = |id: &str, subgroups: &str| {
+        format!("[[group]]\nid = \"{id}\"\nsubgroups = [{subgroups}]\n")
+    };
+    expect_one(&group("T.A", "\"T.Nope\""), "T.A", Some(2), "T.Nope");
+    expect_one(&group("T.A", "\"T.A\""), "T.A", Some(2), "its own subgroup");
+    let body = format!("{}{}", group("T.A", "\"T.B\""), group("T.B", "\"T.A\""));
+    let ps = problems(&body);
+    assert!(
+        ps.iter().any(|p| p
+            .message
+            .contains("subgroups form a cycle: T.A -> T.B -> T.A")),
+        "{ps:?}"
+    );
+    let fine = format!("{}{}", group("T.A", "\"T.B\""), group("T.B", ""));
+    assert!(problems(&fine).is_empty(), "{:?}", problems(&fine));
+}

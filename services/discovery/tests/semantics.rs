@@ -739,3 +739,21 @@ fn containment_across_hosting_trees() {
     assert!(gone[0].view.is_none());
     assert_eq!(gone[0].route.as_deref(), Some("srv1"));
 }
+
+/// The health processor derives a group's singleton id without the instance space (for
+/// nested groups): both must agree.
+#[test]
+fn a_groups_singleton_id_is_derivable_from_its_id() {
+    let mut h = Harness::new();
+    for group in [
+        "System.Group.AllComputers",
+        "Linux.Group.VolatileFilesystems",
+    ] {
+        let r = InstanceRef {
+            class: group.into(),
+            keys: props(&[]),
+            host: None,
+        };
+        assert_eq!(h.id(&r), healthstream_contracts::singleton_id(group));
+    }
+}

@@ -645,6 +645,55 @@ impl HealthStage {
         Ok(out)
     }
 
+    /// The memberships of a group's singleton instance in the groups that list the group as
+    /// a subgroup (they follow from the packs alone, so they are not stored).
+    fn subgroup_memberships(&self, container: &str, group: &str) -> Vec<Membership> {
+        self.engine
+            .catalog()
+            .packs()
+            .iter()
+            .flat_map(|p| p.pack.groups.iter())
+            .filter(|d| d.subgroups.iter().any(|s| s == group))
+            .map(|d| {
+                let parent = healthstream_contracts::singleton_id(&d.id);
+                Membership {
+                    relationship_id: healthstream_contracts::derived_id(&[
+                        b"subgroup",
+                        d.id.as_bytes(),
+                        group.as_bytes(),
+                    ]),
+                    relationship: d
+                        .relationship
+                        .clone()
+                        .unwrap_or_else(|| "System.GroupContainsEntities".into()),
+                    member: container.to_string(),
+                    container: parent.clone(),
+                    container_class: d.id.clone(),
+                    container_root: parent,
+                    group: Some(d.id.clone()),
+                }
+            })
+            .collect()
+    }
+
+    /// The subgroup memberships of every group container of the engine.
+    fn derive_subgroup_memberships(&mut self) {
+        let groups: Vec<(String, String)> = self
+            .engine
+            .instances()
+            .filter(|i| i.root_host == i.id && self.engine.catalog().group(&i.class).is_some())
+            .map(|i| (i.id.clone(), i.class.clone()))
+            .collect();
+        for (id, class) in groups {
+            for m in self.subgroup_memberships(&id, &class) {
+                let list = self.memberships.entry(id.clone()).or_default();
+                if !list.contains(&m) {
+                    list.push(m);
+                }
+            }
+        }
+    }
+
     /// A member of one of this partition's containers reported its states (or that it
     /// left): kept, and the container's rollups recomputed. A group's container (its
     /// singleton instance, its own root) is created here when its first member reports.
@@ -661,6 +710,8 @@ impl HealthStage {
             && m.container_root() == container
             && self.engine.catalog().group(&m.container_class).is_some()
         {
+            // A nested group is a member of the groups listing it as a subgroup.
+            let parents = self.subgroup_memberships(container, &m.container_class);
             let inst = Instance {
                 id: container.clone(),
                 root_host: container.clone(),
@@ -668,7 +719,7 @@ impl HealthStage {
                 host_id: None,
                 properties: BTreeMap::new(),
                 managed: true,
-                groups: Vec::new(),
+                groups: parents.iter().filter_map(|p| p.group.clone()).collect(),
             };
             store.put(
                 batch,
@@ -677,6 +728,13 @@ impl HealthStage {
                 &encode(&inst)?,
             )?;
             changes.extend(self.engine.upsert(inst, m.time));
+            for p in parents {
+                self.membership_events.push((p.clone(), true));
+                self.memberships
+                    .entry(p.member.clone())
+                    .or_default()
+                    .push(p);
+            }
         }
         let key = container_member_key(at.partition, container, &m.relationship, &m.member_id);
         let known = m.present.then(|| ExternalMember {
@@ -782,6 +840,7 @@ impl HealthStage {
                 self.container_partitions.insert(container, *p);
             }
         }
+        self.derive_subgroup_memberships();
         self.engine.restore_availability();
         // What the load itself touched is already stored.
         let _ = self.engine.take_touched();
@@ -810,11 +869,27 @@ impl HealthStage {
         partitions.extend(self.container_partitions.values().copied());
         partitions.sort();
         partitions.dedup();
+        let before: Vec<Membership> = std::mem::take(&mut self.memberships)
+            .into_values()
+            .flatten()
+            .collect();
         self.engine = Engine::new(snapshot.store.catalog());
-        self.memberships.clear();
         self.container_partitions.clear();
         self.packs_offset = snapshot.next_offset;
-        self.load(store, &partitions)
+        self.load(store, &partitions)?;
+        // Memberships the new packs make or end (nested groups): their containers hear.
+        let after: Vec<Membership> = self.memberships.values().flatten().cloned().collect();
+        for m in &after {
+            if !before.contains(m) {
+                self.membership_events.push((m.clone(), true));
+            }
+        }
+        for m in before {
+            if !after.contains(&m) {
+                self.membership_events.push((m, false));
+            }
+        }
+        Ok(())
     }
 
     fn instance_change(

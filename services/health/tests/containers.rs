@@ -670,3 +670,55 @@ fn a_distributed_application_with_members_on_two_hosts_and_a_monitor_of_its_own(
 fn run_restarted(extra: &[String], at: usize) -> Vec<String> {
     run(extra, shop_inputs(), Some(at)).out
 }
+
+/// A group whose member is another group: the inner group's singleton reports its health to
+/// the outer group's partition like any member.
+#[test]
+fn a_nested_group_rolls_up_into_its_parent() {
+    let extra = [pack(
+        "Test.Nested",
+        "[[group]]\nid = \"Test.AllServers\"\nsubgroups = [\"System.Group.AllComputers\"]\n",
+    )];
+    let straight = run(&extra, group_inputs(), None);
+    let text = straight.out.join("\n");
+    let parent = healthstream_contracts::singleton_id("Test.AllServers");
+    let to_parent: Vec<&MemberState> = straight
+        .members
+        .iter()
+        .filter(|(_, m)| m.container_id == parent)
+        .map(|(p, m)| {
+            assert_eq!(*p, partition(&parent));
+            m
+        })
+        .collect();
+    assert!(!to_parent.is_empty(), "{text}");
+    assert!(to_parent
+        .iter()
+        .all(|m| m.member_id == CONTAINER && m.container_class == "Test.AllServers"));
+    // The parent follows its subgroup's entity health.
+    let expected = [
+        "Uninitialized->Healthy",
+        "Healthy->Critical",
+        "Critical->Healthy",
+        "Healthy->Critical",
+        "Critical->Healthy",
+    ];
+    assert_eq!(
+        transitions(&straight.out, &parent, MEMBER_HEALTH),
+        expected,
+        "{text}"
+    );
+    assert_eq!(
+        transitions(&straight.out, &parent, ENTITY),
+        expected,
+        "{text}"
+    );
+    let total = group_inputs().len() + straight.members.len();
+    for at in [4, total / 2, total - 2] {
+        assert_eq!(
+            run(&extra, group_inputs(), Some(at)).out,
+            straight.out,
+            "restart before input {at}"
+        );
+    }
+}

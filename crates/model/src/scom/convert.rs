@@ -469,6 +469,7 @@ impl<'a, 'i> Importer<'a, 'i> {
                     rules: vec![],
                     include: vec![],
                     exclude: vec![],
+                    subgroups: vec![],
                     description,
                 });
                 self.entry(e, Outcome::Imported, notes);
@@ -649,6 +650,7 @@ impl<'a, 'i> Importer<'a, 'i> {
         let mut rules = Vec::new();
         let mut include = Vec::new();
         let mut exclude = Vec::new();
+        let mut subgroups = Vec::new();
         let mut relationship = None;
         if let Some(mrs) = child(ds, "MembershipRules") {
             for mr in children(mrs, "MembershipRule") {
@@ -676,6 +678,13 @@ impl<'a, 'i> Importer<'a, 'i> {
                         );
                     }
                 }
+                // A rule over another group class of this pack, without a condition: that
+                // group is a member (a nested group).
+                if expression.is_none() && self.pack.groups.iter().any(|g| g.id == class) {
+                    notes.add(format!("group {class} carried over as a subgroup"));
+                    subgroups.push(class);
+                    continue;
+                }
                 rules.push(MembershipRule { class, expression });
             }
         }
@@ -685,6 +694,7 @@ impl<'a, 'i> Importer<'a, 'i> {
                 g.rules.extend(rules);
                 g.include.extend(include);
                 g.exclude.extend(exclude);
+                g.subgroups.extend(subgroups);
                 if g.relationship.is_none() {
                     g.relationship = relationship;
                 }
