@@ -5,6 +5,8 @@
 //! batch and returns the records to produce. The shell ([`run`]) moves records in and out:
 //!
 //! 1. take the next event from the consumer (rebalances are passed to the core's hooks);
+//!    records are held briefly and applied earliest timestamp first across the stage's
+//!    topics, each topic-partition in offset order (see `inbox`);
 //! 2. decode the record; a record that cannot be decoded or validated is sent to the
 //!    dead-letter topic with the reason and its topic/partition/offset, and processing goes
 //!    on (poison messages never stop a partition);
@@ -15,11 +17,13 @@
 //! produces the same outputs with the same deterministic ids: downstream, deduplicated by
 //! id, sees exactly what an uninterrupted run would.
 
+mod inbox;
 mod metrics;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use healthstream_bus::{
     Assignment, Bus, BusError, Consumer, ConsumerEvent, Message, OffsetSource, OutboundRecord,
     Producer,
@@ -28,7 +32,11 @@ use healthstream_contracts::records::{DeadLetter, DeadLetterClass};
 use healthstream_contracts::{derived_id, Codec, Topic};
 use healthstream_store::{Store, StoreBatch, StoreError};
 use healthstream_telemetry::Readiness;
+use inbox::Inbox;
 use tokio::sync::watch;
+
+/// Records a stage holds to order what it read from several topics (see [`inbox`]).
+const INBOX_CAPACITY: usize = 2048;
 
 pub use metrics::STAGE_RECORDS;
 
@@ -236,20 +244,34 @@ async fn run_inner<P: Processor>(
     let mut last_lag = Instant::now();
     readiness.set_ready(component);
     tracing::info!(stage, group, backend = bus.backend(), "stage started");
+    let mut inbox = Inbox::new(topics, INBOX_CAPACITY);
     loop {
-        let event = tokio::select! {
-            ev = consumer.next() => ev?,
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() { break; } else { continue; }
+        if *shutdown.borrow() {
+            break;
+        }
+        // What the consumer has ready goes to the inbox (without waiting while the inbox
+        // holds something); the inbox gives out the earliest record of its topics.
+        let event = if inbox.is_empty() {
+            tokio::select! {
+                ev = consumer.next() => Some(ev?),
+                _ = shutdown.changed() => continue,
+                _ = tokio::time::sleep(Duration::from_secs(1)), if embedded => {
+                    update_lag(&*bus, group, &positions).await;
+                    last_lag = Instant::now();
+                    continue;
+                }
             }
-            _ = tokio::time::sleep(Duration::from_secs(1)), if embedded => {
-                update_lag(&*bus, group, &positions).await;
-                last_lag = Instant::now();
+        } else if inbox.is_full() {
+            None
+        } else {
+            consumer.next().now_or_never().transpose()?
+        };
+        let message = match event {
+            Some(ConsumerEvent::Message(m)) => {
+                inbox.push(m);
                 continue;
             }
-        };
-        match event {
-            ConsumerEvent::Assigned(assigned) => {
+            Some(ConsumerEvent::Assigned(assigned)) => {
                 tracing::info!(stage, partitions = ?assigned, "partitions assigned");
                 for a in &assigned {
                     if let Some(start) = a.start {
@@ -257,75 +279,76 @@ async fn run_inner<P: Processor>(
                     }
                 }
                 processor.on_assigned(&store, &assigned)?;
+                continue;
             }
-            ConsumerEvent::Revoked(revoked) => {
+            Some(ConsumerEvent::Revoked(revoked)) => {
                 tracing::info!(stage, partitions = ?revoked, "partitions revoked");
+                inbox.revoke(&revoked);
                 for tp in &revoked {
                     positions.remove(tp);
                 }
                 processor.on_revoked(&revoked);
+                continue;
             }
-            ConsumerEvent::Message(message) => {
-                let started = Instant::now();
-                let at = Position {
-                    topic: message.topic,
-                    partition: message.partition,
-                    offset: message.offset,
-                    timestamp_ms: message.timestamp_ms,
-                };
-                let mut batch = store.batch();
-                let (outputs, outcome) = match processor.decode(&message) {
-                    Ok(input) => (processor.apply(&store, &mut batch, input, at)?, "applied"),
-                    Err(rejection) => {
-                        tracing::warn!(
-                            stage,
-                            topic = %message.topic,
-                            partition = message.partition,
-                            offset = message.offset,
-                            reason = %rejection.reason,
-                            "record sent to dead letters"
-                        );
-                        metrics::DEAD_LETTERS
-                            .with_label_values(&[
-                                stage,
-                                message.topic.name(),
-                                class_label(rejection.class),
-                            ])
-                            .inc();
-                        (
-                            vec![dead_letter(stage, &message, &rejection, dl_partitions)?],
-                            "dead_lettered",
-                        )
-                    }
-                };
-                // Outputs are durable before the state that produced them is stored.
-                let mut pending = Vec::with_capacity(outputs.len());
-                for out in outputs {
-                    pending.push(producer.enqueue(out).await?);
-                }
-                for p in pending {
-                    p.await?;
-                }
-                batch.set_offset(message.topic.name(), message.partition, message.offset + 1);
-                store.write(batch)?;
-                positions.insert((message.topic, message.partition), message.offset + 1);
-                STAGE_RECORDS
-                    .with_label_values(&[stage, message.topic.name(), outcome])
+            None => match inbox.pop() {
+                Some(m) => m,
+                None => continue,
+            },
+        };
+        let started = Instant::now();
+        let at = Position {
+            topic: message.topic,
+            partition: message.partition,
+            offset: message.offset,
+            timestamp_ms: message.timestamp_ms,
+        };
+        let mut batch = store.batch();
+        let (outputs, outcome) = match processor.decode(&message) {
+            Ok(input) => (processor.apply(&store, &mut batch, input, at)?, "applied"),
+            Err(rejection) => {
+                tracing::warn!(
+                    stage,
+                    topic = %message.topic,
+                    partition = message.partition,
+                    offset = message.offset,
+                    reason = %rejection.reason,
+                    "record sent to dead letters"
+                );
+                metrics::DEAD_LETTERS
+                    .with_label_values(&[stage, message.topic.name(), class_label(rejection.class)])
                     .inc();
-                metrics::PROCESS_SECONDS
-                    .with_label_values(&[stage])
-                    .observe(started.elapsed().as_secs_f64());
-                if last_commit.elapsed() >= COMMIT_INTERVAL {
-                    let all: Vec<(Topic, i32, i64)> =
-                        positions.iter().map(|((t, p), o)| (*t, *p, *o)).collect();
-                    consumer.commit(&all)?;
-                    last_commit = Instant::now();
-                }
-                if embedded && last_lag.elapsed() >= Duration::from_secs(1) {
-                    update_lag(&*bus, group, &positions).await;
-                    last_lag = Instant::now();
-                }
+                (
+                    vec![dead_letter(stage, &message, &rejection, dl_partitions)?],
+                    "dead_lettered",
+                )
             }
+        };
+        // Outputs are durable before the state that produced them is stored.
+        let mut pending = Vec::with_capacity(outputs.len());
+        for out in outputs {
+            pending.push(producer.enqueue(out).await?);
+        }
+        for p in pending {
+            p.await?;
+        }
+        batch.set_offset(message.topic.name(), message.partition, message.offset + 1);
+        store.write(batch)?;
+        positions.insert((message.topic, message.partition), message.offset + 1);
+        STAGE_RECORDS
+            .with_label_values(&[stage, message.topic.name(), outcome])
+            .inc();
+        metrics::PROCESS_SECONDS
+            .with_label_values(&[stage])
+            .observe(started.elapsed().as_secs_f64());
+        if last_commit.elapsed() >= COMMIT_INTERVAL {
+            let all: Vec<(Topic, i32, i64)> =
+                positions.iter().map(|((t, p), o)| (*t, *p, *o)).collect();
+            consumer.commit(&all)?;
+            last_commit = Instant::now();
+        }
+        if embedded && last_lag.elapsed() >= Duration::from_secs(1) {
+            update_lag(&*bus, group, &positions).await;
+            last_lag = Instant::now();
         }
     }
     let all: Vec<(Topic, i32, i64)> = positions.iter().map(|((t, p), o)| (*t, *p, *o)).collect();

@@ -263,7 +263,9 @@ impl Processor for DiscoveryStage {
                 partition,
                 key: Some(c.entity_id.as_bytes().to_vec()),
                 value: Some(value),
-                timestamp_ms: input.time,
+                // The input's timestamp (when the pipeline took the discovery data in), so
+                // a processor reading instances beside other inputs orders them as sent.
+                timestamp_ms: at.timestamp_ms,
             });
         }
         metrics::CHANGES.inc_by(outcome.changes.len() as u64);
