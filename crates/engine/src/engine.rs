@@ -20,7 +20,7 @@ use healthstream_model::reference::{TargetContext, Template};
 
 use crate::detect::{Detector, Fields, ServiceReading};
 use crate::pairs::PairMap;
-use crate::rollup::{aggregate, dependency, Member};
+use crate::rollup::{aggregate, counted_as, dependency, dependency_counts, Counts, Member};
 
 /// An instance as the engine sees it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -170,6 +170,10 @@ pub struct Engine {
     /// Container -> (relationship, member) -> what is known of the member: its states as
     /// its own partition reports them (containment and reference rollups, any host).
     external: BTreeMap<String, BTreeMap<(String, String), ExternalMember>>,
+    /// Container -> dependency monitor -> its members counted by the state each counts as,
+    /// worked out from `external` when first needed and kept up to date by each member's
+    /// change.
+    member_counts: HashMap<String, HashMap<String, Counts>>,
     /// The rollup monitors of each class, worked out when first needed.
     class_rollups: HashMap<String, Arc<ClassRollups>>,
     /// Copies created by the current upsert in a state other than uninitialized, and its time.
@@ -193,6 +197,19 @@ pub struct ExternalMember {
     pub states: BTreeMap<String, Health>,
     pub in_maintenance: bool,
     pub unavailable: bool,
+}
+
+/// A reported member as a dependency monitor reads it.
+fn reported(m: &ExternalMember, d: &DependencyMonitor) -> Member {
+    Member {
+        health: m
+            .states
+            .get(&d.member_monitor)
+            .copied()
+            .unwrap_or(Health::Uninitialized),
+        in_maintenance: m.in_maintenance,
+        unavailable: m.unavailable,
+    }
 }
 
 /// Per root host: "object, counter, instance or `*`" (see [`index_key`]) -> the (instance,
@@ -356,6 +373,7 @@ impl Engine {
             maintenance_touched: BTreeMap::new(),
             availability_touched: BTreeMap::new(),
             external: BTreeMap::new(),
+            member_counts: HashMap::new(),
             class_rollups: HashMap::new(),
             initial: Vec::new(),
             upsert_time: 0,
@@ -378,6 +396,7 @@ impl Engine {
     ) -> Vec<StateChange> {
         let key = (relationship.to_string(), member.to_string());
         let members = self.external.entry(container.to_string()).or_default();
+        let before = members.get(&key).cloned();
         let cause = match &known {
             Some(m) => {
                 let states: Vec<String> =
@@ -386,28 +405,87 @@ impl Engine {
             }
             None => format!("member {member} left"),
         };
-        match known {
+        if before == known {
+            return Vec::new();
+        }
+        match &known {
             Some(m) => {
-                if members.get(&key) == Some(&m) {
-                    return Vec::new();
-                }
-                members.insert(key, m);
+                members.insert(key, m.clone());
             }
             None => {
-                if members.remove(&key).is_none() {
-                    return Vec::new();
-                }
+                members.remove(&key);
             }
         }
         if members.is_empty() {
             self.external.remove(container);
         }
+        self.recount(container, relationship, before.as_ref(), known.as_ref());
         self.propagate(container, time, &cause)
+    }
+
+    /// Keep a container's member counts up to date with one member's change.
+    fn recount(
+        &mut self,
+        container: &str,
+        relationship: &str,
+        before: Option<&ExternalMember>,
+        after: Option<&ExternalMember>,
+    ) {
+        let Some(class) = self.instances.get(container).map(|i| i.class.clone()) else {
+            self.member_counts.remove(container);
+            return;
+        };
+        let plan = self.class_rollups(&class);
+        let Some(counts) = self.member_counts.get_mut(container) else {
+            return;
+        };
+        for (d, member_class, hosting) in &plan.deps {
+            if *hosting || d.relationship != relationship {
+                continue;
+            }
+            let Some(c) = counts.get_mut(&d.id) else {
+                continue;
+            };
+            for (m, delta) in [(before, -1i64), (after, 1)] {
+                let Some(m) = m.filter(|m| self.catalog.is_a(&m.class, member_class)) else {
+                    continue;
+                };
+                let slot = &mut c[counted_as(
+                    &reported(m, d),
+                    d.member_in_maintenance,
+                    d.member_unavailable,
+                ) as usize];
+                *slot = (i64::from(*slot) + delta).max(0) as u32;
+            }
+        }
+    }
+
+    /// The members of a container's dependency monitor counted by the state each counts as.
+    fn counts(&mut self, container: &str, d: &DependencyMonitor, member_class: &str) -> Counts {
+        if let Some(c) = self.member_counts.get(container).and_then(|m| m.get(&d.id)) {
+            return *c;
+        }
+        let mut c: Counts = [0; 4];
+        for ((r, _), m) in self.external.get(container).into_iter().flatten() {
+            if *r == d.relationship && self.catalog.is_a(&m.class, member_class) {
+                c[counted_as(
+                    &reported(m, d),
+                    d.member_in_maintenance,
+                    d.member_unavailable,
+                ) as usize] += 1;
+            }
+        }
+        self.member_counts
+            .entry(container.to_string())
+            .or_default()
+            .insert(d.id.clone(), c);
+        c
     }
 
     /// Forget the members of a container whose partition went elsewhere.
     pub fn forget_members(&mut self, container: &str) {
         self.external.remove(container);
+        self.member_counts.remove(container);
     }
 
     /// Put back what was known of a member (restore, before the kept rollup states).
@@ -422,6 +500,7 @@ impl Engine {
             .entry(container.to_string())
             .or_default()
             .insert((relationship.to_string(), member.to_string()), known);
+        self.member_counts.remove(container);
     }
 
     /// Root hosts that became unavailable (`Some(since)`) or available again (`None`) since
@@ -917,6 +996,8 @@ impl Engine {
     /// a rollup that changes because of it).
     pub fn upsert(&mut self, instance: Instance, time: i64) -> Vec<StateChange> {
         let id = instance.id.clone();
+        // Its class may change what its dependency monitors count.
+        self.member_counts.remove(&id);
         if let Some(old) = self.instances.get(&id) {
             if let Some(h) = &old.host_id {
                 if let Some(set) = self.hosted.get_mut(h) {
@@ -975,7 +1056,9 @@ impl Engine {
             self.rules.remove(&key);
             self.touched.insert(key);
         }
-        self.external.remove(id);
+        // What its members reported stays: they say when they leave (a container that comes
+        // back finds them).
+        self.member_counts.remove(id);
         self.unindex(id, &old.root_host);
         if let Some(h) = &old.host_id {
             if let Some(set) = self.hosted.get_mut(h) {
@@ -1887,38 +1970,26 @@ impl Engine {
         let plan = self.class_rollups(&class);
         let mut out = Vec::new();
         for (d, member_class, hosting) in &plan.deps {
-            let members: Vec<Member> = if !*hosting {
-                self.external
-                    .get(id)
-                    .into_iter()
-                    .flat_map(|m| m.iter())
-                    .filter(|((r, _), m)| {
-                        *r == d.relationship && self.catalog.is_a(&m.class, member_class)
-                    })
-                    .map(|(_, m)| Member {
-                        health: m
-                            .states
-                            .get(&d.member_monitor)
-                            .copied()
-                            .unwrap_or(Health::Uninitialized),
-                        in_maintenance: m.in_maintenance,
-                        unavailable: m.unavailable,
-                    })
-                    .collect()
-            } else {
-                self.hosted
-                    .get(id)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|c| self.instances.get(c))
-                    .filter(|c| self.catalog.is_a(&c.class, member_class))
-                    .map(|c| Member {
-                        health: self.state(&c.id, &d.member_monitor),
-                        in_maintenance: self.in_maintenance(&c.id).is_some(),
-                        unavailable: self.unavailable.contains(&c.root_host),
-                    })
-                    .collect()
-            };
+            if !*hosting {
+                // Reported members: counted, not gathered (a group may have thousands).
+                let counts = self.counts(id, d, member_class);
+                let h = dependency_counts(d.algorithm, d.percentage, &counts);
+                out.extend(self.set_rollup(id, &d.id, h, time, cause, kind));
+                continue;
+            }
+            let members: Vec<Member> = self
+                .hosted
+                .get(id)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| self.instances.get(c))
+                .filter(|c| self.catalog.is_a(&c.class, member_class))
+                .map(|c| Member {
+                    health: self.state(&c.id, &d.member_monitor),
+                    in_maintenance: self.in_maintenance(&c.id).is_some(),
+                    unavailable: self.unavailable.contains(&c.root_host),
+                })
+                .collect();
             let h = dependency(
                 d.algorithm,
                 d.percentage,
