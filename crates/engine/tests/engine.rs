@@ -836,81 +836,38 @@ member_in_maintenance = "healthy"
         in_maintenance,
         unavailable: false,
     };
-    let rel = "T.FarmContainsComputer";
-    let out = e.member_changed(
-        "farm",
-        rel,
-        "node-1",
-        Some(member(Health::Healthy, false)),
-        10,
+    // A member's report: the farm's state changes (instance, monitor, new state).
+    let report = |e: &mut Engine, node: &str, known: Option<ExternalMember>, time: i64| {
+        changes(&e.member_changed("farm", "T.FarmContainsComputer", node, known, time))
+    };
+    let nodes = |h: Health| ("farm".to_string(), "T.Farm.Nodes".to_string(), h);
+    let c = report(&mut e, "node-1", Some(member(Health::Healthy, false)), 10);
+    assert!(c.contains(&nodes(Health::Healthy)), "{c:?}");
+    let c = report(&mut e, "node-2", Some(member(Health::Critical, false)), 20);
+    assert!(c.contains(&nodes(Health::Critical)), "{c:?}");
+    let entity = (
+        "farm".to_string(),
+        "System.Health.EntityState".to_string(),
+        Health::Critical,
     );
-    assert!(changes(&out).contains(&("farm".into(), "T.Farm.Nodes".into(), Health::Healthy)));
-    let out = e.member_changed(
-        "farm",
-        rel,
-        "node-2",
-        Some(member(Health::Critical, false)),
-        20,
-    );
-    let c = changes(&out);
-    assert!(
-        c.contains(&("farm".into(), "T.Farm.Nodes".into(), Health::Critical)),
-        "{c:?}"
-    );
-    assert!(
-        c.contains(&(
-            "farm".into(),
-            "System.Health.EntityState".into(),
-            Health::Critical
-        )),
-        "{c:?}"
-    );
-    assert_eq!(
-        e.state("farm", "System.Health.EntityState"),
-        Health::Critical
-    );
+    assert!(c.contains(&entity), "{c:?}");
     // The same report again changes nothing.
-    assert!(e
-        .member_changed(
-            "farm",
-            rel,
-            "node-2",
-            Some(member(Health::Critical, false)),
-            25
-        )
-        .is_empty());
+    assert!(report(&mut e, "node-2", Some(member(Health::Critical, false)), 25).is_empty());
     // node-2 in maintenance counts as healthy.
-    let out = e.member_changed(
-        "farm",
-        rel,
-        "node-2",
-        Some(member(Health::Critical, true)),
-        30,
-    );
-    assert!(changes(&out).contains(&("farm".into(), "T.Farm.Nodes".into(), Health::Healthy)));
+    let c = report(&mut e, "node-2", Some(member(Health::Critical, true)), 30);
+    assert!(c.contains(&nodes(Health::Healthy)), "{c:?}");
     // The farm in maintenance: what its members report changes nothing until it ends.
     e.start_maintenance("farm", maintenance(40, None))
         .expect("maintenance");
-    let out = e.member_changed(
-        "farm",
-        rel,
-        "node-1",
-        Some(member(Health::Critical, false)),
-        50,
-    );
+    let c = report(&mut e, "node-1", Some(member(Health::Critical, false)), 50);
     assert!(
-        !changes(&out)
-            .iter()
-            .any(|(i, m, _)| i == "farm" && m == "T.Farm.Nodes"),
-        "{out:?}"
+        !c.iter().any(|(i, m, _)| i == "farm" && m == "T.Farm.Nodes"),
+        "{c:?}"
     );
     assert_eq!(e.state("farm", "T.Farm.Nodes"), Health::Healthy);
-    let out = e.end_maintenance("farm", 60).expect("ends");
-    assert!(
-        changes(&out).contains(&("farm".into(), "T.Farm.Nodes".into(), Health::Critical)),
-        "{out:?}"
-    );
+    let c = changes(&e.end_maintenance("farm", 60).expect("ends"));
+    assert!(c.contains(&nodes(Health::Critical)), "{c:?}");
     // A member leaves: only node-2 (in maintenance, healthy) counts.
-    let out = e.member_changed("farm", rel, "node-1", None, 70);
-    assert!(changes(&out).contains(&("farm".into(), "T.Farm.Nodes".into(), Health::Healthy)));
+    let c = report(&mut e, "node-1", None, 70);
+    assert!(c.contains(&nodes(Health::Healthy)), "{c:?}");
 }

@@ -453,14 +453,29 @@ pub fn container_members(
             .i32(p)
             .str(container)
             .finish();
-        for (k, v) in store.scan_prefix(MEMBERS_CF, &prefix)? {
-            let mut r = KeyReader::new(&k, CONTAINER_MEMBER_PREFIX).map_err(corrupt)?;
-            let _ = r.i32().map_err(corrupt)?;
-            let _ = r.str().map_err(corrupt)?;
-            let relationship = r.str().map_err(corrupt)?;
-            let member = r.str().map_err(corrupt)?;
-            out.push((relationship, member, decode(&v)?));
-        }
+        out.extend(
+            reported_members(store, &prefix)?
+                .into_iter()
+                .map(|(_, relationship, member, known)| (relationship, member, known)),
+        );
+    }
+    Ok(out)
+}
+
+/// What members reported, under a prefix of their keys: (container, relationship, member,
+/// what is known of it).
+fn reported_members(
+    store: &Store,
+    prefix: &[u8],
+) -> Result<Vec<(String, String, String, ExternalMember)>, StoreError> {
+    let mut out = Vec::new();
+    for (k, v) in store.scan_prefix(MEMBERS_CF, prefix)? {
+        let mut r = KeyReader::new(&k, CONTAINER_MEMBER_PREFIX).map_err(corrupt)?;
+        let _ = r.i32().map_err(corrupt)?;
+        let container = r.str().map_err(corrupt)?;
+        let relationship = r.str().map_err(corrupt)?;
+        let member = r.str().map_err(corrupt)?;
+        out.push((container, relationship, member, decode(&v)?));
     }
     Ok(out)
 }
@@ -522,6 +537,9 @@ pub struct HealthStage {
     memberships: HashMap<String, Vec<Membership>>,
     /// Containers with reported members -> their partition (to forget them on revocation).
     container_partitions: HashMap<String, i32>,
+    /// The monitors containment and reference rollups read of their members (of the packs
+    /// in force).
+    tracked: std::sync::Arc<std::collections::BTreeSet<String>>,
     /// Commands to send for the current input: (command, requested by, alert id).
     queued: Vec<(PlannedCommand, String, Option<String>)>,
     /// Open monitor alerts changed by the current input: (instance, monitor) -> alert id.
@@ -565,14 +583,16 @@ impl HealthStage {
     /// `partitions`: of the co-partitioned input topics; `packs`: the live packs.
     pub fn new(partitions: i32, packs: Packs) -> HealthStage {
         let snapshot = packs.borrow().clone();
+        let engine = Engine::new(snapshot.store.catalog());
         HealthStage {
             partitions: partitions.max(1) as u32,
             membership_events: Vec::new(),
             memberships: HashMap::new(),
             container_partitions: HashMap::new(),
+            tracked: std::sync::Arc::new(engine.member_monitors()),
             queued: Vec::new(),
             alert_ids: BTreeMap::new(),
-            engine: Engine::new(snapshot.store.catalog()),
+            engine,
             packs_offset: snapshot.next_offset,
             packs,
             last_tick: i64::MIN,
@@ -591,7 +611,7 @@ impl HealthStage {
         if self.memberships.is_empty() && self.membership_events.is_empty() {
             return Ok(Vec::new());
         }
-        let tracked = self.engine.member_monitors();
+        let tracked = self.tracked.clone();
         let mut touched: BTreeMap<(String, String), (Membership, bool)> = BTreeMap::new();
         for c in changes {
             if !tracked.contains(&c.monitor_id) {
@@ -829,14 +849,9 @@ impl HealthStage {
                 }
             }
             let prefix = KeyWriter::new(CONTAINER_MEMBER_PREFIX).i32(*p).finish();
-            for (k, v) in store.scan_prefix(MEMBERS_CF, &prefix)? {
-                let mut r = KeyReader::new(&k, CONTAINER_MEMBER_PREFIX).map_err(corrupt)?;
-                let _ = r.i32().map_err(corrupt)?;
-                let container = r.str().map_err(corrupt)?;
-                let relationship = r.str().map_err(corrupt)?;
-                let member = r.str().map_err(corrupt)?;
+            for (container, relationship, member, known) in reported_members(store, &prefix)? {
                 self.engine
-                    .restore_member(&container, &relationship, &member, decode(&v)?);
+                    .restore_member(&container, &relationship, &member, known);
                 self.container_partitions.insert(container, *p);
             }
         }
@@ -874,6 +889,7 @@ impl HealthStage {
             .flatten()
             .collect();
         self.engine = Engine::new(snapshot.store.catalog());
+        self.tracked = std::sync::Arc::new(self.engine.member_monitors());
         self.container_partitions.clear();
         self.packs_offset = snapshot.next_offset;
         self.load(store, &partitions)?;

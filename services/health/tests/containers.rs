@@ -8,9 +8,11 @@
 //! of its own, containing the same two computers. Each run feeds the member records back
 //! as the bus would, and again with the processor restarted in the middle: same output.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+mod common;
 
+use std::collections::{BTreeMap, VecDeque};
+
+use common::{extra_pack, packs_with};
 use healthstream_bus::{Assignment, Message, OutboundRecord};
 use healthstream_contracts::records::{
     AlertRecord, ChangeKind, EntityKind, Event, EventBatch, EventLevel, InstanceChange,
@@ -19,8 +21,6 @@ use healthstream_contracts::records::{
 };
 use healthstream_contracts::{partition_for_key, Codec, Topic};
 use healthstream_health::{container_members, monitor_states, HealthStage, HEALTH_CFS};
-use healthstream_model::store::PackStore;
-use healthstream_packfeed::PackSnapshot;
 use healthstream_stage::{Position, Processor};
 use healthstream_store::Store;
 
@@ -31,33 +31,6 @@ const MEMBER_HEALTH: &str = "System.Group.MemberHealth";
 const ENTITY: &str = "System.Health.EntityState";
 const SHOP_ROOT: &str = "web-shop";
 const SHOP: &str = "shop-1";
-
-/// A pack over the shipped ones: `body` after its header.
-fn pack(id: &str, body: &str) -> String {
-    format!(
-        "[pack]\nid = \"{id}\"\nversion = \"1\"\n\
-         [[reference]]\npack = \"System.Library\"\nversion = \"1.0\"\n\
-         [[reference]]\npack = \"Healthstream.Linux\"\nversion = \"1.0\"\n{body}"
-    )
-}
-
-fn packs(extra: &[String]) -> healthstream_packfeed::Packs {
-    let mut store = PackStore::new();
-    for (path, text) in healthstream_model::SHIPPED {
-        let c = store.plan_import(text, path).expect("shipped");
-        store.apply(&c).expect("applies");
-    }
-    for text in extra {
-        let c = store.plan_import(text, "extra.toml").expect("extra pack");
-        store.apply(&c).expect("applies");
-    }
-    let (tx, rx) = tokio::sync::watch::channel(Arc::new(PackSnapshot {
-        store,
-        next_offset: 2,
-    }));
-    std::mem::forget(tx);
-    rx
-}
 
 fn partition(key: &str) -> i32 {
     partition_for_key(key.as_bytes(), PARTITIONS as u32) as i32
@@ -121,18 +94,27 @@ fn computer(root: &str) -> Vec<Message> {
     ]
 }
 
+/// A relationship of type `class` from `container` to the computer `root`, on the
+/// computer's partition.
+fn relationship(
+    root: &str,
+    id: &str,
+    class: &str,
+    container: &str,
+    kind: ChangeKind,
+) -> InstanceChange {
+    let mut rel = change(root, id, EntityKind::Relationship, kind);
+    rel.class = class.into();
+    rel.source_id = Some(container.into());
+    rel.target_id = Some(root.into());
+    rel
+}
+
 /// The group membership of a computer, as the instance space sends it (on the member's
 /// partition, claimed by the group).
 fn membership(root: &str, kind: ChangeKind) -> Message {
-    let mut rel = change(
-        root,
-        &format!("member-{root}"),
-        EntityKind::Relationship,
-        kind,
-    );
-    rel.class = "System.GroupContainsEntities".into();
-    rel.source_id = Some(CONTAINER.into());
-    rel.target_id = Some(root.into());
+    let id = format!("member-{root}");
+    let mut rel = relationship(root, &id, "System.GroupContainsEntities", CONTAINER, kind);
     rel.claimed_by = vec![format!("group:{GROUP}")];
     message(Topic::Instances, root, 0, &rel)
 }
@@ -247,7 +229,7 @@ fn assigned() -> Vec<Assignment> {
 fn run(extra: &[String], inputs: Vec<Message>, restart_at: Option<usize>) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = Store::open(dir.path(), HEALTH_CFS).expect("store");
-    let mut stage = HealthStage::new(PARTITIONS, packs(extra));
+    let mut stage = HealthStage::new(PARTITIONS, packs_with(extra));
     stage.on_assigned(&store, &assigned()).expect("assigned");
     let mut offsets = BTreeMap::new();
     let mut queue: VecDeque<Message> = inputs.into();
@@ -259,7 +241,7 @@ fn run(extra: &[String], inputs: Vec<Message>, restart_at: Option<usize>) -> Run
             drop(stage);
             drop(store);
             store = Store::open(dir.path(), HEALTH_CFS).expect("reopen");
-            stage = HealthStage::new(PARTITIONS, packs(extra));
+            stage = HealthStage::new(PARTITIONS, packs_with(extra));
             stage
                 .on_assigned(&store, &assigned())
                 .expect("assigned again");
@@ -391,7 +373,7 @@ fn a_restart_in_the_middle_gives_the_same_output() {
 
 #[test]
 fn malformed_member_records_are_rejected_with_the_reason() {
-    let stage = HealthStage::new(PARTITIONS, packs(&[]));
+    let stage = HealthStage::new(PARTITIONS, packs_with(&[]));
     let good = MemberState {
         id: "m".into(),
         container_id: CONTAINER.into(),
@@ -460,7 +442,7 @@ priority = "high"
 
 #[test]
 fn a_group_monitor_raises_and_resolves_its_alert() {
-    let extra = [pack("Test.GroupAlert", ALERTING_GROUP)];
+    let extra = [extra_pack("Test.GroupAlert", ALERTING_GROUP)];
     let out = run(&extra, group_inputs(), None).out;
     let again = run(&extra, group_inputs(), Some(9)).out;
     let text = out.join("\n");
@@ -529,15 +511,8 @@ unhealthy = "warning"
 /// The application's relationship to a computer as the instance space sends it: on the
 /// computer's partition, naming the application's root host and class.
 fn contains(root: &str, kind: ChangeKind) -> Message {
-    let mut rel = change(
-        root,
-        &format!("shop-contains-{root}"),
-        EntityKind::Relationship,
-        kind,
-    );
-    rel.class = "Test.ShopContainsComputer".into();
-    rel.source_id = Some(SHOP.into());
-    rel.target_id = Some(root.into());
+    let id = format!("shop-contains-{root}");
+    let mut rel = relationship(root, &id, "Test.ShopContainsComputer", SHOP, kind);
     rel.source_root_host = Some(SHOP_ROOT.into());
     rel.source_class = Some("Test.Shop".into());
     rel.claimed_by = vec!["discovery:shop-model".into()];
@@ -595,7 +570,7 @@ fn shop_inputs() -> Vec<Message> {
 
 #[test]
 fn a_distributed_application_with_members_on_two_hosts_and_a_monitor_of_its_own() {
-    let extra = [pack("Test.ShopModel", SHOP_PACK)];
+    let extra = [extra_pack("Test.ShopModel", SHOP_PACK)];
     let run = run(&extra, shop_inputs(), None);
     let text = run.out.join("\n");
     // Member records go to the application's root host's partition, naming it.
@@ -675,7 +650,7 @@ fn run_restarted(extra: &[String], at: usize) -> Vec<String> {
 /// the outer group's partition like any member.
 #[test]
 fn a_nested_group_rolls_up_into_its_parent() {
-    let extra = [pack(
+    let extra = [extra_pack(
         "Test.Nested",
         "[[group]]\nid = \"Test.AllServers\"\nsubgroups = [\"System.Group.AllComputers\"]\n",
     )];

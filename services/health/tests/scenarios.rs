@@ -3,9 +3,11 @@
 //! state changes and alerts, and the same run again with a restart in the middle that must
 //! produce exactly the same output, ids included.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+mod common;
 
+use std::collections::BTreeMap;
+
+use common::{extra_pack, packs_with};
 use healthstream_bus::{Assignment, Message};
 use healthstream_contracts::records::Record;
 use healthstream_contracts::records::{
@@ -18,8 +20,6 @@ use healthstream_health::{
     command, maintenance_of, operation_outcome, state_history, stored_instance, unavailable_since,
     HealthStage, OperationOutcome, HEALTH_CFS,
 };
-use healthstream_model::store::PackStore;
-use healthstream_packfeed::PackSnapshot;
 use healthstream_stage::{Position, Processor};
 use healthstream_store::Store;
 
@@ -31,39 +31,17 @@ fn partition() -> i32 {
 }
 
 fn packs() -> healthstream_packfeed::Packs {
-    packs_with(EXTRA.with(|e| e.borrow().clone()).as_deref())
+    packs_with(
+        &EXTRA
+            .with(|e| e.borrow().clone())
+            .into_iter()
+            .collect::<Vec<_>>(),
+    )
 }
 
 thread_local! {
     /// A pack added to the shipped ones by the test running on this thread.
     static EXTRA: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
-/// A test pack over the shipped ones: its header, references included, then `body`.
-fn extra_pack(id: &str, body: &str) -> String {
-    format!(
-        "[pack]\nid = \"{id}\"\nversion = \"1\"\n\
-         [[reference]]\npack = \"System.Library\"\nversion = \"1.0\"\n\
-         [[reference]]\npack = \"Healthstream.Linux\"\nversion = \"1.0\"\n{body}"
-    )
-}
-
-fn packs_with(extra: Option<&str>) -> healthstream_packfeed::Packs {
-    let mut store = PackStore::new();
-    for (path, text) in healthstream_model::SHIPPED {
-        let c = store.plan_import(text, path).expect("shipped");
-        store.apply(&c).expect("applies");
-    }
-    if let Some(text) = extra {
-        let c = store.plan_import(text, "extra.toml").expect("extra pack");
-        store.apply(&c).expect("applies");
-    }
-    let (tx, rx) = tokio::sync::watch::channel(Arc::new(PackSnapshot {
-        store,
-        next_offset: 2,
-    }));
-    std::mem::forget(tx);
-    rx
 }
 
 fn message<R: Record>(topic: Topic, offset: i64, time: i64, r: &R) -> Message {
