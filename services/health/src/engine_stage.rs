@@ -963,14 +963,14 @@ impl HealthStage {
                     return Ok(Vec::new());
                 };
                 let rel_key = membership_key(&c.entity_id);
-                let before: Option<Membership> = store
-                    .get(MEMBERSHIP_CF, &rel_key)?
-                    .map(|v| decode(&v))
-                    .transpose()?;
-                if before.as_ref() == Some(&m) {
-                    return Ok(Vec::new());
-                }
                 let mut changes = Vec::new();
+                let before = match store.get(MEMBERSHIP_CF, &rel_key)? {
+                    Some(v) => self.stored_membership(store, batch, &v, &mut changes, c, at)?,
+                    None => None,
+                };
+                if before.as_ref() == Some(&m) {
+                    return Ok(changes);
+                }
                 if let Some(old) = before {
                     changes.extend(self.leave(store, batch, &old, c.time, at.partition)?);
                 }
@@ -1003,11 +1003,42 @@ impl HealthStage {
                 let Some(v) = store.get(MEMBERSHIP_CF, &rel_key)? else {
                     return Ok(Vec::new());
                 };
-                let m: Membership = decode(&v)?;
                 store.delete(batch, MEMBERSHIP_CF, &rel_key)?;
-                self.leave(store, batch, &m, c.time, at.partition)
+                let mut changes = Vec::new();
+                if let Some(m) = self.stored_membership(store, batch, &v, &mut changes, c, at)? {
+                    changes.extend(self.leave(store, batch, &m, c.time, at.partition)?);
+                }
+                Ok(changes)
             }
         }
+    }
+
+    /// A stored membership. A store written before memberships were kept whole holds
+    /// (member, group) pairs: such a membership is taken off the member (its group
+    /// overrides) and forgotten, to be made again whole by the next relationship change.
+    fn stored_membership(
+        &mut self,
+        store: &Store,
+        batch: &mut StoreBatch,
+        v: &[u8],
+        changes: &mut Vec<StateChange>,
+        c: &InstanceChange,
+        at: Position,
+    ) -> Result<Option<Membership>, StoreError> {
+        if let Ok(m) = decode::<Membership>(v) {
+            return Ok(Some(m));
+        }
+        let (member, group): (String, String) = decode(v)?;
+        changes.extend(self.set_group(
+            store,
+            batch,
+            &member,
+            &group,
+            false,
+            c.time,
+            at.partition,
+        )?);
+        Ok(None)
     }
 
     /// The container a relationship change makes its target a member of: a group's
@@ -1773,5 +1804,109 @@ impl Processor for HealthStage {
         out.extend(self.fan_out(&alerting, at)?);
         out.extend(self.send_commands(store, batch, &alerting, at)?);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packs() -> Packs {
+        let mut store = healthstream_model::store::PackStore::new();
+        for (path, text) in healthstream_model::SHIPPED {
+            let c = store.plan_import(text, path).expect("shipped");
+            store.apply(&c).expect("applies");
+        }
+        let (tx, rx) =
+            tokio::sync::watch::channel(std::sync::Arc::new(healthstream_packfeed::PackSnapshot {
+                store,
+                next_offset: 2,
+            }));
+        std::mem::forget(tx);
+        rx
+    }
+
+    fn change(id: &str, kind: EntityKind, change: ChangeKind) -> InstanceChange {
+        InstanceChange {
+            id: format!("x-{id}"),
+            root_host: "web-01".into(),
+            entity_id: id.into(),
+            kind,
+            change,
+            time: 0,
+            class: "Linux.Computer".into(),
+            keys: BTreeMap::new(),
+            properties: BTreeMap::new(),
+            host_id: None,
+            source_id: None,
+            target_id: None,
+            managed: true,
+            claimed_by: vec![],
+            source_root_host: None,
+            source_class: None,
+        }
+    }
+
+    fn apply(stage: &mut HealthStage, store: &Store, c: InstanceChange, offset: i64) {
+        let at = Position {
+            topic: Topic::Instances,
+            partition: partition_for_key(b"web-01", 4) as i32,
+            offset,
+            timestamp_ms: 0,
+        };
+        let mut batch = store.batch();
+        stage
+            .apply(store, &mut batch, HealthInput::Instance(Box::new(c)), at)
+            .expect("applies");
+        store.write(batch).expect("write");
+    }
+
+    /// A store written before memberships were kept whole holds (member, group) pairs: the
+    /// membership's removal still applies (the member leaves the group) instead of stopping
+    /// the stage on a value it cannot read.
+    #[test]
+    fn a_membership_kept_by_an_older_build_is_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), HEALTH_CFS).expect("store");
+        let mut stage = HealthStage::new(4, packs());
+        let group = "System.Group.AllComputers";
+        apply(
+            &mut stage,
+            &store,
+            change("web-01", EntityKind::Instance, ChangeKind::Upsert),
+            0,
+        );
+        let partition = partition_for_key(b"web-01", 4) as i32;
+        let key = instance_key(partition, "web-01");
+        let mut inst: Instance =
+            decode(&store.get(INSTANCES_CF, &key).expect("get").expect("kept")).expect("instance");
+        inst.groups = vec![group.into()];
+        let mut batch = store.batch();
+        store
+            .put(
+                &mut batch,
+                INSTANCES_CF,
+                &key,
+                &encode(&inst).expect("encode"),
+            )
+            .expect("put");
+        let legacy = encode(&("web-01".to_string(), group.to_string())).expect("encode");
+        store
+            .put(&mut batch, MEMBERSHIP_CF, &membership_key("rel-1"), &legacy)
+            .expect("put");
+        store.write(batch).expect("write");
+        apply(
+            &mut stage,
+            &store,
+            change("rel-1", EntityKind::Relationship, ChangeKind::Delete),
+            1,
+        );
+        let inst: Instance =
+            decode(&store.get(INSTANCES_CF, &key).expect("get").expect("kept")).expect("instance");
+        assert!(inst.groups.is_empty(), "{:?}", inst.groups);
+        assert!(store
+            .get(MEMBERSHIP_CF, &membership_key("rel-1"))
+            .expect("get")
+            .is_none());
     }
 }
