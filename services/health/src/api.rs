@@ -185,14 +185,19 @@ async fn instance_history(
 
 /// `GET /v1/model`: the packs this health processor holds (followed from the pack topic);
 /// `GET /v1/health/{instance_id}/tree`: the health explorer (needs the packs for the tree).
-pub fn model_router(packs: watch::Receiver<Arc<PackSnapshot>>, store: Store) -> Router {
+/// `partitions`: of the input topics.
+pub fn model_router(
+    packs: watch::Receiver<Arc<PackSnapshot>>,
+    store: Store,
+    partitions: i32,
+) -> Router {
     Router::new()
         .route("/v1/model", get(model))
         .with_state(packs.clone())
         .merge(
             Router::new()
                 .route("/v1/health/{instance_id}/tree", get(tree))
-                .with_state((packs, store)),
+                .with_state((packs, store, partitions)),
         )
 }
 
@@ -204,15 +209,20 @@ struct Node {
     state: String,
     since: Option<i64>,
     cause: Option<String>,
+    /// A dependency monitor over reported members (containment, reference): each member
+    /// with the state it reported for the monitor's member monitor, and its flags.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    members: Vec<serde_json::Value>,
     children: Vec<Node>,
 }
 
 /// The monitor tree of an instance: every monitor with state, the time and data of its last
 /// change; rollups say which child or member drove them (their cause names it).
 async fn tree(
-    State((packs, store)): State<(watch::Receiver<Arc<PackSnapshot>>, Store)>,
+    State((packs, store, partitions)): State<(watch::Receiver<Arc<PackSnapshot>>, Store, i32)>,
     Path(instance): Path<String>,
 ) -> Response {
+    let reported = crate::container_members(&store, &instance, partitions).unwrap_or_default();
     let states = match crate::monitor_states(&store, &instance) {
         Ok(s) if !s.is_empty() => s,
         Ok(_) => return (
@@ -242,6 +252,31 @@ async fn tree(
             parent_of.insert(d.id.clone(), (Some(d.parent.clone()), "dependency"));
         }
     }
+    // What each dependency monitor over reported members reads of them.
+    let mut members_of: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
+        Default::default();
+    for d in catalog
+        .packs()
+        .iter()
+        .flat_map(|p| p.pack.dependencies.iter())
+    {
+        let list: Vec<serde_json::Value> = reported
+            .iter()
+            .filter(|(relationship, _, _)| *relationship == d.relationship)
+            .map(|(_, member, known)| {
+                serde_json::json!({
+                    "member_id": member,
+                    "class": known.class,
+                    "state": known.states.get(&d.member_monitor).map_or("uninitialized".to_string(), |h| h.to_string()),
+                    "in_maintenance": known.in_maintenance,
+                    "unavailable": known.unavailable,
+                })
+            })
+            .collect();
+        if !list.is_empty() {
+            members_of.insert(d.id.clone(), list);
+        }
+    }
     let last = |monitor: &str| {
         crate::state_history(&store, &instance, Some(monitor), 100_000)
             .ok()
@@ -251,6 +286,7 @@ async fn tree(
         id: &str,
         states: &[(String, healthstream_model::pack::Health)],
         parent_of: &std::collections::BTreeMap<String, (Option<String>, &'static str)>,
+        members_of: &std::collections::BTreeMap<String, Vec<serde_json::Value>>,
         last: &dyn Fn(&str) -> Option<(i64, String)>,
         depth: usize,
     ) -> Node {
@@ -268,7 +304,7 @@ async fn tree(
             states
                 .iter()
                 .filter(|(m, _)| parent_of.get(m).and_then(|(p, _)| p.as_deref()) == Some(id))
-                .map(|(m, _)| build(m, states, parent_of, last, depth + 1))
+                .map(|(m, _)| build(m, states, parent_of, members_of, last, depth + 1))
                 .collect()
         };
         Node {
@@ -277,13 +313,14 @@ async fn tree(
             state,
             since,
             cause,
+            members: members_of.get(id).cloned().unwrap_or_default(),
             children,
         }
     }
     let roots: Vec<Node> = states
         .iter()
         .filter(|(m, _)| parent_of.get(m).is_some_and(|(p, _)| p.is_none()))
-        .map(|(m, _)| build(m, &states, &parent_of, &last, 0))
+        .map(|(m, _)| build(m, &states, &parent_of, &members_of, &last, 0))
         .collect();
     Json(serde_json::json!({ "instance_id": instance, "tree": roots })).into_response()
 }

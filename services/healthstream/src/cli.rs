@@ -347,6 +347,23 @@ async fn explain_health(instance: &str, server: &str) -> anyhow::Result<()> {
             n["kind"].as_str().unwrap_or(""),
             n["state"].as_str().unwrap_or("")
         );
+        for m in n["members"].as_array().into_iter().flatten() {
+            let flags = [
+                ("in maintenance", "in_maintenance"),
+                ("unavailable", "unavailable"),
+            ]
+            .iter()
+            .filter(|(_, f)| m[*f] == true)
+            .map(|(text, _)| format!(", {text}"))
+            .collect::<String>();
+            println!(
+                "{}member {} ({}): {}{flags}",
+                "  ".repeat(depth + 1),
+                m["member_id"].as_str().unwrap_or(""),
+                m["class"].as_str().unwrap_or(""),
+                m["state"].as_str().unwrap_or("")
+            );
+        }
         for c in n["children"].as_array().into_iter().flatten() {
             show(c, depth + 1);
         }

@@ -276,6 +276,7 @@ impl Runtime {
                 app = app.merge(healthstream_health::model_router(
                     packs.clone(),
                     store.clone(),
+                    bus.partitions(Topic::Perf),
                 ));
             }
             let Some(packs) = &packs else {

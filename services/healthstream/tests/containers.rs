@@ -162,6 +162,39 @@ fn a_distributed_application_rolls_up_computers_of_two_hosts() {
         .expect("a critical member");
     assert_eq!(db["relationship"], "Contoso.ShopContainsComputer", "{v}");
     assert_eq!(db["class"], "Linux.Computer", "{v}");
+    // The health explorer shows which members the dependency monitor read.
+    let (status, tree) = get(&p, &format!("/v1/health/{shop_id}/tree"));
+    assert_eq!(status, 200, "{tree}");
+    let text = tree.to_string();
+    let entity = &tree["tree"][0];
+    assert_eq!(entity["monitor_id"], "System.Health.EntityState", "{text}");
+    let availability = entity["children"]
+        .as_array()
+        .and_then(|c| {
+            c.iter()
+                .find(|n| n["monitor_id"] == "System.Health.AvailabilityState")
+        })
+        .expect("availability");
+    let computers = availability["children"]
+        .as_array()
+        .and_then(|c| {
+            c.iter()
+                .find(|n| n["monitor_id"] == "Contoso.Shop.Computers")
+        })
+        .expect("the dependency monitor");
+    assert_eq!(computers["kind"], "dependency", "{text}");
+    assert_eq!(computers["state"], "critical", "{text}");
+    let read: Vec<&str> = computers["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["state"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(read.len(), 2, "{text}");
+    assert!(
+        read.contains(&"critical") && read.contains(&"healthy"),
+        "{text}"
+    );
     // The disk is freed: the shop is healthy again.
     post_ok(&p, "/v1/ingest/perf", free("db-01", 120_000, 40.0));
     eventually("the shop healthy", || {
