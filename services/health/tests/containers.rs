@@ -12,12 +12,11 @@ mod common;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use common::{extra_pack, packs_with};
+use common::{extra_pack, operation, packs_with};
 use healthstream_bus::{Assignment, Message, OutboundRecord};
 use healthstream_contracts::records::{
     AlertRecord, ChangeKind, EntityKind, Event, EventBatch, EventLevel, InstanceChange,
-    MemberState, Operation, OperationKind, PerfBatch, PerfSample, PropertyValue, Record,
-    StateChange,
+    MemberState, OperationKind, PerfBatch, PerfSample, PropertyValue, Record, StateChange,
 };
 use healthstream_contracts::{partition_for_key, Codec, Topic};
 use healthstream_health::{container_members, monitor_states, HealthStage, HEALTH_CFS};
@@ -144,20 +143,7 @@ fn maintenance(root: &str, kind: OperationKind, time: i64) -> Message {
         Topic::Operations,
         root,
         time,
-        &Operation {
-            id: format!("op-{root}-{kind:?}-{time}"),
-            root_host: root.into(),
-            instance_id: root.into(),
-            kind,
-            monitor_id: None,
-            alert_id: None,
-            task_id: None,
-            reason: "PlannedOther".into(),
-            comment: String::new(),
-            until: None,
-            requested_by: "ops".into(),
-            requested_at: time,
-        },
+        &operation(root, kind, root, time),
     )
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{extra_pack, packs_with};
+use common::{extra_pack, operation, packs_with};
 use healthstream_bus::{Assignment, Message};
 use healthstream_contracts::records::Record;
 use healthstream_contracts::records::{
@@ -443,20 +443,7 @@ fn a_restart_anywhere_gives_the_same_output() {
 }
 
 fn op(kind: OperationKind, instance: &str, at: i64) -> Operation {
-    Operation {
-        id: format!("op-{kind:?}-{instance}-{at}"),
-        root_host: HOST.into(),
-        instance_id: instance.into(),
-        kind,
-        monitor_id: None,
-        alert_id: None,
-        task_id: None,
-        reason: "PlannedOther".into(),
-        comment: String::new(),
-        until: None,
-        requested_by: "ops".into(),
-        requested_at: at,
-    }
+    operation(HOST, kind, instance, at)
 }
 
 const FREE: &str = "Linux.Monitor.FilesystemFreeSpace";

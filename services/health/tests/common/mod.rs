@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use healthstream_contracts::records::{Operation, OperationKind};
 use healthstream_model::store::PackStore;
 use healthstream_packfeed::PackSnapshot;
 
@@ -31,4 +32,22 @@ pub fn packs_with(extra: &[String]) -> healthstream_packfeed::Packs {
     }));
     std::mem::forget(tx);
     rx
+}
+
+/// An operator action of user `ops` on an instance of root host `root`, at `at`.
+pub fn operation(root: &str, kind: OperationKind, instance: &str, at: i64) -> Operation {
+    Operation {
+        id: format!("op-{kind:?}-{instance}-{at}"),
+        root_host: root.into(),
+        instance_id: instance.into(),
+        kind,
+        monitor_id: None,
+        alert_id: None,
+        task_id: None,
+        reason: "PlannedOther".into(),
+        comment: String::new(),
+        until: None,
+        requested_by: "ops".into(),
+        requested_at: at,
+    }
 }
