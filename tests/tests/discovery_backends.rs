@@ -10,25 +10,13 @@ use healthstream_contracts::records::{CollectionPlan, DeadLetter, EntityKind, In
 use healthstream_contracts::{partition_for_key, Codec, Topic};
 use healthstream_discovery::{DiscoveryStage, DISCOVERY_CFS};
 use healthstream_fleet::{discovery, host_name, host_shape};
-use healthstream_model::store::PackStore;
-use healthstream_packfeed::PackSnapshot;
 use healthstream_tests::Backend;
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(90);
 
 fn packs() -> healthstream_packfeed::Packs {
-    let mut store = PackStore::new();
-    for (path, text) in healthstream_model::SHIPPED {
-        let c = store.plan_import(text, path).expect("shipped pack");
-        store.apply(&c).expect("applies");
-    }
-    let (tx, rx) = tokio::sync::watch::channel(Arc::new(PackSnapshot {
-        store,
-        next_offset: 2,
-    }));
-    std::mem::forget(tx);
-    rx
+    healthstream_packfeed::fixed(&[]).expect("shipped packs")
 }
 
 /// Every record of one partition of a topic, from the start, once `n` are there.

@@ -12,8 +12,6 @@ use healthstream_contracts::{partition_for_key, Codec, Topic};
 use healthstream_discovery::{DiscoveryStage, DISCOVERY_CFS};
 use healthstream_fleet::{discovery, host_shape};
 use healthstream_health::{HealthStage, HEALTH_CFS};
-use healthstream_model::store::PackStore;
-use healthstream_packfeed::PackSnapshot;
 use healthstream_store::Store;
 use healthstream_tests::Backend;
 use tokio::sync::watch;
@@ -24,17 +22,7 @@ const HOSTS: usize = 8;
 const FREE_SPACE: &str = "Linux.Monitor.FilesystemFreeSpace";
 
 fn packs() -> healthstream_packfeed::Packs {
-    let mut store = PackStore::new();
-    for (path, text) in healthstream_model::SHIPPED {
-        let c = store.plan_import(text, path).expect("shipped pack");
-        store.apply(&c).expect("applies");
-    }
-    let (tx, rx) = watch::channel(Arc::new(PackSnapshot {
-        store,
-        next_offset: 2,
-    }));
-    std::mem::forget(tx);
-    rx
+    healthstream_packfeed::fixed(&[]).expect("shipped packs")
 }
 
 fn record(bus: &Arc<dyn Bus>, topic: Topic, host: &str, value: Vec<u8>) -> OutboundRecord {

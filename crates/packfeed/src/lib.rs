@@ -29,6 +29,33 @@ pub struct PackSnapshot {
 /// The live packs: always the latest snapshot.
 pub type Packs = watch::Receiver<Arc<PackSnapshot>>;
 
+/// Packs that never change: the shipped packs, then `extra` (pack texts), each imported as
+/// the pack API would import it, as a snapshot the processors read like the followed one.
+/// For running a stage without the pack topic (tools, tests); an error names the pack that
+/// does not import.
+pub fn fixed(extra: &[String]) -> Result<Packs, String> {
+    let mut store = PackStore::new();
+    let mut imported = 0;
+    let texts = healthstream_model::SHIPPED
+        .iter()
+        .map(|(path, text)| (*path, *text))
+        .chain(extra.iter().map(|t| ("extra.toml", t.as_str())));
+    for (path, text) in texts {
+        let change = store
+            .plan_import(text, path)
+            .map_err(|e| format!("{path}: {e}"))?;
+        store.apply(&change).map_err(|e| format!("{path}: {e}"))?;
+        imported += 1;
+    }
+    // As if each import were one record of the pack topic. The sender goes: the snapshot
+    // is read, never awaited for a change.
+    let (_, rx) = watch::channel(Arc::new(PackSnapshot {
+        store,
+        next_offset: imported,
+    }));
+    Ok(rx)
+}
+
 /// The task following the pack topic.
 pub type FeedTask = JoinHandle<Result<(), FeedError>>;
 
@@ -205,4 +232,37 @@ pub async fn catch_up(
 ) -> Result<Arc<PackSnapshot>, FeedError> {
     let end = bus.end_offset(Topic::Packs, 0).await?;
     wait_for(rx, end, timeout).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_packs_hold_the_shipped_ones_and_the_extra() {
+        let extra = "[pack]\nid = \"Extra\"\nversion = \"1\"\n\
+                     [[reference]]\npack = \"System.Library\"\nversion = \"1.0\"\n"
+            .to_string();
+        let packs = fixed(&[extra]).expect("imports");
+        let snapshot = packs.borrow().clone();
+        let ids: Vec<String> = snapshot
+            .store
+            .packs()
+            .map(|p| p.pack.pack.id.clone())
+            .collect();
+        assert_eq!(ids.len(), 3, "{ids:?}");
+        assert!(ids.contains(&"Extra".to_string()), "{ids:?}");
+        assert_eq!(snapshot.next_offset, 3);
+    }
+
+    #[test]
+    fn a_pack_that_does_not_import_is_named() {
+        let e = fixed(&["[pack\nid = ".to_string()]).expect_err("malformed");
+        assert!(e.starts_with("extra.toml: "), "{e}");
+        let unknown = "[pack]\nid = \"X\"\nversion = \"1\"\n\
+                       [[reference]]\npack = \"Nope\"\nversion = \"1.0\"\n"
+            .to_string();
+        let e = fixed(&[unknown]).expect_err("unknown reference");
+        assert!(e.contains("Nope"), "{e}");
+    }
 }

@@ -3,32 +3,20 @@
 //! emitted).
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use healthstream_bus::Message;
 use healthstream_contracts::{partition_for_key, Codec, Topic};
 use healthstream_discovery::{DiscoveryStage, DISCOVERY_CFS};
 use healthstream_fleet::{discovery, host_name, host_shape};
-use healthstream_model::store::PackStore;
-use healthstream_packfeed::PackSnapshot;
 use healthstream_stage::{Position, Processor};
 use healthstream_store::Store;
 
 const PARTITIONS: i32 = 4;
 
 fn stage() -> DiscoveryStage {
-    let mut store = PackStore::new();
-    for (path, text) in healthstream_model::SHIPPED {
-        let change = store.plan_import(text, path).expect("shipped pack");
-        store.apply(&change).expect("applies");
-    }
-    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(PackSnapshot {
-        store,
-        next_offset: 2,
-    }));
-    std::mem::forget(_tx);
-    DiscoveryStage::new(PARTITIONS, PARTITIONS, rx)
+    let packs = healthstream_packfeed::fixed(&[]).expect("shipped packs");
+    DiscoveryStage::new(PARTITIONS, PARTITIONS, packs)
 }
 
 fn messages(i: usize) -> Vec<Message> {

@@ -1812,18 +1812,7 @@ mod tests {
     use super::*;
 
     fn packs() -> Packs {
-        let mut store = healthstream_model::store::PackStore::new();
-        for (path, text) in healthstream_model::SHIPPED {
-            let c = store.plan_import(text, path).expect("shipped");
-            store.apply(&c).expect("applies");
-        }
-        let (tx, rx) =
-            tokio::sync::watch::channel(std::sync::Arc::new(healthstream_packfeed::PackSnapshot {
-                store,
-                next_offset: 2,
-            }));
-        std::mem::forget(tx);
-        rx
+        healthstream_packfeed::fixed(&[]).expect("shipped packs")
     }
 
     fn change(id: &str, kind: EntityKind, change: ChangeKind) -> InstanceChange {

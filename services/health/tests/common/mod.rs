@@ -1,10 +1,6 @@
 //! Shared by the health processor's tests: test packs over the shipped ones.
 
-use std::sync::Arc;
-
 use healthstream_contracts::records::{Operation, OperationKind};
-use healthstream_model::store::PackStore;
-use healthstream_packfeed::PackSnapshot;
 
 /// A test pack over the shipped ones: its header, references included, then `body`.
 pub fn extra_pack(id: &str, body: &str) -> String {
@@ -15,23 +11,9 @@ pub fn extra_pack(id: &str, body: &str) -> String {
     )
 }
 
-/// The live packs: the shipped ones and `extra`, imported as the pack topic would.
+/// The live packs: the shipped ones and `extra`.
 pub fn packs_with(extra: &[String]) -> healthstream_packfeed::Packs {
-    let mut store = PackStore::new();
-    for (path, text) in healthstream_model::SHIPPED {
-        let c = store.plan_import(text, path).expect("shipped");
-        store.apply(&c).expect("applies");
-    }
-    for text in extra {
-        let c = store.plan_import(text, "extra.toml").expect("extra pack");
-        store.apply(&c).expect("applies");
-    }
-    let (tx, rx) = tokio::sync::watch::channel(Arc::new(PackSnapshot {
-        store,
-        next_offset: 2,
-    }));
-    std::mem::forget(tx);
-    rx
+    healthstream_packfeed::fixed(extra).expect("test packs import")
 }
 
 /// An operator action of user `ops` on an instance of root host `root`, at `at`.
