@@ -20,7 +20,7 @@ use healthstream_model::reference::{TargetContext, Template};
 
 use crate::detect::{Detector, Fields, ServiceReading};
 use crate::pairs::PairMap;
-use crate::rollup::{aggregate, counted_as, dependency, dependency_counts, Counts, Member};
+use crate::rollup::{aggregate, counted_as, dependency_counts, Counts, Member};
 
 /// An instance as the engine sees it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -212,6 +212,11 @@ fn reported(m: &ExternalMember, d: &DependencyMonitor) -> Member {
     }
 }
 
+/// Where a member counts in a dependency monitor's [`Counts`].
+fn slot(m: &Member, d: &DependencyMonitor) -> usize {
+    counted_as(m, d.member_in_maintenance, d.member_unavailable) as usize
+}
+
 /// Per root host: "object, counter, instance or `*`" (see [`index_key`]) -> the (instance,
 /// workflow) copies reading it.
 type PerfIndex = HashMap<String, Vec<Arc<(String, String)>>>;
@@ -395,8 +400,9 @@ impl Engine {
         time: i64,
     ) -> Vec<StateChange> {
         let key = (relationship.to_string(), member.to_string());
-        let members = self.external.entry(container.to_string()).or_default();
-        let before = members.get(&key).cloned();
+        if self.external.get(container).and_then(|m| m.get(&key)) == known.as_ref() {
+            return Vec::new();
+        }
         let cause = match &known {
             Some(m) => {
                 let states: Vec<String> =
@@ -405,17 +411,11 @@ impl Engine {
             }
             None => format!("member {member} left"),
         };
-        if before == known {
-            return Vec::new();
-        }
-        match &known {
-            Some(m) => {
-                members.insert(key, m.clone());
-            }
-            None => {
-                members.remove(&key);
-            }
-        }
+        let members = self.external.entry(container.to_string()).or_default();
+        let before = match &known {
+            Some(m) => members.insert(key, m.clone()),
+            None => members.remove(&key),
+        };
         if members.is_empty() {
             self.external.remove(container);
         }
@@ -450,12 +450,8 @@ impl Engine {
                 let Some(m) = m.filter(|m| self.catalog.is_a(&m.class, member_class)) else {
                     continue;
                 };
-                let slot = &mut c[counted_as(
-                    &reported(m, d),
-                    d.member_in_maintenance,
-                    d.member_unavailable,
-                ) as usize];
-                *slot = (i64::from(*slot) + delta).max(0) as u32;
+                let n = &mut c[slot(&reported(m, d), d)];
+                *n = (i64::from(*n) + delta).max(0) as u32;
             }
         }
     }
@@ -468,11 +464,7 @@ impl Engine {
         let mut c: Counts = [0; 4];
         for ((r, _), m) in self.external.get(container).into_iter().flatten() {
             if *r == d.relationship && self.catalog.is_a(&m.class, member_class) {
-                c[counted_as(
-                    &reported(m, d),
-                    d.member_in_maintenance,
-                    d.member_unavailable,
-                ) as usize] += 1;
+                c[slot(&reported(m, d), d)] += 1;
             }
         }
         self.member_counts
@@ -1970,33 +1962,25 @@ impl Engine {
         let plan = self.class_rollups(&class);
         let mut out = Vec::new();
         for (d, member_class, hosting) in &plan.deps {
-            if !*hosting {
-                // Reported members: counted, not gathered (a group may have thousands).
-                let counts = self.counts(id, d, member_class);
-                let h = dependency_counts(d.algorithm, d.percentage, &counts);
-                out.extend(self.set_rollup(id, &d.id, h, time, cause, kind));
-                continue;
-            }
-            let members: Vec<Member> = self
-                .hosted
-                .get(id)
-                .into_iter()
-                .flatten()
-                .filter_map(|c| self.instances.get(c))
-                .filter(|c| self.catalog.is_a(&c.class, member_class))
-                .map(|c| Member {
-                    health: self.state(&c.id, &d.member_monitor),
-                    in_maintenance: self.in_maintenance(&c.id).is_some(),
-                    unavailable: self.unavailable.contains(&c.root_host),
-                })
-                .collect();
-            let h = dependency(
-                d.algorithm,
-                d.percentage,
-                &members,
-                d.member_in_maintenance,
-                d.member_unavailable,
-            );
+            let counts = if *hosting {
+                let mut c: Counts = [0; 4];
+                let hosted = self.hosted.get(id).into_iter().flatten();
+                for child in hosted.filter_map(|c| self.instances.get(c)) {
+                    if self.catalog.is_a(&child.class, member_class) {
+                        let m = Member {
+                            health: self.state(&child.id, &d.member_monitor),
+                            in_maintenance: self.in_maintenance(&child.id).is_some(),
+                            unavailable: self.unavailable.contains(&child.root_host),
+                        };
+                        c[slot(&m, d)] += 1;
+                    }
+                }
+                c
+            } else {
+                // Reported members: counted as they change (a group may have thousands).
+                self.counts(id, d, member_class)
+            };
+            let h = dependency_counts(d.algorithm, d.percentage, &counts);
             out.extend(self.set_rollup(id, &d.id, h, time, cause, kind));
         }
         // Aggregates, deepest first: an aggregate's children are the instance's unit

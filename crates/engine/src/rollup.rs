@@ -32,7 +32,9 @@ pub fn best_of(children: &[Health]) -> Health {
     initialized(children).min().unwrap_or(Health::Uninitialized)
 }
 
-/// Percentage(N), N in 1..=100.
+/// Percentage(N), N in 1..=100, member by member: the definition [`dependency_counts`]
+/// decides from counts (the tests hold them equal).
+#[cfg(test)]
 pub fn percentage(members: &[Health], n: u8) -> Health {
     let mut hs: Vec<Health> = initialized(members).collect();
     if hs.is_empty() {
@@ -80,7 +82,8 @@ pub fn dependency_counts(
     .unwrap_or(Health::Uninitialized)
 }
 
-/// The state a member counts as in a dependency monitor.
+/// The state a member counts as in a dependency monitor: its own, unless it is in
+/// maintenance or unavailable and the monitor says how those count.
 pub fn counted_as(m: &Member, in_maintenance_as: Health, unavailable_as: Health) -> Health {
     if m.in_maintenance {
         in_maintenance_as
@@ -99,7 +102,9 @@ pub fn aggregate(algorithm: Algorithm, children: &[Health]) -> Health {
     }
 }
 
-/// A dependency monitor's state from its members.
+/// A dependency monitor's state from its members, member by member: the definition
+/// [`dependency_counts`] decides from counts (the tests hold them equal).
+#[cfg(test)]
 pub fn dependency(
     algorithm: DependencyAlgorithm,
     percent: Option<u8>,
