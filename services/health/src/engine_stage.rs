@@ -427,7 +427,7 @@ fn container_member_key(
 /// A container an instance of this partition belongs to, as its membership relationship
 /// (a group's, or any containment or reference) says: where its member states go.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Membership {
+pub(crate) struct Membership {
     pub relationship_id: String,
     /// Relationship type.
     pub relationship: String,
@@ -696,22 +696,15 @@ impl HealthStage {
             .collect()
     }
 
-    /// The subgroup memberships of every group container of the engine.
-    fn derive_subgroup_memberships(&mut self) {
-        let groups: Vec<(String, String)> = self
-            .engine
+    /// The subgroup memberships of every group container of the engine, by (member,
+    /// relationship id).
+    fn all_subgroup_memberships(&self) -> BTreeMap<(String, String), Membership> {
+        self.engine
             .instances()
             .filter(|i| i.root_host == i.id && self.engine.catalog().group(&i.class).is_some())
-            .map(|i| (i.id.clone(), i.class.clone()))
-            .collect();
-        for (id, class) in groups {
-            for m in self.subgroup_memberships(&id, &class) {
-                let list = self.memberships.entry(id.clone()).or_default();
-                if !list.contains(&m) {
-                    list.push(m);
-                }
-            }
-        }
+            .flat_map(|i| self.subgroup_memberships(&i.id, &i.class))
+            .map(|m| ((m.member.clone(), m.relationship_id.clone()), m))
+            .collect()
     }
 
     /// A member of one of this partition's containers reported its states (or that it
@@ -855,7 +848,12 @@ impl HealthStage {
                 self.container_partitions.insert(container, *p);
             }
         }
-        self.derive_subgroup_memberships();
+        for m in self.all_subgroup_memberships().into_values() {
+            let list = self.memberships.entry(m.member.clone()).or_default();
+            if !list.contains(&m) {
+                list.push(m);
+            }
+        }
         self.engine.restore_availability();
         // What the load itself touched is already stored.
         let _ = self.engine.take_touched();
@@ -884,24 +882,23 @@ impl HealthStage {
         partitions.extend(self.container_partitions.values().copied());
         partitions.sort();
         partitions.dedup();
-        let before: Vec<Membership> = std::mem::take(&mut self.memberships)
-            .into_values()
-            .flatten()
-            .collect();
+        // Only the subgroup memberships follow from the packs; the others are stored.
+        let before = self.all_subgroup_memberships();
+        self.memberships.clear();
         self.engine = Engine::new(snapshot.store.catalog());
         self.tracked = std::sync::Arc::new(self.engine.member_monitors());
         self.container_partitions.clear();
         self.packs_offset = snapshot.next_offset;
         self.load(store, &partitions)?;
         // Memberships the new packs make or end (nested groups): their containers hear.
-        let after: Vec<Membership> = self.memberships.values().flatten().cloned().collect();
-        for m in &after {
-            if !before.contains(m) {
+        let after = self.all_subgroup_memberships();
+        for (key, m) in &after {
+            if before.get(key) != Some(m) {
                 self.membership_events.push((m.clone(), true));
             }
         }
-        for m in before {
-            if !after.contains(&m) {
+        for (key, m) in before {
+            if !after.contains_key(&key) {
                 self.membership_events.push((m, false));
             }
         }

@@ -15,7 +15,7 @@ pub use api::{model_router, router};
 pub use engine_stage::{
     alert, command, container_members, maintenance_of, monitor_states, open_alert,
     operation_outcome, state_history, stored_instance, unavailable_since, CommandEntry,
-    CommandOutcome, HealthStage, HistoryEntry, Membership, OperationOutcome, HEALTH_CFS,
+    CommandOutcome, HealthStage, HistoryEntry, OperationOutcome, HEALTH_CFS,
 };
 pub use operations::{operations_router, operations_router_waiting};
 pub use perf::{latest_samples, LatestSample, PerfStage, PERF_CFS};

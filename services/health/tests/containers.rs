@@ -15,8 +15,9 @@ use std::collections::{BTreeMap, VecDeque};
 use common::{extra_pack, operation, packs_with};
 use healthstream_bus::{Assignment, Message, OutboundRecord};
 use healthstream_contracts::records::{
-    AlertRecord, ChangeKind, EntityKind, Event, EventBatch, EventLevel, InstanceChange,
-    MemberState, OperationKind, PerfBatch, PerfSample, PropertyValue, Record, StateChange,
+    AlertRecord, ChangeKind, DeadLetterClass, EntityKind, Event, EventBatch, EventLevel,
+    InstanceChange, MemberState, OperationKind, PerfBatch, PerfSample, PropertyValue, Record,
+    StateChange,
 };
 use healthstream_contracts::{partition_for_key, Codec, Topic};
 use healthstream_health::{container_members, monitor_states, HealthStage, HEALTH_CFS};
@@ -167,6 +168,17 @@ fn group_inputs() -> Vec<Message> {
     m
 }
 
+/// A group (or its parent) over the inputs of [`group_inputs`]: healthy, critical when
+/// db-01's disk fills, healthy while db-01 is in maintenance (left out), critical again
+/// after it, healthy once db-01 left.
+const DB01_IN_AND_OUT: [&str; 5] = [
+    "Uninitialized->Healthy",
+    "Healthy->Critical",
+    "Critical->Healthy",
+    "Healthy->Critical",
+    "Critical->Healthy",
+];
+
 /// What one run emitted: the member records (decoded) and every state change and alert
 /// change (as text), in order.
 struct Run {
@@ -212,75 +224,111 @@ fn assigned() -> Vec<Assignment> {
 /// The inputs through one health processor owning every partition; each member record it
 /// sends is read back right after the input that caused it (as the bus delivers it). The
 /// processor is restarted (store reopened, state reloaded) before its `restart_at`-th input.
-fn run(extra: &[String], inputs: Vec<Message>, restart_at: Option<usize>) -> Run {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut store = Store::open(dir.path(), HEALTH_CFS).expect("store");
-    let mut stage = HealthStage::new(PARTITIONS, packs_with(extra));
-    stage.on_assigned(&store, &assigned()).expect("assigned");
-    let mut offsets = BTreeMap::new();
-    let mut queue: VecDeque<Message> = inputs.into();
-    let mut members = Vec::new();
-    let mut out = Vec::new();
-    let mut n = 0;
-    while let Some(m) = queue.pop_front() {
-        if restart_at == Some(n) {
-            drop(stage);
-            drop(store);
-            store = Store::open(dir.path(), HEALTH_CFS).expect("reopen");
-            stage = HealthStage::new(PARTITIONS, packs_with(extra));
-            stage
-                .on_assigned(&store, &assigned())
-                .expect("assigned again");
-        }
-        n += 1;
-        let mut fed_back = Vec::new();
-        for r in apply(&mut stage, &store, &m, &mut offsets) {
-            let value = r.value.clone().expect("value");
-            match r.topic {
-                Topic::RollupMembers => {
-                    let record: MemberState = Codec::shared().decode(&value).expect("member");
-                    members.push((r.partition, record));
-                    fed_back.push(Message {
-                        topic: Topic::RollupMembers,
-                        partition: r.partition,
-                        offset: 0,
-                        key: r.key,
-                        value: Some(value),
-                        timestamp_ms: r.timestamp_ms,
-                    });
+/// One health processor owning every partition; each member record it sends is read back
+/// right after the input that caused it (as the bus delivers it).
+struct Driver {
+    /// The processor and its store.
+    running: Option<(HealthStage, Store)>,
+    offsets: BTreeMap<(Topic, i32), i64>,
+    /// Inputs applied so far (member records read back included).
+    applied: usize,
+    members: Vec<(i32, MemberState)>,
+    out: Vec<String>,
+}
+
+impl Driver {
+    fn new(dir: &std::path::Path, packs: healthstream_packfeed::Packs) -> Driver {
+        let mut d = Driver {
+            running: None,
+            offsets: BTreeMap::new(),
+            applied: 0,
+            members: Vec::new(),
+            out: Vec::new(),
+        };
+        d.restart(dir, packs);
+        d
+    }
+
+    /// The processor (stopped, if it runs) starts on its store: its state is loaded.
+    fn restart(&mut self, dir: &std::path::Path, packs: healthstream_packfeed::Packs) {
+        drop(self.running.take());
+        let store = Store::open(dir, HEALTH_CFS).expect("store");
+        let mut stage = HealthStage::new(PARTITIONS, packs);
+        stage.on_assigned(&store, &assigned()).expect("assigned");
+        self.running = Some((stage, store));
+    }
+
+    /// Apply one input and what it sends back to the processor; `before` runs before each.
+    fn feed(&mut self, input: Message, before: &mut dyn FnMut(&mut Driver)) {
+        let mut queue = VecDeque::from([input]);
+        while let Some(m) = queue.pop_front() {
+            before(self);
+            self.applied += 1;
+            let mut fed_back = Vec::new();
+            let (stage, store) = self.running.as_mut().expect("running");
+            for r in apply(stage, store, &m, &mut self.offsets) {
+                let value = r.value.clone().expect("value");
+                match r.topic {
+                    Topic::RollupMembers => {
+                        let record: MemberState = Codec::shared().decode(&value).expect("member");
+                        self.members.push((r.partition, record));
+                        fed_back.push(Message {
+                            topic: Topic::RollupMembers,
+                            partition: r.partition,
+                            offset: 0,
+                            key: r.key,
+                            value: Some(value),
+                            timestamp_ms: r.timestamp_ms,
+                        });
+                    }
+                    Topic::Alerts => {
+                        let a: AlertRecord = Codec::shared().decode(&value).expect("alert");
+                        self.out.push(format!(
+                            "{} alert {} {} {:?} state={} change={}",
+                            a.id,
+                            a.alert.instance_id,
+                            a.alert.name,
+                            a.alert.severity,
+                            a.alert.resolution_state,
+                            a.change.comment
+                        ));
+                    }
+                    Topic::State => {
+                        let s: StateChange = Codec::shared().decode(&value).expect("state");
+                        assert_eq!(r.partition, partition(&s.root_host), "{s:?}");
+                        self.out.push(format!(
+                            "{} {} {} {:?}->{:?} ({})",
+                            s.id,
+                            s.instance_id,
+                            s.monitor_id,
+                            s.old_state,
+                            s.new_state,
+                            s.cause.summary
+                        ));
+                    }
+                    _ => {}
                 }
-                Topic::Alerts => {
-                    let a: AlertRecord = Codec::shared().decode(&value).expect("alert");
-                    out.push(format!(
-                        "{} alert {} {} {:?} state={} change={}",
-                        a.id,
-                        a.alert.instance_id,
-                        a.alert.name,
-                        a.alert.severity,
-                        a.alert.resolution_state,
-                        a.change.comment
-                    ));
-                }
-                Topic::State => {
-                    let s: StateChange = Codec::shared().decode(&value).expect("state");
-                    assert_eq!(r.partition, partition(&s.root_host), "{s:?}");
-                    out.push(format!(
-                        "{} {} {} {:?}->{:?} ({})",
-                        s.id,
-                        s.instance_id,
-                        s.monitor_id,
-                        s.old_state,
-                        s.new_state,
-                        s.cause.summary
-                    ));
-                }
-                _ => {}
+            }
+            for m in fed_back.into_iter().rev() {
+                queue.push_front(m);
             }
         }
-        for m in fed_back.into_iter().rev() {
-            queue.push_front(m);
-        }
     }
+}
+
+/// The inputs through one [`Driver`], restarted before its `restart_at`-th input.
+fn run(extra: &[String], inputs: Vec<Message>, restart_at: Option<usize>) -> Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = Driver::new(dir.path(), packs_with(extra));
+    let mut restart = |d: &mut Driver| {
+        if restart_at == Some(d.applied) {
+            d.restart(dir.path(), packs_with(extra));
+        }
+    };
+    for m in inputs {
+        d.feed(m, &mut restart);
+    }
+    let Driver { members, out, .. } = d;
     Run { members, out, dir }
 }
 
@@ -309,22 +357,18 @@ fn a_group_across_two_hosts() {
         .members
         .iter()
         .any(|(_, m)| m.member_id == "db-01" && !m.present));
-    // The group: healthy, critical when db-01's disk fills, healthy while db-01 is in
-    // maintenance (left out), critical again after it, healthy once db-01 left.
-    let expected = [
-        "Uninitialized->Healthy",
-        "Healthy->Critical",
-        "Critical->Healthy",
-        "Healthy->Critical",
-        "Critical->Healthy",
-    ];
+    // The group follows db-01 in and out.
     assert_eq!(
         transitions(&run.out, CONTAINER, MEMBER_HEALTH),
-        expected,
+        DB01_IN_AND_OUT,
         "{text}"
     );
     // The rollup feeds the group's aggregates up to its entity health, each change once.
-    assert_eq!(transitions(&run.out, CONTAINER, ENTITY), expected, "{text}");
+    assert_eq!(
+        transitions(&run.out, CONTAINER, ENTITY),
+        DB01_IN_AND_OUT,
+        "{text}"
+    );
     assert!(text.contains("member db-01 left"), "{text}");
     let store = Store::open(run.dir.path(), HEALTH_CFS).expect("reopen");
     let states: BTreeMap<String, String> = monitor_states(&store, CONTAINER)
@@ -404,9 +448,16 @@ fn malformed_member_records_are_rejected_with_the_reason() {
     assert!(e.reason.contains("member_id is empty"), "{e:?}");
     let mut garbage = msg(&good, partition(CONTAINER));
     garbage.value = Some(vec![0, 0, 0, 5, 1, 2, 3]);
-    assert!(stage.decode(&garbage).is_err());
+    let Err(e) = stage.decode(&garbage) else {
+        panic!("a record of no known schema decoded");
+    };
+    assert_eq!(e.class, DeadLetterClass::Framing, "{e:?}");
+    assert!(e.reason.contains("unknown schema id"), "{e:?}");
     garbage.value = None;
-    assert!(stage.decode(&garbage).is_err());
+    let Err(e) = stage.decode(&garbage) else {
+        panic!("a tombstone decoded");
+    };
+    assert!(e.reason.contains("tombstone"), "{e:?}");
 }
 
 const ALERTING_GROUP: &str = r#"
@@ -657,21 +708,14 @@ fn a_nested_group_rolls_up_into_its_parent() {
         .iter()
         .all(|m| m.member_id == CONTAINER && m.container_class == "Test.AllServers"));
     // The parent follows its subgroup's entity health.
-    let expected = [
-        "Uninitialized->Healthy",
-        "Healthy->Critical",
-        "Critical->Healthy",
-        "Healthy->Critical",
-        "Critical->Healthy",
-    ];
     assert_eq!(
         transitions(&straight.out, &parent, MEMBER_HEALTH),
-        expected,
+        DB01_IN_AND_OUT,
         "{text}"
     );
     assert_eq!(
         transitions(&straight.out, &parent, ENTITY),
-        expected,
+        DB01_IN_AND_OUT,
         "{text}"
     );
     let total = group_inputs().len() + straight.members.len();
@@ -682,4 +726,51 @@ fn a_nested_group_rolls_up_into_its_parent() {
             "restart before input {at}"
         );
     }
+}
+
+/// Packs that change while the processor runs: a group listed as a subgroup by a new pack
+/// reports to its new parent at once, and stops when the pack goes.
+#[test]
+fn a_subgroup_added_or_removed_by_a_pack_change_tells_its_parent() {
+    let snapshot = |extra: &[String], offset: i64| {
+        let mut s = packs_with(extra).borrow().as_ref().clone();
+        s.next_offset = offset;
+        std::sync::Arc::new(s)
+    };
+    let nested = [extra_pack(
+        "Test.Nested",
+        "[[group]]\nid = \"Test.AllServers\"\nsubgroups = [\"System.Group.AllComputers\"]\n",
+    )];
+    let (tx, rx) = tokio::sync::watch::channel(snapshot(&[], 10));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = Driver::new(dir.path(), rx);
+    let inputs = group_inputs();
+    let (first, rest) = inputs.split_at(7);
+    for m in first.iter().cloned() {
+        d.feed(m, &mut |_| {});
+    }
+    let parent = healthstream_contracts::singleton_id("Test.AllServers");
+    let to_parent = |d: &Driver| -> Vec<bool> {
+        d.members
+            .iter()
+            .filter(|(_, m)| m.container_id == parent)
+            .map(|(_, m)| m.present)
+            .collect()
+    };
+    assert!(to_parent(&d).is_empty(), "no parent before the pack");
+    // The pack comes: the next input, whatever it is, tells the parent.
+    tx.send(snapshot(&nested, 11)).expect("send");
+    d.feed(rest[0].clone(), &mut |_| {});
+    assert_eq!(to_parent(&d), [true], "{:?}", d.members);
+    // All computers is healthy (web-01 and db-01 at 50% free): so is its new parent.
+    assert_eq!(
+        transitions(&d.out, &parent, MEMBER_HEALTH),
+        ["Uninitialized->Healthy"],
+        "{}",
+        d.out.join("\n")
+    );
+    // The pack goes: the parent (whose group no longer exists) hears its member left.
+    tx.send(snapshot(&[], 12)).expect("send");
+    d.feed(rest[1].clone(), &mut |_| {});
+    assert_eq!(to_parent(&d), [true, false], "{:?}", d.members);
 }
