@@ -244,7 +244,9 @@ async fn run_inner<P: Processor>(
     let mut last_lag = Instant::now();
     readiness.set_ready(component);
     tracing::info!(stage, group, backend = bus.backend(), "stage started");
-    let mut inbox = Inbox::new(topics, INBOX_CAPACITY);
+    // One topic needs no ordering: a record is applied as soon as it is read.
+    let capacity = if topics.len() > 1 { INBOX_CAPACITY } else { 1 };
+    let mut inbox = Inbox::new(topics, capacity);
     loop {
         if *shutdown.borrow() {
             break;

@@ -916,7 +916,11 @@ impl Space<'_, '_> {
         before: Option<RelationshipState>,
         state: RelationshipState,
     ) -> Result<(), StoreError> {
-        let source_class = self.instance(&state.source_id)?.map(|i| i.class);
+        // A group's singleton is of the group's class (and not an instance of this tree).
+        let source_class = match &state.group {
+            Some(g) => Some(g.clone()),
+            None => self.instance(&state.source_id)?.map(|i| i.class),
+        };
         let old = before
             .as_ref()
             .map(|b| Self::relationship_view(b, source_class.clone()));
