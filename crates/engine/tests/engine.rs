@@ -10,10 +10,17 @@ use healthstream_model::load::parse_pack;
 use healthstream_model::pack::Health;
 use healthstream_model::{shipped, Catalog};
 
+/// An engine over the shipped packs and, when `extra` is not empty, a pack `Test` with those
+/// elements (it references the shipped packs).
 fn engine(extra: &str) -> Engine {
     let mut packs = shipped().expect("shipped");
     if !extra.is_empty() {
-        packs.push(parse_pack(extra, Path::new("extra.toml")).expect("extra pack"));
+        let text = format!(
+            "[pack]\nid = \"Test\"\nversion = \"1\"\n\
+             [[reference]]\npack = \"System.Library\"\nversion = \"1.0\"\n\
+             [[reference]]\npack = \"Healthstream.Linux\"\nversion = \"1.0\"\n{extra}"
+        );
+        packs.push(parse_pack(&text, Path::new("extra.toml")).expect("extra pack"));
     }
     Engine::new(Catalog::new(packs))
 }
@@ -134,15 +141,6 @@ fn a_sample_propagates_to_the_top_once() {
 #[test]
 fn overrides_and_groups_shape_each_copy() {
     let tuning = r#"
-[pack]
-id = "Tuning"
-version = "1"
-[[reference]]
-pack = "System.Library"
-version = "1.0"
-[[reference]]
-pack = "Healthstream.Linux"
-version = "1.0"
 [[override]]
 id = "Tuning.RootWarnsLater"
 workflow = "Linux.Monitor.FilesystemFreeSpace"
@@ -566,15 +564,6 @@ fn a_sample_reaches_only_the_copies_of_its_own_host() {
 fn diagnostics_recoveries_and_tasks_resolve_their_commands() {
     use healthstream_engine::commands::CommandKind;
     let enable_restart = r#"
-[pack]
-id = "Tuning"
-version = "1"
-[[reference]]
-pack = "System.Library"
-version = "1.0"
-[[reference]]
-pack = "Healthstream.Linux"
-version = "1.0"
 [[override]]
 id = "Tuning.RestartSshd"
 workflow = "Linux.Recovery.RestartService"
@@ -659,16 +648,6 @@ instance = "sshd"
 fn rules_are_reached_through_their_indexed_filters_only_when_they_can_match() {
     use healthstream_model::expr::Value;
     let rules = r#"
-[pack]
-id = "Indexed"
-version = "1"
-[[reference]]
-pack = "System.Library"
-version = "1.0"
-[[reference]]
-pack = "Healthstream.Linux"
-version = "1.0"
-
 [[rule]]
 id = "Indexed.LogonFailure"
 target = "Linux.Computer"
@@ -791,16 +770,6 @@ fn reported_members_roll_up_with_the_containers_own_health() {
     use healthstream_engine::engine::ExternalMember;
     let mut e = engine(
         r#"
-[pack]
-id = "T.Farm"
-version = "1"
-[[reference]]
-pack = "System.Library"
-version = "1.0"
-[[reference]]
-pack = "Healthstream.Linux"
-version = "1.0"
-
 [[class]]
 id = "T.Farm"
 base = "System.LocalApplication"

@@ -144,18 +144,32 @@ async fn container(
     let members: Vec<serde_json::Value> = members
         .into_iter()
         .map(|(relationship, member, known)| {
-            serde_json::json!({
-                "member_id": member,
-                "relationship": relationship,
-                "class": known.class,
-                "states": known.states.iter().map(|(k, v)| (k.clone(), v.to_string())).collect::<std::collections::BTreeMap<_, _>>(),
-                "in_maintenance": known.in_maintenance,
-                "unavailable": known.unavailable,
-            })
+            let mut v = member_json(&member, &known);
+            v["relationship"] = relationship.into();
+            v["states"] = known
+                .states
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.to_string())))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+            v
         })
         .collect();
     Json(serde_json::json!({ "container_id": id, "monitors": monitors, "members": members }))
         .into_response()
+}
+
+/// What a container knows of a member: its id, class and flags.
+fn member_json(
+    member: &str,
+    known: &healthstream_engine::engine::ExternalMember,
+) -> serde_json::Value {
+    serde_json::json!({
+        "member_id": member,
+        "class": known.class,
+        "in_maintenance": known.in_maintenance,
+        "unavailable": known.unavailable,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -264,13 +278,13 @@ async fn tree(
             .iter()
             .filter(|(relationship, _, _)| *relationship == d.relationship)
             .map(|(_, member, known)| {
-                serde_json::json!({
-                    "member_id": member,
-                    "class": known.class,
-                    "state": known.states.get(&d.member_monitor).map_or("uninitialized".to_string(), |h| h.to_string()),
-                    "in_maintenance": known.in_maintenance,
-                    "unavailable": known.unavailable,
-                })
+                let mut v = member_json(member, known);
+                v["state"] = known
+                    .states
+                    .get(&d.member_monitor)
+                    .map_or("uninitialized".to_string(), |h| h.to_string())
+                    .into();
+                v
             })
             .collect();
         if !list.is_empty() {
