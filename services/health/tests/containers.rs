@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use common::{extra_pack, operation, packs_with};
+use common::{change, extra_pack, operation, packs_with};
 use healthstream_bus::{Assignment, Message, OutboundRecord};
 use healthstream_contracts::records::{
     AlertRecord, ChangeKind, DeadLetterClass, EntityKind, Event, EventBatch, EventLevel,
@@ -44,27 +44,6 @@ fn message<R: Record>(topic: Topic, root: &str, time: i64, r: &R) -> Message {
         key: Some(root.as_bytes().to_vec()),
         value: Some(Codec::shared().encode(r).expect("encode")),
         timestamp_ms: time,
-    }
-}
-
-fn change(root: &str, id: &str, kind: EntityKind, change: ChangeKind) -> InstanceChange {
-    InstanceChange {
-        id: format!("x-{id}-{change:?}"),
-        root_host: root.into(),
-        entity_id: id.into(),
-        kind,
-        change,
-        time: 0,
-        class: String::new(),
-        keys: BTreeMap::new(),
-        properties: BTreeMap::new(),
-        host_id: None,
-        source_id: None,
-        target_id: None,
-        managed: true,
-        claimed_by: vec!["discovery:test".into()],
-        source_root_host: None,
-        source_class: None,
     }
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{extra_pack, operation, packs_with};
+use common::{change, extra_pack, operation, packs_with};
 use healthstream_bus::{Assignment, Message};
 use healthstream_contracts::records::Record;
 use healthstream_contracts::records::{
@@ -56,27 +56,14 @@ fn message<R: Record>(topic: Topic, offset: i64, time: i64, r: &R) -> Message {
 }
 
 fn instance(id: &str, class: &str, host: Option<&str>, props: &[(&str, &str)]) -> InstanceChange {
-    InstanceChange {
-        id: format!("x-{id}"),
-        root_host: HOST.into(),
-        entity_id: id.into(),
-        kind: EntityKind::Instance,
-        change: ChangeKind::Upsert,
-        time: 0,
-        class: class.into(),
-        keys: BTreeMap::new(),
-        properties: props
-            .iter()
-            .map(|(k, v)| (k.to_string(), PropertyValue::String(v.to_string())))
-            .collect(),
-        host_id: host.map(str::to_string),
-        source_id: None,
-        target_id: None,
-        managed: true,
-        claimed_by: vec!["discovery:test".into()],
-        source_root_host: None,
-        source_class: None,
-    }
+    let mut c = change(HOST, id, EntityKind::Instance, ChangeKind::Upsert);
+    c.class = class.into();
+    c.properties = props
+        .iter()
+        .map(|(k, v)| (k.to_string(), PropertyValue::String(v.to_string())))
+        .collect();
+    c.host_id = host.map(str::to_string);
+    c
 }
 
 fn perf(time: i64, samples: &[(&str, &str, &str, f64)]) -> PerfBatch {

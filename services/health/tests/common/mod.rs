@@ -1,6 +1,10 @@
 //! Shared by the health processor's tests: test packs over the shipped ones.
 
-use healthstream_contracts::records::{Operation, OperationKind};
+use std::collections::BTreeMap;
+
+use healthstream_contracts::records::{
+    ChangeKind, EntityKind, InstanceChange, Operation, OperationKind,
+};
 
 /// A test pack over the shipped ones: its header, references included, then `body`.
 pub fn extra_pack(id: &str, body: &str) -> String {
@@ -31,5 +35,28 @@ pub fn operation(root: &str, kind: OperationKind, instance: &str, at: i64) -> Op
         until: None,
         requested_by: "ops".into(),
         requested_at: at,
+    }
+}
+
+/// An instance-space change of entity `id` of root host `root`, claimed by a test source;
+/// the caller fills in class, properties and ends.
+pub fn change(root: &str, id: &str, kind: EntityKind, change: ChangeKind) -> InstanceChange {
+    InstanceChange {
+        id: format!("x-{id}-{change:?}"),
+        root_host: root.into(),
+        entity_id: id.into(),
+        kind,
+        change,
+        time: 0,
+        class: String::new(),
+        keys: BTreeMap::new(),
+        properties: BTreeMap::new(),
+        host_id: None,
+        source_id: None,
+        target_id: None,
+        managed: true,
+        claimed_by: vec!["discovery:test".into()],
+        source_root_host: None,
+        source_class: None,
     }
 }
