@@ -19,7 +19,7 @@ use healthstream_model::params::ParamValue;
 use healthstream_model::reference::{TargetContext, Template};
 
 use crate::detect::{Detector, Fields, ServiceReading};
-use crate::pairs::PairMap;
+use crate::pairs::{Handle, Key, PairMap, Slots};
 use crate::rollup::{aggregate, counted_as, dependency_counts, Counts, Member};
 
 /// An instance as the engine sees it.
@@ -127,6 +127,8 @@ struct Copy {
     /// Event sources: the source's own filter.
     filter: Option<healthstream_model::expr::Expr>,
     held: Vec<Held>,
+    /// In [`Engine::touched`] since the last [`Engine::take_touched`] (saves looking there).
+    dirty: bool,
 }
 
 /// The engine of one partition.
@@ -135,14 +137,15 @@ pub struct Engine {
     /// By id; never iterated where order would show in the outputs.
     instances: HashMap<String, Instance>,
     /// (instance, unit monitor) -> copy.
-    copies: PairMap<Copy>,
+    copies: Slots<Copy>,
     /// The copies whose state can change with time alone (timer reset, heartbeat): what a
     /// tick looks at.
     timed: BTreeSet<(String, String)>,
     /// Rollup states: (instance, aggregate or dependency monitor) -> health.
     rollups: PairMap<Health>,
-    /// (object, counter, instance) -> copies reading it; instance "*" for every instance.
-    perf_index: HashMap<String, PerfIndex>,
+    /// Root host -> (object, counter, instance) -> copies reading it; instance "*" for every
+    /// instance.
+    perf_index: HashMap<String, PerfIndex<Handle>>,
     /// Children by host.
     hosted: HashMap<String, BTreeSet<String>>,
     /// Monitors whose kept state changed since the last [`Engine::take_touched`].
@@ -152,7 +155,7 @@ pub struct Engine {
     /// Rule alerts to raise, since the last [`Engine::take_firings`].
     firings: Vec<crate::rules::Firing>,
     /// (object, counter, instance) -> rule copies reading it.
-    rule_perf_index: HashMap<String, PerfIndex>,
+    rule_perf_index: HashMap<String, PerfIndex<Key>>,
     /// (root host, channel) -> event-driven monitor and rule copies reading it.
     event_index: HashMap<String, HashMap<String, EventIndex>>,
     /// Instances by root host.
@@ -174,6 +177,12 @@ pub struct Engine {
     /// worked out from `external` when first needed and kept up to date by each member's
     /// change.
     member_counts: HashMap<String, HashMap<String, Counts>>,
+    /// Container -> its hosted members counted by the state each counts as, per hosting
+    /// dependency monitor whose member monitor is a rollup. Kept up to date by each member's
+    /// rollup change ([`Engine::set_rollup`]), so a change does not count every sibling
+    /// again; forgotten whenever members, their flags or their kept states change any other
+    /// way (instances, maintenance, availability, restore).
+    hosting_counts: HashMap<String, HostingCounts>,
     /// The rollup monitors of each class, worked out when first needed.
     class_rollups: HashMap<String, Arc<ClassRollups>>,
     /// Copies created by the current upsert in a state other than uninitialized, and its time.
@@ -187,6 +196,16 @@ pub struct Engine {
 struct ClassRollups {
     deps: Vec<(DependencyMonitor, String, bool)>,
     aggs: Vec<(AggregateMonitor, Vec<String>)>,
+    /// Per dependency monitor: it rolls up hosting and its member monitor is a rollup
+    /// (its counts can be kept, see [`Engine::hosting_counts`]).
+    kept: Vec<bool>,
+}
+
+/// The kept counts of one container (see [`Engine::hosting_counts`]).
+struct HostingCounts {
+    plan: Arc<ClassRollups>,
+    /// Per dependency monitor of `plan`.
+    counts: Vec<Option<Counts>>,
 }
 
 /// A member of a container, as its state records report it.
@@ -217,9 +236,9 @@ fn slot(m: &Member, d: &DependencyMonitor) -> usize {
     counted_as(m, d.member_in_maintenance, d.member_unavailable) as usize
 }
 
-/// Per root host: "object, counter, instance or `*`" (see [`index_key`]) -> the (instance,
-/// workflow) copies reading it.
-type PerfIndex = HashMap<String, Vec<Arc<(String, String)>>>;
+/// Per root host: "object, counter, instance or `*`" (see [`index_key`]) -> the copies
+/// reading it, in (instance, workflow) order. Looked up twice per sample: a fast hash.
+type PerfIndex<T> = HashMap<String, Vec<T>, foldhash::fast::RandomState>;
 
 /// The index key of a counter: its three parts joined by a separator no name contains.
 fn index_key(buf: &mut String, object: &str, counter: &str, instance: &str) {
@@ -310,28 +329,35 @@ fn first_filter(conditions: &[Condition]) -> Option<&Expr> {
     }
 }
 
-/// The copies of a root host's index that read a sample (its own instance and `*`).
-fn perf_targets(
-    index: &HashMap<String, PerfIndex>,
-    root: &str,
+/// The copies of a root host's index that read a sample (its own instance and `*`), into
+/// `out`; `true` when both lists gave some (then `out` is not in order yet).
+fn perf_targets<T: Clone>(
+    idx: &PerfIndex<T>,
     s: &Sample<'_>,
     buf: &mut String,
-) -> Vec<Arc<(String, String)>> {
-    let Some(idx) = index.get(root) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
+    out: &mut Vec<T>,
+) -> bool {
+    out.clear();
+    let mut lists = 0;
     for inst in [s.instance, "*"] {
         index_key(buf, s.object, s.counter, inst);
         if let Some(list) = idx.get(buf.as_str()) {
-            out.extend(list.iter().cloned());
+            if !list.is_empty() {
+                lists += 1;
+                out.extend_from_slice(list);
+            }
         }
     }
-    if out.len() > 1 {
-        // The same order whatever order the copies were built in (live or restored).
-        out.sort();
-    }
-    out
+    lists > 1
+}
+
+/// Add a copy to an index list, keeping the list in (instance, workflow) order: the same
+/// order whatever order the copies were built in (live or restored).
+fn index_in_order(list: &mut Vec<Handle>, h: Handle, copies: &Slots<Copy>) {
+    let key = |h: &Handle| copies.at(*h).map(|(k, _)| k.clone());
+    let mine = key(&h);
+    let at = list.partition_point(|x| key(x) < mine);
+    list.insert(at, h);
 }
 
 struct Ctx<'a>(Vec<&'a Instance>);
@@ -362,7 +388,7 @@ impl Engine {
         Engine {
             catalog,
             instances: HashMap::new(),
-            copies: PairMap::default(),
+            copies: Slots::default(),
             timed: BTreeSet::new(),
             rollups: PairMap::default(),
             perf_index: HashMap::new(),
@@ -379,6 +405,7 @@ impl Engine {
             availability_touched: BTreeMap::new(),
             external: BTreeMap::new(),
             member_counts: HashMap::new(),
+            hosting_counts: HashMap::new(),
             class_rollups: HashMap::new(),
             initial: Vec::new(),
             upsert_time: 0,
@@ -534,6 +561,9 @@ impl Engine {
         touched
             .into_iter()
             .map(|key| {
+                if let Some(c) = self.copies.get_mut(&key.0, &key.1) {
+                    c.dirty = false;
+                }
                 let saved = self
                     .copies
                     .get(&key.0, &key.1)
@@ -551,6 +581,7 @@ impl Engine {
 
     /// Put back what was kept of a monitor (after its instance is back with [`Engine::upsert`]).
     pub fn restore(&mut self, instance: &str, monitor: &str, saved: Saved) {
+        self.hosting_counts.clear();
         let key = (instance.to_string(), monitor.to_string());
         match saved {
             Saved::Unit {
@@ -987,6 +1018,7 @@ impl Engine {
     /// `$Target` resolved. Returns the state changes of the rebuild (a copy that goes away, or
     /// a rollup that changes because of it).
     pub fn upsert(&mut self, instance: Instance, time: i64) -> Vec<StateChange> {
+        self.hosting_counts.clear();
         let id = instance.id.clone();
         // Its class may change what its dependency monitors count.
         self.member_counts.remove(&id);
@@ -1021,6 +1053,7 @@ impl Engine {
 
     /// Remove an instance and its copies.
     pub fn remove(&mut self, id: &str, time: i64) -> Vec<StateChange> {
+        self.hosting_counts.clear();
         let Some(old) = self.instances.remove(id) else {
             return Vec::new();
         };
@@ -1035,6 +1068,7 @@ impl Engine {
                 .insert(id.to_string(), old.root_host.clone());
         }
 
+        self.unindex(id, &old.root_host);
         for key in self.copies.keys_of(id) {
             self.copies.remove(&key.0, &key.1);
             self.timed.remove(&key);
@@ -1051,7 +1085,6 @@ impl Engine {
         // What its members reported stays: they say when they leave (a container that comes
         // back finds them).
         self.member_counts.remove(id);
-        self.unindex(id, &old.root_host);
         if let Some(h) = &old.host_id {
             if let Some(set) = self.hosted.get_mut(h) {
                 set.remove(id);
@@ -1064,8 +1097,9 @@ impl Engine {
     /// Take an instance's copies out of the indexes of its root host.
     fn unindex(&mut self, id: &str, root: &str) {
         if let Some(m) = self.perf_index.get_mut(root) {
+            let copies = &self.copies;
             for list in m.values_mut() {
-                list.retain(|k| k.0 != id);
+                list.retain(|h| copies.at(*h).is_some_and(|(k, _)| k.0 != id));
             }
         }
         if let Some(m) = self.event_index.get_mut(root) {
@@ -1145,7 +1179,7 @@ impl Engine {
                 } else {
                     self.timed.remove(&key);
                 }
-                self.copies.insert(
+                let (handle, _) = self.copies.insert(
                     id,
                     &m.id,
                     Copy {
@@ -1153,35 +1187,38 @@ impl Engine {
                         parent: m.parent.clone(),
                         filter,
                         held,
+                        dirty: false,
                     },
                 );
-                if let DataSource::Perf {
-                    object,
-                    counter,
-                    instance,
-                    ..
-                } = &source
-                {
+                let mut counters = Vec::new();
+                match &source {
+                    DataSource::Perf {
+                        object,
+                        counter,
+                        instance,
+                        ..
+                    } => counters.push((
+                        object.as_str(),
+                        counter.as_str(),
+                        instance.as_deref().unwrap_or("*"),
+                    )),
+                    DataSource::Service { service, .. } => {
+                        for counter in ["Running", "Automatic"] {
+                            counters.push(("Service", counter, service.as_str()));
+                        }
+                    }
+                    _ => {}
+                }
+                for (object, counter, instance) in counters {
                     let mut k = String::new();
-                    index_key(&mut k, object, counter, instance.as_deref().unwrap_or("*"));
-                    self.perf_index
+                    index_key(&mut k, object, counter, instance);
+                    let list = self
+                        .perf_index
                         .entry(inst.root_host.clone())
                         .or_default()
                         .entry(k)
-                        .or_default()
-                        .push(Arc::new((id.to_string(), m.id.clone())));
-                }
-                if let DataSource::Service { service, .. } = &source {
-                    for counter in ["Running", "Automatic"] {
-                        let mut k = String::new();
-                        index_key(&mut k, "Service", counter, service);
-                        self.perf_index
-                            .entry(inst.root_host.clone())
-                            .or_default()
-                            .entry(k)
-                            .or_default()
-                            .push(Arc::new((id.to_string(), m.id.clone())));
-                    }
+                        .or_default();
+                    index_in_order(list, handle, &self.copies);
                 }
             }
         }
@@ -1260,15 +1297,19 @@ impl Engine {
     pub fn perf(&mut self, root: &str, samples: &[Sample<'_>]) -> Vec<StateChange> {
         let mut out = Vec::new();
         let mut buf = String::new();
+        let mut rule_keys: Vec<Key> = Vec::new();
+        let mut targets: Vec<Handle> = Vec::new();
+        let has_rules = self.rule_perf_index.contains_key(root);
+        let has_monitors = self.perf_index.contains_key(root);
         for s in samples {
-            if !self.rule_perf_index.is_empty() {
-                let mut rule_keys: Vec<(String, String)> =
-                    perf_targets(&self.rule_perf_index, root, s, &mut buf)
-                        .iter()
-                        .map(|k| (**k).clone())
-                        .collect();
+            if has_rules {
+                if let Some(idx) = self.rule_perf_index.get(root) {
+                    if perf_targets(idx, s, &mut buf, &mut rule_keys) {
+                        rule_keys.sort();
+                    }
+                }
                 if !self.maintenance.is_empty() {
-                    rule_keys.retain(|(i, _)| self.in_maintenance(i).is_none());
+                    rule_keys.retain(|k| self.in_maintenance(&k.0).is_none());
                 }
                 if !rule_keys.is_empty() {
                     let fields = [
@@ -1277,33 +1318,46 @@ impl Engine {
                         ("Instance", Value::text(s.instance)),
                         ("Value", Value::Number(s.value)),
                     ];
-                    self.feed_rules(rule_keys, &Fields(&fields), Some(s.value), s.time);
+                    let keys = rule_keys.iter().map(|k| (**k).clone()).collect();
+                    self.feed_rules(keys, &Fields(&fields), Some(s.value), s.time);
                 }
             }
-            let targets = perf_targets(&self.perf_index, root, s, &mut buf);
-            for target in targets {
-                let key: &(String, String) = &target;
-                let (i, m) = key;
-                let held = !self.maintenance.is_empty() && self.in_maintenance(i).is_some();
-                let Some(copy) = self.copies.get_mut(i, m) else {
-                    continue;
-                };
-                let reading = if s.object == "Service" {
-                    let on = s.value >= 0.5;
-                    Held::Service(if s.counter == "Running" {
-                        ServiceReading::Running(on)
-                    } else {
-                        ServiceReading::Automatic(on)
-                    })
+            if !has_monitors {
+                continue;
+            }
+            let Some(idx) = self.perf_index.get(root) else {
+                continue;
+            };
+            if perf_targets(idx, s, &mut buf, &mut targets) {
+                let copies = &self.copies;
+                targets.sort_by_cached_key(|h| copies.at(*h).map(|(k, _)| k.clone()));
+            }
+            let reading = if s.object == "Service" {
+                let on = s.value >= 0.5;
+                Held::Service(if s.counter == "Running" {
+                    ServiceReading::Running(on)
                 } else {
-                    Held::Value(s.value)
+                    ServiceReading::Automatic(on)
+                })
+            } else {
+                Held::Value(s.value)
+            };
+            for &h in &targets {
+                let held = !self.maintenance.is_empty()
+                    && self
+                        .copies
+                        .at(h)
+                        .is_some_and(|(k, _)| self.in_maintenance(&k.0).is_some());
+                let Some((key, copy)) = self.copies.at_mut(h) else {
+                    continue;
                 };
                 if held {
                     // Only the latest reading of each kind matters on exit.
-                    copy.held.retain(|h| !same_kind(h, &reading));
+                    copy.held.retain(|x| !same_kind(x, &reading));
                     copy.held.push(reading);
-                    if !self.touched.contains(key) {
-                        self.touched.insert(key.clone());
+                    if !copy.dirty {
+                        copy.dirty = true;
+                        self.touched.insert((**key).clone());
                     }
                     continue;
                 }
@@ -1319,14 +1373,17 @@ impl Engine {
                     Held::Service(r) => copy.detector.service(r),
                     Held::Value(v) => copy.detector.sample(v),
                 };
-                if (copy.detector.health != before
-                    || memory_before.as_ref() != Some(&copy.detector.memory))
-                    && !self.touched.contains(key)
+                if !copy.dirty
+                    && (copy.detector.health != before
+                        || memory_before.as_ref() != Some(&copy.detector.memory))
                 {
-                    self.touched.insert(key.clone());
+                    copy.dirty = true;
+                    self.touched.insert((**key).clone());
                 }
                 if let Some(after) = decided {
                     if after != before {
+                        let key = key.clone();
+                        let (i, m) = &*key;
                         let cause =
                             format!("{}/{}/{} = {}", s.object, s.counter, s.instance, s.value);
                         out.push(StateChange {
@@ -1642,6 +1699,7 @@ impl Engine {
         }
         let was = self.in_maintenance(id).is_some();
         self.maintenance.insert(id.to_string(), m);
+        self.hosting_counts.clear();
         self.maintenance_touched.insert(id.to_string(), root);
         if was {
             return Ok(Vec::new());
@@ -1724,6 +1782,7 @@ impl Engine {
     /// recalculate, readings held back are applied, collectors get a full heartbeat
     /// period, and the rollups are recomputed from the leaves up.
     pub fn end_maintenance(&mut self, id: &str, time: i64) -> Result<Vec<StateChange>, String> {
+        self.hosting_counts.clear();
         if self.maintenance.remove(id).is_none() {
             return Err(match self.in_maintenance(id) {
                 Some((on, _)) => {
@@ -1797,11 +1856,13 @@ impl Engine {
     /// Put back a maintenance (after the instances are back).
     pub fn restore_maintenance(&mut self, id: &str, m: Maintenance) {
         self.maintenance.insert(id.to_string(), m);
+        self.hosting_counts.clear();
     }
 
     /// Recompute which root hosts are unavailable (after a restore): no state changes, the
     /// kept rollup states already reflect it.
     pub fn restore_availability(&mut self) {
+        self.hosting_counts.clear();
         let roots: Vec<String> = self.by_root.keys().cloned().collect();
         for r in roots {
             if self.heartbeat_missing(&r) {
@@ -1829,6 +1890,7 @@ impl Engine {
         if missing == self.unavailable.contains(root) {
             return Vec::new();
         }
+        self.hosting_counts.clear();
         if missing {
             self.unavailable.insert(root.to_string());
         } else {
@@ -1948,7 +2010,17 @@ impl Engine {
             })
             .collect();
         aggs.sort_by_key(|(a, _)| std::cmp::Reverse(depth(a)));
-        let r = Arc::new(ClassRollups { deps, aggs });
+        let is_rollup = |m: &str| {
+            cat.packs().iter().any(|p| {
+                p.pack.aggregates.iter().any(|a| a.id == m)
+                    || p.pack.dependencies.iter().any(|d| d.id == m)
+            })
+        };
+        let kept = deps
+            .iter()
+            .map(|(d, _, hosting)| *hosting && is_rollup(&d.member_monitor))
+            .collect();
+        let r = Arc::new(ClassRollups { deps, aggs, kept });
         self.class_rollups.insert(class.to_string(), r.clone());
         r
     }
@@ -1961,21 +2033,9 @@ impl Engine {
         };
         let plan = self.class_rollups(&class);
         let mut out = Vec::new();
-        for (d, member_class, hosting) in &plan.deps {
+        for (at, (d, member_class, hosting)) in plan.deps.iter().enumerate() {
             let counts = if *hosting {
-                let mut c: Counts = [0; 4];
-                let hosted = self.hosted.get(id).into_iter().flatten();
-                for child in hosted.filter_map(|c| self.instances.get(c)) {
-                    if self.catalog.is_a(&child.class, member_class) {
-                        let m = Member {
-                            health: self.state(&child.id, &d.member_monitor),
-                            in_maintenance: self.in_maintenance(&child.id).is_some(),
-                            unavailable: self.unavailable.contains(&child.root_host),
-                        };
-                        c[slot(&m, d)] += 1;
-                    }
-                }
-                c
+                self.hosted_counts(id, &plan, at)
             } else {
                 // Reported members: counted as they change (a group may have thousands).
                 self.counts(id, d, member_class)
@@ -1999,6 +2059,98 @@ impl Engine {
         out
     }
 
+    /// The hosted members of a container's dependency monitor (the `at`th of its class),
+    /// counted by the state each counts as: kept when its member monitor is a rollup.
+    fn hosted_counts(&mut self, id: &str, plan: &Arc<ClassRollups>, at: usize) -> Counts {
+        let kept = self
+            .hosting_counts
+            .get(id)
+            .and_then(|k| k.counts.get(at).copied().flatten());
+        if let Some(c) = kept {
+            debug_assert_eq!(
+                c,
+                self.count_hosted(id, at, plan),
+                "kept counts of {id} {} went wrong",
+                plan.deps[at].0.id
+            );
+            return c;
+        }
+        let c = self.count_hosted(id, at, plan);
+        if plan.kept[at] {
+            let entry = self
+                .hosting_counts
+                .entry(id.to_string())
+                .or_insert_with(|| HostingCounts {
+                    plan: plan.clone(),
+                    counts: vec![None; plan.deps.len()],
+                });
+            if let Some(slot) = entry.counts.get_mut(at) {
+                *slot = Some(c);
+            }
+        }
+        c
+    }
+
+    /// Count a container's hosted members of a dependency monitor, one by one.
+    fn count_hosted(&self, id: &str, at: usize, plan: &ClassRollups) -> Counts {
+        let (d, member_class, _) = &plan.deps[at];
+        let mut c: Counts = [0; 4];
+        let hosted = self.hosted.get(id).into_iter().flatten();
+        for child in hosted.filter_map(|c| self.instances.get(c)) {
+            if self.catalog.is_a(&child.class, member_class) {
+                let m = Member {
+                    health: self.state(&child.id, &d.member_monitor),
+                    in_maintenance: self.in_maintenance(&child.id).is_some(),
+                    unavailable: self.unavailable.contains(&child.root_host),
+                };
+                c[slot(&m, d)] += 1;
+            }
+        }
+        c
+    }
+
+    /// A rollup of an instance changed: move it in the kept counts of its host.
+    fn hosted_member_moved(&mut self, id: &str, monitor: &str, before: Health, after: Health) {
+        let Some(child) = self.instances.get(id) else {
+            return;
+        };
+        let Some(host) = child.host_id.as_deref() else {
+            return;
+        };
+        let Some(kept) = self.hosting_counts.get(host) else {
+            return;
+        };
+        let in_maintenance = self.in_maintenance(id).is_some();
+        let unavailable = self.unavailable.contains(&child.root_host);
+        let mut moves = Vec::new();
+        for (at, (d, member_class, _)) in kept.plan.deps.iter().enumerate() {
+            if kept.counts[at].is_none()
+                || d.member_monitor != monitor
+                || !self.catalog.is_a(&child.class, member_class)
+            {
+                continue;
+            }
+            let member = |health| Member {
+                health,
+                in_maintenance,
+                unavailable,
+            };
+            moves.push((at, slot(&member(before), d), slot(&member(after), d)));
+        }
+        if moves.is_empty() {
+            return;
+        }
+        let host = host.to_string();
+        if let Some(kept) = self.hosting_counts.get_mut(&host) {
+            for (at, from, to) in moves {
+                if let Some(c) = kept.counts[at].as_mut() {
+                    c[from] = c[from].saturating_sub(1);
+                    c[to] += 1;
+                }
+            }
+        }
+    }
+
     fn set_rollup(
         &mut self,
         id: &str,
@@ -2018,6 +2170,9 @@ impl Engine {
         }
         self.touched.insert((id.to_string(), monitor.to_string()));
         self.rollups.insert(id, monitor, h);
+        if !self.hosting_counts.is_empty() {
+            self.hosted_member_moved(id, monitor, before, h);
+        }
         Some(StateChange {
             instance_id: id.to_string(),
             monitor_id: monitor.to_string(),

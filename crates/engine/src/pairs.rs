@@ -9,8 +9,12 @@
 //! a sorted vector, allocated to their number: an ordered map's node has room for eleven
 //! values, which for an instance with two monitor copies wasted kilobytes (about half the
 //! engine's memory at fleet size).
+//!
+//! [`Slots`] adds a handle to each value: the perf index names the copies it dispatches to by
+//! handle, so a sample reaches its copies without hashing or comparing their names.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// (instance, workflow) -> `V`.
 #[derive(Debug, Clone)]
@@ -91,6 +95,129 @@ fn find<V>(workflows: &[(String, V)], workflow: &str) -> Result<usize, usize> {
     workflows.binary_search_by(|(w, _)| w.as_str().cmp(workflow))
 }
 
+/// An (instance, workflow) key, shared by a value's slot and whatever names it.
+pub type Key = Arc<(String, String)>;
+
+/// Where a value of [`Slots`] lives. A handle of a value that was removed reads nothing,
+/// even once its place holds another value (the generation differs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handle {
+    index: u32,
+    generation: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Slot<V> {
+    generation: u32,
+    value: Option<(Key, V)>,
+}
+
+/// (instance, workflow) -> `V`, each value also reachable by a [`Handle`] that stays the same
+/// while the value is replaced in place.
+#[derive(Debug, Clone)]
+pub struct Slots<V> {
+    slots: Vec<Slot<V>>,
+    free: Vec<u32>,
+    by_key: PairMap<Handle>,
+}
+
+impl<V> Default for Slots<V> {
+    fn default() -> Self {
+        Slots {
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_key: PairMap::default(),
+        }
+    }
+}
+
+impl<V> Slots<V> {
+    pub fn handle(&self, instance: &str, workflow: &str) -> Option<Handle> {
+        self.by_key.get(instance, workflow).copied()
+    }
+
+    pub fn get(&self, instance: &str, workflow: &str) -> Option<&V> {
+        self.at(self.handle(instance, workflow)?).map(|(_, v)| v)
+    }
+
+    pub fn get_mut(&mut self, instance: &str, workflow: &str) -> Option<&mut V> {
+        let h = self.handle(instance, workflow)?;
+        self.at_mut(h).map(|(_, v)| v)
+    }
+
+    /// The key and value a handle names, if the value is still there.
+    pub fn at(&self, h: Handle) -> Option<(&Key, &V)> {
+        let slot = self.slots.get(h.index as usize)?;
+        if slot.generation != h.generation {
+            return None;
+        }
+        slot.value.as_ref().map(|(k, v)| (k, v))
+    }
+
+    pub fn at_mut(&mut self, h: Handle) -> Option<(&Key, &mut V)> {
+        let slot = self.slots.get_mut(h.index as usize)?;
+        if slot.generation != h.generation {
+            return None;
+        }
+        slot.value.as_mut().map(|(k, v)| (&*k, v))
+    }
+
+    /// Inserts, returning the value's handle (the old one when it replaces a value) and
+    /// the value it replaces.
+    pub fn insert(&mut self, instance: &str, workflow: &str, value: V) -> (Handle, Option<V>) {
+        if let Some(h) = self.handle(instance, workflow) {
+            if let Some((_, old)) = self.at_mut(h) {
+                return (h, Some(std::mem::replace(old, value)));
+            }
+        }
+        let key = Arc::new((instance.to_string(), workflow.to_string()));
+        let h = match self.free.pop() {
+            Some(index) => {
+                let slot = &mut self.slots[index as usize];
+                slot.value = Some((key, value));
+                Handle {
+                    index,
+                    generation: slot.generation,
+                }
+            }
+            None => {
+                let index = u32::try_from(self.slots.len()).expect("fewer than 2^32 copies");
+                self.slots.push(Slot {
+                    generation: 0,
+                    value: Some((key, value)),
+                });
+                Handle {
+                    index,
+                    generation: 0,
+                }
+            }
+        };
+        self.by_key.insert(instance, workflow, h);
+        (h, None)
+    }
+
+    pub fn remove(&mut self, instance: &str, workflow: &str) -> Option<V> {
+        let h = self.by_key.remove(instance, workflow)?;
+        let slot = self.slots.get_mut(h.index as usize)?;
+        let (_, v) = slot.value.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(h.index);
+        Some(v)
+    }
+
+    /// The workflows of one instance, in order.
+    pub fn of(&self, instance: &str) -> impl Iterator<Item = (&String, &V)> {
+        self.by_key
+            .of(instance)
+            .filter_map(|(w, h)| self.at(*h).map(|(_, v)| (w, v)))
+    }
+
+    /// The keys of one instance, in order, owned (to change the map while going through).
+    pub fn keys_of(&self, instance: &str) -> Vec<(String, String)> {
+        self.by_key.keys_of(instance)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +282,64 @@ mod tests {
         );
         assert_eq!(m.get("i2", "a"), Some(&13), "the other instance stays");
         assert_eq!(m.remove("nobody", "a"), None);
+    }
+
+    proptest! {
+        /// Slots behave as a map of pairs, and every handle handed out reads its own value
+        /// while it is there and nothing once it was removed, even after its place is reused.
+        #[test]
+        fn slots_are_a_map_of_pairs_with_handles(
+            ops in prop::collection::vec((0u8..4, 0u8..6, any::<bool>(), any::<u16>()), 0..80)
+        ) {
+            let mut m = Slots::default();
+            let mut model: BTreeMap<(String, String), u16> = BTreeMap::new();
+            let mut handed: Vec<(Handle, (String, String))> = Vec::new();
+            for (i, w, insert, v) in ops {
+                let (i, w) = (format!("i{i}"), format!("w{w}"));
+                if insert {
+                    let (h, old) = m.insert(&i, &w, v);
+                    prop_assert_eq!(old, model.insert((i.clone(), w.clone()), v));
+                    handed.push((h, (i, w)));
+                } else {
+                    prop_assert_eq!(m.remove(&i, &w), model.remove(&(i.clone(), w.clone())));
+                }
+                for (h, key) in &handed {
+                    let live = m.handle(&key.0, &key.1) == Some(*h);
+                    match m.at(*h) {
+                        Some((k, v)) => {
+                            prop_assert!(live);
+                            prop_assert_eq!(&**k, key);
+                            prop_assert_eq!(Some(v), model.get(key));
+                        }
+                        None => prop_assert!(!live),
+                    }
+                }
+            }
+            for i in 0..4 {
+                let i = format!("i{i}");
+                let got: Vec<(String, u16)> = m.of(&i).map(|(w, v)| (w.clone(), *v)).collect();
+                let want: Vec<(String, u16)> = model
+                    .iter()
+                    .filter(|((mi, _), _)| *mi == i)
+                    .map(|((_, w), v)| (w.clone(), *v))
+                    .collect();
+                prop_assert_eq!(got, want);
+            }
+        }
+    }
+
+    #[test]
+    fn a_removed_value_s_handle_reads_nothing_after_its_place_is_reused() {
+        let mut m = Slots::default();
+        let (a, _) = m.insert("i1", "a", 1);
+        assert_eq!(m.insert("i1", "a", 2), (a, Some(1)), "replaced in place");
+        assert_eq!(m.remove("i1", "a"), Some(2));
+        assert!(m.at(a).is_none());
+        let (b, _) = m.insert("i2", "b", 3);
+        assert!(m.at(a).is_none(), "same place, another generation");
+        assert_eq!(m.at(b).map(|(k, v)| (k.1.as_str(), *v)), Some(("b", 3)));
+        *m.at_mut(b).expect("there").1 += 1;
+        assert_eq!(m.get("i2", "b"), Some(&4));
+        assert!(m.at_mut(a).is_none());
     }
 }
