@@ -116,7 +116,9 @@ impl Detector {
         if !value.is_finite() {
             return None;
         }
-        match self.detection.clone() {
+        // The arms take only plain fields (copied out): no clone of the configuration per
+        // sample.
+        match self.detection {
             Detection::SimpleThreshold {
                 direction,
                 threshold,
@@ -294,7 +296,7 @@ impl Detector {
         let Detection::BasicService {
             check_start_mode,
             unhealthy,
-        } = self.detection.clone()
+        } = self.detection
         else {
             return None;
         };

@@ -6,7 +6,7 @@
 //! changed: unit monitors first, then their aggregates up to the entity health, then the
 //! dependency monitors of the hosts above, up to the root host.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use healthstream_model::catalog::Catalog;
@@ -21,6 +21,7 @@ use healthstream_model::reference::{TargetContext, Template};
 use crate::detect::{Detector, Fields, ServiceReading};
 use crate::pairs::{Handle, Key, PairMap, Slots};
 use crate::rollup::{aggregate, counted_as, dependency_counts, Counts, Member};
+use crate::FastMap;
 
 /// An instance as the engine sees it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -124,8 +125,9 @@ pub struct Sample<'a> {
 struct Copy {
     detector: Detector,
     parent: String,
-    /// Event sources: the source's own filter.
-    filter: Option<healthstream_model::expr::Expr>,
+    /// Event sources: the source's own filter (boxed: most copies read perf, and a copy is
+    /// read for every sample it gets; the smaller, the fewer cache lines).
+    filter: Option<Box<healthstream_model::expr::Expr>>,
     held: Vec<Held>,
     /// In [`Engine::touched`] since the last [`Engine::take_touched`] (saves looking there).
     dirty: bool,
@@ -135,7 +137,7 @@ struct Copy {
 pub struct Engine {
     catalog: Catalog,
     /// By id; never iterated where order would show in the outputs.
-    instances: HashMap<String, Instance>,
+    instances: FastMap<String, Instance>,
     /// (instance, unit monitor) -> copy.
     copies: Slots<Copy>,
     /// The copies whose state can change with time alone (timer reset, heartbeat): what a
@@ -145,9 +147,9 @@ pub struct Engine {
     rollups: PairMap<Health>,
     /// Root host -> (object, counter, instance) -> copies reading it; instance "*" for every
     /// instance.
-    perf_index: HashMap<String, PerfIndex<Handle>>,
+    perf_index: FastMap<String, Arc<PerfIndex<Handle>>>,
     /// Children by host.
-    hosted: HashMap<String, BTreeSet<String>>,
+    hosted: FastMap<String, BTreeSet<String>>,
     /// Monitors whose kept state changed since the last [`Engine::take_touched`].
     touched: BTreeSet<(String, String)>,
     /// (instance, rule) -> rule copy (rules with an alert action).
@@ -155,9 +157,9 @@ pub struct Engine {
     /// Rule alerts to raise, since the last [`Engine::take_firings`].
     firings: Vec<crate::rules::Firing>,
     /// (object, counter, instance) -> rule copies reading it.
-    rule_perf_index: HashMap<String, PerfIndex<Key>>,
+    rule_perf_index: FastMap<String, Arc<PerfIndex<Key>>>,
     /// (root host, channel) -> event-driven monitor and rule copies reading it.
-    event_index: HashMap<String, HashMap<String, EventIndex>>,
+    event_index: FastMap<String, FastMap<String, EventIndex>>,
     /// Instances by root host.
     by_root: BTreeMap<String, BTreeSet<String>>,
     /// Instances put in maintenance (what they host is in maintenance with them).
@@ -176,15 +178,15 @@ pub struct Engine {
     /// Container -> dependency monitor -> its members counted by the state each counts as,
     /// worked out from `external` when first needed and kept up to date by each member's
     /// change.
-    member_counts: HashMap<String, HashMap<String, Counts>>,
+    member_counts: FastMap<String, FastMap<String, Counts>>,
     /// Container -> its hosted members counted by the state each counts as, per hosting
     /// dependency monitor whose member monitor is a rollup. Kept up to date by each member's
     /// rollup change ([`Engine::set_rollup`]), so a change does not count every sibling
     /// again; forgotten whenever members, their flags or their kept states change any other
     /// way (instances, maintenance, availability, restore).
-    hosting_counts: HashMap<String, HostingCounts>,
+    hosting_counts: FastMap<String, HostingCounts>,
     /// The rollup monitors of each class, worked out when first needed.
-    class_rollups: HashMap<String, Arc<ClassRollups>>,
+    class_rollups: FastMap<String, Arc<ClassRollups>>,
     /// Copies created by the current upsert in a state other than uninitialized, and its time.
     initial: Vec<StateChange>,
     upsert_time: i64,
@@ -236,18 +238,97 @@ fn slot(m: &Member, d: &DependencyMonitor) -> usize {
     counted_as(m, d.member_in_maintenance, d.member_unavailable) as usize
 }
 
-/// Per root host: "object, counter, instance or `*`" (see [`index_key`]) -> the copies
-/// reading it, in (instance, workflow) order. Looked up twice per sample: a fast hash.
-type PerfIndex<T> = HashMap<String, Vec<T>, foldhash::fast::RandomState>;
+/// Per root host: "object, counter" (see [`counter_key`]) -> the copies reading it. Shared
+/// (`Arc`) so that a batch of samples reads it while the copies change.
+type PerfIndex<T> = FastMap<String, CounterIndex<T>>;
 
-/// The index key of a counter: its three parts joined by a separator no name contains.
-fn index_key(buf: &mut String, object: &str, counter: &str, instance: &str) {
+/// The copies reading one counter: those reading every instance of it, and those reading
+/// one instance, by instance; each list in (instance, workflow) order.
+#[derive(Debug, Clone)]
+struct CounterIndex<T> {
+    any: Vec<T>,
+    by_instance: FastMap<String, Vec<T>>,
+}
+
+impl<T> Default for CounterIndex<T> {
+    fn default() -> Self {
+        CounterIndex {
+            any: Vec::new(),
+            by_instance: FastMap::default(),
+        }
+    }
+}
+
+impl<T: Clone> CounterIndex<T> {
+    /// The list of copies reading one instance (`*`: every instance).
+    fn list(&mut self, instance: &str) -> &mut Vec<T> {
+        if instance == "*" {
+            &mut self.any
+        } else {
+            self.by_instance.entry(instance.to_string()).or_default()
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.any.retain(&mut keep);
+        self.by_instance.retain(|_, list| {
+            list.retain(&mut keep);
+            !list.is_empty()
+        });
+    }
+
+    /// The copies reading a sample of this instance, into `out`; `true` when both the
+    /// instance's list and the every-instance list gave some (then `out` is not in order).
+    fn targets(&self, instance: &str, out: &mut Vec<T>) -> bool {
+        out.clear();
+        out.extend_from_slice(&self.any);
+        match self.by_instance.get(instance) {
+            Some(list) if !list.is_empty() => {
+                let both = !out.is_empty();
+                out.extend_from_slice(list);
+                both
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The index key of a counter: object and counter joined by a separator no name contains.
+fn counter_key(buf: &mut String, object: &str, counter: &str) {
     buf.clear();
     buf.push_str(object);
     buf.push('\u{1f}');
     buf.push_str(counter);
-    buf.push('\u{1f}');
-    buf.push_str(instance);
+}
+
+/// The counter index of a sample, looked up once for a run of samples of one counter.
+struct CounterCursor<'i, 's, T> {
+    index: Option<&'i PerfIndex<T>>,
+    last: Option<(&'s str, &'s str, Option<&'i CounterIndex<T>>)>,
+    buf: String,
+}
+
+impl<'i, 's, T> CounterCursor<'i, 's, T> {
+    fn new(index: Option<&'i PerfIndex<T>>) -> Self {
+        CounterCursor {
+            index,
+            last: None,
+            buf: String::new(),
+        }
+    }
+
+    fn get(&mut self, s: &Sample<'s>) -> Option<&'i CounterIndex<T>> {
+        let index = self.index?;
+        if let Some((o, c, found)) = self.last {
+            if o == s.object && c == s.counter {
+                return found;
+            }
+        }
+        counter_key(&mut self.buf, s.object, s.counter);
+        let found = index.get(self.buf.as_str());
+        self.last = Some((s.object, s.counter, found));
+        found
+    }
 }
 
 /// The copies reading one channel of one root host: those whose filters require an event
@@ -255,7 +336,7 @@ fn index_key(buf: &mut String, object: &str, counter: &str, instance: &str) {
 #[derive(Debug, Default)]
 struct EventIndex {
     any: Vec<(String, String)>,
-    by_id: HashMap<i64, Vec<(String, String)>>,
+    by_id: FastMap<i64, Vec<(String, String)>>,
 }
 
 impl EventIndex {
@@ -329,28 +410,6 @@ fn first_filter(conditions: &[Condition]) -> Option<&Expr> {
     }
 }
 
-/// The copies of a root host's index that read a sample (its own instance and `*`), into
-/// `out`; `true` when both lists gave some (then `out` is not in order yet).
-fn perf_targets<T: Clone>(
-    idx: &PerfIndex<T>,
-    s: &Sample<'_>,
-    buf: &mut String,
-    out: &mut Vec<T>,
-) -> bool {
-    out.clear();
-    let mut lists = 0;
-    for inst in [s.instance, "*"] {
-        index_key(buf, s.object, s.counter, inst);
-        if let Some(list) = idx.get(buf.as_str()) {
-            if !list.is_empty() {
-                lists += 1;
-                out.extend_from_slice(list);
-            }
-        }
-    }
-    lists > 1
-}
-
 /// Add a copy to an index list, keeping the list in (instance, workflow) order: the same
 /// order whatever order the copies were built in (live or restored).
 fn index_in_order(list: &mut Vec<Handle>, h: Handle, copies: &Slots<Copy>) {
@@ -387,26 +446,26 @@ impl Engine {
     pub fn new(catalog: Catalog) -> Engine {
         Engine {
             catalog,
-            instances: HashMap::new(),
+            instances: FastMap::default(),
             copies: Slots::default(),
             timed: BTreeSet::new(),
             rollups: PairMap::default(),
-            perf_index: HashMap::new(),
-            hosted: HashMap::new(),
+            perf_index: FastMap::default(),
+            hosted: FastMap::default(),
             touched: BTreeSet::new(),
             rules: BTreeMap::new(),
             firings: Vec::new(),
-            rule_perf_index: HashMap::new(),
-            event_index: HashMap::new(),
+            rule_perf_index: FastMap::default(),
+            event_index: FastMap::default(),
             by_root: BTreeMap::new(),
             maintenance: BTreeMap::new(),
             unavailable: BTreeSet::new(),
             maintenance_touched: BTreeMap::new(),
             availability_touched: BTreeMap::new(),
             external: BTreeMap::new(),
-            member_counts: HashMap::new(),
-            hosting_counts: HashMap::new(),
-            class_rollups: HashMap::new(),
+            member_counts: FastMap::default(),
+            hosting_counts: FastMap::default(),
+            class_rollups: FastMap::default(),
             initial: Vec::new(),
             upsert_time: 0,
         }
@@ -815,8 +874,8 @@ impl Engine {
                 ));
             }
             if let Some(m) = self.rule_perf_index.get_mut(&inst.root_host) {
-                for list in m.values_mut() {
-                    list.retain(|k| k.0 != id);
+                for counter in Arc::make_mut(m).values_mut() {
+                    counter.retain(|k| k.0 != id);
                 }
             }
             for (rid, perf_key, channel, copy) in built {
@@ -831,13 +890,16 @@ impl Engine {
                 }
                 if let Some((object, counter, instance)) = perf_key {
                     let mut k = String::new();
-                    index_key(&mut k, &object, &counter, &instance);
-                    self.rule_perf_index
-                        .entry(inst.root_host.clone())
-                        .or_default()
-                        .entry(k)
-                        .or_default()
-                        .push(Arc::new(key.clone()));
+                    counter_key(&mut k, &object, &counter);
+                    Arc::make_mut(
+                        self.rule_perf_index
+                            .entry(inst.root_host.clone())
+                            .or_default(),
+                    )
+                    .entry(k)
+                    .or_default()
+                    .list(&instance)
+                    .push(Arc::new(key.clone()));
                 }
                 keep.insert(rid);
                 let state = self
@@ -1098,8 +1160,8 @@ impl Engine {
     fn unindex(&mut self, id: &str, root: &str) {
         if let Some(m) = self.perf_index.get_mut(root) {
             let copies = &self.copies;
-            for list in m.values_mut() {
-                list.retain(|h| copies.at(*h).is_some_and(|(k, _)| k.0 != id));
+            for counter in Arc::make_mut(m).values_mut() {
+                counter.retain(|h| copies.at(*h).is_some_and(|(k, _)| k.0 != id));
             }
         }
         if let Some(m) = self.event_index.get_mut(root) {
@@ -1185,7 +1247,7 @@ impl Engine {
                     Copy {
                         detector: fresh,
                         parent: m.parent.clone(),
-                        filter,
+                        filter: filter.map(Box::new),
                         held,
                         dirty: false,
                     },
@@ -1211,13 +1273,12 @@ impl Engine {
                 }
                 for (object, counter, instance) in counters {
                     let mut k = String::new();
-                    index_key(&mut k, object, counter, instance);
-                    let list = self
-                        .perf_index
-                        .entry(inst.root_host.clone())
-                        .or_default()
-                        .entry(k)
-                        .or_default();
+                    counter_key(&mut k, object, counter);
+                    let list =
+                        Arc::make_mut(self.perf_index.entry(inst.root_host.clone()).or_default())
+                            .entry(k)
+                            .or_default()
+                            .list(instance);
                     index_in_order(list, handle, &self.copies);
                 }
             }
@@ -1296,17 +1357,17 @@ impl Engine {
     /// monitors.
     pub fn perf(&mut self, root: &str, samples: &[Sample<'_>]) -> Vec<StateChange> {
         let mut out = Vec::new();
-        let mut buf = String::new();
         let mut rule_keys: Vec<Key> = Vec::new();
         let mut targets: Vec<Handle> = Vec::new();
-        let has_rules = self.rule_perf_index.contains_key(root);
-        let has_monitors = self.perf_index.contains_key(root);
+        // The root host's indexes, held for the batch (the copies change, not the indexes).
+        let rule_index = self.rule_perf_index.get(root).cloned();
+        let monitor_index = self.perf_index.get(root).cloned();
+        let mut rule_counters = CounterCursor::new(rule_index.as_deref());
+        let mut monitor_counters = CounterCursor::new(monitor_index.as_deref());
         for s in samples {
-            if has_rules {
-                if let Some(idx) = self.rule_perf_index.get(root) {
-                    if perf_targets(idx, s, &mut buf, &mut rule_keys) {
-                        rule_keys.sort();
-                    }
+            if let Some(counter) = rule_counters.get(s) {
+                if counter.targets(s.instance, &mut rule_keys) {
+                    rule_keys.sort();
                 }
                 if !self.maintenance.is_empty() {
                     rule_keys.retain(|k| self.in_maintenance(&k.0).is_none());
@@ -1322,13 +1383,10 @@ impl Engine {
                     self.feed_rules(keys, &Fields(&fields), Some(s.value), s.time);
                 }
             }
-            if !has_monitors {
-                continue;
-            }
-            let Some(idx) = self.perf_index.get(root) else {
+            let Some(counter) = monitor_counters.get(s) else {
                 continue;
             };
-            if perf_targets(idx, s, &mut buf, &mut targets) {
+            if counter.targets(s.instance, &mut targets) {
                 let copies = &self.copies;
                 targets.sort_by_cached_key(|h| copies.at(*h).map(|(k, _)| k.clone()));
             }
@@ -2028,10 +2086,18 @@ impl Engine {
     /// The rollup monitors of one instance: dependencies first (they feed aggregates), then
     /// aggregates from the leaves of the tree to the entity health.
     fn recompute(&mut self, id: &str, time: i64, cause: &str, kind: CauseKind) -> Vec<StateChange> {
-        let Some(class) = self.instances.get(id).map(|i| i.class.clone()) else {
-            return Vec::new();
+        let known = match self.instances.get(id) {
+            Some(i) => self
+                .class_rollups
+                .get(&i.class)
+                .cloned()
+                .ok_or(i.class.clone()),
+            None => return Vec::new(),
         };
-        let plan = self.class_rollups(&class);
+        let plan = match known {
+            Ok(plan) => plan,
+            Err(class) => self.class_rollups(&class),
+        };
         let mut out = Vec::new();
         for (at, (d, member_class, hosting)) in plan.deps.iter().enumerate() {
             let counts = if *hosting {
@@ -2045,13 +2111,15 @@ impl Engine {
         }
         // Aggregates, deepest first: an aggregate's children are the instance's unit
         // monitors and the rollups whose parent it is.
+        let mut children: Vec<Health> = Vec::new();
         for (a, rollup_children) in &plan.aggs {
-            let mut children: Vec<Health> = self
-                .copies
-                .of(id)
-                .filter(|(_, c)| c.parent == a.id)
-                .map(|(_, c)| c.detector.health)
-                .collect();
+            children.clear();
+            children.extend(
+                self.copies
+                    .of(id)
+                    .filter(|(_, c)| c.parent == a.id)
+                    .map(|(_, c)| c.detector.health),
+            );
             children.extend(rollup_children.iter().map(|c| self.state(id, c)));
             let h = aggregate(a.algorithm, &children);
             out.extend(self.set_rollup(id, &a.id, h, time, cause, kind));

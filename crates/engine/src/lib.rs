@@ -18,3 +18,7 @@ pub mod engine;
 pub mod pairs;
 pub mod rollup;
 pub mod rules;
+
+/// The engine's maps: looked up several times per sample, keyed by names. A fast hash,
+/// seeded at random per map.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

@@ -13,19 +13,20 @@
 //! [`Slots`] adds a handle to each value: the perf index names the copies it dispatches to by
 //! handle, so a sample reaches its copies without hashing or comparing their names.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use crate::FastMap;
 
 /// (instance, workflow) -> `V`.
 #[derive(Debug, Clone)]
 pub struct PairMap<V> {
-    by_instance: HashMap<String, Vec<(String, V)>>,
+    by_instance: FastMap<String, Vec<(String, V)>>,
 }
 
 impl<V> Default for PairMap<V> {
     fn default() -> Self {
         PairMap {
-            by_instance: HashMap::new(),
+            by_instance: FastMap::default(),
         }
     }
 }
