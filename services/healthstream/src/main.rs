@@ -9,6 +9,12 @@ mod wiring;
 
 use clap::Parser;
 
+/// The process allocates and frees many small values per record (decoded inputs, keys,
+/// outputs); mimalloc's per-thread free lists do that with less work than the system
+/// allocator, whose consolidation and chunk unlinking were a fifth of the pipeline's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     healthstream_telemetry::init_tracing();
