@@ -28,7 +28,6 @@ impl Processor for Recorder {
 
     fn apply(
         &mut self,
-        _store: &Store,
         _batch: &mut StoreBatch,
         input: (Topic, i64),
         _at: Position,

@@ -10,23 +10,27 @@
 //! 2. decode the record; a record that cannot be decoded or validated is sent to the
 //!    dead-letter topic with the reason and its topic/partition/offset, and processing goes
 //!    on (poison messages never stop a partition);
-//! 3. apply it and produce the outputs, waiting until they are durable;
-//! 4. write the state batch together with the input offset it now reflects, atomically.
+//! 3. apply it into the open group's batch (which it reads its state from, so it sees what
+//!    the records before it in the group wrote) and enqueue its outputs;
+//! 4. when no record is ready, or the group is full or has been open long enough, wait
+//!    until every output of the group is durable, then write the group's state batch
+//!    together with the input offsets it now reflects, atomically (a group commit).
 //!
-//! After a crash anywhere in 3-4, the input is applied again from the stored state and
-//! produces the same outputs with the same deterministic ids: downstream, deduplicated by
-//! id, sees exactly what an uninterrupted run would.
+//! After a crash anywhere in 3-4, the group's inputs are applied again from the stored
+//! state and produce the same outputs with the same deterministic ids: downstream,
+//! deduplicated by id, sees exactly what an uninterrupted run would.
 
 mod inbox;
 mod metrics;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use healthstream_bus::{
-    Assignment, Bus, BusError, Consumer, ConsumerEvent, Message, OffsetSource, OutboundRecord,
-    Producer,
+    Assignment, Bus, BusError, Consumer, ConsumerEvent, DeliveryFuture, Message, OffsetSource,
+    OutboundRecord, Producer,
 };
 use healthstream_contracts::records::{DeadLetter, DeadLetterClass};
 use healthstream_contracts::{derived_id, Codec, Topic};
@@ -37,6 +41,13 @@ use tokio::sync::watch;
 
 /// Records a stage holds to order what it read from several topics (see [`inbox`]).
 const INBOX_CAPACITY: usize = 2048;
+
+/// Most input records applied into one store write.
+const MAX_GROUP_RECORDS: usize = 256;
+
+/// Longest a group stays open while records keep coming (a bound on the latency a group
+/// adds to its first record).
+const MAX_GROUP_TIME: Duration = Duration::from_millis(5);
 
 pub use metrics::STAGE_RECORDS;
 
@@ -109,11 +120,12 @@ pub trait Processor: Send + 'static {
     /// Decodes a record; a rejection sends it to the dead-letter topic.
     fn decode(&self, message: &Message) -> Result<Self::Input, Rejection>;
 
-    /// Applies an input: stage state writes in `batch`, return the records to produce.
+    /// Applies an input: read the state from `state` and stage writes in it (it holds the
+    /// writes of the records applied before this one in the same group), return the
+    /// records to produce.
     fn apply(
         &mut self,
-        store: &Store,
-        batch: &mut StoreBatch,
+        state: &mut StoreBatch,
         input: Self::Input,
         at: Position,
     ) -> Result<Vec<OutboundRecord>, StageError>;
@@ -222,11 +234,93 @@ pub async fn run<P: Processor>(
     result
 }
 
+/// Records applied into one batch, not yet stored.
+struct Group {
+    batch: StoreBatch,
+    deliveries: Vec<DeliveryFuture>,
+    /// Next offset of each input partition the group read from.
+    next: BTreeMap<(Topic, i32), i64>,
+    /// Records per topic and outcome, for the metrics.
+    counts: Vec<(Topic, &'static str, u64)>,
+    /// When each record was applied, for the process-time histogram.
+    applied_at: Vec<Instant>,
+    /// When the first record was applied.
+    opened: Instant,
+}
+
+impl Group {
+    fn new(store: &Store) -> Group {
+        Group {
+            batch: store.batch(),
+            deliveries: Vec::new(),
+            next: BTreeMap::new(),
+            counts: Vec::new(),
+            applied_at: Vec::new(),
+            opened: Instant::now(),
+        }
+    }
+
+    fn records(&self) -> usize {
+        self.applied_at.len()
+    }
+
+    fn is_full(&self) -> bool {
+        self.records() >= MAX_GROUP_RECORDS || self.opened.elapsed() >= MAX_GROUP_TIME
+    }
+
+    fn count(&mut self, topic: Topic, outcome: &'static str) {
+        match self
+            .counts
+            .iter_mut()
+            .find(|(t, o, _)| *t == topic && *o == outcome)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.counts.push((topic, outcome, 1)),
+        }
+    }
+}
+
+/// Waits until the group's outputs are durable, then stores its state and offsets.
+async fn commit(
+    stage: &'static str,
+    store: &Store,
+    group: &mut Group,
+    positions: &mut BTreeMap<(Topic, i32), i64>,
+) -> Result<(), StageError> {
+    if group.records() == 0 {
+        return Ok(());
+    }
+    let done = std::mem::replace(group, Group::new(store));
+    // Outputs are durable before the state that produced them is stored.
+    for delivery in done.deliveries {
+        delivery.await?;
+    }
+    let mut batch = done.batch;
+    for ((topic, partition), next) in &done.next {
+        batch.set_offset(topic.name(), *partition, *next);
+    }
+    store.write(batch)?;
+    positions.extend(done.next);
+    for (topic, outcome, n) in done.counts {
+        STAGE_RECORDS
+            .with_label_values(&[stage, topic.name(), outcome])
+            .inc_by(n);
+    }
+    let histogram = metrics::PROCESS_SECONDS.with_label_values(&[stage]);
+    for at in &done.applied_at {
+        histogram.observe(at.elapsed().as_secs_f64());
+    }
+    metrics::COMMIT_RECORDS
+        .with_label_values(&[stage])
+        .observe(done.applied_at.len() as f64);
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_inner<P: Processor>(
     mut processor: P,
     bus: Arc<dyn Bus>,
-    group: &str,
+    group_id: &str,
     topics: &[Topic],
     store: Store,
     readiness: &Readiness,
@@ -236,32 +330,46 @@ async fn run_inner<P: Processor>(
     let stage = processor.name();
     let producer: Arc<dyn Producer> = bus.producer()?;
     let mut consumer: Box<dyn Consumer> =
-        bus.consumer(group, topics, Arc::new(StoreOffsets(store.clone())))?;
+        bus.consumer(group_id, topics, Arc::new(StoreOffsets(store.clone())))?;
     let dl_partitions = bus.partitions(Topic::DeadLetters);
     let embedded = bus.backend() == "embedded";
-    let mut positions: std::collections::BTreeMap<(Topic, i32), i64> = Default::default();
+    let mut positions: BTreeMap<(Topic, i32), i64> = Default::default();
     let mut last_commit = Instant::now();
     let mut last_lag = Instant::now();
     readiness.set_ready(component);
-    tracing::info!(stage, group, backend = bus.backend(), "stage started");
+    tracing::info!(
+        stage,
+        group = group_id,
+        backend = bus.backend(),
+        "stage started"
+    );
     // One topic needs no ordering: a record is applied as soon as it is read.
     let capacity = if topics.len() > 1 { INBOX_CAPACITY } else { 1 };
     let mut inbox = Inbox::new(topics, capacity);
+    let mut group = Group::new(&store);
     loop {
         if *shutdown.borrow() {
             break;
         }
         // What the consumer has ready goes to the inbox (without waiting while the inbox
-        // holds something); the inbox gives out the earliest record of its topics.
+        // holds something); the inbox gives out the earliest record of its topics. Before
+        // waiting for the consumer, the open group is stored.
         let event = if inbox.is_empty() {
-            tokio::select! {
-                ev = consumer.next() => Some(ev?),
-                _ = shutdown.changed() => continue,
-                _ = tokio::time::sleep(Duration::from_secs(1)), if embedded => {
-                    update_lag(&*bus, group, &positions).await;
-                    last_lag = Instant::now();
+            match consumer.next().now_or_never() {
+                Some(ev) => Some(ev?),
+                None if group.records() > 0 => {
+                    commit(stage, &store, &mut group, &mut positions).await?;
                     continue;
                 }
+                None => tokio::select! {
+                    ev = consumer.next() => Some(ev?),
+                    _ = shutdown.changed() => continue,
+                    _ = tokio::time::sleep(Duration::from_secs(1)), if embedded => {
+                        update_lag(&*bus, group_id, &positions).await;
+                        last_lag = Instant::now();
+                        continue;
+                    }
+                },
             }
         } else if inbox.is_full() {
             None
@@ -274,6 +382,7 @@ async fn run_inner<P: Processor>(
                 continue;
             }
             Some(ConsumerEvent::Assigned(assigned)) => {
+                commit(stage, &store, &mut group, &mut positions).await?;
                 tracing::info!(stage, partitions = ?assigned, "partitions assigned");
                 for a in &assigned {
                     if let Some(start) = a.start {
@@ -284,6 +393,7 @@ async fn run_inner<P: Processor>(
                 continue;
             }
             Some(ConsumerEvent::Revoked(revoked)) => {
+                commit(stage, &store, &mut group, &mut positions).await?;
                 tracing::info!(stage, partitions = ?revoked, "partitions revoked");
                 inbox.revoke(&revoked);
                 for tp in &revoked {
@@ -297,16 +407,19 @@ async fn run_inner<P: Processor>(
                 None => continue,
             },
         };
-        let started = Instant::now();
         let at = Position {
             topic: message.topic,
             partition: message.partition,
             offset: message.offset,
             timestamp_ms: message.timestamp_ms,
         };
-        let mut batch = store.batch();
+        let applied_at = Instant::now();
+        if group.records() == 0 {
+            group.opened = applied_at;
+        }
+        group.applied_at.push(applied_at);
         let (outputs, outcome) = match processor.decode(&message) {
-            Ok(input) => (processor.apply(&store, &mut batch, input, at)?, "applied"),
+            Ok(input) => (processor.apply(&mut group.batch, input, at)?, "applied"),
             Err(rejection) => {
                 tracing::warn!(
                     stage,
@@ -325,23 +438,16 @@ async fn run_inner<P: Processor>(
                 )
             }
         };
-        // Outputs are durable before the state that produced them is stored.
-        let mut pending = Vec::with_capacity(outputs.len());
         for out in outputs {
-            pending.push(producer.enqueue(out).await?);
+            group.deliveries.push(producer.enqueue(out).await?);
         }
-        for p in pending {
-            p.await?;
+        group
+            .next
+            .insert((message.topic, message.partition), message.offset + 1);
+        group.count(message.topic, outcome);
+        if group.is_full() {
+            commit(stage, &store, &mut group, &mut positions).await?;
         }
-        batch.set_offset(message.topic.name(), message.partition, message.offset + 1);
-        store.write(batch)?;
-        positions.insert((message.topic, message.partition), message.offset + 1);
-        STAGE_RECORDS
-            .with_label_values(&[stage, message.topic.name(), outcome])
-            .inc();
-        metrics::PROCESS_SECONDS
-            .with_label_values(&[stage])
-            .observe(started.elapsed().as_secs_f64());
         if last_commit.elapsed() >= COMMIT_INTERVAL {
             let all: Vec<(Topic, i32, i64)> =
                 positions.iter().map(|((t, p), o)| (*t, *p, *o)).collect();
@@ -349,10 +455,11 @@ async fn run_inner<P: Processor>(
             last_commit = Instant::now();
         }
         if embedded && last_lag.elapsed() >= Duration::from_secs(1) {
-            update_lag(&*bus, group, &positions).await;
+            update_lag(&*bus, group_id, &positions).await;
             last_lag = Instant::now();
         }
     }
+    commit(stage, &store, &mut group, &mut positions).await?;
     let all: Vec<(Topic, i32, i64)> = positions.iter().map(|((t, p), o)| (*t, *p, *o)).collect();
     consumer.commit(&all)?;
     readiness.set_not_ready(component, "stopped");
@@ -368,11 +475,7 @@ fn class_label(class: DeadLetterClass) -> &'static str {
     }
 }
 
-async fn update_lag(
-    bus: &dyn Bus,
-    group: &str,
-    positions: &std::collections::BTreeMap<(Topic, i32), i64>,
-) {
+async fn update_lag(bus: &dyn Bus, group: &str, positions: &BTreeMap<(Topic, i32), i64>) {
     for ((topic, partition), pos) in positions {
         if let Ok(end) = bus.end_offset(*topic, *partition).await {
             healthstream_bus::consumer_lag_gauge()

@@ -58,10 +58,43 @@ pub struct Store {
 }
 
 /// Writes that become visible together, with the input offsets they reflect.
+///
+/// A batch is also the state its writer reads: [`StoreBatch::get`] and
+/// [`StoreBatch::scan_prefix`] see the batch's own puts and deletes over the store, so that
+/// several inputs can be applied one after the other into one batch (a group commit) and
+/// each sees what the ones before it wrote. A key written twice is written once, with its
+/// last value.
 pub struct StoreBatch {
-    batch: WriteBatch,
+    store: Store,
+    /// Per column family (by its place in the store's list): key -> value, `None` deleted.
+    writes: Vec<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
     offsets: BTreeMap<(String, i32), i64>,
-    puts: usize,
+}
+
+/// What a processor reads its state from: the store itself, or a batch over it.
+pub trait StateRead {
+    /// Reads one value.
+    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every key and value of `cf` that starts with `prefix`, in key order.
+    fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Vec<Entry>, StoreError>;
+}
+
+impl StateRead for Store {
+    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Store::get(self, cf, key)
+    }
+    fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
+        Store::scan_prefix(self, cf, prefix)
+    }
+}
+
+impl StateRead for StoreBatch {
+    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        StoreBatch::get(self, cf, key)
+    }
+    fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
+        StoreBatch::scan_prefix(self, cf, prefix)
+    }
 }
 
 impl Store {
@@ -108,6 +141,18 @@ impl Store {
             path: self.path.clone(),
             source,
         }
+    }
+
+    /// The place of a column family in the store's list.
+    fn cf_index(&self, name: &str) -> Result<usize, StoreError> {
+        self.cfs
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| StoreError::UnknownColumnFamily {
+                path: self.path.clone(),
+                cf: name.to_string(),
+                declared: self.cfs.as_ref().clone(),
+            })
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -187,52 +232,40 @@ impl Store {
     /// A new, empty batch.
     pub fn batch(&self) -> StoreBatch {
         StoreBatch {
-            batch: WriteBatch::default(),
+            store: self.clone(),
+            writes: vec![BTreeMap::new(); self.cfs.len()],
             offsets: BTreeMap::new(),
-            puts: 0,
         }
     }
 
     /// Writes a batch and its offsets atomically.
     pub fn write(&self, batch: StoreBatch) -> Result<(), StoreError> {
         let StoreBatch {
-            mut batch, offsets, ..
+            writes, offsets, ..
         } = batch;
+        let mut out = WriteBatch::default();
+        for (name, cf_writes) in self.cfs.iter().zip(writes) {
+            if cf_writes.is_empty() {
+                continue;
+            }
+            let handle = self.cf(name)?;
+            for (key, value) in cf_writes {
+                match value {
+                    Some(v) => out.put_cf(&handle, key, v),
+                    None => out.delete_cf(&handle, key),
+                }
+            }
+        }
         if !offsets.is_empty() {
             let handle = self.cf(OFFSETS_CF)?;
             for ((topic, partition), next) in &offsets {
-                batch.put_cf(&handle, offset_key(topic, *partition), next.to_be_bytes());
+                out.put_cf(&handle, offset_key(topic, *partition), next.to_be_bytes());
             }
         }
         let mut options = rocksdb::WriteOptions::default();
-        // A batch's keys mostly follow each other (one host's): each insert starts from
-        // where the previous one of the batch went.
+        // A batch's keys are in order: each insert starts from where the previous one went.
         options.set_memtable_insert_hint_per_batch(true);
-        self.db
-            .write_opt(batch, &options)
-            .map_err(|e| self.rocks(e))
-    }
-
-    /// Stages a put in `batch`.
-    pub fn put(
-        &self,
-        batch: &mut StoreBatch,
-        cf: &str,
-        key: &[u8],
-        value: &[u8],
-    ) -> Result<(), StoreError> {
-        let handle = self.cf(cf)?;
-        batch.batch.put_cf(&handle, key, value);
-        batch.puts += 1;
-        Ok(())
-    }
-
-    /// Stages a delete in `batch`.
-    pub fn delete(&self, batch: &mut StoreBatch, cf: &str, key: &[u8]) -> Result<(), StoreError> {
-        let handle = self.cf(cf)?;
-        batch.batch.delete_cf(&handle, key);
-        batch.puts += 1;
-        Ok(())
+        self.db.write_opt(out, &options).map_err(|e| self.rocks(e))
     }
 
     /// The next offset to consume from `topic`/`partition`: one past the last input the
@@ -327,13 +360,76 @@ impl StoreBatch {
             .insert((topic.to_string(), partition), next_offset);
     }
 
-    /// Number of puts and deletes staged.
+    /// Stages a put.
+    pub fn put(&mut self, cf: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let i = self.store.cf_index(cf)?;
+        self.writes[i].insert(key.to_vec(), Some(value.to_vec()));
+        Ok(())
+    }
+
+    /// Stages a delete.
+    pub fn delete(&mut self, cf: &str, key: &[u8]) -> Result<(), StoreError> {
+        let i = self.store.cf_index(cf)?;
+        self.writes[i].insert(key.to_vec(), None);
+        Ok(())
+    }
+
+    /// Reads one value: this batch's write of the key, else the store's.
+    pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let i = self.store.cf_index(cf)?;
+        match self.writes[i].get(key) {
+            Some(staged) => Ok(staged.clone()),
+            None => self.store.get(cf, key),
+        }
+    }
+
+    /// Every key and value of `cf` that starts with `prefix`, in key order, with this
+    /// batch's writes over the store's.
+    pub fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
+        let i = self.store.cf_index(cf)?;
+        let stored = self.store.scan_prefix(cf, prefix)?;
+        let mut staged = self.writes[i]
+            .range::<[u8], _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .peekable();
+        if staged.peek().is_none() {
+            return Ok(stored);
+        }
+        // Merge two sorted lists; on the same key the staged write wins.
+        let mut out = Vec::with_capacity(stored.len());
+        let mut stored = stored.into_iter().peekable();
+        loop {
+            use std::cmp::Ordering;
+            let order = match (stored.peek(), staged.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((sk, _)), Some((wk, _))) => sk.as_slice().cmp(wk.as_slice()),
+            };
+            if order == Ordering::Equal {
+                stored.next();
+            }
+            if order != Ordering::Less {
+                if let Some((k, Some(v))) = staged.next() {
+                    out.push((k.clone(), v.clone()));
+                }
+            } else if let Some(e) = stored.next() {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of keys written (put or deleted).
     pub fn len(&self) -> usize {
-        self.puts
+        self.writes.iter().map(BTreeMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.puts == 0 && self.offsets.is_empty()
+        self.len() == 0 && self.offsets.is_empty()
     }
 }
 
@@ -355,13 +451,13 @@ mod tests {
             let store = Store::open(dir.path(), &["samples"]).expect("open");
             assert_eq!(store.offset("t", 0).expect("offset"), None);
             let mut b = store.batch();
-            store.put(&mut b, "samples", b"k1", b"v1").expect("put");
+            b.put("samples", b"k1", b"v1").expect("put");
             b.set_offset("t", 0, 5);
             b.set_offset("t", 3, 9);
             store.write(b).expect("write");
             let mut b = store.batch();
-            store.delete(&mut b, "samples", b"k1").expect("delete");
-            store.put(&mut b, "samples", b"k2", b"v2").expect("put");
+            b.delete("samples", b"k1").expect("delete");
+            b.put("samples", b"k2", b"v2").expect("put");
             b.set_offset("t", 0, 6);
             store.write(b).expect("write");
         }
@@ -380,6 +476,104 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_reads_its_own_writes_over_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &["s", "t"]).expect("open");
+        let mut b = store.batch();
+        for k in ["a1", "a2", "a3", "b1"] {
+            b.put("s", k.as_bytes(), b"stored").expect("put");
+        }
+        store.write(b).expect("write");
+        let mut b = store.batch();
+        b.put("s", b"a2", b"new").expect("put");
+        b.delete("s", b"a3").expect("delete");
+        b.put("s", b"a0", b"added").expect("put");
+        b.put("t", b"a9", b"other cf").expect("put");
+        assert_eq!(b.get("s", b"a2").expect("get"), Some(b"new".to_vec()));
+        assert_eq!(
+            b.get("s", b"a3").expect("get"),
+            None,
+            "deleted in the batch"
+        );
+        assert_eq!(b.get("s", b"a1").expect("get"), Some(b"stored".to_vec()));
+        let keys = |entries: Vec<Entry>| {
+            entries
+                .into_iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}={}",
+                        String::from_utf8_lossy(&k),
+                        String::from_utf8_lossy(&v)
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(b.scan_prefix("s", b"a").expect("scan")),
+            ["a0=added", "a1=stored", "a2=new"]
+        );
+        assert_eq!(
+            store.get("s", b"a2").expect("get"),
+            Some(b"stored".to_vec()),
+            "nothing reaches the store before the batch is written"
+        );
+        b.put("s", b"a2", b"last").expect("put");
+        assert_eq!(b.len(), 4, "a key written twice is one write");
+        store.write(b).expect("write");
+        assert_eq!(
+            keys(store.scan_prefix("s", b"").expect("scan")),
+            ["a0=added", "a1=stored", "a2=last", "b1=stored"]
+        );
+        let err = store.batch().put("u", b"k", b"v").expect_err("unknown cf");
+        assert!(err.to_string().contains("no column family \"u\""), "{err}");
+    }
+
+    proptest::proptest! {
+        /// A batch over a store reads as a map would after the same writes, and writing
+        /// it leaves the store equal to that map.
+        #[test]
+        fn a_batch_reads_and_writes_like_a_map(
+            stored in proptest::collection::btree_map(proptest::collection::vec(0u8..4, 0..4), proptest::collection::vec(0u8..255, 0..3), 0..20),
+            staged in proptest::collection::vec((proptest::collection::vec(0u8..4, 0..4), proptest::option::of(proptest::collection::vec(0u8..255, 0..3))), 0..20),
+            prefix in proptest::collection::vec(0u8..4, 0..3),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Store::open(dir.path(), &["s"]).expect("open");
+            let mut b = store.batch();
+            for (k, v) in &stored {
+                b.put("s", k, v).expect("put");
+            }
+            store.write(b).expect("write");
+            let mut model = stored.clone();
+            let mut b = store.batch();
+            for (k, v) in &staged {
+                match v {
+                    Some(v) => {
+                        b.put("s", k, v).expect("put");
+                        model.insert(k.clone(), v.clone());
+                    }
+                    None => {
+                        b.delete("s", k).expect("delete");
+                        model.remove(k);
+                    }
+                }
+            }
+            for (k, _) in &staged {
+                proptest::prop_assert_eq!(b.get("s", k).expect("get"), model.get(k).cloned());
+            }
+            let expected: Vec<Entry> = model
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            proptest::prop_assert_eq!(b.scan_prefix("s", &prefix).expect("scan"), expected);
+            store.write(b).expect("write");
+            let all: Vec<Entry> = model.into_iter().collect();
+            proptest::prop_assert_eq!(store.scan_prefix("s", b"").expect("scan"), all);
+        }
+    }
+
+    #[test]
     fn unknown_column_family_is_a_clear_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), &["a"]).expect("open");
@@ -393,12 +587,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path().join("live"), &["s"]).expect("open");
         let mut b = store.batch();
-        store.put(&mut b, "s", b"a", b"1").expect("put");
+        b.put("s", b"a", b"1").expect("put");
         b.set_offset("t", 1, 10);
         store.write(b).expect("write");
         store.checkpoint(dir.path().join("cp")).expect("checkpoint");
         let mut b = store.batch();
-        store.put(&mut b, "s", b"a", b"2").expect("put");
+        b.put("s", b"a", b"2").expect("put");
         b.set_offset("t", 1, 11);
         store.write(b).expect("write");
         let restored = Store::open(dir.path().join("cp"), &["s"]).expect("open checkpoint");
@@ -413,7 +607,7 @@ mod tests {
         let mut b = store.batch();
         for (k, v) in [("host-a", "1"), ("host-b", "2"), ("host-c", "3")] {
             let key = KeyWriter::new(2).str(k).finish();
-            store.put(&mut b, "s", &key, v.as_bytes()).expect("put");
+            b.put("s", &key, v.as_bytes()).expect("put");
         }
         store.write(b).expect("write");
         let prefix = KeyWriter::new(2).str("host-b").finish();

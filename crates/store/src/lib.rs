@@ -8,5 +8,5 @@
 mod db;
 pub mod keys;
 
-pub use db::{Store, StoreBatch, StoreError, OFFSETS_CF};
+pub use db::{Entry, StateRead, Store, StoreBatch, StoreError, OFFSETS_CF};
 pub use keys::{KeyError, KeyReader, KeyWriter};

@@ -43,7 +43,7 @@ fn process(stage: &mut DiscoveryStage, store: &Store, m: &Message, offset: i64) 
         offset,
         timestamp_ms: m.timestamp_ms,
     };
-    let out = stage.apply(store, &mut batch, input, at).expect("applies");
+    let out = stage.apply(&mut batch, input, at).expect("applies");
     store.write(batch).expect("write");
     out.len()
 }

@@ -57,10 +57,10 @@ fn main() {
         for h in 0..hosts {
             for d in discovery(&host_shape(h, 100), 1_000) {
                 seq += 1;
-                let mut ws = WorkingSet::new(&store);
-                let out = space::apply(&mut ws, &mut classes, &d, seq).expect("applies");
                 let mut batch = store.batch();
-                ws.flush(&mut batch).expect("flush");
+                let mut ws = WorkingSet::new(&mut batch);
+                let out = space::apply(&mut ws, &mut classes, &d, seq).expect("applies");
+                ws.flush().expect("flush");
                 store.write(batch).expect("write");
                 instances += out
                     .changes

@@ -10,7 +10,7 @@ use healthstream_contracts::records::{
 use healthstream_contracts::{derived_id, partition_for_key, Codec, Contract, Topic};
 use healthstream_packfeed::{PackSnapshot, Packs};
 use healthstream_stage::{Position, Processor, Rejection, StageError};
-use healthstream_store::{Store, StoreBatch};
+use healthstream_store::StoreBatch;
 
 use crate::identity::Classes;
 use crate::metrics;
@@ -172,12 +172,11 @@ impl Processor for DiscoveryStage {
 
     fn apply(
         &mut self,
-        store: &Store,
-        batch: &mut StoreBatch,
+        state: &mut StoreBatch,
         raw: RawDiscovery,
         at: Position,
     ) -> Result<Vec<OutboundRecord>, StageError> {
-        let mut ws = WorkingSet::new(store);
+        let mut ws = WorkingSet::new(state);
         // An identical resubmission is recognised before it is decoded.
         if space::unchanged(
             &ws,
@@ -203,7 +202,7 @@ impl Processor for DiscoveryStage {
         }
         let outcome =
             space::apply_with_digest(&mut ws, self.classes(), &input, &raw.digest, at.offset)?;
-        ws.flush(batch)?;
+        ws.flush()?;
         if outcome.unchanged {
             metrics::UNCHANGED.inc();
             return Ok(Vec::new());

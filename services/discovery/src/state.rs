@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use healthstream_contracts::records::Properties;
-use healthstream_store::{KeyWriter, Store, StoreBatch, StoreError};
+use healthstream_store::{KeyWriter, StoreBatch, StoreError};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// Instances: (root host, instance id) -> [`InstanceState`].
@@ -208,16 +208,18 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
 }
 
-/// The state an input reads and writes: the store plus this input's pending changes.
+/// The state an input reads and writes: the batch it is applied into (the store and what
+/// the inputs before it in the batch wrote) plus this input's pending changes, which reach
+/// the batch only when the input is applied in full ([`WorkingSet::flush`]).
 pub struct WorkingSet<'s> {
-    store: &'s Store,
+    base: &'s mut StoreBatch,
     pending: BTreeMap<(&'static str, Vec<u8>), Option<Vec<u8>>>,
 }
 
 impl<'s> WorkingSet<'s> {
-    pub fn new(store: &'s Store) -> Self {
+    pub fn new(base: &'s mut StoreBatch) -> Self {
         WorkingSet {
-            store,
+            base,
             pending: BTreeMap::new(),
         }
     }
@@ -225,7 +227,7 @@ impl<'s> WorkingSet<'s> {
     pub fn get_raw(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self.pending.get(&(cf, key.to_vec())) {
             Some(v) => Ok(v.clone()),
-            None => self.store.get(cf, key),
+            None => self.base.get(cf, key),
         }
     }
 
@@ -272,7 +274,7 @@ impl<'s> WorkingSet<'s> {
         prefix: &[u8],
     ) -> Result<BTreeSet<Vec<u8>>, StoreError> {
         let mut keys: BTreeSet<Vec<u8>> = self
-            .store
+            .base
             .scan_prefix(cf, prefix)?
             .into_iter()
             .map(|(k, _)| k)
@@ -296,7 +298,7 @@ impl<'s> WorkingSet<'s> {
         prefix: &[u8],
     ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StoreError> {
         let mut out: BTreeMap<Vec<u8>, Vec<u8>> =
-            self.store.scan_prefix(cf, prefix)?.into_iter().collect();
+            self.base.scan_prefix(cf, prefix)?.into_iter().collect();
         for ((c, k), v) in self.pending.range((cf, prefix.to_vec())..) {
             if *c != cf || !k.starts_with(prefix) {
                 break;
@@ -310,11 +312,11 @@ impl<'s> WorkingSet<'s> {
     }
 
     /// Stage every change in the batch.
-    pub fn flush(self, batch: &mut StoreBatch) -> Result<(), StoreError> {
+    pub fn flush(self) -> Result<(), StoreError> {
         for ((cf, key), v) in self.pending {
             match v {
-                Some(bytes) => self.store.put(batch, cf, &key, &bytes)?,
-                None => self.store.delete(batch, cf, &key)?,
+                Some(bytes) => self.base.put(cf, &key, &bytes)?,
+                None => self.base.delete(cf, &key)?,
             }
         }
         Ok(())

@@ -22,7 +22,7 @@ use healthstream_model::expr::Value;
 use healthstream_model::pack::Health;
 use healthstream_packfeed::Packs;
 use healthstream_stage::{Position, Processor, Rejection, StageError};
-use healthstream_store::{KeyReader, KeyWriter, Store, StoreBatch, StoreError};
+use healthstream_store::{KeyReader, KeyWriter, StateRead, Store, StoreBatch, StoreError};
 
 use crate::perf::{store_latest, LatestCache};
 
@@ -112,26 +112,29 @@ pub struct CommandOutcome {
 }
 
 /// A command and its result, by id.
-pub fn command(store: &Store, id: &str) -> Result<Option<CommandEntry>, StoreError> {
-    get_by_name(store, COMMANDS_CF, COMMAND_PREFIX, id)
+pub fn command(state: &impl StateRead, id: &str) -> Result<Option<CommandEntry>, StoreError> {
+    get_by_name(state, COMMANDS_CF, COMMAND_PREFIX, id)
 }
 
 /// The value kept under `prefix` + `name` in a column family, decoded.
 fn get_by_name<T: serde::de::DeserializeOwned>(
-    store: &Store,
+    state: &impl StateRead,
     cf: &str,
     prefix: u8,
     name: &str,
 ) -> Result<Option<T>, StoreError> {
-    store
+    state
         .get(cf, &KeyWriter::new(prefix).str(name).finish())?
         .map(|v| decode(&v))
         .transpose()
 }
 
 /// Since when the collector of a root host misses its heartbeats (`None`: available).
-pub fn unavailable_since(store: &Store, root_host: &str) -> Result<Option<i64>, StoreError> {
-    get_by_name(store, UNAVAILABLE_CF, UNAVAILABLE_PREFIX, root_host)
+pub fn unavailable_since(
+    state: &impl StateRead,
+    root_host: &str,
+) -> Result<Option<i64>, StoreError> {
+    get_by_name(state, UNAVAILABLE_CF, UNAVAILABLE_PREFIX, root_host)
 }
 
 /// What became of an operator action.
@@ -148,14 +151,17 @@ pub struct OperationOutcome {
 }
 
 /// The outcome of an operator action, once its partition's processor applied it.
-pub fn operation_outcome(store: &Store, id: &str) -> Result<Option<OperationOutcome>, StoreError> {
-    get_by_name(store, OPERATIONS_CF, OPERATION_PREFIX, id)
+pub fn operation_outcome(
+    state: &impl StateRead,
+    id: &str,
+) -> Result<Option<OperationOutcome>, StoreError> {
+    get_by_name(state, OPERATIONS_CF, OPERATION_PREFIX, id)
 }
 
 /// The maintenance an instance is in: its own, or that of a host above it, as
 /// (the instance it was set on, the maintenance).
 pub fn maintenance_of(
-    store: &Store,
+    state: &impl StateRead,
     instance: &str,
     partition: i32,
 ) -> Result<Option<(String, Maintenance)>, StoreError> {
@@ -166,14 +172,14 @@ pub fn maintenance_of(
             .i32(partition)
             .str(&id)
             .finish();
-        if let Some(v) = store.get(MAINTENANCE_CF, &key)? {
+        if let Some(v) = state.get(MAINTENANCE_CF, &key)? {
             return Ok(Some((id, decode(&v)?)));
         }
         hops += 1;
         if hops > 32 {
             break;
         }
-        cur = match store.get(INSTANCES_CF, &instance_key(partition, &id))? {
+        cur = match state.get(INSTANCES_CF, &instance_key(partition, &id))? {
             Some(v) => decode::<Instance>(&v)?.host_id,
             None => None,
         };
@@ -184,12 +190,12 @@ pub fn maintenance_of(
 /// An instance of the engine as stored, looked up in every partition (the API does not
 /// know the partition of an instance id).
 pub fn stored_instance(
-    store: &Store,
+    state: &impl StateRead,
     instance: &str,
     partitions: i32,
 ) -> Result<Option<(i32, Instance)>, StoreError> {
     for p in 0..partitions.max(1) {
-        if let Some(v) = store.get(INSTANCES_CF, &instance_key(p, instance))? {
+        if let Some(v) = state.get(INSTANCES_CF, &instance_key(p, instance))? {
             return Ok(Some((p, decode(&v)?)));
         }
     }
@@ -199,7 +205,6 @@ pub fn stored_instance(
 /// Keep an alert (and whether it is open) in `batch`, and make the record of its last change
 /// for the alert topic: the full alert and the change.
 fn keep_alert(
-    store: &Store,
     batch: &mut StoreBatch,
     a: &healthstream_engine::alerts::Alert,
     root: &str,
@@ -213,8 +218,7 @@ fn keep_alert(
     };
     use healthstream_engine::alerts::{Source, CLOSED};
     use healthstream_model::pack::{Priority, Severity};
-    store.put(
-        batch,
+    batch.put(
         ALERTS_CF,
         &KeyWriter::new(ALERT_PREFIX).str(&a.id).finish(),
         &encode(a)?,
@@ -227,9 +231,9 @@ fn keep_alert(
         Source::Rule => open_rule_key(&a.instance_id, &a.workflow_id, &a.suppression),
     };
     if a.resolution_state == CLOSED {
-        store.delete(batch, OPEN_ALERTS_CF, &open_key)?;
+        batch.delete(OPEN_ALERTS_CF, &open_key)?;
     } else {
-        store.put(batch, OPEN_ALERTS_CF, &open_key, a.id.as_bytes())?;
+        batch.put(OPEN_ALERTS_CF, &open_key, a.id.as_bytes())?;
     }
     let Some(last) = a.history.last().cloned() else {
         return Ok(None);
@@ -308,26 +312,26 @@ fn open_rule_key(instance: &str, rule: &str, suppression: &[String]) -> Vec<u8> 
 
 /// An alert by id.
 pub fn alert(
-    store: &Store,
+    state: &impl StateRead,
     id: &str,
 ) -> Result<Option<healthstream_engine::alerts::Alert>, StoreError> {
-    get_by_name(store, ALERTS_CF, ALERT_PREFIX, id)
+    get_by_name(state, ALERTS_CF, ALERT_PREFIX, id)
 }
 
 /// The open alert of a monitor of an instance.
 pub fn open_alert(
-    store: &Store,
+    state: &impl StateRead,
     instance: &str,
     monitor: &str,
 ) -> Result<Option<healthstream_engine::alerts::Alert>, StoreError> {
-    match store.get(
+    match state.get(
         OPEN_ALERTS_CF,
         &KeyWriter::new(OPEN_ALERT_PREFIX)
             .str(instance)
             .str(monitor)
             .finish(),
     )? {
-        Some(id) => alert(store, &String::from_utf8_lossy(&id)),
+        Some(id) => alert(state, &String::from_utf8_lossy(&id)),
         None => Ok(None),
     }
 }
@@ -443,7 +447,7 @@ pub(crate) struct Membership {
 /// The members of a container as its partition knows them: (relationship, member, what
 /// is known of it), looked up in every partition.
 pub fn container_members(
-    store: &Store,
+    state: &impl StateRead,
     container: &str,
     partitions: i32,
 ) -> Result<Vec<(String, String, ExternalMember)>, StoreError> {
@@ -454,7 +458,7 @@ pub fn container_members(
             .str(container)
             .finish();
         out.extend(
-            reported_members(store, &prefix)?
+            reported_members(state, &prefix)?
                 .into_iter()
                 .map(|(_, relationship, member, known)| (relationship, member, known)),
         );
@@ -465,11 +469,11 @@ pub fn container_members(
 /// What members reported, under a prefix of their keys: (container, relationship, member,
 /// what is known of it).
 fn reported_members(
-    store: &Store,
+    state: &impl StateRead,
     prefix: &[u8],
 ) -> Result<Vec<(String, String, String, ExternalMember)>, StoreError> {
     let mut out = Vec::new();
-    for (k, v) in store.scan_prefix(MEMBERS_CF, prefix)? {
+    for (k, v) in state.scan_prefix(MEMBERS_CF, prefix)? {
         let mut r = KeyReader::new(&k, CONTAINER_MEMBER_PREFIX).map_err(corrupt)?;
         let _ = r.i32().map_err(corrupt)?;
         let container = r.str().map_err(corrupt)?;
@@ -481,10 +485,13 @@ fn reported_members(
 }
 
 /// The kept state of every monitor of an instance: (monitor id, state).
-pub fn monitor_states(store: &Store, instance: &str) -> Result<Vec<(String, Health)>, StoreError> {
+pub fn monitor_states(
+    state: &impl StateRead,
+    instance: &str,
+) -> Result<Vec<(String, Health)>, StoreError> {
     let prefix = KeyWriter::new(STATE_PREFIX).str(instance).finish();
     let mut out = Vec::new();
-    for (k, v) in store.scan_prefix(STATE_CF, &prefix)? {
+    for (k, v) in state.scan_prefix(STATE_CF, &prefix)? {
         let mut r = KeyReader::new(&k, STATE_PREFIX).map_err(corrupt)?;
         let _ = r.str().map_err(corrupt)?;
         let monitor = r.str().map_err(corrupt)?;
@@ -712,7 +719,6 @@ impl HealthStage {
     /// singleton instance, its own root) is created here when its first member reports.
     fn member_state(
         &mut self,
-        store: &Store,
         batch: &mut StoreBatch,
         m: &MemberState,
         at: Position,
@@ -734,8 +740,7 @@ impl HealthStage {
                 managed: true,
                 groups: parents.iter().filter_map(|p| p.group.clone()).collect(),
             };
-            store.put(
-                batch,
+            batch.put(
                 INSTANCES_CF,
                 &instance_key(at.partition, container),
                 &encode(&inst)?,
@@ -761,8 +766,8 @@ impl HealthStage {
             unavailable: m.unavailable,
         });
         match &known {
-            Some(k) => store.put(batch, MEMBERS_CF, &key, &encode(k)?)?,
-            None => store.delete(batch, MEMBERS_CF, &key)?,
+            Some(k) => batch.put(MEMBERS_CF, &key, &encode(k)?)?,
+            None => batch.delete(MEMBERS_CF, &key)?,
         }
         self.container_partitions
             .insert(container.clone(), at.partition);
@@ -779,11 +784,11 @@ impl HealthStage {
 
     /// Put the engine back together from the store: every instance of these partitions, then
     /// every kept monitor state.
-    fn load(&mut self, store: &Store, partitions: &[i32]) -> Result<(), StoreError> {
+    fn load(&mut self, state: &impl StateRead, partitions: &[i32]) -> Result<(), StoreError> {
         let mut instances: Vec<Instance> = Vec::new();
         for p in partitions {
             let prefix = KeyWriter::new(INSTANCE_PREFIX).i32(*p).finish();
-            for (_, v) in store.scan_prefix(INSTANCES_CF, &prefix)? {
+            for (_, v) in state.scan_prefix(INSTANCES_CF, &prefix)? {
                 instances.push(decode(&v)?);
             }
         }
@@ -816,7 +821,7 @@ impl HealthStage {
         }
         for id in ids {
             let prefix = KeyWriter::new(STATE_PREFIX).str(&id).finish();
-            for (k, v) in store.scan_prefix(STATE_CF, &prefix)? {
+            for (k, v) in state.scan_prefix(STATE_CF, &prefix)? {
                 let mut r = KeyReader::new(&k, STATE_PREFIX).map_err(corrupt)?;
                 let _ = r.str().map_err(corrupt)?;
                 let monitor = r.str().map_err(corrupt)?;
@@ -825,7 +830,7 @@ impl HealthStage {
         }
         for p in partitions {
             let prefix = KeyWriter::new(MAINTENANCE_PREFIX).i32(*p).finish();
-            for (k, v) in store.scan_prefix(MAINTENANCE_CF, &prefix)? {
+            for (k, v) in state.scan_prefix(MAINTENANCE_CF, &prefix)? {
                 let mut r = KeyReader::new(&k, MAINTENANCE_PREFIX).map_err(corrupt)?;
                 let _ = r.i32().map_err(corrupt)?;
                 let id = r.str().map_err(corrupt)?;
@@ -834,7 +839,7 @@ impl HealthStage {
         }
         for p in partitions {
             let prefix = KeyWriter::new(MEMBERSHIP_BY_MEMBER_PREFIX).i32(*p).finish();
-            for (_, v) in store.scan_prefix(MEMBERSHIP_CF, &prefix)? {
+            for (_, v) in state.scan_prefix(MEMBERSHIP_CF, &prefix)? {
                 let m: Membership = decode(&v)?;
                 let list = self.memberships.entry(m.member.clone()).or_default();
                 if !list.contains(&m) {
@@ -842,7 +847,7 @@ impl HealthStage {
                 }
             }
             let prefix = KeyWriter::new(CONTAINER_MEMBER_PREFIX).i32(*p).finish();
-            for (container, relationship, member, known) in reported_members(store, &prefix)? {
+            for (container, relationship, member, known) in reported_members(state, &prefix)? {
                 self.engine
                     .restore_member(&container, &relationship, &member, known);
                 self.container_partitions.insert(container, *p);
@@ -863,7 +868,7 @@ impl HealthStage {
     }
 
     /// A new set of packs: rebuild the engine from the store.
-    fn refresh_packs(&mut self, store: &Store) -> Result<(), StoreError> {
+    fn refresh_packs(&mut self, state: &impl StateRead) -> Result<(), StoreError> {
         let snapshot = self.packs.borrow().clone();
         if snapshot.next_offset == self.packs_offset {
             return Ok(());
@@ -889,7 +894,7 @@ impl HealthStage {
         self.tracked = std::sync::Arc::new(self.engine.member_monitors());
         self.container_partitions.clear();
         self.packs_offset = snapshot.next_offset;
-        self.load(store, &partitions)?;
+        self.load(state, &partitions)?;
         // Memberships the new packs make or end (nested groups): their containers hear.
         let after = self.all_subgroup_memberships();
         for (key, m) in &after {
@@ -907,7 +912,6 @@ impl HealthStage {
 
     fn instance_change(
         &mut self,
-        store: &Store,
         batch: &mut StoreBatch,
         c: &InstanceChange,
         at: Position,
@@ -921,7 +925,7 @@ impl HealthStage {
                     }
                 }
                 let key = instance_key(at.partition, &c.entity_id);
-                let groups = match store.get(INSTANCES_CF, &key)? {
+                let groups = match batch.get(INSTANCES_CF, &key)? {
                     Some(v) => decode::<Instance>(&v)?.groups,
                     None => {
                         // A member known before its instance (a relationship from another
@@ -941,15 +945,11 @@ impl HealthStage {
                     managed: c.managed,
                     groups,
                 };
-                store.put(batch, INSTANCES_CF, &key, &encode(&inst)?)?;
+                batch.put(INSTANCES_CF, &key, &encode(&inst)?)?;
                 Ok(self.engine.upsert(inst, c.time))
             }
             (EntityKind::Instance, ChangeKind::Delete) => {
-                store.delete(
-                    batch,
-                    INSTANCES_CF,
-                    &instance_key(at.partition, &c.entity_id),
-                )?;
+                batch.delete(INSTANCES_CF, &instance_key(at.partition, &c.entity_id))?;
                 for m in self.memberships.get(&c.entity_id).into_iter().flatten() {
                     self.membership_events.push((m.clone(), false));
                 }
@@ -961,19 +961,18 @@ impl HealthStage {
                 };
                 let rel_key = membership_key(&c.entity_id);
                 let mut changes = Vec::new();
-                let before = match store.get(MEMBERSHIP_CF, &rel_key)? {
-                    Some(v) => self.stored_membership(store, batch, &v, &mut changes, c, at)?,
+                let before = match batch.get(MEMBERSHIP_CF, &rel_key)? {
+                    Some(v) => self.stored_membership(batch, &v, &mut changes, c, at)?,
                     None => None,
                 };
                 if before.as_ref() == Some(&m) {
                     return Ok(changes);
                 }
                 if let Some(old) = before {
-                    changes.extend(self.leave(store, batch, &old, c.time, at.partition)?);
+                    changes.extend(self.leave(batch, &old, c.time, at.partition)?);
                 }
-                store.put(batch, MEMBERSHIP_CF, &rel_key, &encode(&m)?)?;
-                store.put(
-                    batch,
+                batch.put(MEMBERSHIP_CF, &rel_key, &encode(&m)?)?;
+                batch.put(
                     MEMBERSHIP_CF,
                     &member_index_key(at.partition, &m.member, &m.relationship_id),
                     &encode(&m)?,
@@ -984,7 +983,6 @@ impl HealthStage {
                 self.membership_events.push((m.clone(), true));
                 if let Some(group) = &m.group {
                     changes.extend(self.set_group(
-                        store,
                         batch,
                         &m.member,
                         group,
@@ -997,13 +995,13 @@ impl HealthStage {
             }
             (EntityKind::Relationship, ChangeKind::Delete) => {
                 let rel_key = membership_key(&c.entity_id);
-                let Some(v) = store.get(MEMBERSHIP_CF, &rel_key)? else {
+                let Some(v) = batch.get(MEMBERSHIP_CF, &rel_key)? else {
                     return Ok(Vec::new());
                 };
-                store.delete(batch, MEMBERSHIP_CF, &rel_key)?;
+                batch.delete(MEMBERSHIP_CF, &rel_key)?;
                 let mut changes = Vec::new();
-                if let Some(m) = self.stored_membership(store, batch, &v, &mut changes, c, at)? {
-                    changes.extend(self.leave(store, batch, &m, c.time, at.partition)?);
+                if let Some(m) = self.stored_membership(batch, &v, &mut changes, c, at)? {
+                    changes.extend(self.leave(batch, &m, c.time, at.partition)?);
                 }
                 Ok(changes)
             }
@@ -1015,7 +1013,6 @@ impl HealthStage {
     /// overrides) and forgotten, to be made again whole by the next relationship change.
     fn stored_membership(
         &mut self,
-        store: &Store,
         batch: &mut StoreBatch,
         v: &[u8],
         changes: &mut Vec<StateChange>,
@@ -1026,15 +1023,7 @@ impl HealthStage {
             return Ok(Some(m));
         }
         let (member, group): (String, String) = decode(v)?;
-        changes.extend(self.set_group(
-            store,
-            batch,
-            &member,
-            &group,
-            false,
-            c.time,
-            at.partition,
-        )?);
+        changes.extend(self.set_group(batch, &member, &group, false, c.time, at.partition)?);
         Ok(None)
     }
 
@@ -1082,14 +1071,12 @@ impl HealthStage {
     /// A membership ended: forgotten, its container told, a group's noted on the member.
     fn leave(
         &mut self,
-        store: &Store,
         batch: &mut StoreBatch,
         m: &Membership,
         time: i64,
         partition: i32,
     ) -> Result<Vec<StateChange>, StoreError> {
-        store.delete(
-            batch,
+        batch.delete(
             MEMBERSHIP_CF,
             &member_index_key(partition, &m.member, &m.relationship_id),
         )?;
@@ -1101,7 +1088,7 @@ impl HealthStage {
         }
         self.membership_events.push((m.clone(), false));
         match &m.group {
-            Some(group) => self.set_group(store, batch, &m.member, group, false, time, partition),
+            Some(group) => self.set_group(batch, &m.member, group, false, time, partition),
             None => Ok(Vec::new()),
         }
     }
@@ -1110,7 +1097,6 @@ impl HealthStage {
     #[allow(clippy::too_many_arguments)]
     fn set_group(
         &mut self,
-        store: &Store,
         batch: &mut StoreBatch,
         member: &str,
         group: &str,
@@ -1119,7 +1105,7 @@ impl HealthStage {
         partition: i32,
     ) -> Result<Vec<StateChange>, StoreError> {
         let key = instance_key(partition, member);
-        let Some(v) = store.get(INSTANCES_CF, &key)? else {
+        let Some(v) = batch.get(INSTANCES_CF, &key)? else {
             return Ok(Vec::new());
         };
         let mut inst: Instance = decode(&v)?;
@@ -1128,7 +1114,7 @@ impl HealthStage {
             inst.groups.push(group.to_string());
             inst.groups.sort();
         }
-        store.put(batch, INSTANCES_CF, &key, &encode(&inst)?)?;
+        batch.put(INSTANCES_CF, &key, &encode(&inst)?)?;
         Ok(self.engine.upsert(inst, time))
     }
 }
@@ -1139,13 +1125,12 @@ impl HealthStage {
     /// the recoveries waiting for it, a recovery that resets its monitor recalculates it.
     fn task_result(
         &mut self,
-        store: &Store,
         batch: &mut StoreBatch,
         r: &TaskResult,
         at: Position,
     ) -> Result<(Vec<StateChange>, Vec<healthstream_engine::alerts::Alert>), StoreError> {
         let key = KeyWriter::new(COMMAND_PREFIX).str(&r.command_id).finish();
-        let Some(mut entry) = command(store, &r.command_id)? else {
+        let Some(mut entry) = command(&*batch, &r.command_id)? else {
             tracing::warn!(command = %r.command_id, collector = %r.collector, "a result for a command this processor did not send");
             crate::metrics::TASK_RESULTS
                 .with_label_values(&["unknown_command"])
@@ -1175,7 +1160,7 @@ impl HealthStage {
             started_at: r.started_at,
             finished_at: r.finished_at,
         });
-        store.put(batch, COMMANDS_CF, &key, &encode(&entry)?)?;
+        batch.put(COMMANDS_CF, &key, &encode(&entry)?)?;
         let p = entry.planned.clone();
         let kind = match p.kind {
             PlannedKind::Task => "task",
@@ -1207,8 +1192,7 @@ impl HealthStage {
             .i64(at.offset)
             .u32(u32::MAX)
             .finish();
-        store.put(
-            batch,
+        batch.put(
             HISTORY_CF,
             &hkey,
             &encode(&HistoryEntry {
@@ -1221,7 +1205,7 @@ impl HealthStage {
         )?;
         let mut annotated = Vec::new();
         if let Some(aid) = &entry.alert_id {
-            if let Some(a) = alert(store, aid)? {
+            if let Some(a) = alert(&*batch, aid)? {
                 let mut alerts = healthstream_engine::alerts::Alerts::new();
                 alerts.load(a);
                 annotated.extend(alerts.annotate(
@@ -1264,7 +1248,6 @@ impl HealthStage {
     /// kept and sent on the command topic to the collector of its host.
     fn send_commands(
         &mut self,
-        store: &Store,
         batch: &mut StoreBatch,
         changes: &[StateChange],
         at: Position,
@@ -1315,8 +1298,7 @@ impl HealthStage {
                 requested_at,
                 alert_id: alert_id.clone(),
             };
-            store.put(
-                batch,
+            batch.put(
                 COMMANDS_CF,
                 &KeyWriter::new(COMMAND_PREFIX).str(&id).finish(),
                 &encode(&CommandEntry {
@@ -1346,13 +1328,12 @@ impl HealthStage {
     /// nothing. Returns the state changes and the alerts it changed.
     fn operation(
         &mut self,
-        store: &Store,
         batch: &mut StoreBatch,
         op: &Operation,
         at: Position,
     ) -> Result<(Vec<StateChange>, Vec<healthstream_engine::alerts::Alert>), StoreError> {
         let key = KeyWriter::new(OPERATION_PREFIX).str(&op.id).finish();
-        if store.get(OPERATIONS_CF, &key)?.is_some() {
+        if batch.get(OPERATIONS_CF, &key)?.is_some() {
             return Ok((Vec::new(), Vec::new()));
         }
         let position = at;
@@ -1401,7 +1382,7 @@ impl HealthStage {
             }
             OperationKind::CloseAlert => {
                 let id = op.alert_id.clone().unwrap_or_default();
-                match alert(store, &id)? {
+                match alert(&*batch, &id)? {
                     None => Err(format!("no alert {id}")),
                     Some(a) => {
                         let state = self.engine.state(&a.instance_id, &a.workflow_id);
@@ -1434,7 +1415,7 @@ impl HealthStage {
                     detail,
                     state_changes: n,
                 };
-                store.put(batch, OPERATIONS_CF, &key, &encode(&outcome)?)?;
+                batch.put(OPERATIONS_CF, &key, &encode(&outcome)?)?;
                 crate::metrics::OPERATIONS
                     .with_label_values(&["applied"])
                     .inc();
@@ -1452,7 +1433,7 @@ impl HealthStage {
         crate::metrics::OPERATIONS
             .with_label_values(&["refused"])
             .inc();
-        store.put(batch, OPERATIONS_CF, &key, &encode(&outcome)?)?;
+        batch.put(OPERATIONS_CF, &key, &encode(&outcome)?)?;
         Ok((Vec::new(), Vec::new()))
     }
 
@@ -1460,7 +1441,6 @@ impl HealthStage {
     /// as full alerts with their change on the alert topic.
     fn alerts(
         &mut self,
-        store: &Store,
         batch: &mut StoreBatch,
         root: &str,
         changes: &[StateChange],
@@ -1476,7 +1456,7 @@ impl HealthStage {
                 continue;
             };
             let mut alerts = Alerts::new();
-            if let Some(open) = open_alert(store, &c.instance_id, &c.monitor_id)? {
+            if let Some(open) = open_alert(&*batch, &c.instance_id, &c.monitor_id)? {
                 alerts.load(open);
             }
             let id = at.output_id("health-alert", next);
@@ -1495,13 +1475,13 @@ impl HealthStage {
         for f in self.engine.take_firings() {
             let mut alerts = Alerts::new();
             let okey = open_rule_key(&f.instance, &f.rule, &f.alert.suppression);
-            if let Some(id) = store.get(OPEN_ALERTS_CF, &okey)? {
-                if let Some(a) = alert(store, &String::from_utf8_lossy(&id))? {
+            if let Some(id) = batch.get(OPEN_ALERTS_CF, &okey)? {
+                if let Some(a) = alert(&*batch, &String::from_utf8_lossy(&id))? {
                     alerts.load(a);
                 }
             }
             let skey = KeyWriter::new(STORM_PREFIX).str(&f.rule).finish();
-            if let Some(v) = store.get(STORMS_CF, &skey)? {
+            if let Some(v) = batch.get(STORMS_CF, &skey)? {
                 alerts.load_storm(&f.rule, decode(&v)?);
             }
             let first = at.output_id("health-alert", next);
@@ -1517,7 +1497,7 @@ impl HealthStage {
                 || ids.next().unwrap_or_default(),
             );
             if let Some(storm) = alerts.storm(&f.rule) {
-                store.put(batch, STORMS_CF, &skey, &encode(storm)?)?;
+                batch.put(STORMS_CF, &skey, &encode(storm)?)?;
             }
             batches.push(changed);
         }
@@ -1530,7 +1510,7 @@ impl HealthStage {
                 }
                 let knowledge = self.engine.knowledge(&a.workflow_id);
                 let id = at.output_id("health-alert-change", next);
-                if let Some(r) = keep_alert(store, batch, &a, root, at.partition, knowledge, id)? {
+                if let Some(r) = keep_alert(batch, &a, root, at.partition, knowledge, id)? {
                     next += 1;
                     out.push(r);
                     crate::metrics::ALERT_CHANGES.inc();
@@ -1648,12 +1628,11 @@ impl Processor for HealthStage {
 
     fn apply(
         &mut self,
-        store: &Store,
         batch: &mut StoreBatch,
         input: HealthInput,
         at: Position,
     ) -> Result<Vec<OutboundRecord>, StageError> {
-        self.refresh_packs(store)?;
+        self.refresh_packs(&*batch)?;
         let root = input.root_host().to_string();
         let mut changes: Vec<StateChange> = Vec::new();
         let mut closed_alerts = Vec::new();
@@ -1661,7 +1640,7 @@ impl Processor for HealthStage {
         self.alert_ids.clear();
         let mut now = at.timestamp_ms;
         match &input {
-            HealthInput::Instance(c) => changes.extend(self.instance_change(store, batch, c, at)?),
+            HealthInput::Instance(c) => changes.extend(self.instance_change(batch, c, at)?),
             HealthInput::Perf { framed, .. } => {
                 let b =
                     Codec::shared()
@@ -1670,7 +1649,7 @@ impl Processor for HealthStage {
                             stage: "health".into(),
                             message: format!("a checked perf batch does not read again: {e}"),
                         })?;
-                store_latest(store, batch, &b, at, &mut self.latest_cache)?;
+                store_latest(batch, &b, at, &mut self.latest_cache)?;
                 crate::metrics::SAMPLES.inc_by(b.samples.len() as u64);
                 let samples: Vec<Sample<'_>> = b
                     .samples
@@ -1709,16 +1688,16 @@ impl Processor for HealthStage {
             }
             HealthInput::TaskResult(r) => {
                 now = r.finished_at;
-                let (c, annotated) = self.task_result(store, batch, r, at)?;
+                let (c, annotated) = self.task_result(batch, r, at)?;
                 changes.extend(c);
                 closed_alerts.extend(annotated);
             }
             HealthInput::Member(m) => {
-                changes.extend(self.member_state(store, batch, m, at)?);
+                changes.extend(self.member_state(batch, m, at)?);
             }
             HealthInput::Operation(op) => {
                 now = op.requested_at;
-                let (c, closed) = self.operation(store, batch, op, at)?;
+                let (c, closed) = self.operation(batch, op, at)?;
                 changes.extend(c);
                 closed_alerts.extend(closed);
             }
@@ -1730,8 +1709,8 @@ impl Processor for HealthStage {
         for (root_host, since) in self.engine.take_availability_changes() {
             let key = KeyWriter::new(UNAVAILABLE_PREFIX).str(&root_host).finish();
             match since {
-                Some(t) => store.put(batch, UNAVAILABLE_CF, &key, &encode(&t)?)?,
-                None => store.delete(batch, UNAVAILABLE_CF, &key)?,
+                Some(t) => batch.put(UNAVAILABLE_CF, &key, &encode(&t)?)?,
+                None => batch.delete(UNAVAILABLE_CF, &key)?,
             }
         }
         for (id, root_host, m) in self.engine.take_maintenance_changes() {
@@ -1741,15 +1720,15 @@ impl Processor for HealthStage {
                 .str(&id)
                 .finish();
             match m {
-                Some(m) => store.put(batch, MAINTENANCE_CF, &key, &encode(&m)?)?,
-                None => store.delete(batch, MAINTENANCE_CF, &key)?,
+                Some(m) => batch.put(MAINTENANCE_CF, &key, &encode(&m)?)?,
+                None => batch.delete(MAINTENANCE_CF, &key)?,
             }
         }
         for ((instance, monitor), saved) in self.engine.take_touched() {
             let key = state_key(&instance, &monitor);
             match saved {
-                Some(s) => store.put(batch, STATE_CF, &key, &encode(&s)?)?,
-                None => store.delete(batch, STATE_CF, &key)?,
+                Some(s) => batch.put(STATE_CF, &key, &encode(&s)?)?,
+                None => batch.delete(STATE_CF, &key)?,
             }
         }
         let alerting: Vec<StateChange> = changes.clone();
@@ -1770,7 +1749,7 @@ impl Processor for HealthStage {
                 time: c.time,
                 cause: c.cause.clone(),
             };
-            store.put(batch, HISTORY_CF, &hkey, &encode(&entry)?)?;
+            batch.put(HISTORY_CF, &hkey, &encode(&entry)?)?;
             let record = StateRecord {
                 id: at.output_id(self.name(), i),
                 root_host: root.clone(),
@@ -1797,9 +1776,9 @@ impl Processor for HealthStage {
             });
         }
         crate::metrics::STATE_CHANGES.inc_by(out.len() as u64);
-        out.extend(self.alerts(store, batch, &root, &alerting, closed_alerts, at)?);
+        out.extend(self.alerts(batch, &root, &alerting, closed_alerts, at)?);
         out.extend(self.fan_out(&alerting, at)?);
-        out.extend(self.send_commands(store, batch, &alerting, at)?);
+        out.extend(self.send_commands(batch, &alerting, at)?);
         Ok(out)
     }
 }
@@ -1842,7 +1821,7 @@ mod tests {
         };
         let mut batch = store.batch();
         stage
-            .apply(store, &mut batch, HealthInput::Instance(Box::new(c)), at)
+            .apply(&mut batch, HealthInput::Instance(Box::new(c)), at)
             .expect("applies");
         store.write(batch).expect("write");
     }
@@ -1868,17 +1847,12 @@ mod tests {
             decode(&store.get(INSTANCES_CF, &key).expect("get").expect("kept")).expect("instance");
         inst.groups = vec![group.into()];
         let mut batch = store.batch();
-        store
-            .put(
-                &mut batch,
-                INSTANCES_CF,
-                &key,
-                &encode(&inst).expect("encode"),
-            )
+        batch
+            .put(INSTANCES_CF, &key, &encode(&inst).expect("encode"))
             .expect("put");
         let legacy = encode(&("web-01".to_string(), group.to_string())).expect("encode");
-        store
-            .put(&mut batch, MEMBERSHIP_CF, &membership_key("rel-1"), &legacy)
+        batch
+            .put(MEMBERSHIP_CF, &membership_key("rel-1"), &legacy)
             .expect("put");
         store.write(batch).expect("write");
         apply(

@@ -200,7 +200,6 @@ impl LatestCache {
 
 /// Keep the latest sample of every counter of a batch (newer than what is kept).
 pub fn store_latest(
-    store: &Store,
     batch: &mut StoreBatch,
     input: &PerfView<'_>,
     at: Position,
@@ -209,7 +208,7 @@ pub fn store_latest(
     let root = input.root_host.as_ref();
     let key = host_key(root);
     if !cache.hosts.contains_key(root) {
-        let stored = match store.get(LATEST_CF, &key)? {
+        let stored = match batch.get(LATEST_CF, &key)? {
             Some(v) => decode_host(&v).unwrap_or_else(|e| {
                 // What cannot be read is replaced by what this batch brings.
                 tracing::error!(root_host = root, error = %e, "unreadable latest samples replaced");
@@ -251,7 +250,7 @@ pub fn store_latest(
     }
     cache.counters += latest.len() - before;
     if changed {
-        store.put(batch, LATEST_CF, &key, &encode_host(latest))?;
+        batch.put(LATEST_CF, &key, &encode_host(latest))?;
     }
     Ok(())
 }
@@ -296,12 +295,11 @@ impl Processor for PerfStage {
 
     fn apply(
         &mut self,
-        store: &Store,
-        batch: &mut StoreBatch,
+        state: &mut StoreBatch,
         input: PerfBatch,
         at: Position,
     ) -> Result<Vec<OutboundRecord>, StageError> {
-        store_latest(store, batch, &(&input).into(), at, &mut self.latest)?;
+        store_latest(state, &(&input).into(), at, &mut self.latest)?;
         metrics::SAMPLES.inc_by(input.samples.len() as u64);
         Ok(Vec::new())
     }
@@ -355,7 +353,7 @@ mod tests {
             timestamp_ms: 0,
         };
         let mut b = store.batch();
-        stage.apply(store, &mut b, input, at).expect("apply");
+        stage.apply(&mut b, input, at).expect("apply");
         store.write(b).expect("write");
     }
 
@@ -451,9 +449,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), PERF_CFS).expect("store");
         let mut b = store.batch();
-        store
-            .put(&mut b, LATEST_CF, &host_key("h1"), &[0, 0, 9])
-            .expect("put");
+        b.put(LATEST_CF, &host_key("h1"), &[0, 0, 9]).expect("put");
         store.write(b).expect("write");
         assert!(matches!(
             latest_samples(&store, "h1", 10),

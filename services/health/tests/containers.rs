@@ -184,7 +184,7 @@ fn apply(
         offset: msg.offset,
         timestamp_ms: msg.timestamp_ms,
     };
-    let out = stage.apply(store, &mut batch, input, at).expect("applies");
+    let out = stage.apply(&mut batch, input, at).expect("applies");
     batch.set_offset(msg.topic.name(), msg.partition, msg.offset + 1);
     store.write(batch).expect("write");
     out

@@ -258,7 +258,7 @@ fn run_inputs(
             offset: m.offset,
             timestamp_ms: m.timestamp_ms,
         };
-        let records = stage.apply(&store, &mut batch, input, at).expect("applies");
+        let records = stage.apply(&mut batch, input, at).expect("applies");
         batch.set_offset(m.topic.name(), m.partition, m.offset + 1);
         store.write(batch).expect("write");
         for r in records {

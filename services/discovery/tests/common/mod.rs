@@ -102,10 +102,10 @@ impl Harness {
     /// Apply one submission and persist it, as the stage does.
     pub fn submit(&mut self, d: &DiscoveryData) -> Outcome {
         self.seq += 1;
-        let mut ws = WorkingSet::new(&self.store);
-        let out = space::apply(&mut ws, &mut self.classes, d, self.seq).expect("applies");
         let mut batch = self.store.batch();
-        ws.flush(&mut batch).expect("flush");
+        let mut ws = WorkingSet::new(&mut batch);
+        let out = space::apply(&mut ws, &mut self.classes, d, self.seq).expect("applies");
+        ws.flush().expect("flush");
         self.store.write(batch).expect("write");
         out
     }
