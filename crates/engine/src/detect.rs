@@ -14,6 +14,7 @@
 //! sample-driven types start uninitialized.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use healthstream_model::expr::{Path, Subject, Value};
 use healthstream_model::pack::{Detection, Direction, Health};
@@ -46,7 +47,9 @@ pub enum Memory {
 /// A monitor type with its state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detector {
-    pub detection: Detection,
+    /// Shared by the copies of a monitor with the same resolved configuration (read for
+    /// every sample: one copy of it stays in cache for all of them).
+    pub detection: Arc<Detection>,
     pub health: Health,
     pub memory: Memory,
 }
@@ -67,8 +70,9 @@ pub enum ServiceReading {
 
 impl Detector {
     /// A fresh detector in its initial state.
-    pub fn new(detection: Detection) -> Detector {
-        let (health, memory) = match &detection {
+    pub fn new(detection: impl Into<Arc<Detection>>) -> Detector {
+        let detection = detection.into();
+        let (health, memory) = match &*detection {
             Detection::EventReset { .. } | Detection::ManualReset { .. } => {
                 (Health::Healthy, Memory::None)
             }
@@ -118,7 +122,7 @@ impl Detector {
         }
         // The arms take only plain fields (copied out): no clone of the configuration per
         // sample.
-        match self.detection {
+        match *self.detection {
             Detection::SimpleThreshold {
                 direction,
                 threshold,
@@ -247,7 +251,7 @@ impl Detector {
     /// A data item: an event, a property bag, a service reading, a perf sample seen as an
     /// item. `at` is its time (ms).
     pub fn item(&mut self, item: &dyn Subject, at: i64) -> Option<Health> {
-        match self.detection.clone() {
+        match (*self.detection).clone() {
             Detection::EventReset {
                 unhealthy_when,
                 healthy_when,
@@ -296,7 +300,7 @@ impl Detector {
         let Detection::BasicService {
             check_start_mode,
             unhealthy,
-        } = self.detection
+        } = *self.detection
         else {
             return None;
         };
@@ -314,7 +318,7 @@ impl Detector {
 
     /// A heartbeat at `at` (ms) with its interval (s).
     pub fn heartbeat(&mut self, at: i64, interval_seconds: i32) -> Option<Health> {
-        if !matches!(self.detection, Detection::Heartbeat { .. }) {
+        if !matches!(*self.detection, Detection::Heartbeat { .. }) {
             return None;
         }
         self.memory = Memory::Heartbeat {
@@ -326,7 +330,7 @@ impl Detector {
 
     /// Time passed: the timer reset and the heartbeat decide on time alone.
     pub fn tick(&mut self, now: i64) -> Option<Health> {
-        match (&self.detection, &self.memory) {
+        match (&*self.detection, &self.memory) {
             (Detection::TimerReset { after, .. }, Memory::LastBad(last)) => {
                 let wait = i64::try_from(after.0.as_millis()).unwrap_or(i64::MAX);
                 if self.health != Health::Healthy
@@ -372,7 +376,7 @@ impl Detector {
                 unhealthy,
             },
             Memory::Window(w),
-        ) = (&self.detection, &self.memory)
+        ) = (&*self.detection, &self.memory)
         {
             if w.len() >= *samples as usize {
                 let mean = w.iter().sum::<f64>() / w.len() as f64;

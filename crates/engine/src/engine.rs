@@ -152,6 +152,8 @@ pub struct Engine {
     hosted: FastMap<String, BTreeSet<String>>,
     /// Monitors whose kept state changed since the last [`Engine::take_touched`].
     touched: BTreeSet<(String, String)>,
+    /// The distinct resolved configurations of each monitor, shared by its copies.
+    detections: FastMap<String, Vec<Arc<Detection>>>,
     /// (instance, rule) -> rule copy (rules with an alert action).
     rules: BTreeMap<(String, String), crate::rules::RuleCopy>,
     /// Rule alerts to raise, since the last [`Engine::take_firings`].
@@ -453,6 +455,7 @@ impl Engine {
             perf_index: FastMap::default(),
             hosted: FastMap::default(),
             touched: BTreeSet::new(),
+            detections: FastMap::default(),
             rules: BTreeMap::new(),
             firings: Vec::new(),
             rule_perf_index: FastMap::default(),
@@ -620,16 +623,16 @@ impl Engine {
         touched
             .into_iter()
             .map(|key| {
-                if let Some(c) = self.copies.get_mut(&key.0, &key.1) {
-                    c.dirty = false;
-                }
                 let saved = self
                     .copies
-                    .get(&key.0, &key.1)
-                    .map(|c| Saved::Unit {
-                        health: c.detector.health,
-                        memory: c.detector.memory.clone(),
-                        held: c.held.clone(),
+                    .get_mut(&key.0, &key.1)
+                    .map(|c| {
+                        c.dirty = false;
+                        Saved::Unit {
+                            health: c.detector.health,
+                            memory: c.detector.memory.clone(),
+                            held: c.held.clone(),
+                        }
                     })
                     .or_else(|| self.rollups.get(&key.0, &key.1).map(|h| Saved::Rollup(*h)))
                     .or_else(|| self.rules.get(&key).map(|r| Saved::Rule(r.state.clone())));
@@ -1198,11 +1201,12 @@ impl Engine {
                 let key = (id.to_string(), m.id.clone());
                 keep.insert(m.id.clone());
                 let (fresh, held) = match self.copies.get(id, &m.id) {
-                    Some(c) if c.detector.detection == detection => {
+                    Some(c) if *c.detector.detection == detection => {
                         (c.detector.clone(), c.held.clone())
                     }
                     old => {
-                        let d = Detector::new(detection);
+                        let d =
+                            Detector::new(shared_detection(&mut self.detections, &m.id, detection));
                         // Event-driven types start healthy: say so, as the other types do
                         // with their first sample.
                         let before = old.map_or(Health::Uninitialized, |c| c.detector.health);
@@ -1234,7 +1238,7 @@ impl Engine {
                         .add(required_event_id(filter.as_ref()), key.clone());
                 }
                 if matches!(
-                    fresh.detection,
+                    *fresh.detection,
                     Detection::TimerReset { .. } | Detection::Heartbeat { .. }
                 ) {
                     self.timed.insert(key.clone());
@@ -1566,7 +1570,7 @@ impl Engine {
                 continue;
             };
             let before = copy.detector.health;
-            let is_heartbeat = matches!(copy.detector.detection, Detection::Heartbeat { .. });
+            let is_heartbeat = matches!(*copy.detector.detection, Detection::Heartbeat { .. });
             if let Some(after) = copy.detector.tick(now) {
                 self.touched.insert(key.clone());
                 if after != before {
@@ -1608,7 +1612,7 @@ impl Engine {
             .flat_map(|i| {
                 self.copies
                     .of(i)
-                    .filter(|(_, c)| matches!(c.detector.detection, Detection::Heartbeat { .. }))
+                    .filter(|(_, c)| matches!(*c.detector.detection, Detection::Heartbeat { .. }))
                     .map(|(m, _)| (i.clone(), m.clone()))
             })
             .collect();
@@ -1934,7 +1938,7 @@ impl Engine {
     fn heartbeat_missing(&self, root: &str) -> bool {
         self.by_root.get(root).into_iter().flatten().any(|i| {
             self.copies.of(i).any(|(_, c)| {
-                matches!(c.detector.detection, Detection::Heartbeat { .. })
+                matches!(*c.detector.detection, Detection::Heartbeat { .. })
                     && c.detector.health == Health::Critical
             })
         })
@@ -2288,4 +2292,53 @@ fn event_summary(fields: &[(&str, Value<'_>)]) -> String {
         get("Channel"),
         get("Level")
     )
+}
+
+/// The configuration `detection` of `monitor`, shared with the copies that already have an
+/// equal one (copies differ only where overrides make them differ).
+fn shared_detection(
+    known: &mut FastMap<String, Vec<Arc<Detection>>>,
+    monitor: &str,
+    detection: Detection,
+) -> Arc<Detection> {
+    let distinct = match known.get_mut(monitor) {
+        Some(d) => d,
+        None => known.entry(monitor.to_string()).or_default(),
+    };
+    if let Some(same) = distinct.iter().find(|d| ***d == detection) {
+        return same.clone();
+    }
+    let shared = Arc::new(detection);
+    distinct.push(shared.clone());
+    shared
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use healthstream_model::pack::Direction;
+
+    fn threshold(t: f64) -> Detection {
+        Detection::SimpleThreshold {
+            direction: Direction::Below,
+            threshold: Some(t),
+            warning: None,
+            critical: None,
+            unhealthy: Health::Critical,
+        }
+    }
+
+    #[test]
+    fn copies_with_the_same_configuration_share_it() {
+        let mut known = FastMap::default();
+        let a = shared_detection(&mut known, "m", threshold(10.0));
+        let b = shared_detection(&mut known, "m", threshold(10.0));
+        assert!(Arc::ptr_eq(&a, &b), "equal configurations are one");
+        let overridden = shared_detection(&mut known, "m", threshold(5.0));
+        assert!(!Arc::ptr_eq(&a, &overridden), "an override makes its own");
+        assert_eq!(*overridden, threshold(5.0));
+        let other = shared_detection(&mut known, "n", threshold(10.0));
+        assert!(!Arc::ptr_eq(&a, &other), "per monitor");
+        assert_eq!(known["m"].len(), 2);
+    }
 }
