@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// Values per second to send at (paced); default: as fast as ingest takes them.
     #[arg(long)]
     pub rate: Option<u64>,
+    /// Hosts per request to ingest (0: as many as make 5,000 values). A collector sends
+    /// its own host's values: 1 measures latency as a fleet of collectors sees it.
+    #[arg(long, default_value_t = 0)]
+    pub hosts_per_request: usize,
     /// Health processor workers (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub health_workers: usize,
@@ -244,7 +248,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // The rounds, built beforehand; the first, sent until no state changes and not
     // measured, brings every monitor from uninitialized to healthy (the steady state is
     // what is measured).
-    let hosts_per_request = (5_000 / args.items).max(1);
+    let hosts_per_request = match args.hosts_per_request {
+        0 => (5_000 / args.items).max(1),
+        n => n,
+    };
     let mut bodies: Vec<Vec<String>> = Vec::new();
     let mut crossing = 0usize;
     for r in 0..=args.rounds {
