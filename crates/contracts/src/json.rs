@@ -42,6 +42,15 @@ pub struct JsonValidator<'c> {
 /// Fields that the ingest fills in itself.
 const ASSIGNED_FIELDS: &[&str] = &["id"];
 
+impl JsonValidator<'static> {
+    /// The validator of [`Codec::shared`], built once (its table of named types is the same
+    /// for every request).
+    pub fn shared() -> &'static JsonValidator<'static> {
+        static VALIDATOR: std::sync::OnceLock<JsonValidator<'static>> = std::sync::OnceLock::new();
+        VALIDATOR.get_or_init(|| JsonValidator::new(Codec::shared()))
+    }
+}
+
 impl<'c> JsonValidator<'c> {
     pub fn new(codec: &'c Codec) -> Self {
         let names = Contract::ALL
@@ -415,7 +424,7 @@ mod tests {
     use serde_json::json;
 
     fn validate(contract: Contract, json: Json) -> Result<Value, Vec<FieldError>> {
-        JsonValidator::new(Codec::shared()).validate(contract, &json)
+        JsonValidator::shared().validate(contract, &json)
     }
 
     fn fields(errors: &[FieldError]) -> Vec<&str> {

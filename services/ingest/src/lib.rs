@@ -341,7 +341,7 @@ type Validated = (Vec<OutboundRecord>, Vec<String>);
 
 fn validate(s: &Ingest, topic: Topic, records: &[JsonValue]) -> Result<Validated, Vec<Problem>> {
     let codec = Codec::shared();
-    let validator = JsonValidator::new(codec);
+    let validator = JsonValidator::shared();
     let contract = topic.contract();
     let partitions = s.bus.partitions(topic).max(1) as u32;
     let now = now_ms();
