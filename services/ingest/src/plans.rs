@@ -18,7 +18,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The latest plan of every root host.
-pub type Plans = Arc<RwLock<HashMap<String, CollectionPlan>>>;
+pub type Plans = Arc<RwLock<HashMap<String, KeptPlan>>>;
+
+/// A plan as kept: its digest and its record as read from the topic (framed Avro, a
+/// fraction of the decoded plan's size: every host of the fleet has one), decoded when
+/// a collector asks for it.
+pub struct KeptPlan {
+    pub digest: String,
+    framed: Arc<[u8]>,
+}
 
 /// Follow the collection-plan topic into `Plans` until `stop`.
 pub fn follow_plans(
@@ -47,11 +55,15 @@ pub fn follow_plans(
             match m
                 .value
                 .as_deref()
-                .map(|v| Codec::shared().decode::<CollectionPlan>(v))
+                .map(|v| Codec::shared().decode::<CollectionPlan>(v).map(|p| (p, v)))
             {
-                Some(Ok(plan)) => {
+                Some(Ok((plan, framed))) => {
                     if let Ok(mut map) = plans.write() {
-                        map.insert(plan.root_host.clone(), plan);
+                        let kept = KeptPlan {
+                            digest: plan.digest,
+                            framed: framed.into(),
+                        };
+                        map.insert(plan.root_host, kept);
                     }
                 }
                 None => {
@@ -80,15 +92,18 @@ async fn plan(
     Path(root): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let found = plans.read().ok().and_then(|m| m.get(&root).cloned());
-    let Some(plan) = found else {
+    let found = plans
+        .read()
+        .ok()
+        .and_then(|m| m.get(&root).map(|k| (k.digest.clone(), k.framed.clone())));
+    let Some((digest, framed)) = found else {
         return (
             StatusCode::NOT_FOUND,
             Json(serde_json::json!({ "error": format!("no collection plan for {root} yet") })),
         )
             .into_response();
     };
-    let etag = format!("\"{}\"", plan.digest);
+    let etag = format!("\"{digest}\"");
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -96,5 +111,13 @@ async fn plan(
     {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
-    ([(header::ETAG, etag)], Json(plan)).into_response()
+    match Codec::shared().decode::<CollectionPlan>(&framed) {
+        Ok(plan) => ([(header::ETAG, etag)], Json(plan)).into_response(),
+        // It decoded when it was read: only a changed schema registry could make it fail.
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({ "error": format!("collection plan of {root}: {e}") })),
+        )
+            .into_response(),
+    }
 }
