@@ -152,8 +152,9 @@ pub struct Engine {
     hosted: FastMap<String, BTreeSet<String>>,
     /// Monitors whose kept state changed since the last [`Engine::take_touched`].
     touched: BTreeSet<(String, String)>,
-    /// The distinct resolved configurations of each monitor, shared by its copies.
-    detections: FastMap<String, Vec<Arc<Detection>>>,
+    /// The distinct resolved configurations of each monitor (as resolved, and read),
+    /// shared by its copies.
+    detections: FastMap<String, Vec<(toml::Table, Arc<Detection>)>>,
     /// (instance, rule) -> rule copy (rules with an alert action).
     rules: BTreeMap<(String, String), crate::rules::RuleCopy>,
     /// Rule alerts to raise, since the last [`Engine::take_firings`].
@@ -1192,21 +1193,23 @@ impl Engine {
                 .cloned()
                 .collect();
             for m in monitors {
-                let Some((enabled, detection, source)) = self.resolve_copy(&m, &ctx) else {
+                let Some((enabled, detect, source)) = self.resolve_copy(&m, &ctx) else {
                     continue;
                 };
                 if !enabled {
                     continue;
                 }
+                let Some(detection) = shared_detection(&mut self.detections, &m.id, detect) else {
+                    continue;
+                };
                 let key = (id.to_string(), m.id.clone());
                 keep.insert(m.id.clone());
                 let (fresh, held) = match self.copies.get(id, &m.id) {
-                    Some(c) if *c.detector.detection == detection => {
+                    Some(c) if c.detector.detection == detection => {
                         (c.detector.clone(), c.held.clone())
                     }
                     old => {
-                        let d =
-                            Detector::new(shared_detection(&mut self.detections, &m.id, detection));
+                        let d = Detector::new(detection);
                         // Event-driven types start healthy: say so, as the other types do
                         // with their first sample.
                         let before = old.map_or(Health::Uninitialized, |c| c.detector.health);
@@ -1301,7 +1304,7 @@ impl Engine {
         &self,
         m: &healthstream_model::pack::UnitMonitor,
         ctx: &InstanceContext,
-    ) -> Option<(bool, Detection, DataSource)> {
+    ) -> Option<(bool, toml::Table, DataSource)> {
         let mut enabled = m.enabled;
         let mut detect = match toml::Value::try_from(&m.detect) {
             Ok(toml::Value::Table(t)) => t,
@@ -1351,9 +1354,8 @@ impl Engine {
                 }
             }
         }
-        let detection: Detection = toml::Value::Table(detect).try_into().ok()?;
         let source: DataSource = toml::Value::Table(source).try_into().ok()?;
-        Some((enabled, detection, source))
+        Some((enabled, detect, source))
     }
 
     /// Perf samples of one root host, dispatched to the copies of that host's instances that
@@ -2294,51 +2296,60 @@ fn event_summary(fields: &[(&str, Value<'_>)]) -> String {
     )
 }
 
-/// The configuration `detection` of `monitor`, shared with the copies that already have an
-/// equal one (copies differ only where overrides make them differ).
+/// The configuration of `monitor` resolved as `detect` (overrides applied), read once and
+/// shared by every copy resolved the same way (copies differ only where overrides make them
+/// differ; reading compiles the configuration's expressions). `None`: it does not read.
 fn shared_detection(
-    known: &mut FastMap<String, Vec<Arc<Detection>>>,
+    known: &mut FastMap<String, Vec<(toml::Table, Arc<Detection>)>>,
     monitor: &str,
-    detection: Detection,
-) -> Arc<Detection> {
+    detect: toml::Table,
+) -> Option<Arc<Detection>> {
     let distinct = match known.get_mut(monitor) {
         Some(d) => d,
         None => known.entry(monitor.to_string()).or_default(),
     };
-    if let Some(same) = distinct.iter().find(|d| ***d == detection) {
-        return same.clone();
+    if let Some((_, same)) = distinct.iter().find(|(t, _)| *t == detect) {
+        return Some(same.clone());
     }
+    let detection: Detection = toml::Value::Table(detect.clone()).try_into().ok()?;
     let shared = Arc::new(detection);
-    distinct.push(shared.clone());
-    shared
+    distinct.push((detect, shared.clone()));
+    Some(shared)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use healthstream_model::pack::Direction;
 
-    fn threshold(t: f64) -> Detection {
-        Detection::SimpleThreshold {
-            direction: Direction::Below,
-            threshold: Some(t),
-            warning: None,
-            critical: None,
-            unhealthy: Health::Critical,
-        }
+    fn threshold(t: f64) -> toml::Table {
+        let mut table = toml::Table::new();
+        table.insert("type".into(), "simple_threshold".into());
+        table.insert("direction".into(), "below".into());
+        table.insert("threshold".into(), t.into());
+        table
     }
 
     #[test]
     fn copies_with_the_same_configuration_share_it() {
         let mut known = FastMap::default();
-        let a = shared_detection(&mut known, "m", threshold(10.0));
-        let b = shared_detection(&mut known, "m", threshold(10.0));
+        let shared = |known: &mut FastMap<_, _>, m: &str, t| {
+            shared_detection(known, m, threshold(t)).expect("reads")
+        };
+        let a = shared(&mut known, "m", 10.0);
+        let b = shared(&mut known, "m", 10.0);
         assert!(Arc::ptr_eq(&a, &b), "equal configurations are one");
-        let overridden = shared_detection(&mut known, "m", threshold(5.0));
+        let overridden = shared(&mut known, "m", 5.0);
         assert!(!Arc::ptr_eq(&a, &overridden), "an override makes its own");
-        assert_eq!(*overridden, threshold(5.0));
-        let other = shared_detection(&mut known, "n", threshold(10.0));
+        assert!(matches!(
+            *overridden,
+            Detection::SimpleThreshold { threshold: Some(t), .. } if t == 5.0
+        ));
+        let other = shared(&mut known, "n", 10.0);
         assert!(!Arc::ptr_eq(&a, &other), "per monitor");
         assert_eq!(known["m"].len(), 2);
+        let mut unreadable = threshold(1.0);
+        unreadable.insert("direction".into(), "sideways".into());
+        assert!(shared_detection(&mut known, "m", unreadable).is_none());
+        assert_eq!(known["m"].len(), 2, "what does not read is not kept");
     }
 }
