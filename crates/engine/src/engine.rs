@@ -152,6 +152,9 @@ pub struct Engine {
     hosted: FastMap<String, BTreeSet<String>>,
     /// Monitors whose kept state changed since the last [`Engine::take_touched`].
     touched: BTreeSet<(String, String)>,
+    /// Copies whose kept state a sample changed since the last [`Engine::take_touched`]
+    /// (by handle: marked for every sample of a window monitor, without building a key).
+    touched_copies: Vec<Handle>,
     /// The distinct resolved configurations of each monitor (as resolved, and read),
     /// shared by its copies.
     detections: FastMap<String, Vec<(toml::Table, Arc<Detection>)>>,
@@ -456,6 +459,7 @@ impl Engine {
             perf_index: FastMap::default(),
             hosted: FastMap::default(),
             touched: BTreeSet::new(),
+            touched_copies: Vec::new(),
             detections: FastMap::default(),
             rules: BTreeMap::new(),
             firings: Vec::new(),
@@ -620,26 +624,31 @@ impl Engine {
     /// The monitors whose kept state changed since the last call, with what to keep (`None`:
     /// forget it).
     pub fn take_touched(&mut self) -> Vec<((String, String), Option<Saved>)> {
+        let mut out = Vec::with_capacity(self.touched_copies.len() + self.touched.len());
+        for h in std::mem::take(&mut self.touched_copies) {
+            // A copy removed since is in `touched` by its key (and its place may hold
+            // another copy: the handle then reads nothing).
+            if let Some((key, c)) = self.copies.at_mut(h) {
+                if c.dirty {
+                    c.dirty = false;
+                    out.push(((**key).clone(), Some(saved_unit(c))));
+                }
+            }
+        }
         let touched = std::mem::take(&mut self.touched);
-        touched
-            .into_iter()
-            .map(|key| {
-                let saved = self
-                    .copies
-                    .get_mut(&key.0, &key.1)
-                    .map(|c| {
-                        c.dirty = false;
-                        Saved::Unit {
-                            health: c.detector.health,
-                            memory: c.detector.memory.clone(),
-                            held: c.held.clone(),
-                        }
-                    })
-                    .or_else(|| self.rollups.get(&key.0, &key.1).map(|h| Saved::Rollup(*h)))
-                    .or_else(|| self.rules.get(&key).map(|r| Saved::Rule(r.state.clone())));
-                (key, saved)
-            })
-            .collect()
+        out.extend(touched.into_iter().map(|key| {
+            let saved = self
+                .copies
+                .get_mut(&key.0, &key.1)
+                .map(|c| {
+                    c.dirty = false;
+                    saved_unit(c)
+                })
+                .or_else(|| self.rollups.get(&key.0, &key.1).map(|h| Saved::Rollup(*h)))
+                .or_else(|| self.rules.get(&key).map(|r| Saved::Rule(r.state.clone())));
+            (key, saved)
+        }));
+        out
     }
 
     /// Put back what was kept of a monitor (after its instance is back with [`Engine::upsert`]).
@@ -1248,7 +1257,7 @@ impl Engine {
                 } else {
                     self.timed.remove(&key);
                 }
-                let (handle, _) = self.copies.insert(
+                let (handle, replaced) = self.copies.insert(
                     id,
                     &m.id,
                     Copy {
@@ -1259,6 +1268,12 @@ impl Engine {
                         dirty: false,
                     },
                 );
+                // A change not yet taken stays to be taken (the handle is the same).
+                if replaced.is_some_and(|old| old.dirty) {
+                    if let Some((_, c)) = self.copies.at_mut(handle) {
+                        c.dirty = true;
+                    }
+                }
                 let mut counters = Vec::new();
                 match &source {
                     DataSource::Perf {
@@ -1421,7 +1436,7 @@ impl Engine {
                     copy.held.push(reading);
                     if !copy.dirty {
                         copy.dirty = true;
-                        self.touched.insert((**key).clone());
+                        self.touched_copies.push(h);
                     }
                     continue;
                 }
@@ -1442,7 +1457,7 @@ impl Engine {
                         || memory_before.as_ref() != Some(&copy.detector.memory))
                 {
                     copy.dirty = true;
-                    self.touched.insert((**key).clone());
+                    self.touched_copies.push(h);
                 }
                 if let Some(after) = decided {
                     if after != before {
@@ -2294,6 +2309,15 @@ fn event_summary(fields: &[(&str, Value<'_>)]) -> String {
         get("Channel"),
         get("Level")
     )
+}
+
+/// What is kept of a copy.
+fn saved_unit(c: &Copy) -> Saved {
+    Saved::Unit {
+        health: c.detector.health,
+        memory: c.detector.memory.clone(),
+        held: c.held.clone(),
+    }
 }
 
 /// The configuration of `monitor` resolved as `detect` (overrides applied), read once and

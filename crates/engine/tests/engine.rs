@@ -761,6 +761,59 @@ fn only_monitors_whose_kept_state_changed_are_written_again() {
     }
 }
 
+#[test]
+fn a_window_monitor_is_written_once_per_take_with_its_latest_window() {
+    use healthstream_engine::detect::Memory;
+    use healthstream_engine::engine::Saved;
+    let fill_rate = |taken: Vec<((String, String), Option<Saved>)>| {
+        let found: Vec<Option<Saved>> = taken
+            .into_iter()
+            .filter(|((i, m), _)| i == "root-fs" && m == "Linux.Monitor.FilesystemFillRate")
+            .map(|(_, s)| s)
+            .collect();
+        assert!(found.len() <= 1, "one write per take: {found:?}");
+        found.into_iter().next().flatten().map(|s| match s {
+            Saved::Unit {
+                memory: Memory::Window(w),
+                ..
+            } => w.into_iter().collect::<Vec<f64>>(),
+            other => panic!("a window monitor keeps its window: {other:?}"),
+        })
+    };
+    let mut e = engine("");
+    host(&mut e);
+    // Two samples in one call: the copy is marked once and keeps both.
+    e.perf("web-01", &[free("/", 50.0, 1), free("/", 48.0, 2)]);
+    assert_eq!(fill_rate(e.take_touched()), Some(vec![50.0, 48.0]));
+    assert_eq!(
+        fill_rate(e.take_touched()),
+        None,
+        "nothing new: nothing taken"
+    );
+    // A window changes with every sample: written again, each time.
+    e.perf("web-01", &[free("/", 47.0, 3)]);
+    assert_eq!(fill_rate(e.take_touched()), Some(vec![50.0, 48.0, 47.0]));
+    // A sample, then its instance is discovered again before the change is taken: the
+    // copy is replaced in place and the change is still taken.
+    e.perf("web-01", &[free("/", 46.0, 4)]);
+    host(&mut e);
+    assert_eq!(
+        fill_rate(e.take_touched()),
+        Some(vec![50.0, 48.0, 47.0, 46.0])
+    );
+    // A copy removed before its change is taken: its handle reads nothing.
+    e.perf("web-01", &[free("/", 45.0, 5)]);
+    e.remove("root-fs", 6);
+    let taken = e.take_touched();
+    assert!(
+        taken
+            .iter()
+            .filter(|((i, m), _)| i == "root-fs" && m == "Linux.Monitor.FilesystemFillRate")
+            .all(|(_, s)| s.is_none()),
+        "a removed copy is deleted, not written: {taken:?}"
+    );
+}
+
 /// A container hosted on a computer, containing members of other hosts: its dependency
 /// monitor is computed from what the members report, in the same engine as the rest of its
 /// health; members in maintenance count as the monitor says; a container in maintenance
