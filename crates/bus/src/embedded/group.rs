@@ -22,18 +22,28 @@ pub(crate) struct Group {
     owners: HashMap<(Topic, i32), MemberId>,
     /// Committed positions (informational): the next offset to read.
     pub(crate) committed: BTreeMap<(Topic, i32), i64>,
+    /// Counts the changes of members and owners: a member that synced at this generation
+    /// has nothing to move until it changes.
+    generation: u64,
 }
 
 impl Group {
     pub(crate) fn join(&mut self, member: MemberId, topics: &[Topic]) {
         self.members
             .insert(member, topics.iter().copied().collect());
+        self.generation += 1;
     }
 
     /// Removes a member and releases what it owned.
     pub(crate) fn leave(&mut self, member: MemberId) {
         self.members.remove(&member);
         self.owners.retain(|_, owner| *owner != member);
+        self.generation += 1;
+    }
+
+    /// See the field.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -84,6 +94,9 @@ impl Group {
         }
         revoked.sort();
         acquired.sort();
+        if !(revoked.is_empty() && acquired.is_empty()) {
+            self.generation += 1;
+        }
         (revoked, acquired)
     }
 }
@@ -91,6 +104,32 @@ impl Group {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_generation_moves_with_members_and_owners_only() {
+        let mut g = Group::default();
+        g.join(1, &[Topic::Perf]);
+        let joined = g.generation();
+        let (_, acq) = g.sync(1, |_| 2);
+        assert_eq!(acq.len(), 2);
+        let owned = g.generation();
+        assert!(owned > joined, "taking partitions is a change");
+        let (rev, acq) = g.sync(1, |_| 2);
+        assert!(rev.is_empty() && acq.is_empty());
+        assert_eq!(
+            g.generation(),
+            owned,
+            "a sync that moves nothing changes nothing"
+        );
+        g.join(2, &[Topic::Perf]);
+        assert!(g.generation() > owned, "a member joining is a change");
+        let before = g.generation();
+        let (rev, _) = g.sync(1, |_| 2);
+        assert_eq!(rev, vec![(Topic::Perf, 1)]);
+        assert!(g.generation() > before, "giving a partition up is a change");
+        g.leave(2);
+        assert!(g.generation() > before + 1, "a member leaving is a change");
+    }
 
     #[test]
     fn partitions_move_only_after_release() {

@@ -233,6 +233,10 @@ struct EmbeddedConsumer {
     buffered: VecDeque<Message>,
     cursor: usize,
     seen: watch::Receiver<u64>,
+    /// The group generation this member last synced at.
+    synced: Option<u64>,
+    /// The consumed-records counter of each topic read (looked up once).
+    consumed: Vec<(Topic, prometheus::IntCounter)>,
 }
 
 impl EmbeddedConsumer {
@@ -261,10 +265,19 @@ impl EmbeddedConsumer {
             let Some(group) = groups.get_mut(name) else {
                 return Err(BusError::Closed);
             };
+            // Nothing changed in the group since this member last synced.
+            if self.synced == Some(group.generation()) {
+                return Ok(());
+            }
             let partitions = &self.inner.partitions;
             let (revoked, acquired) =
                 group.sync(*member, |t| partitions.get(&t).copied().unwrap_or(0));
-            (revoked, acquired, group.committed.clone())
+            self.synced = Some(group.generation());
+            let committed: Vec<Option<i64>> = acquired
+                .iter()
+                .map(|tp| group.committed.get(tp).copied())
+                .collect();
+            (revoked, acquired, committed)
         };
         if !revoked.is_empty() {
             for tp in &revoked {
@@ -279,12 +292,8 @@ impl EmbeddedConsumer {
         }
         if !acquired.is_empty() {
             let mut assignments = Vec::with_capacity(acquired.len());
-            for (topic, partition) in acquired {
-                let start = self.start_offset(
-                    topic,
-                    partition,
-                    committed.get(&(topic, partition)).copied(),
-                )?;
+            for ((topic, partition), committed) in acquired.into_iter().zip(committed) {
+                let start = self.start_offset(topic, partition, committed)?;
                 self.positions.insert((topic, partition), start);
                 assignments.push(Assignment {
                     topic,
@@ -333,9 +342,15 @@ impl Consumer for EmbeddedConsumer {
                 self.fill()?;
             }
             if let Some(m) = self.buffered.pop_front() {
-                RECORDS_CONSUMED
-                    .with_label_values(&[BACKEND, m.topic.name()])
-                    .inc();
+                match self.consumed.iter().find(|(t, _)| *t == m.topic) {
+                    Some((_, counter)) => counter.inc(),
+                    None => {
+                        let counter =
+                            RECORDS_CONSUMED.with_label_values(&[BACKEND, m.topic.name()]);
+                        counter.inc();
+                        self.consumed.push((m.topic, counter));
+                    }
+                }
                 return Ok(ConsumerEvent::Message(m));
             }
             if self.seen.changed().await.is_err() {
@@ -437,6 +452,8 @@ impl Bus for EmbeddedBus {
             buffered: VecDeque::new(),
             cursor: 0,
             seen: self.inner.changed.subscribe(),
+            synced: None,
+            consumed: Vec::new(),
         }))
     }
 
@@ -461,6 +478,8 @@ impl Bus for EmbeddedBus {
             buffered: VecDeque::new(),
             cursor: 0,
             seen: self.inner.changed.subscribe(),
+            synced: None,
+            consumed: Vec::new(),
         }))
     }
 
