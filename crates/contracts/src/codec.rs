@@ -194,13 +194,7 @@ impl Codec {
         if unidentified.get(5) != Some(&0) {
             return Err(err("the `id` field is not empty"));
         }
-        let id = crate::content_id(&unidentified);
-        let mut out = Vec::with_capacity(unidentified.len() + id.len() + 1);
-        out.extend_from_slice(&unidentified[..5]);
-        writer::write_long(&mut out, id.len() as i64);
-        out.extend_from_slice(id.as_bytes());
-        out.extend_from_slice(&unidentified[6..]);
-        Ok((id, out))
+        Ok(splice_content_id(&unidentified))
     }
 
     /// Decodes a framed value of `contract` into an Avro value of the latest schema,
@@ -256,3 +250,17 @@ impl Codec {
 #[cfg(test)]
 mod tests;
 mod writer;
+
+pub(crate) use writer::write_long;
+
+/// The content id of a framed value whose first field, a string `id`, is empty (the byte
+/// after the 5-byte header is its zero length), and the value with that id spliced in.
+pub(crate) fn splice_content_id(unidentified: &[u8]) -> (String, Vec<u8>) {
+    let id = crate::content_id(unidentified);
+    let mut out = Vec::with_capacity(unidentified.len() + id.len() + 1);
+    out.extend_from_slice(&unidentified[..5]);
+    writer::write_long(&mut out, id.len() as i64);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&unidentified[6..]);
+    (id, out)
+}

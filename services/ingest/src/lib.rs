@@ -17,6 +17,7 @@
 
 pub mod commands;
 mod metrics;
+mod perf_json;
 pub mod plans;
 
 use std::sync::Arc;
@@ -30,7 +31,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use healthstream_bus::{Bus, OutboundRecord, Producer};
-use healthstream_contracts::{partition_for_key, Codec, FieldError, JsonValidator, Topic};
+use healthstream_contracts::{
+    partition_for_key, Codec, FieldError, JsonValidator, PerfView, Topic,
+};
 use serde::Serialize;
 use serde_json::Value as JsonValue;
 
@@ -211,7 +214,17 @@ async fn ingest(
         .trim()
         .to_ascii_lowercase();
     let records: Vec<JsonValue> = match mime.as_str() {
-        "application/json" => parse_json(body)?,
+        "application/json" => {
+            if topic == Topic::Perf {
+                if let Some(batches) = perf_json::read(body)
+                    .filter(|b| !b.is_empty() && b.len() <= s.limits.max_records)
+                {
+                    let (outbound, ids) = encode_perf(s, &batches);
+                    return produce(s, topic, outbound, ids).await;
+                }
+            }
+            parse_json(body)?
+        }
         "application/avro" | "avro/binary" => parse_avro(topic, body)?,
         other => {
             return Err(Refusal::UnsupportedType(format!(
@@ -243,6 +256,16 @@ async fn ingest(
             problems,
         }
     })?;
+    produce(s, topic, outbound, ids).await
+}
+
+/// Produces validated records and answers once every one is durable.
+async fn produce(
+    s: &Ingest,
+    topic: Topic,
+    outbound: Vec<OutboundRecord>,
+    ids: Vec<String>,
+) -> Result<Accepted, Refusal> {
     let mut pending = Vec::with_capacity(outbound.len());
     for record in outbound {
         pending.push(s.producer.enqueue(record).await.map_err(unavailable)?);
@@ -387,6 +410,28 @@ fn validate(s: &Ingest, topic: Topic, records: &[JsonValue]) -> Result<Validated
     } else {
         Err(problems)
     }
+}
+
+/// Encodes perf batches read by the fast path, as [`validate`] would.
+fn encode_perf(s: &Ingest, batches: &[PerfView<'_>]) -> Validated {
+    let codec = Codec::shared();
+    let partitions = s.bus.partitions(Topic::Perf).max(1) as u32;
+    let now = now_ms();
+    let mut outbound = Vec::with_capacity(batches.len());
+    let mut ids = Vec::with_capacity(batches.len());
+    for b in batches {
+        let (id, bytes) = codec.encode_perf_with_content_id(b);
+        let partition = partition_for_key(b.root_host.as_bytes(), partitions) as i32;
+        outbound.push(OutboundRecord {
+            topic: Topic::Perf,
+            partition,
+            key: Some(b.root_host.as_bytes().to_vec()),
+            value: Some(bytes),
+            timestamp_ms: now,
+        });
+        ids.push(id);
+    }
+    (outbound, ids)
 }
 
 /// Assigns the content id and encodes the record; returns id, framed value, root host.

@@ -296,3 +296,191 @@ async fn discovery_and_events_validate_their_own_contracts() {
 }
 
 use healthstream_contracts::Contract;
+
+/// The fast path's records for a JSON perf body, or `None` where it leaves the body to the
+/// generic validation; and the generic path's records for the same body.
+type Produced = (Vec<(i32, Option<Vec<u8>>, Option<Vec<u8>>)>, Vec<String>);
+
+fn both_paths(f: &Fixture, body: &[u8]) -> (Option<Produced>, Result<Produced, String>) {
+    let s = Ingest {
+        bus: f.bus.clone(),
+        producer: f.bus.producer().expect("producer"),
+        limits: IngestLimits::default(),
+    };
+    let flat = |(outbound, ids): Validated| -> Produced {
+        (
+            outbound
+                .into_iter()
+                .map(|r| (r.partition, r.key, r.value))
+                .collect(),
+            ids,
+        )
+    };
+    let fast = perf_json::read(body).map(|b| flat(encode_perf(&s, &b)));
+    let generic = match parse_json(body) {
+        Ok(records) => validate(&s, Topic::Perf, &records)
+            .map(flat)
+            .map_err(|p| format!("{p:?}")),
+        Err(e) => Err(format!("{e:?}")),
+    };
+    (fast, generic)
+}
+
+#[test]
+fn the_perf_fast_path_gives_the_records_and_ids_of_validation() {
+    let f = fixture(IngestLimits::default());
+    let bodies = [
+        json!([perf("web-01", 12.5), perf("db-01", 80.0)]),
+        // An integer value, no instance (its default), a negative time, escapes.
+        json!([{"collector": "c\"1\u{e9}", "root_host": "h\\1", "samples": [
+            {"time": -5, "object": "Memory", "counter": "Available MBytes", "value": 42},
+            {"time": 9_007_199_254_740_993_i64, "object": "Processor", "counter": "%", "instance": "\u{1F600}", "value": -0.0},
+        ]}]),
+        // No samples.
+        json!([{"collector": "c", "root_host": "h", "samples": []}]),
+    ];
+    for body in bodies {
+        let body = serde_json::to_vec(&body).expect("json");
+        let (fast, generic) = both_paths(&f, &body);
+        let fast = fast.unwrap_or_else(|| panic!("the fast path takes {body:?}"));
+        assert_eq!(Ok(fast), generic);
+    }
+}
+
+#[tokio::test]
+async fn perf_bodies_the_fast_path_does_not_take_get_the_generic_answer() {
+    let f = fixture(IngestLimits::default());
+    let sample = json!({"time": 1, "object": "O", "counter": "C", "value": 1.0});
+    let cases = [
+        // (body, accepted, the field a refusal names)
+        (
+            json!([{"collector": "c", "root_host": "h", "samples": [
+                {"time": "2026-11-22T00:00:00Z", "object": "O", "counter": "C", "value": 1.0}]}]),
+            true,
+            "",
+        ),
+        (
+            json!([{"id": "x", "collector": "c", "root_host": "h", "samples": [sample]}]),
+            false,
+            "id",
+        ),
+        (
+            json!([{"collector": "c", "root_host": "h", "extra": 1, "samples": [sample]}]),
+            false,
+            "extra",
+        ),
+        (
+            json!([{"collector": " ", "root_host": "h", "samples": [sample]}]),
+            false,
+            "collector",
+        ),
+        (
+            json!([{"collector": "c", "root_host": "h", "samples": [
+                {"time": 1, "object": "", "counter": "C", "value": 1.0}]}]),
+            false,
+            "samples[0].object",
+        ),
+        (
+            json!([{"collector": "c", "root_host": "h", "samples": [
+                {"time": 1.5, "object": "O", "counter": "C", "value": 1.0}]}]),
+            false,
+            "samples[0].time",
+        ),
+        (
+            json!([{"collector": "c", "root_host": "h", "samples": [
+                {"time": 1, "object": "O", "counter": "C", "value": "1"}]}]),
+            false,
+            "samples[0].value",
+        ),
+        (
+            json!([{"collector": "c", "samples": [sample]}]),
+            false,
+            "root_host",
+        ),
+    ];
+    for (body, accepted, field) in cases {
+        let bytes = serde_json::to_vec(&body).expect("json");
+        let (fast, generic) = both_paths(&f, &bytes);
+        assert!(fast.is_none(), "the fast path took {body}");
+        assert_eq!(generic.is_ok(), accepted, "{body}: {generic:?}");
+        let (status, resp) = post(&f.router, "/v1/ingest/perf", "application/json", bytes).await;
+        if accepted {
+            assert_eq!(status, StatusCode::OK, "{resp}");
+            assert_eq!(resp["ids"], json!(generic.expect("accepted").1));
+        } else {
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {resp}");
+            let fields: Vec<&str> = resp["problems"]
+                .as_array()
+                .expect("problems")
+                .iter()
+                .filter_map(|p| p["field"].as_str())
+                .collect();
+            assert!(fields.contains(&field), "{body}: {resp}");
+        }
+    }
+    // A duplicate field (the generic path keeps the last) and a body that is not JSON.
+    let duplicate = br#"[{"collector":"c","collector":"d","root_host":"h","samples":[]}]"#;
+    let (fast, generic) = both_paths(&f, duplicate);
+    assert!(fast.is_none());
+    assert!(generic.is_ok(), "{generic:?}");
+    let (status, _) = post(
+        &f.router,
+        "/v1/ingest/perf",
+        "application/json",
+        b"[{\"collector\":".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_perf_body_the_fast_path_takes_validates_to_the_same_records(
+        batches in proptest::collection::vec(
+            (
+                "[a-z\\\\\"\u{e9}][ a-z\\\\\"\u{e9}]{0,8}",
+                "[a-z0-9][a-z0-9\\-]{0,8}",
+                proptest::collection::vec(
+                    (
+                        proptest::prelude::any::<i64>(),
+                        "[A-Za-z%][ A-Za-z%]{0,6}",
+                        "[A-Za-z%][ A-Za-z%]{0,6}",
+                        proptest::option::of("[/a-z\\\\]{0,6}"),
+                        proptest::prelude::any::<f64>(),
+                    ),
+                    0..6,
+                ),
+            ),
+            1..4,
+        )
+    ) {
+        let f = fixture(IngestLimits::default());
+        let body: Vec<JsonValue> = batches
+            .into_iter()
+            .map(|(collector, root_host, samples)| {
+                let samples: Vec<JsonValue> = samples
+                    .into_iter()
+                    .map(|(time, object, counter, instance, value)| {
+                        let mut s = json!({"time": time, "object": object, "counter": counter, "value": value});
+                        if let Some(i) = instance {
+                            s["instance"] = json!(i);
+                        }
+                        s
+                    })
+                    .collect();
+                json!({"collector": collector, "root_host": root_host, "samples": samples})
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&body).expect("json");
+        let (fast, generic) = both_paths(&f, &bytes);
+        match fast {
+            Some(fast) => proptest::prop_assert_eq!(Ok(fast), generic),
+            // Names are never blank here: what the fast path leaves is a value that is not
+            // a finite number (JSON has none: it is written as null), refused by validation.
+            None => {
+                proptest::prop_assert!(bytes.windows(4).any(|w| w == b"null"));
+                proptest::prop_assert!(generic.is_err(), "{:?}", generic);
+            }
+        }
+    }
+}
