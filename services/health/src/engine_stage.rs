@@ -384,6 +384,14 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     rmp_serde::to_vec_named(v).map_err(corrupt)
 }
 
+/// A monitor's kept state, rewritten with every sample of a monitor that keeps its samples:
+/// in MessagePack's compact form (fields by their place, not their name), about half the
+/// bytes to write, flush and compact. [`decode`] reads both forms (earlier versions wrote
+/// field names).
+fn encode_state(s: &Saved) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec(s).map_err(corrupt)
+}
+
 fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
     rmp_serde::from_slice(b).map_err(corrupt)
 }
@@ -1727,7 +1735,7 @@ impl Processor for HealthStage {
         for ((instance, monitor), saved) in self.engine.take_touched() {
             let key = state_key(&instance, &monitor);
             match saved {
-                Some(s) => batch.put(STATE_CF, &key, &encode(&s)?)?,
+                Some(s) => batch.put(STATE_CF, &key, &encode_state(&s)?)?,
                 None => batch.delete(STATE_CF, &key)?,
             }
         }
@@ -1786,6 +1794,83 @@ impl Processor for HealthStage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_states_are_read_back_from_the_compact_and_the_named_form() {
+        use healthstream_engine::detect::{Memory, ServiceReading};
+        use healthstream_engine::engine::Held;
+        use healthstream_engine::rules::RuleState;
+        let states = [
+            Saved::Unit {
+                health: Health::Warning,
+                memory: Memory::Window([1.5, -2.0, f64::MAX].into()),
+                held: vec![],
+            },
+            Saved::Unit {
+                health: Health::Uninitialized,
+                memory: Memory::Run {
+                    beyond: true,
+                    length: 3,
+                },
+                held: vec![
+                    Held::Value(4.0),
+                    Held::Service(ServiceReading::Running(false)),
+                ],
+            },
+            Saved::Unit {
+                health: Health::Healthy,
+                memory: Memory::Heartbeat {
+                    last: 1_700_000_000_000,
+                    interval: 60_000,
+                },
+                held: vec![],
+            },
+            Saved::Unit {
+                health: Health::Critical,
+                memory: Memory::Service {
+                    running: Some(true),
+                    automatic: None,
+                },
+                held: vec![],
+            },
+            Saved::Unit {
+                health: Health::Critical,
+                memory: Memory::LastBad(-5),
+                held: vec![],
+            },
+            Saved::Unit {
+                health: Health::Healthy,
+                memory: Memory::None,
+                held: vec![],
+            },
+            Saved::Rollup(Health::Critical),
+            Saved::Rule(RuleState {
+                window: [1, 2, 3].into(),
+                first_seen: Some(7),
+            }),
+        ];
+        for state in states {
+            let compact = encode_state(&state).expect("compact");
+            let named = encode(&state).expect("named");
+            assert!(compact.len() <= named.len(), "{state:?}");
+            assert_eq!(decode::<Saved>(&compact).expect("compact form"), state);
+            assert_eq!(decode::<Saved>(&named).expect("named form"), state);
+        }
+        // A state written before readings were held in maintenance (no `held` field).
+        let old = rmp_serde::to_vec_named(&serde_json::json!({
+            "Unit": {"health": "critical", "memory": "None"}
+        }))
+        .expect("old form");
+        assert_eq!(
+            decode::<Saved>(&old).expect("old form"),
+            Saved::Unit {
+                health: Health::Critical,
+                memory: Memory::None,
+                held: vec![],
+            }
+        );
+        assert!(decode::<Saved>(&[0x93, 0xc1]).is_err());
+    }
 
     fn packs() -> Packs {
         healthstream_packfeed::fixed(&[]).expect("shipped packs")
