@@ -385,9 +385,9 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
 }
 
 /// A monitor's kept state, rewritten with every sample of a monitor that keeps its samples:
-/// in MessagePack's compact form (fields by their place, not their name), about half the
-/// bytes to write, flush and compact. [`decode`] reads both forms (earlier versions wrote
-/// field names).
+/// in MessagePack's compact form (fields by their place, not their name): a window of six
+/// samples is 79 bytes instead of 98 to write, flush and compact. [`decode`] reads both
+/// forms (earlier versions wrote field names).
 fn encode_state(s: &Saved) -> Result<Vec<u8>, StoreError> {
     rmp_serde::to_vec(s).map_err(corrupt)
 }
@@ -1803,7 +1803,7 @@ mod tests {
         let states = [
             Saved::Unit {
                 health: Health::Warning,
-                memory: Memory::Window([1.5, -2.0, f64::MAX].into()),
+                memory: Memory::Window([1.5, -2.0, f64::MAX, 1.0, 2.0, 3.0].into()),
                 held: vec![],
             },
             Saved::Unit {
