@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use crate::codec::{splice_content_id, write_long, Codec, DecodeError};
+use crate::codec::{splice_content_id, write_bytes, write_long, Codec, DecodeError};
 use crate::records::PerfBatch;
 use crate::{unframe, Contract};
 
@@ -223,19 +223,15 @@ impl Codec {
         out.extend_from_slice(&Contract::PerfBatch.latest().schema_id.to_be_bytes());
         // The id, empty until the content id is spliced in.
         out.push(0);
-        let string = |out: &mut Vec<u8>, s: &str| {
-            write_long(out, s.len() as i64);
-            out.extend_from_slice(s.as_bytes());
-        };
-        string(&mut out, &batch.collector);
-        string(&mut out, &batch.root_host);
+        write_bytes(&mut out, batch.collector.as_bytes());
+        write_bytes(&mut out, batch.root_host.as_bytes());
         if !batch.samples.is_empty() {
             write_long(&mut out, batch.samples.len() as i64);
             for s in &batch.samples {
                 write_long(&mut out, s.time);
-                string(&mut out, &s.object);
-                string(&mut out, &s.counter);
-                string(&mut out, &s.instance);
+                write_bytes(&mut out, s.object.as_bytes());
+                write_bytes(&mut out, s.counter.as_bytes());
+                write_bytes(&mut out, s.instance.as_bytes());
                 out.extend_from_slice(&s.value.to_le_bytes());
             }
         }

@@ -156,7 +156,7 @@ pub(crate) fn write_long(out: &mut Vec<u8>, n: i64) {
     out.push(z as u8);
 }
 
-fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     write_long(out, bytes.len() as i64);
     out.extend_from_slice(bytes);
 }
