@@ -213,18 +213,17 @@ async fn ingest(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let records: Vec<JsonValue> = match mime.as_str() {
-        "application/json" => {
-            if topic == Topic::Perf {
-                if let Some(batches) = perf_json::read(body)
-                    .filter(|b| !b.is_empty() && b.len() <= s.limits.max_records)
-                {
-                    let (outbound, ids) = encode_perf(s, &batches);
-                    return produce(s, topic, outbound, ids).await;
-                }
-            }
-            parse_json(body)?
+    if topic == Topic::Perf && mime == "application/json" {
+        // Empty or too long, the request is refused by the generic path below.
+        if let Some(batches) =
+            perf_json::read(body).filter(|b| !b.is_empty() && b.len() <= s.limits.max_records)
+        {
+            let (outbound, ids) = encode_perf(s, &batches);
+            return produce(s, topic, outbound, ids).await;
         }
+    }
+    let records: Vec<JsonValue> = match mime.as_str() {
+        "application/json" => parse_json(body)?,
         "application/avro" | "avro/binary" => parse_avro(topic, body)?,
         other => {
             return Err(Refusal::UnsupportedType(format!(
@@ -388,14 +387,7 @@ fn validate(s: &Ingest, topic: Topic, records: &[JsonValue]) -> Result<Validated
             };
         match finish(codec, topic, value) {
             Ok((id, bytes, root_host)) => {
-                let partition = partition_for_key(root_host.as_bytes(), partitions) as i32;
-                outbound.push(OutboundRecord {
-                    topic,
-                    partition,
-                    key: Some(root_host.into_bytes()),
-                    value: Some(bytes),
-                    timestamp_ms: now,
-                });
+                outbound.push(by_root_host(topic, partitions, root_host, bytes, now));
                 ids.push(id);
             }
             Err(message) => problems.push(Problem {
@@ -421,17 +413,34 @@ fn encode_perf(s: &Ingest, batches: &[PerfView<'_>]) -> Validated {
     let mut ids = Vec::with_capacity(batches.len());
     for b in batches {
         let (id, bytes) = codec.encode_perf_with_content_id(b);
-        let partition = partition_for_key(b.root_host.as_bytes(), partitions) as i32;
-        outbound.push(OutboundRecord {
-            topic: Topic::Perf,
-            partition,
-            key: Some(b.root_host.as_bytes().to_vec()),
-            value: Some(bytes),
-            timestamp_ms: now,
-        });
+        outbound.push(by_root_host(
+            Topic::Perf,
+            partitions,
+            b.root_host.as_ref(),
+            bytes,
+            now,
+        ));
         ids.push(id);
     }
     (outbound, ids)
+}
+
+/// A record of `topic` keyed by its root host, in the root host's partition.
+fn by_root_host(
+    topic: Topic,
+    partitions: u32,
+    root_host: impl Into<Vec<u8>>,
+    value: Vec<u8>,
+    now: i64,
+) -> OutboundRecord {
+    let key = root_host.into();
+    OutboundRecord {
+        topic,
+        partition: partition_for_key(&key, partitions) as i32,
+        key: Some(key),
+        value: Some(value),
+        timestamp_ms: now,
+    }
 }
 
 /// Assigns the content id and encodes the record; returns id, framed value, root host.
