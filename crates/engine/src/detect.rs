@@ -68,46 +68,57 @@ pub enum ServiceReading {
     Automatic(bool),
 }
 
+/// The state and memory a detector starts in.
+fn initial(detection: &Detection) -> (Health, Memory) {
+    match detection {
+        Detection::EventReset { .. } | Detection::ManualReset { .. } => {
+            (Health::Healthy, Memory::None)
+        }
+        Detection::TimerReset { .. } => (Health::Healthy, Memory::LastBad(i64::MIN)),
+        Detection::AverageThreshold { .. } | Detection::DeltaThreshold { .. } => {
+            (Health::Uninitialized, Memory::Window(VecDeque::new()))
+        }
+        Detection::ConsecutiveSamples { .. } => (
+            Health::Uninitialized,
+            Memory::Run {
+                beyond: false,
+                length: 0,
+            },
+        ),
+        Detection::BasicService { .. } => (
+            Health::Uninitialized,
+            Memory::Service {
+                running: None,
+                automatic: None,
+            },
+        ),
+        Detection::Heartbeat { .. } => (
+            Health::Uninitialized,
+            Memory::Heartbeat {
+                last: i64::MIN,
+                interval: 60_000,
+            },
+        ),
+        _ => (Health::Uninitialized, Memory::None),
+    }
+}
+
 impl Detector {
     /// A fresh detector in its initial state.
     pub fn new(detection: impl Into<Arc<Detection>>) -> Detector {
         let detection = detection.into();
-        let (health, memory) = match &*detection {
-            Detection::EventReset { .. } | Detection::ManualReset { .. } => {
-                (Health::Healthy, Memory::None)
-            }
-            Detection::TimerReset { .. } => (Health::Healthy, Memory::LastBad(i64::MIN)),
-            Detection::AverageThreshold { .. } | Detection::DeltaThreshold { .. } => {
-                (Health::Uninitialized, Memory::Window(VecDeque::new()))
-            }
-            Detection::ConsecutiveSamples { .. } => (
-                Health::Uninitialized,
-                Memory::Run {
-                    beyond: false,
-                    length: 0,
-                },
-            ),
-            Detection::BasicService { .. } => (
-                Health::Uninitialized,
-                Memory::Service {
-                    running: None,
-                    automatic: None,
-                },
-            ),
-            Detection::Heartbeat { .. } => (
-                Health::Uninitialized,
-                Memory::Heartbeat {
-                    last: i64::MIN,
-                    interval: 60_000,
-                },
-            ),
-            _ => (Health::Uninitialized, Memory::None),
-        };
+        let (health, memory) = initial(&detection);
         Detector {
             detection,
             health,
             memory,
         }
+    }
+
+    /// Whether it is as [`Detector::new`] makes it (nothing to keep).
+    pub fn is_initial(&self) -> bool {
+        let (health, memory) = initial(&self.detection);
+        health == self.health && memory == self.memory
     }
 
     fn set(&mut self, h: Health) -> Option<Health> {

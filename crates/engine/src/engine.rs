@@ -111,6 +111,39 @@ pub enum Saved {
     Rule(crate::rules::RuleState),
 }
 
+/// What is kept and changed since the last [`Engine::take_kept`].
+#[derive(Debug, Default)]
+pub struct Kept {
+    /// Root hosts whose unit monitors' kept state changed (a copy's state, or a copy made or
+    /// removed): what to keep of each is [`Engine::host_units`], kept as one value per root
+    /// host (a perf batch changes many of one host's monitors: one write, not one each).
+    pub hosts: BTreeSet<String>,
+    /// Rollup and rule monitors whose kept state changed, and removed monitors of any kind
+    /// (`None`: forget it).
+    pub monitors: Vec<((String, String), Option<Saved>)>,
+}
+
+/// What is kept of one unit monitor copy (see [`Engine::host_units`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptUnit<'a> {
+    pub instance: &'a str,
+    pub monitor: &'a str,
+    pub health: Health,
+    pub memory: &'a crate::detect::Memory,
+    pub held: &'a [Held],
+}
+
+impl KeptUnit<'_> {
+    /// What [`Engine::restore`] takes back.
+    pub fn to_saved(&self) -> Saved {
+        Saved::Unit {
+            health: self.health,
+            memory: self.memory.clone(),
+            held: self.held.to_vec(),
+        }
+    }
+}
+
 /// A perf sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample<'a> {
@@ -129,7 +162,8 @@ struct Copy {
     /// read for every sample it gets; the smaller, the fewer cache lines).
     filter: Option<Box<healthstream_model::expr::Expr>>,
     held: Vec<Held>,
-    /// In [`Engine::touched`] since the last [`Engine::take_touched`] (saves looking there).
+    /// In [`Engine::touched_copies`] since the last [`Engine::take_kept`] (saves looking
+    /// there).
     dirty: bool,
 }
 
@@ -150,11 +184,13 @@ pub struct Engine {
     perf_index: FastMap<String, Arc<PerfIndex<Handle>>>,
     /// Children by host.
     hosted: FastMap<String, BTreeSet<String>>,
-    /// Monitors whose kept state changed since the last [`Engine::take_touched`].
+    /// Monitors whose kept state changed since the last [`Engine::take_kept`].
     touched: BTreeSet<(String, String)>,
-    /// Copies whose kept state a sample changed since the last [`Engine::take_touched`]
+    /// Copies whose kept state a sample changed since the last [`Engine::take_kept`]
     /// (by handle: marked for every sample of a window monitor, without building a key).
     touched_copies: Vec<Handle>,
+    /// Root hosts that lost or replaced unit copies since the last [`Engine::take_kept`].
+    touched_roots: BTreeSet<String>,
     /// The distinct resolved configurations of each monitor (as resolved, and read),
     /// shared by its copies.
     detections: FastMap<String, Vec<(toml::Table, Arc<Detection>)>>,
@@ -481,6 +517,7 @@ impl Engine {
             hosted: FastMap::default(),
             touched: BTreeSet::new(),
             touched_copies: Vec::new(),
+            touched_roots: BTreeSet::new(),
             detections: FastMap::default(),
             rules: BTreeMap::new(),
             firings: Vec::new(),
@@ -642,33 +679,54 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// The monitors whose kept state changed since the last call, with what to keep (`None`:
-    /// forget it).
-    pub fn take_touched(&mut self) -> Vec<((String, String), Option<Saved>)> {
-        let mut out = Vec::with_capacity(self.touched_copies.len() + self.touched.len());
+    /// What is kept and changed since the last call.
+    pub fn take_kept(&mut self) -> Kept {
+        // The copies a sample changed: their root host is marked with them.
         for h in std::mem::take(&mut self.touched_copies) {
             // A copy removed since is in `touched` by its key (and its place may hold
             // another copy: the handle then reads nothing).
-            if let Some((key, c)) = self.copies.at_mut(h) {
-                if c.dirty {
-                    c.dirty = false;
-                    out.push(((**key).clone(), Some(saved_unit(c))));
-                }
+            if let Some((_, c)) = self.copies.at_mut(h) {
+                c.dirty = false;
             }
         }
-        let touched = std::mem::take(&mut self.touched);
-        out.extend(touched.into_iter().map(|key| {
+        let mut hosts = std::mem::take(&mut self.touched_roots);
+        let mut monitors = Vec::new();
+        for key in std::mem::take(&mut self.touched) {
+            if let Some(c) = self.copies.get_mut(&key.0, &key.1) {
+                c.dirty = false;
+                if let Some(i) = self.instances.get(&key.0) {
+                    mark_root(&mut hosts, &i.root_host);
+                }
+                continue;
+            }
             let saved = self
-                .copies
-                .get_mut(&key.0, &key.1)
-                .map(|c| {
-                    c.dirty = false;
-                    saved_unit(c)
-                })
-                .or_else(|| self.rollups.get(&key.0, &key.1).map(|h| Saved::Rollup(*h)))
+                .rollups
+                .get(&key.0, &key.1)
+                .map(|h| Saved::Rollup(*h))
                 .or_else(|| self.rules.get(&key).map(|r| Saved::Rule(r.state.clone())));
-            (key, saved)
-        }));
+            monitors.push((key, saved));
+        }
+        Kept { hosts, monitors }
+    }
+
+    /// What is kept of the unit monitors of a root host's instances, by instance and
+    /// monitor in order. Copies in their initial state are left out (a copy is made in it).
+    pub fn host_units(&self, root: &str) -> Vec<KeptUnit<'_>> {
+        let mut out = Vec::new();
+        for id in self.by_root.get(root).into_iter().flatten() {
+            for (monitor, c) in self.copies.of(id) {
+                if c.held.is_empty() && c.detector.is_initial() {
+                    continue;
+                }
+                out.push(KeptUnit {
+                    instance: id,
+                    monitor,
+                    health: c.detector.health,
+                    memory: &c.detector.memory,
+                    held: &c.held,
+                });
+            }
+        }
         out
     }
 
@@ -1130,6 +1188,9 @@ impl Engine {
             if old.root_host != instance.root_host {
                 let root = old.root_host.clone();
                 self.unindex(&id, &root);
+                // Its copies' kept states move to the other root host.
+                self.touched_roots.insert(root.clone());
+                self.touched_roots.insert(instance.root_host.clone());
             }
         }
         self.by_root
@@ -1169,6 +1230,7 @@ impl Engine {
             self.copies.remove(&key.0, &key.1);
             self.timed.remove(&key);
             self.touched.insert(key);
+            self.touched_roots.insert(old.root_host.clone());
         }
         for key in self.rollups.keys_of(id) {
             self.rollups.remove(&key.0, &key.1);
@@ -1239,6 +1301,10 @@ impl Engine {
                         (c.detector.clone(), c.held.clone())
                     }
                     old => {
+                        if old.is_some() {
+                            // What was kept of the copy goes with its old configuration.
+                            self.touched_roots.insert(inst.root_host.clone());
+                        }
                         let d = Detector::new(detection);
                         // Event-driven types start healthy: say so, as the other types do
                         // with their first sample.
@@ -1331,6 +1397,7 @@ impl Engine {
                 self.copies.remove(&key.0, &key.1);
                 self.timed.remove(&key);
                 self.touched.insert(key);
+                self.touched_roots.insert(inst.root_host.clone());
             }
         }
     }
@@ -1458,6 +1525,7 @@ impl Engine {
                     if !copy.dirty {
                         copy.dirty = true;
                         self.touched_copies.push(h);
+                        mark_root(&mut self.touched_roots, root);
                     }
                     continue;
                 }
@@ -1479,6 +1547,7 @@ impl Engine {
                 {
                     copy.dirty = true;
                     self.touched_copies.push(h);
+                    mark_root(&mut self.touched_roots, root);
                 }
                 if let Some(after) = decided {
                     if after != before {
@@ -2332,12 +2401,10 @@ fn event_summary(fields: &[(&str, Value<'_>)]) -> String {
     )
 }
 
-/// What is kept of a copy.
-fn saved_unit(c: &Copy) -> Saved {
-    Saved::Unit {
-        health: c.detector.health,
-        memory: c.detector.memory.clone(),
-        held: c.held.clone(),
+/// Mark a root host (without a new string when it is marked already).
+fn mark_root(roots: &mut BTreeSet<String>, root: &str) {
+    if !roots.contains(root) {
+        roots.insert(root.to_string());
     }
 }
 

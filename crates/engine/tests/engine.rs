@@ -342,15 +342,19 @@ fn kept_state_restores_an_engine_exactly() {
     let mut a = engine("");
     host(&mut a);
     feed(&mut a, &[50.0, 40.0]);
-    let saved = a.take_touched();
-    assert!(!saved.is_empty());
+    let kept = a.take_kept();
+    assert_eq!(kept.hosts.iter().collect::<Vec<_>>(), ["web-01"]);
+    assert!(!kept.monitors.is_empty(), "the rollups are kept too");
     // Another engine, from the instances and what was kept.
     let mut b = engine("");
     host(&mut b);
-    for ((i, m), s) in saved {
+    for ((i, m), s) in kept.monitors {
         if let Some(s) = s {
             b.restore(&i, &m, s);
         }
+    }
+    for u in a.host_units("web-01") {
+        b.restore(u.instance, u.monitor, u.to_saved());
     }
     let next = [45.0, 3.0, 60.0];
     assert_eq!(changes(&feed(&mut a, &next)), changes(&feed(&mut b, &next)));
@@ -728,90 +732,152 @@ severity = "warning"
 }
 
 #[test]
-fn only_monitors_whose_kept_state_changed_are_written_again() {
-    let mut e = engine("");
+fn only_what_changed_is_kept_again() {
+    // Without the fill-rate monitor, whose window changes with every sample.
+    let mut e = engine(
+        r#"
+[[override]]
+id = "Test.NoFillRate"
+workflow = "Linux.Monitor.FilesystemFillRate"
+parameter = "enabled"
+value = false
+context = "Linux.Filesystem"
+"#,
+    );
     host(&mut e);
     e.perf("web-01", &[free("/", 50.0, 1)]);
-    let first: Vec<(String, String)> = e.take_touched().into_iter().map(|(k, _)| k).collect();
-    assert!(first.contains(&(
-        "root-fs".to_string(),
-        "Linux.Monitor.FilesystemFreeSpace".to_string()
-    )));
-    // The same state again: the threshold keeps nothing new.
+    let first = e.take_kept();
+    assert!(first.hosts.contains("web-01"), "{first:?}");
+    let units: Vec<(&str, &str, Health)> = e
+        .host_units("web-01")
+        .iter()
+        .map(|u| (u.instance, u.monitor, u.health))
+        .collect();
+    assert_eq!(
+        units,
+        [(
+            "root-fs",
+            "Linux.Monitor.FilesystemFreeSpace",
+            Health::Healthy
+        )],
+        "only copies out of their initial state are kept"
+    );
+    // The same state again: the threshold keeps nothing new, nothing is kept again.
     e.perf("web-01", &[free("/", 49.0, 2)]);
-    let again: Vec<(String, String)> = e.take_touched().into_iter().map(|(k, _)| k).collect();
+    let again = e.take_kept();
     assert!(
-        !again
-            .iter()
-            .any(|(_, m)| m == "Linux.Monitor.FilesystemFreeSpace"),
+        again.hosts.is_empty() && again.monitors.is_empty(),
         "{again:?}"
     );
-    // A change is written, with its rollups.
+    // A change is kept, with its rollups.
     e.perf("web-01", &[free("/", 3.0, 3)]);
-    let changed: Vec<(String, String)> = e.take_touched().into_iter().map(|(k, _)| k).collect();
+    let changed = e.take_kept();
+    assert!(changed.hosts.contains("web-01"), "{changed:?}");
+    let monitors: Vec<(String, String)> = changed.monitors.into_iter().map(|(k, _)| k).collect();
     for (i, m) in [
-        ("root-fs", "Linux.Monitor.FilesystemFreeSpace"),
         ("root-fs", "System.Health.EntityState"),
         ("web", "System.Health.EntityState"),
     ] {
         assert!(
-            changed.contains(&(i.to_string(), m.to_string())),
-            "{i} {m}: {changed:?}"
+            monitors.contains(&(i.to_string(), m.to_string())),
+            "{i} {m}: {monitors:?}"
         );
     }
+    assert_eq!(e.host_units("web-01")[0].health, Health::Critical);
 }
 
 #[test]
-fn a_window_monitor_is_written_once_per_take_with_its_latest_window() {
+fn a_window_monitor_is_kept_with_its_latest_window() {
     use healthstream_engine::detect::Memory;
-    use healthstream_engine::engine::Saved;
-    let fill_rate = |taken: Vec<((String, String), Option<Saved>)>| {
-        let found: Vec<Option<Saved>> = taken
+    fn fill_rate(e: &mut Engine) -> Option<Vec<f64>> {
+        let kept = e.take_kept();
+        if !kept.hosts.contains("web-01") {
+            return None;
+        }
+        e.host_units("web-01")
             .into_iter()
-            .filter(|((i, m), _)| i == "root-fs" && m == "Linux.Monitor.FilesystemFillRate")
-            .map(|(_, s)| s)
-            .collect();
-        assert!(found.len() <= 1, "one write per take: {found:?}");
-        found.into_iter().next().flatten().map(|s| match s {
-            Saved::Unit {
-                memory: Memory::Window(w),
-                ..
-            } => w.into_iter().collect::<Vec<f64>>(),
-            other => panic!("a window monitor keeps its window: {other:?}"),
-        })
-    };
+            .find(|u| u.instance == "root-fs" && u.monitor == "Linux.Monitor.FilesystemFillRate")
+            .map(|u| match u.memory {
+                Memory::Window(w) => w.iter().copied().collect(),
+                other => panic!("a window monitor keeps its window: {other:?}"),
+            })
+    }
     let mut e = engine("");
     host(&mut e);
-    // Two samples in one call: the copy is marked once and keeps both.
+    // Two samples in one call: both are kept.
     e.perf("web-01", &[free("/", 50.0, 1), free("/", 48.0, 2)]);
-    assert_eq!(fill_rate(e.take_touched()), Some(vec![50.0, 48.0]));
-    assert_eq!(
-        fill_rate(e.take_touched()),
-        None,
-        "nothing new: nothing taken"
-    );
-    // A window changes with every sample: written again, each time.
+    assert_eq!(fill_rate(&mut e), Some(vec![50.0, 48.0]));
+    assert_eq!(fill_rate(&mut e), None, "nothing new: nothing taken");
+    // A window changes with every sample: kept again, each time.
     e.perf("web-01", &[free("/", 47.0, 3)]);
-    assert_eq!(fill_rate(e.take_touched()), Some(vec![50.0, 48.0, 47.0]));
+    assert_eq!(fill_rate(&mut e), Some(vec![50.0, 48.0, 47.0]));
     // A sample, then its instance is discovered again before the change is taken: the
     // copy is replaced in place and the change is still taken.
     e.perf("web-01", &[free("/", 46.0, 4)]);
     host(&mut e);
-    assert_eq!(
-        fill_rate(e.take_touched()),
-        Some(vec![50.0, 48.0, 47.0, 46.0])
-    );
-    // A copy removed before its change is taken: its handle reads nothing.
+    assert_eq!(fill_rate(&mut e), Some(vec![50.0, 48.0, 47.0, 46.0]));
+    // A copy removed before its change is taken: its host is kept again, without it.
     e.perf("web-01", &[free("/", 45.0, 5)]);
     e.remove("root-fs", 6);
-    let taken = e.take_touched();
+    let kept = e.take_kept();
+    assert!(kept.hosts.contains("web-01"), "{kept:?}");
     assert!(
-        taken
+        e.host_units("web-01")
             .iter()
-            .filter(|((i, m), _)| i == "root-fs" && m == "Linux.Monitor.FilesystemFillRate")
-            .all(|(_, s)| s.is_none()),
-        "a removed copy is deleted, not written: {taken:?}"
+            .all(|u| u.instance != "root-fs"),
+        "{:?}",
+        e.host_units("web-01")
     );
+    // Its last instance removed, a root host keeps nothing.
+    e.remove("web", 7);
+    assert!(e.take_kept().hosts.contains("web-01"));
+    assert!(e.host_units("web-01").is_empty());
+}
+
+/// A copy whose configuration changes starts again: its root host's kept states are
+/// written again, without what the old configuration kept.
+#[test]
+fn a_copy_made_again_by_an_override_is_kept_again() {
+    let mut e = engine(
+        r#"
+[[group]]
+id = "Test.Scratch"
+name = "Scratch filesystems"
+
+[[override]]
+id = "Test.LowerThreshold"
+workflow = "Linux.Monitor.FilesystemFreeSpace"
+parameter = "critical"
+value = 1.0
+context = "Test.Scratch"
+"#,
+    );
+    host(&mut e);
+    e.perf("web-01", &[free("/", 4.0, 1)]);
+    let _ = e.take_kept();
+    let free_space = |e: &Engine| {
+        e.host_units("web-01")
+            .iter()
+            .find(|u| u.monitor == "Linux.Monitor.FilesystemFreeSpace")
+            .map(|u| u.health)
+    };
+    assert_eq!(free_space(&e), Some(Health::Critical));
+    // The filesystem joins the group: its copy is made again with the lower threshold.
+    e.upsert(
+        inst(
+            "root-fs",
+            "Linux.Filesystem",
+            Some("web"),
+            &[("MountPoint", "/"), ("Type", "ext4")],
+            &["Test.Scratch"],
+        ),
+        2,
+    );
+    assert!(e.take_kept().hosts.contains("web-01"));
+    assert_eq!(free_space(&e), None, "the new copy has nothing to keep yet");
+    e.perf("web-01", &[free("/", 4.0, 3)]);
+    assert!(e.take_kept().hosts.contains("web-01"));
+    assert_eq!(free_space(&e), Some(Health::Warning));
 }
 
 /// A container hosted on a computer, containing members of other hosts: its dependency

@@ -54,7 +54,7 @@ async fn instance_health(
     State((store, partitions)): State<(Store, i32)>,
     Path(instance): Path<String>,
 ) -> Response {
-    match crate::monitor_states(&store, &instance) {
+    match crate::monitor_states(&store, &instance, partitions) {
         Ok(states) if states.is_empty() => (
             StatusCode::NOT_FOUND,
             Json(serde_json::json!({"error": format!("no monitor state for instance {instance}")})),
@@ -117,7 +117,7 @@ async fn container(
     State((store, partitions)): State<(Store, i32)>,
     Path(id): Path<String>,
 ) -> Response {
-    let read = crate::monitor_states(&store, &id).and_then(|states| {
+    let read = crate::monitor_states(&store, &id, partitions).and_then(|states| {
         crate::engine_stage::container_members(&store, &id, partitions).map(|m| (states, m))
     });
     let (states, members) = match read {
@@ -237,7 +237,7 @@ async fn tree(
     Path(instance): Path<String>,
 ) -> Response {
     let reported = crate::container_members(&store, &instance, partitions).unwrap_or_default();
-    let states = match crate::monitor_states(&store, &instance) {
+    let states = match crate::monitor_states(&store, &instance, partitions) {
         Ok(s) if !s.is_empty() => s,
         Ok(_) => return (
             StatusCode::NOT_FOUND,

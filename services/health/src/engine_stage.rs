@@ -15,8 +15,9 @@ use healthstream_contracts::records::{
 };
 use healthstream_contracts::{partition_for_key, Codec, Topic};
 use healthstream_engine::commands::{CommandKind as PlannedKind, PlannedCommand};
+use healthstream_engine::detect::Memory;
 use healthstream_engine::engine::{
-    Engine, ExternalMember, Instance, Maintenance, Sample, Saved, StateChange,
+    Engine, ExternalMember, Held, Instance, KeptUnit, Maintenance, Sample, Saved, StateChange,
 };
 use healthstream_model::expr::Value;
 use healthstream_model::pack::Health;
@@ -28,7 +29,8 @@ use crate::perf::{store_latest, LatestCache};
 
 /// The engine's instances: (partition, instance id) -> [`Instance`].
 const INSTANCES_CF: &str = "engine_instance";
-/// Kept monitor state: (instance id, monitor id) -> [`Saved`].
+/// Kept monitor state: (instance id, rollup or rule monitor id) -> [`Saved`], and (root host)
+/// -> the kept states of its unit monitors ([`encode_host_units`]).
 const STATE_CF: &str = "engine_state";
 /// Memberships of this partition's instances in containers (groups, distributed
 /// applications, any containment or reference): relationship id -> [`Membership`], and
@@ -68,6 +70,7 @@ const UNAVAILABLE_PREFIX: u8 = 0x3a;
 const COMMAND_PREFIX: u8 = 0x3c;
 const MEMBERSHIP_BY_MEMBER_PREFIX: u8 = 0x3d;
 const CONTAINER_MEMBER_PREFIX: u8 = 0x3e;
+const HOST_UNITS_PREFIX: u8 = 0x3f;
 
 /// Column families of the health stage (with the perf stage's).
 pub const HEALTH_CFS: &[&str] = &[
@@ -392,6 +395,46 @@ fn encode_state(s: &Saved) -> Result<Vec<u8>, StoreError> {
     rmp_serde::to_vec(s).map_err(corrupt)
 }
 
+/// The kept states of a root host's unit monitors, one value (a perf batch changes many
+/// monitors of one host: one write instead of one per monitor), in MessagePack's compact
+/// form: by instance, (monitor, health, memory, readings held in maintenance).
+fn encode_host_units(units: &[KeptUnit<'_>]) -> Result<Vec<u8>, StoreError> {
+    type Entry<'a> = (&'a str, Health, &'a Memory, &'a [Held]);
+    let mut by_instance: Vec<(&str, Vec<Entry<'_>>)> = Vec::new();
+    for u in units {
+        let entry = (u.monitor, u.health, u.memory, u.held);
+        match by_instance.last_mut() {
+            Some((i, list)) if *i == u.instance => list.push(entry),
+            _ => by_instance.push((u.instance, vec![entry])),
+        }
+    }
+    rmp_serde::to_vec(&by_instance).map_err(corrupt)
+}
+
+/// What [`encode_host_units`] wrote: (instance, monitor, what to restore).
+fn decode_host_units(b: &[u8]) -> Result<Vec<(String, String, Saved)>, StoreError> {
+    type Entry = (String, Health, Memory, Vec<Held>);
+    let by_instance: Vec<(String, Vec<Entry>)> = decode(b)?;
+    Ok(by_instance
+        .into_iter()
+        .flat_map(|(instance, list)| {
+            list.into_iter()
+                .map(move |(monitor, health, memory, held)| {
+                    let saved = Saved::Unit {
+                        health,
+                        memory,
+                        held,
+                    };
+                    (instance.clone(), monitor, saved)
+                })
+        })
+        .collect())
+}
+
+fn host_units_key(root_host: &str) -> Vec<u8> {
+    KeyWriter::new(HOST_UNITS_PREFIX).str(root_host).finish()
+}
+
 fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
     rmp_serde::from_slice(b).map_err(corrupt)
 }
@@ -492,10 +535,11 @@ fn reported_members(
     Ok(out)
 }
 
-/// The kept state of every monitor of an instance: (monitor id, state).
+/// The kept state of every monitor of an instance: (monitor id, state), in order.
 pub fn monitor_states(
     state: &impl StateRead,
     instance: &str,
+    partitions: i32,
 ) -> Result<Vec<(String, Health)>, StoreError> {
     let prefix = KeyWriter::new(STATE_PREFIX).str(instance).finish();
     let mut out = Vec::new();
@@ -509,6 +553,18 @@ pub fn monitor_states(
         };
         out.push((monitor, health));
     }
+    // Unit monitors: with the other monitors of its root host (a container of the rollup
+    // stage is not an instance there, and has none).
+    if let Some((_, i)) = stored_instance(state, instance, partitions)? {
+        if let Some(v) = state.get(STATE_CF, &host_units_key(&i.root_host))? {
+            for (of, monitor, saved) in decode_host_units(&v)? {
+                if let (true, Saved::Unit { health, .. }) = (of == instance, saved) {
+                    out.push((monitor, health));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
@@ -564,6 +620,9 @@ pub struct HealthStage {
     engine: Engine,
     last_tick: i64,
     latest_cache: LatestCache,
+    /// Unit monitor states kept one per key by an earlier version, read by the last load:
+    /// (key, root host). The next input deletes them and keeps their root hosts' states.
+    legacy_units: Vec<(Vec<u8>, String)>,
 }
 
 fn text(v: &PropertyValue) -> Option<String> {
@@ -612,6 +671,7 @@ impl HealthStage {
             packs,
             last_tick: i64::MIN,
             latest_cache: LatestCache::default(),
+            legacy_units: Vec::new(),
         }
     }
 
@@ -823,17 +883,35 @@ impl HealthStage {
         ordered.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
         // Every instance first, then what was kept of every monitor: the kept rollup states
         // are authoritative (recomputing them from half-loaded children would not be).
-        let ids: Vec<String> = ordered.iter().map(|(_, i)| i.id.clone()).collect();
+        let ids: Vec<(String, String)> = ordered
+            .iter()
+            .map(|(_, i)| (i.id.clone(), i.root_host.clone()))
+            .collect();
+        let mut roots: Vec<String> = ids.iter().map(|(_, r)| r.clone()).collect();
+        roots.sort();
+        roots.dedup();
         for (_, i) in ordered {
             self.engine.upsert(i, 0);
         }
-        for id in ids {
+        self.legacy_units.clear();
+        for (id, root) in ids {
             let prefix = KeyWriter::new(STATE_PREFIX).str(&id).finish();
             for (k, v) in state.scan_prefix(STATE_CF, &prefix)? {
                 let mut r = KeyReader::new(&k, STATE_PREFIX).map_err(corrupt)?;
                 let _ = r.str().map_err(corrupt)?;
                 let monitor = r.str().map_err(corrupt)?;
-                self.engine.restore(&id, &monitor, decode(&v)?);
+                let saved: Saved = decode(&v)?;
+                if matches!(saved, Saved::Unit { .. }) {
+                    self.legacy_units.push((k.to_vec(), root.clone()));
+                }
+                self.engine.restore(&id, &monitor, saved);
+            }
+        }
+        for root in roots {
+            if let Some(v) = state.get(STATE_CF, &host_units_key(&root))? {
+                for (id, monitor, saved) in decode_host_units(&v)? {
+                    self.engine.restore(&id, &monitor, saved);
+                }
             }
         }
         for p in partitions {
@@ -869,7 +947,7 @@ impl HealthStage {
         }
         self.engine.restore_availability();
         // What the load itself touched is already stored.
-        let _ = self.engine.take_touched();
+        let _ = self.engine.take_kept();
         let _ = self.engine.take_maintenance_changes();
         let _ = self.engine.take_availability_changes();
         Ok(())
@@ -1630,8 +1708,9 @@ impl Processor for HealthStage {
         let engine = &self.engine;
         self.memberships
             .retain(|member, _| engine.instance(member).is_some());
-        let _ = self.engine.take_touched();
+        let _ = self.engine.take_kept();
         self.latest_cache.clear();
+        self.legacy_units.clear();
     }
 
     fn apply(
@@ -1732,11 +1811,25 @@ impl Processor for HealthStage {
                 None => batch.delete(MAINTENANCE_CF, &key)?,
             }
         }
-        for ((instance, monitor), saved) in self.engine.take_touched() {
+        let mut kept = self.engine.take_kept();
+        for ((instance, monitor), saved) in kept.monitors {
             let key = state_key(&instance, &monitor);
             match saved {
                 Some(s) => batch.put(STATE_CF, &key, &encode_state(&s)?)?,
                 None => batch.delete(STATE_CF, &key)?,
+            }
+        }
+        for (key, root_host) in self.legacy_units.drain(..) {
+            batch.delete(STATE_CF, &key)?;
+            kept.hosts.insert(root_host);
+        }
+        for root_host in kept.hosts {
+            let units = self.engine.host_units(&root_host);
+            let key = host_units_key(&root_host);
+            if units.is_empty() {
+                batch.delete(STATE_CF, &key)?;
+            } else {
+                batch.put(STATE_CF, &key, &encode_host_units(&units)?)?;
             }
         }
         let alerting: Vec<StateChange> = changes.clone();
@@ -1870,6 +1963,127 @@ mod tests {
             }
         );
         assert!(decode::<Saved>(&[0x93, 0xc1]).is_err());
+    }
+
+    #[test]
+    fn a_root_hosts_unit_states_are_read_back_as_written() {
+        use healthstream_engine::detect::ServiceReading;
+        let window = Memory::Window([50.0, 48.5, -1.0].into());
+        let run = Memory::Run {
+            beyond: true,
+            length: 2,
+        };
+        let held = [Held::Service(ServiceReading::Automatic(true))];
+        let units = [
+            KeptUnit {
+                instance: "fs-1",
+                monitor: "Fill",
+                health: Health::Healthy,
+                memory: &window,
+                held: &[],
+            },
+            KeptUnit {
+                instance: "fs-1",
+                monitor: "Free",
+                health: Health::Critical,
+                memory: &Memory::None,
+                held: &[],
+            },
+            KeptUnit {
+                instance: "web",
+                monitor: "Cpu",
+                health: Health::Uninitialized,
+                memory: &run,
+                held: &held,
+            },
+        ];
+        let bytes = encode_host_units(&units).expect("encode");
+        let back = decode_host_units(&bytes).expect("decode");
+        let expected: Vec<(String, String, Saved)> = units
+            .iter()
+            .map(|u| (u.instance.into(), u.monitor.into(), u.to_saved()))
+            .collect();
+        assert_eq!(back, expected);
+        // Each instance's id once.
+        let text = String::from_utf8_lossy(&bytes);
+        assert_eq!(text.matches("fs-1").count(), 1, "{text}");
+        assert!(decode_host_units(&encode_host_units(&[]).expect("empty"))
+            .expect("empty")
+            .is_empty());
+        // Not what was written: an error, not a panic.
+        for bad in [
+            &bytes[..bytes.len() - 1],
+            &[0x91, 0x92, 0xa1, b'x'][..],
+            b"junk",
+        ] {
+            assert!(decode_host_units(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A store written when each unit monitor's state was its own value: the states are
+    /// loaded, and the next input keeps them as one value of their root host instead.
+    #[test]
+    fn unit_states_kept_one_per_key_move_to_their_root_host() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), HEALTH_CFS).expect("store");
+        let mut stage = HealthStage::new(4, packs());
+        apply(
+            &mut stage,
+            &store,
+            change("web-01", EntityKind::Instance, ChangeKind::Upsert),
+            0,
+        );
+        let cpu = "Linux.Monitor.CpuUtilization";
+        let legacy = state_key("web-01", cpu);
+        let saved = Saved::Unit {
+            health: Health::Warning,
+            memory: Memory::Run {
+                beyond: true,
+                length: 7,
+            },
+            held: vec![],
+        };
+        let mut batch = store.batch();
+        batch
+            .put(STATE_CF, &legacy, &encode(&saved).expect("encode"))
+            .expect("put");
+        store.write(batch).expect("write");
+        let partition = partition_for_key(b"web-01", 4) as i32;
+        let mut stage = HealthStage::new(4, packs());
+        stage
+            .on_assigned(
+                &store,
+                &[Assignment {
+                    topic: Topic::Instances,
+                    partition,
+                    start: None,
+                }],
+            )
+            .expect("load");
+        let cpu_state = |store: &Store| {
+            monitor_states(store, "web-01", 4)
+                .expect("states")
+                .into_iter()
+                .find(|(m, _)| m == cpu)
+                .map(|(_, h)| h)
+        };
+        assert_eq!(cpu_state(&store), Some(Health::Warning));
+        apply(
+            &mut stage,
+            &store,
+            change("web-01", EntityKind::Instance, ChangeKind::Upsert),
+            1,
+        );
+        assert!(store.get(STATE_CF, &legacy).expect("get").is_none());
+        let kept = store
+            .get(STATE_CF, &host_units_key("web-01"))
+            .expect("get")
+            .expect("kept with its root host");
+        assert_eq!(
+            decode_host_units(&kept).expect("decode"),
+            [("web-01".to_string(), cpu.to_string(), saved)]
+        );
+        assert_eq!(cpu_state(&store), Some(Health::Warning));
     }
 
     fn packs() -> Packs {

@@ -350,7 +350,7 @@ fn a_group_across_two_hosts() {
     );
     assert!(text.contains("member db-01 left"), "{text}");
     let store = Store::open(run.dir.path(), HEALTH_CFS).expect("reopen");
-    let states: BTreeMap<String, String> = monitor_states(&store, CONTAINER)
+    let states: BTreeMap<String, String> = monitor_states(&store, CONTAINER, PARTITIONS)
         .expect("states")
         .into_iter()
         .map(|(m, h)| (m, h.to_string()))
