@@ -57,6 +57,18 @@ pub struct Store {
     cfs: Arc<Vec<String>>,
 }
 
+/// Memtable of a column family whose keys are overwritten over and over: several times a
+/// deployment's live keys, so that a flush writes each key's last value once instead of
+/// every few overwrites of it (what is overwritten in a memtable is never written out).
+const HOT_WRITE_BUFFER: usize = 64 << 20;
+
+/// Memtable of the other column families.
+const WRITE_BUFFER: usize = 8 << 20;
+
+/// The write-ahead log kept before the memtables holding its oldest writes are flushed:
+/// bounds what a restart replays when hot memtables fill slowly.
+const MAX_TOTAL_WAL: u64 = 256 << 20;
+
 /// Writes that become visible together, with the input offsets they reflect.
 ///
 /// A batch is also the state its writer reads: [`StoreBatch::get`] and
@@ -100,12 +112,25 @@ impl StateRead for StoreBatch {
 impl Store {
     /// Opens (creating if needed) the store at `path` with the given column families.
     pub fn open(path: impl AsRef<Path>, column_families: &[&str]) -> Result<Store, StoreError> {
+        Store::open_with_hot(path, column_families, &[])
+    }
+
+    /// Like [`Store::open`], with `hot` column families (some of `column_families`) whose
+    /// keys are overwritten over and over (a monitor's kept state, rewritten with every
+    /// sample): their memtable is larger, so that most overwrites end in memory instead of
+    /// being flushed and compacted.
+    pub fn open_with_hot(
+        path: impl AsRef<Path>,
+        column_families: &[&str],
+        hot: &[&str],
+    ) -> Result<Store, StoreError> {
         let path = path.as_ref().to_path_buf();
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
+        opts.set_max_total_wal_size(MAX_TOTAL_WAL);
         let mut names: Vec<String> = vec![OFFSETS_CF.to_string()];
         for cf in column_families {
             if !names.iter().any(|n| n == cf) {
@@ -115,7 +140,11 @@ impl Store {
         let descriptors = names.iter().map(|name| {
             let mut cf_opts = Options::default();
             cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            cf_opts.set_write_buffer_size(8 << 20);
+            cf_opts.set_write_buffer_size(if hot.contains(&name.as_str()) {
+                HOT_WRITE_BUFFER
+            } else {
+                WRITE_BUFFER
+            });
             ColumnFamilyDescriptor::new(name, cf_opts)
         });
         let db = DB::open_cf_descriptors(&opts, &path, descriptors).map_err(|source| {
@@ -443,6 +472,59 @@ fn offset_key(topic: &str, partition: i32) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Overwrites of a few keys: a hot column family keeps them in its memtable where an
+    /// ordinary one has switched to a new memtable (to flush) already; the last value of
+    /// each key is read back, and after a reopen.
+    #[test]
+    fn a_hot_column_family_holds_its_overwrites_in_memory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let switched = |store: &Store, cf: &str| -> u64 {
+            let handle = store.cf(cf).expect("cf");
+            [
+                "rocksdb.num-immutable-mem-table",
+                "rocksdb.num-files-at-level0",
+            ]
+            .iter()
+            .map(|p| {
+                store
+                    .db
+                    .property_int_value_cf(&handle, *p)
+                    .expect("property")
+                    .unwrap_or(0)
+            })
+            .sum()
+        };
+        {
+            let store = Store::open_with_hot(dir.path(), &["hot", "cold"], &["hot"]).expect("open");
+            // 12 MiB into each: more than an ordinary memtable, less than a hot one.
+            for round in 0..48u32 {
+                let mut b = store.batch();
+                for key in 0..64u8 {
+                    let value = vec![(round % 251) as u8; 4096];
+                    b.put("hot", &[1, key], &value).expect("put");
+                    b.put("cold", &[1, key], &value).expect("put");
+                }
+                b.set_offset("t", 0, i64::from(round) + 1);
+                store.write(b).expect("write");
+            }
+            assert!(switched(&store, "cold") > 0, "an ordinary memtable filled");
+            assert_eq!(switched(&store, "hot"), 0, "a hot memtable holds it all");
+            let scan = store.scan_prefix("hot", &[1]).expect("scan");
+            assert_eq!(scan.len(), 64);
+            assert!(scan.iter().all(|(_, v)| v == &vec![47u8; 4096]));
+        }
+        let store = Store::open_with_hot(dir.path(), &["hot", "cold"], &["hot"]).expect("reopen");
+        assert_eq!(
+            store.get("hot", &[1, 3]).expect("get"),
+            Some(vec![47u8; 4096])
+        );
+        assert_eq!(
+            store.get("cold", &[1, 3]).expect("get"),
+            Some(vec![47u8; 4096])
+        );
+        assert_eq!(store.offset("t", 0).expect("offset"), Some(48));
+    }
 
     #[test]
     fn state_and_offsets_are_written_together_and_survive_reopen() {

@@ -89,6 +89,15 @@ pub const HEALTH_CFS: &[&str] = &[
     COMMANDS_CF,
 ];
 
+/// Column families rewritten by nearly every perf batch (the kept states of a host's unit
+/// monitors, its latest samples).
+pub const HEALTH_HOT_CFS: &[&str] = &["perf_latest", STATE_CF];
+
+/// Opens (creating if needed) the health processor's store at `path`.
+pub fn open_store(path: impl AsRef<std::path::Path>) -> Result<Store, StoreError> {
+    Store::open_with_hot(path, HEALTH_CFS, HEALTH_HOT_CFS)
+}
+
 /// A command sent to a collector (a diagnostic, recovery or task), with its result once
 /// it came back.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -13,9 +13,9 @@ mod perf;
 
 pub use api::{model_router, router};
 pub use engine_stage::{
-    alert, command, container_members, maintenance_of, monitor_states, open_alert,
+    alert, command, container_members, maintenance_of, monitor_states, open_alert, open_store,
     operation_outcome, state_history, stored_instance, unavailable_since, CommandEntry,
-    CommandOutcome, HealthStage, HistoryEntry, OperationOutcome, HEALTH_CFS,
+    CommandOutcome, HealthStage, HistoryEntry, OperationOutcome, HEALTH_CFS, HEALTH_HOT_CFS,
 };
 pub use operations::{operations_router, operations_router_waiting};
 pub use perf::{latest_samples, LatestSample, PerfStage, PERF_CFS};

@@ -260,7 +260,7 @@ impl Runtime {
             let group = topology.group(Service::Health)?.to_string();
             let dir = data_dir.join("state").join("health");
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let store = Store::open(&dir, healthstream_health::HEALTH_CFS)?;
+            let store = healthstream_health::open_store(&dir)?;
             app = app.merge(healthstream_health::router(
                 store.clone(),
                 bus.partitions(Topic::Perf),
