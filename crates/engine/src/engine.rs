@@ -202,8 +202,9 @@ pub struct Engine {
     rule_perf_index: FastMap<String, Arc<PerfIndex<Key>>>,
     /// (root host, channel) -> event-driven monitor and rule copies reading it.
     event_index: FastMap<String, FastMap<String, EventIndex>>,
-    /// Instances by root host.
-    by_root: BTreeMap<String, BTreeSet<String>>,
+    /// Instances by root host (in order within a host; hosts never iterated where order
+    /// would show in the outputs).
+    by_root: FastMap<String, BTreeSet<String>>,
     /// Instances put in maintenance (what they host is in maintenance with them).
     maintenance: BTreeMap<String, Maintenance>,
     /// Root hosts whose collector is missing its heartbeats.
@@ -523,7 +524,7 @@ impl Engine {
             firings: Vec::new(),
             rule_perf_index: FastMap::default(),
             event_index: FastMap::default(),
-            by_root: BTreeMap::new(),
+            by_root: FastMap::default(),
             maintenance: BTreeMap::new(),
             unavailable: BTreeSet::new(),
             maintenance_touched: BTreeMap::new(),

@@ -15,9 +15,8 @@ use healthstream_contracts::records::{
 };
 use healthstream_contracts::{partition_for_key, Codec, Topic};
 use healthstream_engine::commands::{CommandKind as PlannedKind, PlannedCommand};
-use healthstream_engine::detect::Memory;
 use healthstream_engine::engine::{
-    Engine, ExternalMember, Held, Instance, KeptUnit, Maintenance, Sample, Saved, StateChange,
+    Engine, ExternalMember, Instance, Maintenance, Sample, Saved, StateChange,
 };
 use healthstream_model::expr::Value;
 use healthstream_model::pack::Health;
@@ -25,12 +24,13 @@ use healthstream_packfeed::Packs;
 use healthstream_stage::{Position, Processor, Rejection, StageError};
 use healthstream_store::{KeyReader, KeyWriter, StateRead, Store, StoreBatch, StoreError};
 
+use crate::kept::{decode_host_units, encode_host_units};
 use crate::perf::{store_latest, LatestCache};
 
 /// The engine's instances: (partition, instance id) -> [`Instance`].
 const INSTANCES_CF: &str = "engine_instance";
 /// Kept monitor state: (instance id, rollup or rule monitor id) -> [`Saved`], and (root host)
-/// -> the kept states of its unit monitors ([`encode_host_units`]).
+/// -> the kept states of its unit monitors (see `kept.rs`).
 const STATE_CF: &str = "engine_state";
 /// Memberships of this partition's instances in containers (groups, distributed
 /// applications, any containment or reference): relationship id -> [`Membership`], and
@@ -404,42 +404,6 @@ fn encode_state(s: &Saved) -> Result<Vec<u8>, StoreError> {
     rmp_serde::to_vec(s).map_err(corrupt)
 }
 
-/// The kept states of a root host's unit monitors, one value (a perf batch changes many
-/// monitors of one host: one write instead of one per monitor), in MessagePack's compact
-/// form: by instance, (monitor, health, memory, readings held in maintenance).
-fn encode_host_units(units: &[KeptUnit<'_>]) -> Result<Vec<u8>, StoreError> {
-    type Entry<'a> = (&'a str, Health, &'a Memory, &'a [Held]);
-    let mut by_instance: Vec<(&str, Vec<Entry<'_>>)> = Vec::new();
-    for u in units {
-        let entry = (u.monitor, u.health, u.memory, u.held);
-        match by_instance.last_mut() {
-            Some((i, list)) if *i == u.instance => list.push(entry),
-            _ => by_instance.push((u.instance, vec![entry])),
-        }
-    }
-    rmp_serde::to_vec(&by_instance).map_err(corrupt)
-}
-
-/// What [`encode_host_units`] wrote: (instance, monitor, what to restore).
-fn decode_host_units(b: &[u8]) -> Result<Vec<(String, String, Saved)>, StoreError> {
-    type Entry = (String, Health, Memory, Vec<Held>);
-    let by_instance: Vec<(String, Vec<Entry>)> = decode(b)?;
-    Ok(by_instance
-        .into_iter()
-        .flat_map(|(instance, list)| {
-            list.into_iter()
-                .map(move |(monitor, health, memory, held)| {
-                    let saved = Saved::Unit {
-                        health,
-                        memory,
-                        held,
-                    };
-                    (instance.clone(), monitor, saved)
-                })
-        })
-        .collect())
-}
-
 fn host_units_key(root_host: &str) -> Vec<u8> {
     KeyWriter::new(HOST_UNITS_PREFIX).str(root_host).finish()
 }
@@ -566,7 +530,7 @@ pub fn monitor_states(
     // stage is not an instance there, and has none).
     if let Some((_, i)) = stored_instance(state, instance, partitions)? {
         if let Some(v) = state.get(STATE_CF, &host_units_key(&i.root_host))? {
-            for (of, monitor, saved) in decode_host_units(&v)? {
+            for (of, monitor, saved) in decode_host_units(&v).map_err(StoreError::Corrupt)? {
                 if let (true, Saved::Unit { health, .. }) = (of == instance, saved) {
                     out.push((monitor, health));
                 }
@@ -918,7 +882,7 @@ impl HealthStage {
         }
         for root in roots {
             if let Some(v) = state.get(STATE_CF, &host_units_key(&root))? {
-                for (id, monitor, saved) in decode_host_units(&v)? {
+                for (id, monitor, saved) in decode_host_units(&v).map_err(StoreError::Corrupt)? {
                     self.engine.restore(&id, &monitor, saved);
                 }
             }
@@ -1838,7 +1802,7 @@ impl Processor for HealthStage {
             if units.is_empty() {
                 batch.delete(STATE_CF, &key)?;
             } else {
-                batch.put(STATE_CF, &key, &encode_host_units(&units)?)?;
+                batch.put(STATE_CF, &key, &encode_host_units(&units))?;
             }
         }
         let alerting: Vec<StateChange> = changes.clone();
@@ -1974,65 +1938,11 @@ mod tests {
         assert!(decode::<Saved>(&[0x93, 0xc1]).is_err());
     }
 
-    #[test]
-    fn a_root_hosts_unit_states_are_read_back_as_written() {
-        use healthstream_engine::detect::ServiceReading;
-        let window = Memory::Window([50.0, 48.5, -1.0].into());
-        let run = Memory::Run {
-            beyond: true,
-            length: 2,
-        };
-        let held = [Held::Service(ServiceReading::Automatic(true))];
-        let units = [
-            KeptUnit {
-                instance: "fs-1",
-                monitor: "Fill",
-                health: Health::Healthy,
-                memory: &window,
-                held: &[],
-            },
-            KeptUnit {
-                instance: "fs-1",
-                monitor: "Free",
-                health: Health::Critical,
-                memory: &Memory::None,
-                held: &[],
-            },
-            KeptUnit {
-                instance: "web",
-                monitor: "Cpu",
-                health: Health::Uninitialized,
-                memory: &run,
-                held: &held,
-            },
-        ];
-        let bytes = encode_host_units(&units).expect("encode");
-        let back = decode_host_units(&bytes).expect("decode");
-        let expected: Vec<(String, String, Saved)> = units
-            .iter()
-            .map(|u| (u.instance.into(), u.monitor.into(), u.to_saved()))
-            .collect();
-        assert_eq!(back, expected);
-        // Each instance's id once.
-        let text = String::from_utf8_lossy(&bytes);
-        assert_eq!(text.matches("fs-1").count(), 1, "{text}");
-        assert!(decode_host_units(&encode_host_units(&[]).expect("empty"))
-            .expect("empty")
-            .is_empty());
-        // Not what was written: an error, not a panic.
-        for bad in [
-            &bytes[..bytes.len() - 1],
-            &[0x91, 0x92, 0xa1, b'x'][..],
-            b"junk",
-        ] {
-            assert!(decode_host_units(bad).is_err(), "{bad:?}");
-        }
-    }
-
     /// A store written when each unit monitor's state was its own value: the states are
     /// loaded, and the next input keeps them as one value of their root host instead.
     #[test]
     fn unit_states_kept_one_per_key_move_to_their_root_host() {
+        use healthstream_engine::detect::Memory;
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), HEALTH_CFS).expect("store");
         let mut stage = HealthStage::new(4, packs());

@@ -7,9 +7,11 @@
 
 mod api;
 mod engine_stage;
+mod kept;
 mod metrics;
 mod operations;
 mod perf;
+mod wire;
 
 pub use api::{model_router, router};
 pub use engine_stage::{

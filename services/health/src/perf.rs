@@ -8,6 +8,7 @@ use healthstream_store::{KeyWriter, Store, StoreBatch, StoreError};
 use serde::Serialize;
 
 use crate::metrics;
+use crate::wire::{put_str, Cursor};
 
 /// Column family of the latest sample per counter.
 const LATEST_CF: &str = "perf_latest";
@@ -77,11 +78,6 @@ fn counter_key(buf: &mut String, object: &str, counter: &str, instance: &str) {
     buf.push_str(instance);
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
 /// Entries one after the other: counter key, time, value, partition, offset, collector;
 /// strings with a 4-byte length.
 fn encode_host(latest: &HostLatest) -> Vec<u8> {
@@ -99,46 +95,15 @@ fn encode_host(latest: &HostLatest) -> Vec<u8> {
 
 /// Reads what [`encode_host`] wrote; a value that does not read says at which byte.
 fn decode_host(v: &[u8]) -> Result<HostLatest, String> {
-    struct Cursor<'a>(&'a [u8], usize);
-    impl Cursor<'_> {
-        fn take(&mut self, n: usize) -> Result<&[u8], String> {
-            let end = self
-                .1
-                .checked_add(n)
-                .filter(|e| *e <= self.0.len())
-                .ok_or_else(|| {
-                    format!(
-                        "latest samples end at byte {} of {}, {n} more expected",
-                        self.1,
-                        self.0.len()
-                    )
-                })?;
-            let out = &self.0[self.1..end];
-            self.1 = end;
-            Ok(out)
-        }
-        fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
-            let b = self.take(N)?;
-            let mut a = [0u8; N];
-            a.copy_from_slice(b);
-            Ok(a)
-        }
-        fn string(&mut self) -> Result<String, String> {
-            let at = self.1;
-            let n = u32::from_be_bytes(self.array()?) as usize;
-            String::from_utf8(self.take(n)?.to_vec())
-                .map_err(|_| format!("latest samples: the text at byte {at} is not UTF-8"))
-        }
-    }
-    let mut c = Cursor(v, 0);
+    let mut c = Cursor::new(v, "latest samples");
     let mut out = HostLatest::new();
-    while c.1 < v.len() {
+    while !c.done() {
         let key = c.string()?;
         let kept = Kept {
-            time: i64::from_be_bytes(c.array()?),
-            value: f64::from_be_bytes(c.array()?),
+            time: c.i64()?,
+            value: c.f64()?,
             partition: i32::from_be_bytes(c.array()?),
-            offset: i64::from_be_bytes(c.array()?),
+            offset: c.i64()?,
             collector: c.string()?,
         };
         out.insert(key, kept);

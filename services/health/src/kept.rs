@@ -1,0 +1,359 @@
+//! The kept states of a root host's unit monitors as one stored value, rewritten whenever
+//! one of them changes (a perf batch changes many monitors of one host: one write instead
+//! of one per monitor).
+//!
+//! Format (version 1): the version byte, the count of instances, then per instance its id
+//! and the count of its
+//! monitors, and per monitor its id, its health (one byte), its memory (a tag byte and the
+//! tag's fields) and the readings held while in maintenance (a count, then a tag byte and
+//! the reading each).
+
+use healthstream_engine::detect::{Memory, ServiceReading};
+use healthstream_engine::engine::{Held, KeptUnit, Saved};
+use healthstream_model::pack::Health;
+
+use crate::wire::{put_str, Cursor};
+
+const VERSION: u8 = 1;
+
+fn health_byte(h: Health) -> u8 {
+    match h {
+        Health::Uninitialized => 0,
+        Health::Healthy => 1,
+        Health::Warning => 2,
+        Health::Critical => 3,
+    }
+}
+
+fn option_byte(b: Option<bool>) -> u8 {
+    match b {
+        None => 0,
+        Some(false) => 1,
+        Some(true) => 2,
+    }
+}
+
+fn put_memory(out: &mut Vec<u8>, m: &Memory) {
+    match m {
+        Memory::None => out.push(0),
+        Memory::Window(w) => {
+            out.push(1);
+            out.extend_from_slice(&(w.len() as u32).to_be_bytes());
+            for v in w {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        Memory::Run { beyond, length } => {
+            out.push(2);
+            out.push(u8::from(*beyond));
+            out.extend_from_slice(&length.to_be_bytes());
+        }
+        Memory::LastBad(t) => {
+            out.push(3);
+            out.extend_from_slice(&t.to_be_bytes());
+        }
+        Memory::Heartbeat { last, interval } => {
+            out.push(4);
+            out.extend_from_slice(&last.to_be_bytes());
+            out.extend_from_slice(&interval.to_be_bytes());
+        }
+        Memory::Service { running, automatic } => {
+            out.push(5);
+            out.push(option_byte(*running));
+            out.push(option_byte(*automatic));
+        }
+    }
+}
+
+fn put_held(out: &mut Vec<u8>, h: &Held) {
+    match h {
+        Held::Value(v) => {
+            out.push(0);
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        Held::Service(ServiceReading::Running(on)) => out.extend([1, u8::from(*on)]),
+        Held::Service(ServiceReading::Automatic(on)) => out.extend([2, u8::from(*on)]),
+    }
+}
+
+/// The value of a root host's unit states (`units` by instance, as
+/// [`healthstream_engine::engine::Engine::host_units`] lists them).
+pub(crate) fn encode_host_units(units: &[KeptUnit<'_>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + units.len() * 96);
+    out.push(VERSION);
+    out.extend_from_slice(&0u32.to_be_bytes());
+    let mut instances = 0u32;
+    let mut rest = units;
+    while let Some(first) = rest.first() {
+        let n = rest
+            .iter()
+            .take_while(|u| u.instance == first.instance)
+            .count();
+        put_str(&mut out, first.instance);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+        for u in &rest[..n] {
+            put_str(&mut out, u.monitor);
+            out.push(health_byte(u.health));
+            put_memory(&mut out, u.memory);
+            out.extend_from_slice(&(u.held.len() as u32).to_be_bytes());
+            for h in u.held {
+                put_held(&mut out, h);
+            }
+        }
+        rest = &rest[n..];
+        instances += 1;
+    }
+    out[1..5].copy_from_slice(&instances.to_be_bytes());
+    out
+}
+
+fn bool_at(c: &mut Cursor<'_>) -> Result<bool, String> {
+    match c.u8()? {
+        0 => Ok(false),
+        1 => Ok(true),
+        b => Err(c.error(format!("{b} is not a flag"))),
+    }
+}
+
+fn option_at(c: &mut Cursor<'_>) -> Result<Option<bool>, String> {
+    match c.u8()? {
+        0 => Ok(None),
+        1 => Ok(Some(false)),
+        2 => Ok(Some(true)),
+        b => Err(c.error(format!("{b} is not a service reading"))),
+    }
+}
+
+fn memory_at(c: &mut Cursor<'_>) -> Result<Memory, String> {
+    Ok(match c.u8()? {
+        0 => Memory::None,
+        1 => {
+            let n = c.count(8)?;
+            let mut w = std::collections::VecDeque::with_capacity(n);
+            for _ in 0..n {
+                w.push_back(c.f64()?);
+            }
+            Memory::Window(w)
+        }
+        2 => Memory::Run {
+            beyond: bool_at(c)?,
+            length: c.u32()?,
+        },
+        3 => Memory::LastBad(c.i64()?),
+        4 => Memory::Heartbeat {
+            last: c.i64()?,
+            interval: c.i64()?,
+        },
+        5 => Memory::Service {
+            running: option_at(c)?,
+            automatic: option_at(c)?,
+        },
+        t => return Err(c.error(format!("{t} is not a kind of monitor memory"))),
+    })
+}
+
+fn held_at(c: &mut Cursor<'_>) -> Result<Held, String> {
+    Ok(match c.u8()? {
+        0 => Held::Value(c.f64()?),
+        1 => Held::Service(ServiceReading::Running(bool_at(c)?)),
+        2 => Held::Service(ServiceReading::Automatic(bool_at(c)?)),
+        t => return Err(c.error(format!("{t} is not a kind of held reading"))),
+    })
+}
+
+/// What [`encode_host_units`] wrote: (instance, monitor, what to restore).
+pub(crate) fn decode_host_units(v: &[u8]) -> Result<Vec<(String, String, Saved)>, String> {
+    let mut c = Cursor::new(v, "unit monitor states");
+    match c.u8()? {
+        VERSION => {}
+        other => {
+            return Err(format!(
+                "unit monitor states of version {other} (known: {VERSION})"
+            ))
+        }
+    }
+    let mut out = Vec::new();
+    // An instance is at least its id's length and its count of monitors.
+    for _ in 0..c.count(8)? {
+        let instance = c.string()?;
+        // A monitor is at least its id's length, health, memory tag and held count.
+        for _ in 0..c.count(10)? {
+            let monitor = c.string()?;
+            let health = match c.u8()? {
+                0 => Health::Uninitialized,
+                1 => Health::Healthy,
+                2 => Health::Warning,
+                3 => Health::Critical,
+                b => return Err(c.error(format!("{b} is not a health state"))),
+            };
+            let memory = memory_at(&mut c)?;
+            let mut held = Vec::new();
+            for _ in 0..c.count(2)? {
+                held.push(held_at(&mut c)?);
+            }
+            let saved = Saved::Unit {
+                health,
+                memory,
+                held,
+            };
+            out.push((instance.clone(), monitor, saved));
+        }
+    }
+    if !c.done() {
+        return Err(c.error("more than its instances"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn units<'a>(memories: &'a [Memory], held: &'a [Held]) -> Vec<KeptUnit<'a>> {
+        memories
+            .iter()
+            .enumerate()
+            .map(|(i, m)| KeptUnit {
+                instance: if i < 2 { "fs-1" } else { "web" },
+                monitor: ["Fill", "Free", "Cpu", "Sshd", "Beat", "Timer"][i % 6],
+                health: [
+                    Health::Healthy,
+                    Health::Critical,
+                    Health::Uninitialized,
+                    Health::Warning,
+                ][i % 4],
+                memory: m,
+                held: if i == 3 { held } else { &[] },
+            })
+            .collect()
+    }
+
+    fn every_memory() -> Vec<Memory> {
+        vec![
+            Memory::Window([50.0, 48.5, -1.0, f64::MAX].into()),
+            Memory::None,
+            Memory::Run {
+                beyond: true,
+                length: 7,
+            },
+            Memory::Service {
+                running: Some(false),
+                automatic: None,
+            },
+            Memory::Heartbeat {
+                last: 1_700_000_000_000,
+                interval: 60_000,
+            },
+            Memory::LastBad(i64::MIN),
+        ]
+    }
+
+    const HELD: [Held; 3] = [
+        Held::Value(-3.5),
+        Held::Service(ServiceReading::Running(true)),
+        Held::Service(ServiceReading::Automatic(false)),
+    ];
+
+    #[test]
+    fn every_kind_of_state_is_read_back_as_written() {
+        let memories = every_memory();
+        let units = units(&memories, &HELD);
+        let bytes = encode_host_units(&units);
+        let expected: Vec<(String, String, Saved)> = units
+            .iter()
+            .map(|u| (u.instance.into(), u.monitor.into(), u.to_saved()))
+            .collect();
+        assert_eq!(decode_host_units(&bytes).expect("decode"), expected);
+        // Each instance's id once; no names of fields or states.
+        let text = String::from_utf8_lossy(&bytes);
+        assert_eq!(text.matches("fs-1").count(), 1, "{text}");
+        assert!(
+            !text.contains("ealthy") && !text.contains("Window"),
+            "{text}"
+        );
+        assert_eq!(decode_host_units(&encode_host_units(&[])), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_value_that_does_not_read_says_what_and_where() {
+        let memories = every_memory();
+        let bytes = encode_host_units(&units(&memories, &HELD));
+        // Cut anywhere: an error, never a panic, never a partial answer.
+        for end in 0..bytes.len() {
+            let cut = decode_host_units(&bytes[..end]);
+            assert!(cut.is_err(), "cut at {end}: {cut:?}");
+        }
+        let err = |b: &[u8]| decode_host_units(b).expect_err("refused");
+        assert!(err(&[]).contains("end at byte 0"), "{}", err(&[]));
+        assert!(err(&[9]).contains("version 9"), "{}", err(&[9]));
+        // An instance claiming more monitors than the value holds.
+        let mut huge = vec![VERSION, 0, 0, 0, 1];
+        put_str(&mut huge, "web");
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(err(&huge).contains("cannot fit"), "{}", err(&huge));
+        // Unknown health, memory and held tags, flags that are not flags.
+        let one = |health: u8, memory: &[u8], held: &[u8]| {
+            let mut v = vec![VERSION, 0, 0, 0, 1];
+            put_str(&mut v, "web");
+            v.extend_from_slice(&1u32.to_be_bytes());
+            put_str(&mut v, "Cpu");
+            v.push(health);
+            v.extend_from_slice(memory);
+            v.extend_from_slice(held);
+            v
+        };
+        let no_held = 0u32.to_be_bytes();
+        let mut one_held = 1u32.to_be_bytes().to_vec();
+        one_held.extend([9, 0]);
+        for (bad, expected) in [
+            (one(7, &[0], &no_held), "7 is not a health state"),
+            (one(1, &[6], &no_held), "6 is not a kind of monitor memory"),
+            (one(1, &[2, 5, 0, 0, 0, 1], &no_held), "5 is not a flag"),
+            (one(1, &[5, 3, 0], &no_held), "3 is not a service reading"),
+            (one(1, &[0], &one_held), "9 is not a kind of held reading"),
+        ] {
+            let e = err(&bad);
+            assert!(e.contains(expected) && e.contains("at byte"), "{e}");
+        }
+        assert_eq!(
+            decode_host_units(&one(1, &[0], &no_held)).expect("a good one"),
+            [(
+                "web".to_string(),
+                "Cpu".to_string(),
+                Saved::Unit {
+                    health: Health::Healthy,
+                    memory: Memory::None,
+                    held: vec![]
+                }
+            )]
+        );
+        let mut longer = one(1, &[0], &no_held);
+        longer.push(0);
+        assert!(
+            err(&longer).contains("more than its instances"),
+            "{}",
+            err(&longer)
+        );
+        let mut not_utf8 = vec![VERSION, 0, 0, 0, 1];
+        not_utf8.extend_from_slice(&2u32.to_be_bytes());
+        not_utf8.extend([0xff, 0xfe, 0, 0, 0, 0]);
+        assert!(err(&not_utf8).contains("not UTF-8"), "{}", err(&not_utf8));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_are_read_or_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let mut v = vec![VERSION];
+            v.extend(bytes);
+            let _ = decode_host_units(&v);
+        }
+
+        #[test]
+        fn windows_of_any_values_are_read_back(values in proptest::collection::vec(proptest::num::f64::NORMAL | proptest::num::f64::ZERO, 0..40)) {
+            let memory = [Memory::Window(values.into())];
+            let units = units(&memory, &[]);
+            let back = decode_host_units(&encode_host_units(&units)).expect("reads");
+            proptest::prop_assert_eq!(back, vec![("fs-1".to_string(), "Fill".to_string(), units[0].to_saved())]);
+        }
+    }
+}
