@@ -1190,8 +1190,8 @@ impl Engine {
                 let root = old.root_host.clone();
                 self.unindex(&id, &root);
                 // Its copies' kept states move to the other root host.
-                self.touched_roots.insert(root.clone());
-                self.touched_roots.insert(instance.root_host.clone());
+                mark_root(&mut self.touched_roots, &root);
+                mark_root(&mut self.touched_roots, &instance.root_host);
             }
         }
         self.by_root
@@ -1231,7 +1231,7 @@ impl Engine {
             self.copies.remove(&key.0, &key.1);
             self.timed.remove(&key);
             self.touched.insert(key);
-            self.touched_roots.insert(old.root_host.clone());
+            mark_root(&mut self.touched_roots, &old.root_host);
         }
         for key in self.rollups.keys_of(id) {
             self.rollups.remove(&key.0, &key.1);
@@ -1304,7 +1304,7 @@ impl Engine {
                     old => {
                         if old.is_some() {
                             // What was kept of the copy goes with its old configuration.
-                            self.touched_roots.insert(inst.root_host.clone());
+                            mark_root(&mut self.touched_roots, &inst.root_host);
                         }
                         let d = Detector::new(detection);
                         // Event-driven types start healthy: say so, as the other types do
@@ -1398,7 +1398,7 @@ impl Engine {
                 self.copies.remove(&key.0, &key.1);
                 self.timed.remove(&key);
                 self.touched.insert(key);
-                self.touched_roots.insert(inst.root_host.clone());
+                mark_root(&mut self.touched_roots, &inst.root_host);
             }
         }
     }

@@ -73,16 +73,18 @@ fn host(e: &mut Engine) {
         ),
         0,
     );
-    e.upsert(
-        inst(
-            "root-fs",
-            "Linux.Filesystem",
-            Some("web"),
-            &[("MountPoint", "/"), ("Type", "ext4")],
-            &[],
-        ),
-        0,
-    );
+    e.upsert(root_fs(&[]), 0);
+}
+
+/// The computer's root filesystem, a member of `groups`.
+fn root_fs(groups: &[&str]) -> Instance {
+    inst(
+        "root-fs",
+        "Linux.Filesystem",
+        Some("web"),
+        &[("MountPoint", "/"), ("Type", "ext4")],
+        groups,
+    )
 }
 
 #[test]
@@ -755,11 +757,7 @@ context = "Linux.Filesystem"
         .collect();
     assert_eq!(
         units,
-        [(
-            "root-fs",
-            "Linux.Monitor.FilesystemFreeSpace",
-            Health::Healthy
-        )],
+        [("root-fs", FREE_SPACE, Health::Healthy)],
         "only copies out of their initial state are kept"
     );
     // The same state again: the threshold keeps nothing new, nothing is kept again.
@@ -858,21 +856,12 @@ context = "Test.Scratch"
     let free_space = |e: &Engine| {
         e.host_units("web-01")
             .iter()
-            .find(|u| u.monitor == "Linux.Monitor.FilesystemFreeSpace")
+            .find(|u| u.monitor == FREE_SPACE)
             .map(|u| u.health)
     };
     assert_eq!(free_space(&e), Some(Health::Critical));
     // The filesystem joins the group: its copy is made again with the lower threshold.
-    e.upsert(
-        inst(
-            "root-fs",
-            "Linux.Filesystem",
-            Some("web"),
-            &[("MountPoint", "/"), ("Type", "ext4")],
-            &["Test.Scratch"],
-        ),
-        2,
-    );
+    e.upsert(root_fs(&["Test.Scratch"]), 2);
     assert!(e.take_kept().hosts.contains("web-01"));
     assert_eq!(free_space(&e), None, "the new copy has nothing to keep yet");
     e.perf("web-01", &[free("/", 4.0, 3)]);

@@ -531,8 +531,10 @@ pub fn monitor_states(
     if let Some((_, i)) = stored_instance(state, instance, partitions)? {
         if let Some(v) = state.get(STATE_CF, &host_units_key(&i.root_host))? {
             for (of, monitor, saved) in decode_host_units(&v).map_err(StoreError::Corrupt)? {
-                if let (true, Saved::Unit { health, .. }) = (of == instance, saved) {
-                    out.push((monitor, health));
+                if let Saved::Unit { health, .. } = saved {
+                    if of == instance {
+                        out.push((monitor, health));
+                    }
                 }
             }
         }

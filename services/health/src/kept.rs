@@ -16,21 +16,29 @@ use crate::wire::{put_str, Cursor};
 
 const VERSION: u8 = 1;
 
-fn health_byte(h: Health) -> u8 {
-    match h {
-        Health::Uninitialized => 0,
-        Health::Healthy => 1,
-        Health::Warning => 2,
-        Health::Critical => 3,
-    }
+/// Health states by their byte.
+const HEALTHS: [Health; 4] = [
+    Health::Uninitialized,
+    Health::Healthy,
+    Health::Warning,
+    Health::Critical,
+];
+
+/// Service readings (not read yet, off, on) by their byte.
+const READINGS: [Option<bool>; 3] = [None, Some(false), Some(true)];
+
+/// The byte of `v` in `table`.
+fn byte_of<T: PartialEq>(table: &[T], v: &T) -> u8 {
+    table.iter().position(|x| x == v).unwrap_or_default() as u8
 }
 
-fn option_byte(b: Option<bool>) -> u8 {
-    match b {
-        None => 0,
-        Some(false) => 1,
-        Some(true) => 2,
-    }
+/// What a byte stands for in `table`.
+fn at_byte<T: Copy>(c: &mut Cursor<'_>, table: &[T], what: &str) -> Result<T, String> {
+    let b = c.u8()?;
+    table
+        .get(usize::from(b))
+        .copied()
+        .ok_or_else(|| c.error(format!("{b} is not {what}")))
 }
 
 fn put_memory(out: &mut Vec<u8>, m: &Memory) {
@@ -59,8 +67,8 @@ fn put_memory(out: &mut Vec<u8>, m: &Memory) {
         }
         Memory::Service { running, automatic } => {
             out.push(5);
-            out.push(option_byte(*running));
-            out.push(option_byte(*automatic));
+            out.push(byte_of(&READINGS, running));
+            out.push(byte_of(&READINGS, automatic));
         }
     }
 }
@@ -93,7 +101,7 @@ pub(crate) fn encode_host_units(units: &[KeptUnit<'_>]) -> Vec<u8> {
         out.extend_from_slice(&(n as u32).to_be_bytes());
         for u in &rest[..n] {
             put_str(&mut out, u.monitor);
-            out.push(health_byte(u.health));
+            out.push(byte_of(&HEALTHS, &u.health));
             put_memory(&mut out, u.memory);
             out.extend_from_slice(&(u.held.len() as u32).to_be_bytes());
             for h in u.held {
@@ -108,20 +116,7 @@ pub(crate) fn encode_host_units(units: &[KeptUnit<'_>]) -> Vec<u8> {
 }
 
 fn bool_at(c: &mut Cursor<'_>) -> Result<bool, String> {
-    match c.u8()? {
-        0 => Ok(false),
-        1 => Ok(true),
-        b => Err(c.error(format!("{b} is not a flag"))),
-    }
-}
-
-fn option_at(c: &mut Cursor<'_>) -> Result<Option<bool>, String> {
-    match c.u8()? {
-        0 => Ok(None),
-        1 => Ok(Some(false)),
-        2 => Ok(Some(true)),
-        b => Err(c.error(format!("{b} is not a service reading"))),
-    }
+    at_byte(c, &[false, true], "a flag")
 }
 
 fn memory_at(c: &mut Cursor<'_>) -> Result<Memory, String> {
@@ -145,8 +140,8 @@ fn memory_at(c: &mut Cursor<'_>) -> Result<Memory, String> {
             interval: c.i64()?,
         },
         5 => Memory::Service {
-            running: option_at(c)?,
-            automatic: option_at(c)?,
+            running: at_byte(c, &READINGS, "a service reading")?,
+            automatic: at_byte(c, &READINGS, "a service reading")?,
         },
         t => return Err(c.error(format!("{t} is not a kind of monitor memory"))),
     })
@@ -179,13 +174,7 @@ pub(crate) fn decode_host_units(v: &[u8]) -> Result<Vec<(String, String, Saved)>
         // A monitor is at least its id's length, health, memory tag and held count.
         for _ in 0..c.count(10)? {
             let monitor = c.string()?;
-            let health = match c.u8()? {
-                0 => Health::Uninitialized,
-                1 => Health::Healthy,
-                2 => Health::Warning,
-                3 => Health::Critical,
-                b => return Err(c.error(format!("{b} is not a health state"))),
-            };
+            let health = at_byte(&mut c, &HEALTHS, "a health state")?;
             let memory = memory_at(&mut c)?;
             let mut held = Vec::new();
             for _ in 0..c.count(2)? {
