@@ -1,7 +1,7 @@
 //! One conformance suite, run against the embedded bus and against a real Kafka-protocol
-//! broker: per-partition order, a consumer group of two rebalancing, resume from stored
-//! offsets after a restart with no loss and no double processing, dead letters, and
-//! reading compacted topics.
+//! broker: per-partition order, a consumer group of two rebalancing, a partition moving
+//! only once its old owner has stored its work, resume from stored offsets after a restart
+//! with no loss and no double processing, dead letters, and reading compacted topics.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -267,6 +267,104 @@ async fn group_of_two_rebalances(backend: Backend) {
     );
 }
 
+/// A processor applies records in groups and stores a group later (as the stages do). When
+/// a second member joins, the first is told its partitions are revoked; until it has stored
+/// its open group and asked for the next event, nobody else may start on them, so the new
+/// owner starts exactly where the stored state ends.
+async fn a_partition_moves_once_its_owner_stored_its_work(backend: Backend) {
+    let bus = backend.connect().await;
+    let records: Vec<OutboundRecord> = (0..40)
+        .map(|i| record(Topic::Heartbeats, i % 4, "k", Some(&format!("h{i}"))))
+        .collect();
+    produce_all(&bus, records).await;
+    let state = Arc::new(MemoryState::default());
+    let group = format!("conformance-handover-{}", backend.name());
+    let mut a = bus
+        .consumer(&group, &[Topic::Heartbeats], state.clone())
+        .expect("member a");
+    // a reads everything and keeps it in its open group, stored nowhere yet.
+    let mut open = Vec::new();
+    timeout(WAIT, async {
+        while open.len() < 40 {
+            match a.next().await.expect("a") {
+                ConsumerEvent::Message(m) => open.push(m),
+                ConsumerEvent::Revoked(r) => panic!("revoked alone: {r:?}"),
+                ConsumerEvent::Assigned(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("a reads every record");
+    let mut b = bus
+        .consumer(&group, &[Topic::Heartbeats], state.clone())
+        .expect("member b");
+    // a is told to give partitions up; it has not stored its group yet.
+    let revoked = timeout(WAIT, async {
+        loop {
+            tokio::select! {
+                ev = a.next() => match ev.expect("a") {
+                    ConsumerEvent::Revoked(r) => return r,
+                    ConsumerEvent::Message(m) => panic!("a read {m:?} twice"),
+                    ConsumerEvent::Assigned(x) => panic!("a assigned {x:?} before a revocation"),
+                },
+                ev = b.next() => match ev.expect("b") {
+                    ConsumerEvent::Assigned(x) if x.is_empty() => {}
+                    ConsumerEvent::Revoked(x) if x.is_empty() => {}
+                    other => panic!("b got {other:?} before a gave anything up"),
+                },
+            }
+        }
+    })
+    .await
+    .expect("a's partitions are revoked");
+    assert!(!revoked.is_empty(), "{}", backend.name());
+    // Meanwhile b gets nothing of them.
+    let early = timeout(Duration::from_secs(3), async {
+        loop {
+            if let ConsumerEvent::Assigned(x) = b.next().await.expect("b") {
+                if !x.is_empty() {
+                    return x;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        early.is_err(),
+        "{}: b was assigned {early:?} while a still held its work",
+        backend.name()
+    );
+    for m in &open {
+        state.apply("a", m);
+    }
+    // Now a asks for its next event, which releases the partitions; b starts on them
+    // from the stored offsets.
+    let b_assigned = timeout(WAIT, async {
+        loop {
+            tokio::select! {
+                ev = a.next() => if let ConsumerEvent::Message(m) = ev.expect("a") {
+                    panic!("{}: a read {m:?} again", backend.name());
+                },
+                ev = b.next() => match ev.expect("b") {
+                    ConsumerEvent::Assigned(x) if !x.is_empty() => return x,
+                    ConsumerEvent::Message(m) => panic!("{}: b read {m:?}", backend.name()),
+                    _ => {}
+                },
+            }
+        }
+    })
+    .await
+    .expect("b gets partitions once a released them");
+    for assignment in &b_assigned {
+        assert_eq!(
+            assignment.start,
+            Some(10),
+            "{}: b starts where a's stored work ends: {assignment:?}",
+            backend.name()
+        );
+    }
+}
+
 async fn resume_after_restart(backend: Backend) {
     let state = Arc::new(MemoryState::default());
     let group = format!("conformance-restart-{}", backend.name());
@@ -498,6 +596,7 @@ macro_rules! suite {
 suite!(
     per_partition_order,
     group_of_two_rebalances,
+    a_partition_moves_once_its_owner_stored_its_work,
     resume_after_restart,
     dead_letters,
     compacted_topic_reads,

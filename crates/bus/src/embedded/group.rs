@@ -3,9 +3,11 @@
 //! Each group has members, each subscribed to some topics. Partition `p` of a topic goes
 //! to the `p mod n`-th of the `n` members subscribed to it (sorted by member id), so the
 //! same partition number of co-partitioned topics lands on the same member. A partition
-//! moves only when its old owner gives it up, which a member does when it next asks for
-//! an event: as with Kafka's eager rebalancing, work in flight completes before another
-//! member starts on the partition, so nothing is processed twice.
+//! moves in two steps, as with Kafka's eager rebalancing: its old owner is told (it is
+//! revoked, nobody can take it yet), and only when that owner next asks for an event,
+//! after it has stored what it did with the partition, is it released to the new owner.
+//! So the new owner starts from the old owner's stored state and nothing is processed
+//! twice.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -16,10 +18,17 @@ pub(crate) type MemberId = u64;
 /// Partitions given up and partitions taken by one sync.
 pub(crate) type Moves = (Vec<(Topic, i32)>, Vec<(Topic, i32)>);
 
+/// Who holds a partition, and whether it was told to give it up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Owner {
+    member: MemberId,
+    revoked: bool,
+}
+
 #[derive(Default)]
 pub(crate) struct Group {
     members: BTreeMap<MemberId, BTreeSet<Topic>>,
-    owners: HashMap<(Topic, i32), MemberId>,
+    owners: HashMap<(Topic, i32), Owner>,
     /// Committed positions (informational): the next offset to read.
     pub(crate) committed: BTreeMap<(Topic, i32), i64>,
     /// Counts the changes of members and owners: a member that synced at this generation
@@ -37,8 +46,21 @@ impl Group {
     /// Removes a member and releases what it owned.
     pub(crate) fn leave(&mut self, member: MemberId) {
         self.members.remove(&member);
-        self.owners.retain(|_, owner| *owner != member);
+        self.owners.retain(|_, owner| owner.member != member);
         self.generation += 1;
+    }
+
+    /// Releases the partitions `member` was told to give up: the member has finished with
+    /// them. Returns whether anything was released.
+    pub(crate) fn release(&mut self, member: MemberId) -> bool {
+        let before = self.owners.len();
+        self.owners
+            .retain(|_, owner| !(owner.member == member && owner.revoked));
+        let released = self.owners.len() != before;
+        if released {
+            self.generation += 1;
+        }
+        released
     }
 
     /// See the field.
@@ -64,19 +86,21 @@ impl Group {
         Some(subscribed[partition as usize % subscribed.len()])
     }
 
-    /// Releases what `member` owns but should not, and takes what it should own and nobody
-    /// holds. Returns `(revoked, acquired)`.
+    /// Revokes what `member` owns but should not (it stays held until [`Group::release`]),
+    /// and takes what it should own and nobody holds. Returns `(revoked, acquired)`.
     pub(crate) fn sync(&mut self, member: MemberId, partitions_of: impl Fn(Topic) -> i32) -> Moves {
         let mut revoked = Vec::new();
         let owned: Vec<(Topic, i32)> = self
             .owners
             .iter()
-            .filter(|(_, owner)| **owner == member)
+            .filter(|(_, owner)| owner.member == member && !owner.revoked)
             .map(|(tp, _)| *tp)
             .collect();
         for (topic, partition) in owned {
             if self.target(topic, partition) != Some(member) {
-                self.owners.remove(&(topic, partition));
+                if let Some(owner) = self.owners.get_mut(&(topic, partition)) {
+                    owner.revoked = true;
+                }
                 revoked.push((topic, partition));
             }
         }
@@ -87,7 +111,13 @@ impl Group {
                 if self.target(topic, partition) == Some(member)
                     && !self.owners.contains_key(&(topic, partition))
                 {
-                    self.owners.insert((topic, partition), member);
+                    self.owners.insert(
+                        (topic, partition),
+                        Owner {
+                            member,
+                            revoked: false,
+                        },
+                    );
                     acquired.push((topic, partition));
                 }
             }
@@ -126,7 +156,14 @@ mod tests {
         let before = g.generation();
         let (rev, _) = g.sync(1, |_| 2);
         assert_eq!(rev, vec![(Topic::Perf, 1)]);
-        assert!(g.generation() > before, "giving a partition up is a change");
+        assert!(
+            g.generation() > before,
+            "being told to give a partition up is a change"
+        );
+        let told = g.generation();
+        assert!(g.release(1));
+        assert!(g.generation() > told, "releasing a partition is a change");
+        assert!(!g.release(1), "nothing left to release");
         g.leave(2);
         assert!(g.generation() > before + 1, "a member leaving is a change");
     }
@@ -156,6 +193,12 @@ mod tests {
             .into_iter()
             .collect::<Vec<_>>()
         );
+        // Revoked but not released: member 1 may still be storing what it did.
+        let (_, acq2) = g.sync(2, |_| 4);
+        assert!(acq2.is_empty(), "{acq2:?}");
+        let (rev1, _) = g.sync(1, |_| 4);
+        assert!(rev1.is_empty(), "revoked once only: {rev1:?}");
+        assert!(g.release(1));
         let (_, acq2) = g.sync(2, |_| 4);
         assert_eq!(acq2.len(), 4);
         // Co-partitioning: partition 1 of both topics is on member 2.

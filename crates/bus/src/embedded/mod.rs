@@ -235,6 +235,9 @@ struct EmbeddedConsumer {
     seen: watch::Receiver<u64>,
     /// The group generation this member last synced at.
     synced: Option<u64>,
+    /// A Revoked event was handed out: its partitions are released at the next call to
+    /// `next`, when the caller has finished with them.
+    release: bool,
     /// The consumed-records counter of each topic read (looked up once).
     consumed: Vec<(Topic, prometheus::IntCounter)>,
 }
@@ -288,7 +291,6 @@ impl EmbeddedConsumer {
                 .retain(|m| !revoked.contains(&(m.topic, m.partition)));
             REBALANCES.with_label_values(&[BACKEND, "revoke"]).inc();
             self.pending.push_back(ConsumerEvent::Revoked(revoked));
-            self.inner.bump();
         }
         if !acquired.is_empty() {
             let mut assignments = Vec::with_capacity(acquired.len());
@@ -303,6 +305,25 @@ impl EmbeddedConsumer {
             }
             REBALANCES.with_label_values(&[BACKEND, "assign"]).inc();
             self.pending.push_back(ConsumerEvent::Assigned(assignments));
+        }
+        Ok(())
+    }
+
+    /// Hands the partitions this member was told to give up to the group, and wakes the
+    /// members waiting for them.
+    fn release_revoked(&mut self) -> Result<(), BusError> {
+        let Membership::Group { name, member } = &self.membership else {
+            return Ok(());
+        };
+        let released = {
+            let mut groups = self.inner.groups();
+            let Some(group) = groups.get_mut(name) else {
+                return Err(BusError::Closed);
+            };
+            group.release(*member)
+        };
+        if released {
+            self.inner.bump();
         }
         Ok(())
     }
@@ -332,10 +353,14 @@ impl EmbeddedConsumer {
 #[async_trait]
 impl Consumer for EmbeddedConsumer {
     async fn next(&mut self) -> Result<ConsumerEvent, BusError> {
+        if std::mem::take(&mut self.release) {
+            self.release_revoked()?;
+        }
         loop {
             self.seen.borrow_and_update();
             self.sync_group()?;
             if let Some(ev) = self.pending.pop_front() {
+                self.release = matches!(ev, ConsumerEvent::Revoked(_));
                 return Ok(ev);
             }
             if self.buffered.is_empty() {
@@ -453,6 +478,7 @@ impl Bus for EmbeddedBus {
             cursor: 0,
             seen: self.inner.changed.subscribe(),
             synced: None,
+            release: false,
             consumed: Vec::new(),
         }))
     }
@@ -479,6 +505,7 @@ impl Bus for EmbeddedBus {
             cursor: 0,
             seen: self.inner.changed.subscribe(),
             synced: None,
+            release: false,
             consumed: Vec::new(),
         }))
     }

@@ -2,7 +2,10 @@
 //! assigned partitions at the offsets kept with the processor's state.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
 
 use healthstream_contracts::Topic;
 use rdkafka::client::ClientContext;
@@ -56,31 +59,52 @@ impl ClientContext for StatsCtx {
     }
 }
 
+/// Group events raised inside the client's poll, waiting to be handed out by `next`.
+#[derive(Default)]
+pub(crate) struct Events {
+    queue: Mutex<VecDeque<ConsumerEvent>>,
+    /// Wakes a `next` waiting for a message when an event is queued without one.
+    pub(crate) wake: Notify,
+}
+
+impl Events {
+    pub(crate) fn push(&self, ev: ConsumerEvent) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(ev);
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn pop(&self) -> Option<ConsumerEvent> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+    }
+}
+
 /// Context of consumers.
 pub(crate) struct ConsumerCtx {
     group: String,
     offsets: Arc<dyn OffsetSource>,
-    events: Arc<Mutex<VecDeque<ConsumerEvent>>>,
+    events: Arc<Events>,
+    /// Set when the consumer is being closed: revoked partitions are then released at once.
+    pub(crate) closing: AtomicBool,
 }
 
 impl ConsumerCtx {
-    pub(crate) fn new(
-        group: &str,
-        offsets: Arc<dyn OffsetSource>,
-        events: Arc<Mutex<VecDeque<ConsumerEvent>>>,
-    ) -> Self {
+    pub(crate) fn new(group: &str, offsets: Arc<dyn OffsetSource>, events: Arc<Events>) -> Self {
         ConsumerCtx {
             group: group.to_string(),
             offsets,
             events,
+            closing: AtomicBool::new(false),
         }
     }
 
     fn push(&self, ev: ConsumerEvent) {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(ev);
+        self.events.push(ev);
     }
 }
 
@@ -157,8 +181,13 @@ impl ConsumerContext for ConsumerCtx {
                 forget_partition_lag(&self.group, t.name(), *p);
             }
             REBALANCES.with_label_values(&["kafka", "revoke"]).inc();
-            if let Err(e) = base_consumer.unassign() {
-                tracing::error!(error = %e, "unassign failed");
+            // The partitions are released (and the group moves on) when the consumer is next
+            // asked for an event, once the caller has stored what it did with them: the next
+            // owner then starts from that state. Closing releases them at once.
+            if self.closing.load(Ordering::Acquire) {
+                if let Err(e) = base_consumer.unassign() {
+                    tracing::error!(error = %e, "unassign failed");
+                }
             }
             if !matches!(err, RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
                 tracing::warn!(?err, "rebalance error; assignment cleared");

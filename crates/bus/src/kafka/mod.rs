@@ -12,7 +12,7 @@
 
 mod context;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
-use self::context::{ConsumerCtx, StatsCtx};
+use self::context::{ConsumerCtx, Events, StatsCtx};
 use crate::metrics::{PRODUCE_WAIT, RECORDS_CONSUMED, RECORDS_PRODUCED};
 use crate::{
     check_partition, Bus, BusError, Consumer, ConsumerEvent, Delivery, DeliveryFuture, Message,
@@ -251,31 +251,77 @@ impl Producer for KafkaProducer {
 
 struct KafkaConsumer {
     consumer: StreamConsumer<ConsumerCtx>,
-    events: Arc<Mutex<VecDeque<ConsumerEvent>>>,
+    events: Arc<Events>,
     stashed: Option<Message>,
     group: Option<String>,
+    /// A Revoked event was handed out: the partitions are released at the next call to
+    /// `next`, when the caller has finished with them.
+    release: bool,
 }
 
 impl KafkaConsumer {
+    /// Hands the revoked partitions back to the group (see `ConsumerCtx::rebalance`).
+    fn release_revoked(&mut self) {
+        if let Err(e) = self.consumer.unassign() {
+            tracing::error!(error = %e, "unassign failed");
+        }
+    }
+
+    /// Hands an event out; a Revoked one drops the message read with it if that message is
+    /// of a revoked partition, and releases the partitions at the next call.
+    fn hand_out(&mut self, ev: ConsumerEvent) -> ConsumerEvent {
+        if let ConsumerEvent::Revoked(revoked) = &ev {
+            self.release = true;
+            if self
+                .stashed
+                .as_ref()
+                .is_some_and(|m| revoked.contains(&(m.topic, m.partition)))
+            {
+                self.stashed = None;
+            }
+        }
+        ev
+    }
+
     fn pop_event(&self) -> Option<ConsumerEvent> {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front()
+        self.events.pop()
+    }
+}
+
+impl Drop for KafkaConsumer {
+    fn drop(&mut self) {
+        // Closing the consumer revokes its partitions inside the close: they are released
+        // at once then.
+        self.consumer
+            .context()
+            .closing
+            .store(true, std::sync::atomic::Ordering::Release);
+        if self.release {
+            self.release_revoked();
+        }
     }
 }
 
 #[async_trait]
 impl Consumer for KafkaConsumer {
     async fn next(&mut self) -> Result<ConsumerEvent, BusError> {
+        if std::mem::take(&mut self.release) {
+            self.release_revoked();
+        }
         loop {
             if let Some(ev) = self.pop_event() {
-                return Ok(ev);
+                return Ok(self.hand_out(ev));
             }
             if let Some(m) = self.stashed.take() {
                 return Ok(ConsumerEvent::Message(m));
             }
-            let msg = match self.consumer.recv().await {
+            // A rebalance runs inside the client's poll and may queue an event without any
+            // message arriving: the event wakes this wait.
+            let received = tokio::select! {
+                received = self.consumer.recv() => received,
+                _ = self.events.wake.notified() => continue,
+            };
+            let msg = match received {
                 Ok(m) => m,
                 Err(KafkaError::PartitionEOF(_)) => continue,
                 Err(e) => {
@@ -301,7 +347,7 @@ impl Consumer for KafkaConsumer {
             // A rebalance that ran inside this poll is reported before the message.
             if let Some(ev) = self.pop_event() {
                 self.stashed = Some(m);
-                return Ok(ev);
+                return Ok(self.hand_out(ev));
             }
             return Ok(ConsumerEvent::Message(m));
         }
@@ -465,7 +511,7 @@ impl Bus for KafkaBus {
         topics: &[Topic],
         offsets: Arc<dyn OffsetSource>,
     ) -> Result<Box<dyn Consumer>, BusError> {
-        let events = Arc::new(Mutex::new(VecDeque::new()));
+        let events = Arc::new(Events::default());
         let ctx = ConsumerCtx::new(group, offsets, events.clone());
         let consumer: StreamConsumer<ConsumerCtx> = self
             .consumer_config(group, "consumer")
@@ -478,11 +524,12 @@ impl Bus for KafkaBus {
             events,
             stashed: None,
             group: Some(group.to_string()),
+            release: false,
         }))
     }
 
     fn reader(&self, partitions: &[(Topic, i32, i64)]) -> Result<Box<dyn Consumer>, BusError> {
-        let events = Arc::new(Mutex::new(VecDeque::new()));
+        let events = Arc::new(Events::default());
         let ctx = ConsumerCtx::new("", Arc::new(crate::NoStoredOffsets), events.clone());
         let group = format!("healthstream-reader-{}", std::process::id());
         let consumer: StreamConsumer<ConsumerCtx> = self
@@ -502,15 +549,13 @@ impl Bus for KafkaBus {
             });
         }
         consumer.assign(&tpl).map_err(kafka_err)?;
-        events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(ConsumerEvent::Assigned(assignments));
+        events.push(ConsumerEvent::Assigned(assignments));
         Ok(Box::new(KafkaConsumer {
             consumer,
             events,
             stashed: None,
             group: None,
+            release: false,
         }))
     }
 
