@@ -205,6 +205,10 @@ pub struct Engine {
     /// Instances by root host (in order within a host; hosts never iterated where order
     /// would show in the outputs).
     by_root: FastMap<String, BTreeSet<String>>,
+    /// Per root host, the handles of its instances' unit copies in (instance, monitor)
+    /// order: what [`Engine::host_units`] goes through, made again after the root host's
+    /// instances or copies change (dropped then).
+    unit_lists: FastMap<String, Vec<Handle>>,
     /// Instances put in maintenance (what they host is in maintenance with them).
     maintenance: BTreeMap<String, Maintenance>,
     /// Root hosts whose collector is missing its heartbeats.
@@ -525,6 +529,7 @@ impl Engine {
             rule_perf_index: FastMap::default(),
             event_index: FastMap::default(),
             by_root: FastMap::default(),
+            unit_lists: FastMap::default(),
             maintenance: BTreeMap::new(),
             unavailable: BTreeSet::new(),
             maintenance_touched: BTreeMap::new(),
@@ -712,21 +717,32 @@ impl Engine {
 
     /// What is kept of the unit monitors of a root host's instances, by instance and
     /// monitor in order. Copies in their initial state are left out (a copy is made in it).
-    pub fn host_units(&self, root: &str) -> Vec<KeptUnit<'_>> {
+    pub fn host_units(&mut self, root: &str) -> Vec<KeptUnit<'_>> {
+        if !self.unit_lists.contains_key(root) {
+            let list: Vec<Handle> = self
+                .by_root
+                .get(root)
+                .into_iter()
+                .flatten()
+                .flat_map(|id| self.copies.handles_of(id))
+                .collect();
+            self.unit_lists.insert(root.to_string(), list);
+        }
         let mut out = Vec::new();
-        for id in self.by_root.get(root).into_iter().flatten() {
-            for (monitor, c) in self.copies.of(id) {
-                if c.held.is_empty() && c.detector.is_initial() {
-                    continue;
-                }
-                out.push(KeptUnit {
-                    instance: id,
-                    monitor,
-                    health: c.detector.health,
-                    memory: &c.detector.memory,
-                    held: &c.held,
-                });
+        for h in self.unit_lists.get(root).into_iter().flatten() {
+            let Some((key, c)) = self.copies.at(*h) else {
+                continue;
+            };
+            if c.held.is_empty() && c.detector.is_initial() {
+                continue;
             }
+            out.push(KeptUnit {
+                instance: &key.0,
+                monitor: &key.1,
+                health: c.detector.health,
+                memory: &c.detector.memory,
+                held: &c.held,
+            });
         }
         out
     }
@@ -1177,7 +1193,9 @@ impl Engine {
         let id = instance.id.clone();
         // Its class may change what its dependency monitors count.
         self.member_counts.remove(&id);
+        self.unit_lists.remove(&instance.root_host);
         if let Some(old) = self.instances.get(&id) {
+            self.unit_lists.remove(&old.root_host);
             if let Some(h) = &old.host_id {
                 if let Some(set) = self.hosted.get_mut(h) {
                     set.remove(&id);
@@ -1215,6 +1233,7 @@ impl Engine {
         let Some(old) = self.instances.remove(id) else {
             return Vec::new();
         };
+        self.unit_lists.remove(&old.root_host);
         if let Some(set) = self.by_root.get_mut(&old.root_host) {
             set.remove(id);
             if set.is_empty() {
@@ -1272,6 +1291,7 @@ impl Engine {
         let Some(inst) = self.instances.get(id).cloned() else {
             return;
         };
+        self.unit_lists.remove(&inst.root_host);
         self.unindex(id, &inst.root_host);
         let Some(ctx) = self.context(id) else { return };
         self.rebuild_rules(id, &ctx);

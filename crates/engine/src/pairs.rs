@@ -217,6 +217,11 @@ impl<V> Slots<V> {
     pub fn keys_of(&self, instance: &str) -> Vec<(String, String)> {
         self.by_key.keys_of(instance)
     }
+
+    /// The handles of one instance's values, in workflow order.
+    pub fn handles_of<'a>(&'a self, instance: &str) -> impl Iterator<Item = Handle> + 'a {
+        self.by_key.of(instance).map(|(_, h)| *h)
+    }
 }
 
 #[cfg(test)]

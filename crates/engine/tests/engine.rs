@@ -784,6 +784,48 @@ context = "Linux.Filesystem"
     assert_eq!(e.host_units("web-01")[0].health, Health::Critical);
 }
 
+/// What is kept of a root host follows its instances: one discovered after the host's
+/// states were listed is listed with them, in instance order, once it has something to keep.
+#[test]
+fn an_instance_discovered_later_is_kept_with_its_host() {
+    let mut e = engine("");
+    host(&mut e);
+    e.perf("web-01", &[free("/", 50.0, 1)]);
+    let _ = e.take_kept();
+    let listed = |e: &mut Engine| -> Vec<(String, String)> {
+        e.host_units("web-01")
+            .iter()
+            .filter(|u| u.monitor == FREE_SPACE)
+            .map(|u| (u.instance.to_string(), format!("{:?}", u.health)))
+            .collect()
+    };
+    assert_eq!(listed(&mut e), [("root-fs".into(), "Healthy".into())]);
+    e.upsert(
+        inst(
+            "data-fs",
+            "Linux.Filesystem",
+            Some("web"),
+            &[("MountPoint", "/data"), ("Type", "xfs")],
+            &[],
+        ),
+        2,
+    );
+    assert_eq!(
+        listed(&mut e),
+        [("root-fs".into(), "Healthy".into())],
+        "a new copy has nothing to keep yet"
+    );
+    e.perf("web-01", &[free("/data", 2.0, 3)]);
+    assert!(e.take_kept().hosts.contains("web-01"));
+    assert_eq!(
+        listed(&mut e),
+        [
+            ("data-fs".into(), "Critical".into()),
+            ("root-fs".into(), "Healthy".into())
+        ]
+    );
+}
+
 #[test]
 fn a_window_monitor_is_kept_with_its_latest_window() {
     use healthstream_engine::detect::Memory;
@@ -853,20 +895,24 @@ context = "Test.Scratch"
     host(&mut e);
     e.perf("web-01", &[free("/", 4.0, 1)]);
     let _ = e.take_kept();
-    let free_space = |e: &Engine| {
+    let free_space = |e: &mut Engine| {
         e.host_units("web-01")
             .iter()
             .find(|u| u.monitor == FREE_SPACE)
             .map(|u| u.health)
     };
-    assert_eq!(free_space(&e), Some(Health::Critical));
+    assert_eq!(free_space(&mut e), Some(Health::Critical));
     // The filesystem joins the group: its copy is made again with the lower threshold.
     e.upsert(root_fs(&["Test.Scratch"]), 2);
     assert!(e.take_kept().hosts.contains("web-01"));
-    assert_eq!(free_space(&e), None, "the new copy has nothing to keep yet");
+    assert_eq!(
+        free_space(&mut e),
+        None,
+        "the new copy has nothing to keep yet"
+    );
     e.perf("web-01", &[free("/", 4.0, 3)]);
     assert!(e.take_kept().hosts.contains("web-01"));
-    assert_eq!(free_space(&e), Some(Health::Warning));
+    assert_eq!(free_space(&mut e), Some(Health::Warning));
 }
 
 /// A container hosted on a computer, containing members of other hosts: its dependency

@@ -17,7 +17,7 @@
 
 pub mod commands;
 mod metrics;
-mod perf_json;
+pub mod perf_json;
 pub mod plans;
 
 use std::sync::Arc;

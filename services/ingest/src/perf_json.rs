@@ -43,7 +43,7 @@ fn blank(s: &str) -> bool {
 
 /// The batches of a JSON perf request when every one is plainly valid; `None` when the
 /// request needs the generic validation (to be refused, or for a form only it reads).
-pub(crate) fn read(body: &[u8]) -> Option<Vec<PerfView<'_>>> {
+pub fn read(body: &[u8]) -> Option<Vec<PerfView<'_>>> {
     let batches: Vec<Batch<'_>> = serde_json::from_slice(body).ok()?;
     let plain = batches.iter().all(|b| {
         !blank(&b.collector)
