@@ -2,19 +2,24 @@
 //! one of them changes (a perf batch changes many monitors of one host: one write instead
 //! of one per monitor).
 //!
-//! Format (version 1): the version byte, the count of instances, then per instance its id
-//! and the count of its
-//! monitors, and per monitor its id, its health (one byte), its memory (a tag byte and the
-//! tag's fields) and the readings held while in maintenance (a count, then a tag byte and
-//! the reading each).
+//! Format (version 2): the version byte; the monitors' ids, each once (a count, then the
+//! ids); the count of instances, then per instance its id and the count of its monitors,
+//! and per monitor the index of its id, its health (one byte), its memory (a tag byte and
+//! the tag's fields) and the readings held while in maintenance (a count, then a tag byte
+//! and the reading each). Counts, lengths and indexes are variable-length integers.
+//!
+//! Version 1, still read, named each monitor in full and had counts and lengths in four
+//! bytes: twice the size.
 
 use healthstream_engine::detect::{Memory, ServiceReading};
 use healthstream_engine::engine::{Held, KeptUnit, Saved};
 use healthstream_model::pack::Health;
 
-use crate::wire::{put_str, Cursor};
+use crate::wire::{put_var, put_vstr, Cursor};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// Monitor ids in full, counts in four bytes.
+const VERSION_1: u8 = 1;
 
 /// Health states by their byte.
 const HEALTHS: [Health; 4] = [
@@ -46,7 +51,7 @@ fn put_memory(out: &mut Vec<u8>, m: &Memory) {
         Memory::None => out.push(0),
         Memory::Window(w) => {
             out.push(1);
-            out.extend_from_slice(&(w.len() as u32).to_be_bytes());
+            put_var(out, w.len() as u64);
             for v in w {
                 out.extend_from_slice(&v.to_be_bytes());
             }
@@ -54,7 +59,7 @@ fn put_memory(out: &mut Vec<u8>, m: &Memory) {
         Memory::Run { beyond, length } => {
             out.push(2);
             out.push(u8::from(*beyond));
-            out.extend_from_slice(&length.to_be_bytes());
+            put_var(out, u64::from(*length));
         }
         Memory::LastBad(t) => {
             out.push(3);
@@ -87,31 +92,43 @@ fn put_held(out: &mut Vec<u8>, h: &Held) {
 /// The value of a root host's unit states (`units` by instance, as
 /// [`healthstream_engine::engine::Engine::host_units`] lists them).
 pub(crate) fn encode_host_units(units: &[KeptUnit<'_>]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + units.len() * 96);
+    let mut monitors: Vec<&str> = Vec::new();
+    let mut instances = 0u64;
+    for (i, u) in units.iter().enumerate() {
+        if !monitors.contains(&u.monitor) {
+            monitors.push(u.monitor);
+        }
+        if i == 0 || units[i - 1].instance != u.instance {
+            instances += 1;
+        }
+    }
+    let mut out = Vec::with_capacity(8 + units.len() * 48);
     out.push(VERSION);
-    out.extend_from_slice(&0u32.to_be_bytes());
-    let mut instances = 0u32;
+    put_var(&mut out, monitors.len() as u64);
+    for m in &monitors {
+        put_vstr(&mut out, m);
+    }
+    put_var(&mut out, instances);
     let mut rest = units;
     while let Some(first) = rest.first() {
         let n = rest
             .iter()
             .take_while(|u| u.instance == first.instance)
             .count();
-        put_str(&mut out, first.instance);
-        out.extend_from_slice(&(n as u32).to_be_bytes());
+        put_vstr(&mut out, first.instance);
+        put_var(&mut out, n as u64);
         for u in &rest[..n] {
-            put_str(&mut out, u.monitor);
+            let index = monitors.iter().position(|m| *m == u.monitor).unwrap_or(0);
+            put_var(&mut out, index as u64);
             out.push(byte_of(&HEALTHS, &u.health));
             put_memory(&mut out, u.memory);
-            out.extend_from_slice(&(u.held.len() as u32).to_be_bytes());
+            put_var(&mut out, u.held.len() as u64);
             for h in u.held {
                 put_held(&mut out, h);
             }
         }
         rest = &rest[n..];
-        instances += 1;
     }
-    out[1..5].copy_from_slice(&instances.to_be_bytes());
     out
 }
 
@@ -119,11 +136,34 @@ fn bool_at(c: &mut Cursor<'_>) -> Result<bool, String> {
     at_byte(c, &[false, true], "a flag")
 }
 
-fn memory_at(c: &mut Cursor<'_>) -> Result<Memory, String> {
+/// Counts and lengths in four bytes (version 1) or variable-length (version 2).
+#[derive(Clone, Copy)]
+enum Counts {
+    Fixed,
+    Variable,
+}
+
+impl Counts {
+    fn count(self, c: &mut Cursor<'_>, min_size: usize) -> Result<usize, String> {
+        match self {
+            Counts::Fixed => c.count(min_size),
+            Counts::Variable => c.var_count(min_size),
+        }
+    }
+
+    fn string(self, c: &mut Cursor<'_>) -> Result<String, String> {
+        match self {
+            Counts::Fixed => c.string(),
+            Counts::Variable => c.vstring(),
+        }
+    }
+}
+
+fn memory_at(c: &mut Cursor<'_>, counts: Counts) -> Result<Memory, String> {
     Ok(match c.u8()? {
         0 => Memory::None,
         1 => {
-            let n = c.count(8)?;
+            let n = counts.count(c, 8)?;
             let mut w = std::collections::VecDeque::with_capacity(n);
             for _ in 0..n {
                 w.push_back(c.f64()?);
@@ -132,7 +172,14 @@ fn memory_at(c: &mut Cursor<'_>) -> Result<Memory, String> {
         }
         2 => Memory::Run {
             beyond: bool_at(c)?,
-            length: c.u32()?,
+            length: match counts {
+                Counts::Fixed => c.u32()?,
+                Counts::Variable => {
+                    let at = c.position();
+                    u32::try_from(c.var()?)
+                        .map_err(|_| c.error_at(at, "a run longer than 2^32 samples"))?
+                }
+            },
         },
         3 => Memory::LastBad(c.i64()?),
         4 => Memory::Heartbeat {
@@ -156,28 +203,50 @@ fn held_at(c: &mut Cursor<'_>) -> Result<Held, String> {
     })
 }
 
-/// What [`encode_host_units`] wrote: (instance, monitor, what to restore).
+/// What [`encode_host_units`] wrote (or version 1 before it): (instance, monitor, what to
+/// restore).
 pub(crate) fn decode_host_units(v: &[u8]) -> Result<Vec<(String, String, Saved)>, String> {
     let mut c = Cursor::new(v, "unit monitor states");
-    match c.u8()? {
-        VERSION => {}
+    let (counts, monitors) = match c.u8()? {
+        VERSION => {
+            let n = c.var_count(1)?;
+            let mut monitors = Vec::with_capacity(n);
+            for _ in 0..n {
+                monitors.push(c.vstring()?);
+            }
+            (Counts::Variable, Some(monitors))
+        }
+        VERSION_1 => (Counts::Fixed, None),
         other => {
             return Err(format!(
-                "unit monitor states of version {other} (known: {VERSION})"
+                "unit monitor states of version {other} (known: {VERSION_1}, {VERSION})"
             ))
         }
-    }
+    };
     let mut out = Vec::new();
     // An instance is at least its id's length and its count of monitors.
-    for _ in 0..c.count(8)? {
-        let instance = c.string()?;
-        // A monitor is at least its id's length, health, memory tag and held count.
-        for _ in 0..c.count(10)? {
-            let monitor = c.string()?;
+    for _ in 0..counts.count(&mut c, 2)? {
+        let instance = counts.string(&mut c)?;
+        // A monitor is at least its id (or index), health, memory tag and held count.
+        for _ in 0..counts.count(&mut c, 4)? {
+            let monitor = match &monitors {
+                None => c.string()?,
+                Some(table) => {
+                    let at = c.position();
+                    let i = c.var()?;
+                    usize::try_from(i)
+                        .ok()
+                        .and_then(|i| table.get(i))
+                        .cloned()
+                        .ok_or_else(|| {
+                            c.error_at(at, format!("monitor {i} of {} listed", table.len()))
+                        })?
+                }
+            };
             let health = at_byte(&mut c, &HEALTHS, "a health state")?;
-            let memory = memory_at(&mut c)?;
+            let memory = memory_at(&mut c, counts)?;
             let mut held = Vec::new();
-            for _ in 0..c.count(2)? {
+            for _ in 0..counts.count(&mut c, 2)? {
                 held.push(held_at(&mut c)?);
             }
             let saved = Saved::Unit {
@@ -197,6 +266,52 @@ pub(crate) fn decode_host_units(v: &[u8]) -> Result<Vec<(String, String, Saved)>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::put_str;
+
+    /// Version 1, as an earlier version wrote it (kept to check that it is still read).
+    fn encode_v1(units: &[KeptUnit<'_>]) -> Vec<u8> {
+        fn memory(out: &mut Vec<u8>, m: &Memory) {
+            match m {
+                Memory::Window(w) => {
+                    out.push(1);
+                    out.extend_from_slice(&(w.len() as u32).to_be_bytes());
+                    for v in w {
+                        out.extend_from_slice(&v.to_be_bytes());
+                    }
+                }
+                Memory::Run { beyond, length } => {
+                    out.extend([2, u8::from(*beyond)]);
+                    out.extend_from_slice(&length.to_be_bytes());
+                }
+                other => put_memory(out, other),
+            }
+        }
+        let mut out = vec![VERSION_1];
+        out.extend_from_slice(&0u32.to_be_bytes());
+        let mut instances = 0u32;
+        let mut rest = units;
+        while let Some(first) = rest.first() {
+            let n = rest
+                .iter()
+                .take_while(|u| u.instance == first.instance)
+                .count();
+            put_str(&mut out, first.instance);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+            for u in &rest[..n] {
+                put_str(&mut out, u.monitor);
+                out.push(byte_of(&HEALTHS, &u.health));
+                memory(&mut out, u.memory);
+                out.extend_from_slice(&(u.held.len() as u32).to_be_bytes());
+                for h in u.held {
+                    put_held(&mut out, h);
+                }
+            }
+            rest = &rest[n..];
+            instances += 1;
+        }
+        out[1..5].copy_from_slice(&instances.to_be_bytes());
+        out
+    }
 
     fn units<'a>(memories: &'a [Memory], held: &'a [Held]) -> Vec<KeptUnit<'a>> {
         memories
@@ -264,6 +379,83 @@ mod tests {
     }
 
     #[test]
+    fn version_1_values_are_still_read() {
+        let memories = every_memory();
+        let units = units(&memories, &HELD);
+        let expected: Vec<(String, String, Saved)> = units
+            .iter()
+            .map(|u| (u.instance.into(), u.monitor.into(), u.to_saved()))
+            .collect();
+        assert_eq!(decode_host_units(&encode_v1(&units)).expect("v1"), expected);
+    }
+
+    /// A host of the simulated fleet's shape: ten filesystems, each with a free-space
+    /// threshold and a fill-rate window of five samples.
+    #[test]
+    fn a_host_of_filesystems_takes_about_half_the_bytes_of_version_1() {
+        let ids: Vec<String> = (0..10).map(|i| format!("{i:032x}")).collect();
+        let window = Memory::Window([50.0, 49.5, 49.0, 48.5, 48.0].into());
+        let units: Vec<KeptUnit<'_>> = ids
+            .iter()
+            .flat_map(|id| {
+                [
+                    ("Linux.Monitor.FilesystemFillRate", &window),
+                    ("Linux.Monitor.FilesystemFreeSpace", &Memory::None),
+                ]
+                .map(|(monitor, memory)| KeptUnit {
+                    instance: id,
+                    monitor,
+                    health: Health::Healthy,
+                    memory,
+                    held: &[],
+                })
+            })
+            .collect();
+        let (v1, v2) = (encode_v1(&units).len(), encode_host_units(&units).len());
+        assert!(v2 * 100 <= v1 * 55, "version 2: {v2} bytes, version 1: {v1}");
+        assert_eq!(
+            decode_host_units(&encode_host_units(&units)).expect("v2"),
+            decode_host_units(&encode_v1(&units)).expect("v1")
+        );
+    }
+
+    #[test]
+    fn a_version_2_value_that_does_not_read_says_what_and_where() {
+        let err = |b: &[u8]| decode_host_units(b).expect_err("refused");
+        // One monitor listed, the unit names the second.
+        let mut v = vec![VERSION];
+        put_var(&mut v, 1);
+        put_vstr(&mut v, "Cpu");
+        put_var(&mut v, 1);
+        put_vstr(&mut v, "web");
+        put_var(&mut v, 1);
+        let unit_at = v.len();
+        put_var(&mut v, 1);
+        v.extend([1, 0, 0]);
+        let e = err(&v);
+        assert!(
+            e.contains("monitor 1 of 1 listed") && e.contains(&format!("at byte {unit_at}")),
+            "{e}"
+        );
+        // More monitors listed than the value holds.
+        let mut many = vec![VERSION];
+        put_var(&mut many, 1 << 40);
+        assert!(err(&many).contains("cannot fit"), "{}", err(&many));
+        // A run too long for its field.
+        let mut run = vec![VERSION];
+        put_var(&mut run, 1);
+        put_vstr(&mut run, "Cpu");
+        put_var(&mut run, 1);
+        put_vstr(&mut run, "web");
+        put_var(&mut run, 1);
+        put_var(&mut run, 0);
+        run.extend([1, 2, 1]);
+        put_var(&mut run, 1 << 33);
+        run.push(0);
+        assert!(err(&run).contains("longer than 2^32"), "{}", err(&run));
+    }
+
+    #[test]
     fn a_value_that_does_not_read_says_what_and_where() {
         let memories = every_memory();
         let bytes = encode_host_units(&units(&memories, &HELD));
@@ -276,13 +468,13 @@ mod tests {
         assert!(err(&[]).contains("end at byte 0"), "{}", err(&[]));
         assert!(err(&[9]).contains("version 9"), "{}", err(&[9]));
         // An instance claiming more monitors than the value holds.
-        let mut huge = vec![VERSION, 0, 0, 0, 1];
+        let mut huge = vec![VERSION_1, 0, 0, 0, 1];
         put_str(&mut huge, "web");
         huge.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(err(&huge).contains("cannot fit"), "{}", err(&huge));
         // Unknown health, memory and held tags, flags that are not flags.
         let one = |health: u8, memory: &[u8], held: &[u8]| {
-            let mut v = vec![VERSION, 0, 0, 0, 1];
+            let mut v = vec![VERSION_1, 0, 0, 0, 1];
             put_str(&mut v, "web");
             v.extend_from_slice(&1u32.to_be_bytes());
             put_str(&mut v, "Cpu");
@@ -323,7 +515,7 @@ mod tests {
             "{}",
             err(&longer)
         );
-        let mut not_utf8 = vec![VERSION, 0, 0, 0, 1];
+        let mut not_utf8 = vec![VERSION_1, 0, 0, 0, 1];
         not_utf8.extend_from_slice(&2u32.to_be_bytes());
         not_utf8.extend([0xff, 0xfe, 0, 0, 0, 0]);
         assert!(err(&not_utf8).contains("not UTF-8"), "{}", err(&not_utf8));
@@ -331,8 +523,11 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn any_bytes_are_read_or_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
-            let mut v = vec![VERSION];
+        fn any_bytes_are_read_or_refused(
+            version in proptest::sample::select(vec![VERSION_1, VERSION]),
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+        ) {
+            let mut v = vec![version];
             v.extend(bytes);
             let _ = decode_host_units(&v);
         }

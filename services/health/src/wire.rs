@@ -1,10 +1,27 @@
 //! Hand-written value formats of the values rewritten with nearly every perf batch (a
 //! host's latest samples, its unit monitors' kept states): no field or variant names,
-//! strings with a 4-byte length, numbers big-endian. A value that does not read says what
-//! and at which byte.
+//! counts and lengths as variable-length integers (7 bits a byte, least significant
+//! first; the first formats had them in 4 bytes), fixed-size numbers big-endian. A value
+//! that does not read says what and at which byte.
 
 pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A variable-length unsigned integer: 7 bits a byte, least significant first, the high
+/// bit set on every byte but the last.
+pub(crate) fn put_var(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A string with a variable-length length.
+pub(crate) fn put_vstr(out: &mut Vec<u8>, s: &str) {
+    put_var(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
 }
 
@@ -26,7 +43,17 @@ impl<'a> Cursor<'a> {
 
     /// An error at the current byte.
     pub(crate) fn error(&self, message: impl std::fmt::Display) -> String {
-        format!("{} at byte {}: {message}", self.what, self.at)
+        self.error_at(self.at, message)
+    }
+
+    /// An error at an earlier byte (where what is wrong started).
+    pub(crate) fn error_at(&self, at: usize, message: impl std::fmt::Display) -> String {
+        format!("{} at byte {at}: {message}", self.what)
+    }
+
+    /// Where the next read starts.
+    pub(crate) fn position(&self) -> usize {
+        self.at
     }
 
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
@@ -81,10 +108,105 @@ impl<'a> Cursor<'a> {
         Ok(n)
     }
 
+    /// What [`put_var`] wrote; more than 64 bits is refused.
+    pub(crate) fn var(&mut self) -> Result<u64, String> {
+        let at = self.at;
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            let bits = u64::from(b & 0x7f);
+            if shift == 63 && bits > 1 {
+                break;
+            }
+            v |= bits << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(format!(
+            "{}: the number at byte {at} is longer than 64 bits",
+            self.what
+        ))
+    }
+
+    /// A [`put_var`] count of items of at least `min_size` bytes each (see [`Cursor::count`]).
+    pub(crate) fn var_count(&mut self, min_size: usize) -> Result<usize, String> {
+        let n = self.var()?;
+        let left = self.bytes.len() - self.at;
+        match usize::try_from(n) {
+            Ok(n) if n.saturating_mul(min_size.max(1)) <= left => Ok(n),
+            _ => Err(self.error(format!("{n} items cannot fit in the {left} bytes left"))),
+        }
+    }
+
+    /// What [`put_vstr`] wrote.
+    pub(crate) fn vstring(&mut self) -> Result<String, String> {
+        let at = self.at;
+        let n = self.var_count(1)?;
+        String::from_utf8(self.take(n)?.to_vec())
+            .map_err(|_| format!("{}: the text at byte {at} is not UTF-8", self.what))
+    }
+
     pub(crate) fn string(&mut self) -> Result<String, String> {
         let at = self.at;
         let n = self.u32()? as usize;
         String::from_utf8(self.take(n)?.to_vec())
             .map_err(|_| format!("{}: the text at byte {at} is not UTF-8", self.what))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn variable_length_numbers_read_back(v in any::<u64>(), s in ".{0,40}") {
+            let mut out = Vec::new();
+            put_var(&mut out, v);
+            put_vstr(&mut out, &s);
+            let mut c = Cursor::new(&out, "test value");
+            prop_assert_eq!(c.var(), Ok(v));
+            prop_assert_eq!(c.vstring(), Ok(s));
+            prop_assert!(c.done());
+        }
+    }
+
+    #[test]
+    fn variable_length_numbers_take_the_bytes_they_need() {
+        for (v, len) in [(0u64, 1), (127, 1), (128, 2), (16_383, 2), (16_384, 3), (u64::MAX, 10)] {
+            let mut out = Vec::new();
+            put_var(&mut out, v);
+            assert_eq!(out.len(), len, "{v}");
+        }
+    }
+
+    #[test]
+    fn bad_variable_length_numbers_are_refused_with_their_place() {
+        // Never ends.
+        let err = Cursor::new(&[0x80, 0x80], "test value").var().expect_err("cut");
+        assert!(err.contains("test value"), "{err}");
+        // Eleven bytes: past 64 bits.
+        let long = [0xff; 11];
+        let err = Cursor::new(&long, "test value").var().expect_err("too long");
+        assert!(err.contains("longer than 64 bits"), "{err}");
+        // The tenth byte may only carry the 64th bit.
+        let mut over = vec![0xff; 9];
+        over.push(0x02);
+        assert!(Cursor::new(&over, "test value").var().is_err());
+        // A count larger than what is left.
+        let mut out = Vec::new();
+        put_var(&mut out, 1_000);
+        out.push(1);
+        let err = Cursor::new(&out, "test value")
+            .var_count(1)
+            .expect_err("cannot fit");
+        assert!(err.contains("cannot fit"), "{err}");
+        // A string that is not UTF-8.
+        let err = Cursor::new(&[2, 0xff, 0xfe], "test value")
+            .vstring()
+            .expect_err("not UTF-8");
+        assert!(err.contains("not UTF-8"), "{err}");
     }
 }
