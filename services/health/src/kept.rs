@@ -231,17 +231,7 @@ pub(crate) fn decode_host_units(v: &[u8]) -> Result<Vec<(String, String, Saved)>
         for _ in 0..counts.count(&mut c, 4)? {
             let monitor = match &monitors {
                 None => c.string()?,
-                Some(table) => {
-                    let at = c.position();
-                    let i = c.var()?;
-                    usize::try_from(i)
-                        .ok()
-                        .and_then(|i| table.get(i))
-                        .cloned()
-                        .ok_or_else(|| {
-                            c.error_at(at, format!("monitor {i} of {} listed", table.len()))
-                        })?
-                }
+                Some(table) => c.index(table, "monitor")?.clone(),
             };
             let health = at_byte(&mut c, &HEALTHS, "a health state")?;
             let memory = memory_at(&mut c, counts)?;
@@ -412,7 +402,10 @@ mod tests {
             })
             .collect();
         let (v1, v2) = (encode_v1(&units).len(), encode_host_units(&units).len());
-        assert!(v2 * 100 <= v1 * 55, "version 2: {v2} bytes, version 1: {v1}");
+        assert!(
+            v2 * 100 <= v1 * 55,
+            "version 2: {v2} bytes, version 1: {v1}"
+        );
         assert_eq!(
             decode_host_units(&encode_host_units(&units)).expect("v2"),
             decode_host_units(&encode_v1(&units)).expect("v1")

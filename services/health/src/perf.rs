@@ -1,5 +1,7 @@
 //! The perf stage.
 
+use std::sync::Arc;
+
 use healthstream_bus::{Message, OutboundRecord};
 use healthstream_contracts::records::PerfBatch;
 use healthstream_contracts::{partition_for_key, Codec, PerfView};
@@ -8,7 +10,7 @@ use healthstream_store::{KeyWriter, Store, StoreBatch, StoreError};
 use serde::Serialize;
 
 use crate::metrics;
-use crate::wire::{put_str, Cursor};
+use crate::wire::{put_var, put_vstr, Cursor};
 
 /// Column family of the latest sample per counter.
 const LATEST_CF: &str = "perf_latest";
@@ -63,7 +65,8 @@ struct Kept {
     value: f64,
     partition: i32,
     offset: i64,
-    collector: String,
+    /// Shared by the samples of a batch.
+    collector: Arc<str>,
 }
 
 /// A host's latest samples by "object\0counter\0instance".
@@ -78,24 +81,116 @@ fn counter_key(buf: &mut String, object: &str, counter: &str, instance: &str) {
     buf.push_str(instance);
 }
 
-/// Entries one after the other: counter key, time, value, partition, offset, collector;
-/// strings with a 4-byte length.
+/// Version 2 of a host's value: this byte, then the sources (collector, partition, offset:
+/// a host's samples mostly come from one batch), then the "object, counter" pairs, each
+/// once, then the entries: the index of its pair, its instance, time and value (8 bytes
+/// each) and the index of its source. Counts, lengths, indexes, partitions and offsets are
+/// variable-length integers (partitions and offsets zigzag-encoded).
+///
+/// Version 1, still read, had the entries one after the other, each with its whole counter
+/// key, time, value, partition, offset and collector, strings with a 4-byte length; its
+/// first byte is 0 (a key's length is far below 2^24) and it was never empty.
+const LATEST_V2: u8 = 2;
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
+/// The index of `item` in `table`, added at the end if missing.
+fn index_in<T: PartialEq>(table: &mut Vec<T>, item: T) -> usize {
+    match table.iter().position(|x| *x == item) {
+        Some(i) => i,
+        None => {
+            table.push(item);
+            table.len() - 1
+        }
+    }
+}
+
 fn encode_host(latest: &HostLatest) -> Vec<u8> {
-    let mut out = Vec::with_capacity(latest.len() * 96);
+    let mut sources: Vec<(&str, i32, i64)> = Vec::new();
+    let mut pairs: Vec<&str> = Vec::new();
+    let mut entries = Vec::with_capacity(latest.len());
     for (k, e) in latest {
-        put_str(&mut out, k);
-        out.extend_from_slice(&e.time.to_be_bytes());
-        out.extend_from_slice(&e.value.to_be_bytes());
-        out.extend_from_slice(&e.partition.to_be_bytes());
-        out.extend_from_slice(&e.offset.to_be_bytes());
-        put_str(&mut out, &e.collector);
+        // Keys are made by `counter_key`: "object\0counter\0instance".
+        let (pair, instance) = k.rsplit_once('\0').unwrap_or((k.as_str(), ""));
+        let p = index_in(&mut pairs, pair);
+        let src = index_in(&mut sources, (&*e.collector, e.partition, e.offset));
+        entries.push((p, instance, e.time, e.value, src));
+    }
+    let mut out = Vec::with_capacity(16 + latest.len() * 32);
+    out.push(LATEST_V2);
+    put_var(&mut out, sources.len() as u64);
+    for (collector, partition, offset) in &sources {
+        put_vstr(&mut out, collector);
+        put_var(&mut out, zigzag(i64::from(*partition)));
+        put_var(&mut out, zigzag(*offset));
+    }
+    put_var(&mut out, pairs.len() as u64);
+    for pair in &pairs {
+        put_vstr(&mut out, pair);
+    }
+    put_var(&mut out, entries.len() as u64);
+    for (p, instance, time, value, src) in entries {
+        put_var(&mut out, p as u64);
+        put_vstr(&mut out, instance);
+        out.extend_from_slice(&time.to_be_bytes());
+        out.extend_from_slice(&value.to_be_bytes());
+        put_var(&mut out, src as u64);
     }
     out
 }
 
-/// Reads what [`encode_host`] wrote; a value that does not read says at which byte.
+/// Reads what [`encode_host`] wrote (or version 1); a value that does not read says at
+/// which byte.
 fn decode_host(v: &[u8]) -> Result<HostLatest, String> {
     let mut c = Cursor::new(v, "latest samples");
+    let mut out = HostLatest::new();
+    if v.first() != Some(&LATEST_V2) {
+        return decode_host_v1(c);
+    }
+    c.u8()?;
+    let mut sources = Vec::new();
+    for _ in 0..c.var_count(3)? {
+        let collector: Arc<str> = c.vstring()?.into();
+        let at = c.position();
+        let partition = i32::try_from(unzigzag(c.var()?))
+            .map_err(|_| c.error_at(at, "a partition out of range"))?;
+        let offset = unzigzag(c.var()?);
+        sources.push((collector, partition, offset));
+    }
+    let mut pairs = Vec::new();
+    for _ in 0..c.var_count(1)? {
+        pairs.push(c.vstring()?);
+    }
+    for _ in 0..c.var_count(19)? {
+        let pair = c.index(&pairs, "pair")?.clone();
+        let instance = c.vstring()?;
+        let time = c.i64()?;
+        let value = c.f64()?;
+        let (collector, partition, offset) = c.index(&sources, "source")?;
+        out.insert(
+            format!("{pair}\0{instance}"),
+            Kept {
+                time,
+                value,
+                partition: *partition,
+                offset: *offset,
+                collector: collector.clone(),
+            },
+        );
+    }
+    if !c.done() {
+        return Err(c.error("more than its entries"));
+    }
+    Ok(out)
+}
+
+fn decode_host_v1(mut c: Cursor<'_>) -> Result<HostLatest, String> {
     let mut out = HostLatest::new();
     while !c.done() {
         let key = c.string()?;
@@ -104,7 +199,7 @@ fn decode_host(v: &[u8]) -> Result<HostLatest, String> {
             value: c.f64()?,
             partition: i32::from_be_bytes(c.array()?),
             offset: c.i64()?,
-            collector: c.string()?,
+            collector: c.string()?.into(),
         };
         out.insert(key, kept);
     }
@@ -135,7 +230,7 @@ pub fn latest_samples(
                 instance,
                 time: e.time,
                 value: e.value,
-                collector: e.collector,
+                collector: e.collector.to_string(),
                 partition: e.partition,
                 offset: e.offset,
             }
@@ -195,12 +290,13 @@ pub fn store_latest(
     let mut buf = String::new();
     // The last sample of a counter in the batch wins over earlier ones of the same time;
     // an older sample than the one kept is ignored.
+    let collector: Arc<str> = input.collector.as_ref().into();
     let fresh = |time, value| Kept {
         time,
         value,
         partition: at.partition,
         offset: at.offset,
-        collector: input.collector.to_string(),
+        collector: collector.clone(),
     };
     for s in &input.samples {
         counter_key(&mut buf, &s.object, &s.counter, &s.instance);
@@ -402,11 +498,109 @@ mod tests {
         bad.extend_from_slice(&bytes[..]);
         let e = decode_host(&bad).expect_err("not UTF-8");
         assert!(e.contains("byte 0 is not UTF-8"), "{e}");
-        // Arbitrary bytes never panic.
+        // Arbitrary bytes never panic, in either version.
         for n in 0..64u8 {
             let junk: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37).wrapping_add(n)).collect();
             let _ = decode_host(&junk);
+            let mut v2 = vec![LATEST_V2];
+            v2.extend(&junk);
+            let _ = decode_host(&v2);
         }
+        // Cut anywhere: an error, never a partial answer.
+        for end in 1..bytes.len() {
+            assert!(decode_host(&bytes[..end]).is_err(), "cut at {end}");
+        }
+        // Indexes past the tables.
+        let mut v = vec![LATEST_V2];
+        put_var(&mut v, 1);
+        put_vstr(&mut v, "c1");
+        put_var(&mut v, zigzag(3));
+        put_var(&mut v, zigzag(99));
+        put_var(&mut v, 1);
+        put_vstr(&mut v, "Processor\0cpu");
+        put_var(&mut v, 1);
+        let entry_at = v.len();
+        let good_entry = v.clone();
+        put_var(&mut v, 4);
+        let e = decode_host(&{
+            let mut v = v.clone();
+            v.extend([0; 20]);
+            v
+        })
+        .expect_err("pair 4");
+        assert!(
+            e.contains(&format!("at byte {entry_at}: pair 4 of 1 listed")),
+            "{e}"
+        );
+        let mut v = good_entry;
+        put_var(&mut v, 0);
+        put_vstr(&mut v, "_Total");
+        v.extend(7i64.to_be_bytes());
+        v.extend(1.5f64.to_be_bytes());
+        let mut bad_source = v.clone();
+        put_var(&mut bad_source, 2);
+        let e = decode_host(&bad_source).expect_err("source 2");
+        assert!(e.contains("source 2 of 1 listed"), "{e}");
+        put_var(&mut v, 0);
+        let one = decode_host(&v).expect("a good one");
+        assert_eq!(
+            one.get("Processor\0cpu\0_Total")
+                .map(|k| (k.time, k.value, k.offset)),
+            Some((7, 1.5, 99))
+        );
+    }
+
+    /// Version 1, as an earlier version wrote it.
+    fn encode_v1(latest: &HostLatest) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (k, e) in latest {
+            crate::wire::put_str(&mut out, k);
+            out.extend_from_slice(&e.time.to_be_bytes());
+            out.extend_from_slice(&e.value.to_be_bytes());
+            out.extend_from_slice(&e.partition.to_be_bytes());
+            out.extend_from_slice(&e.offset.to_be_bytes());
+            crate::wire::put_str(&mut out, &e.collector);
+        }
+        out
+    }
+
+    /// Ten filesystems' free space from one batch, as the simulated fleet sends them.
+    #[test]
+    fn version_1_is_still_read_and_version_2_takes_under_half_its_bytes() {
+        let mut latest = HostLatest::new();
+        let collector: Arc<str> = "host-00042".into();
+        for i in 0..10 {
+            let mut k = String::new();
+            counter_key(&mut k, "Filesystem", "% Free Space", &format!("/data{i}"));
+            latest.insert(
+                k,
+                Kept {
+                    time: 1_795_255_200_000,
+                    value: 50.0 - f64::from(i),
+                    partition: 5,
+                    offset: 1_234_567,
+                    collector: collector.clone(),
+                },
+            );
+        }
+        let (v1, v2) = (encode_v1(&latest), encode_host(&latest));
+        assert_eq!(decode_host(&v1).expect("v1"), latest);
+        assert_eq!(decode_host(&v2).expect("v2"), latest);
+        assert!(
+            v2.len() * 2 < v1.len(),
+            "version 2: {} bytes, version 1: {}",
+            v2.len(),
+            v1.len()
+        );
+    }
+
+    #[test]
+    fn zigzag_keeps_every_number() {
+        for v in [0, 1, -1, 63, -64, i64::MAX, i64::MIN] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+        assert_eq!(zigzag(-1), 1);
+        assert_eq!(zigzag(1), 2);
     }
 
     #[test]

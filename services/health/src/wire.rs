@@ -4,6 +4,8 @@
 //! first; the first formats had them in 4 bytes), fixed-size numbers big-endian. A value
 //! that does not read says what and at which byte.
 
+/// A string with a 4-byte length (the first formats; now only to write them in tests).
+#[cfg(test)]
 pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
     out.extend_from_slice(s.as_bytes());
@@ -139,6 +141,17 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// An item of a table read earlier in the value, by its [`put_var`] index; `what` names
+    /// the table's items in the error.
+    pub(crate) fn index<'t, T>(&mut self, table: &'t [T], what: &str) -> Result<&'t T, String> {
+        let at = self.at;
+        let i = self.var()?;
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| table.get(i))
+            .ok_or_else(|| self.error_at(at, format!("{what} {i} of {} listed", table.len())))
+    }
+
     /// What [`put_vstr`] wrote.
     pub(crate) fn vstring(&mut self) -> Result<String, String> {
         let at = self.at;
@@ -175,7 +188,14 @@ mod tests {
 
     #[test]
     fn variable_length_numbers_take_the_bytes_they_need() {
-        for (v, len) in [(0u64, 1), (127, 1), (128, 2), (16_383, 2), (16_384, 3), (u64::MAX, 10)] {
+        for (v, len) in [
+            (0u64, 1),
+            (127, 1),
+            (128, 2),
+            (16_383, 2),
+            (16_384, 3),
+            (u64::MAX, 10),
+        ] {
             let mut out = Vec::new();
             put_var(&mut out, v);
             assert_eq!(out.len(), len, "{v}");
@@ -185,11 +205,15 @@ mod tests {
     #[test]
     fn bad_variable_length_numbers_are_refused_with_their_place() {
         // Never ends.
-        let err = Cursor::new(&[0x80, 0x80], "test value").var().expect_err("cut");
+        let err = Cursor::new(&[0x80, 0x80], "test value")
+            .var()
+            .expect_err("cut");
         assert!(err.contains("test value"), "{err}");
         // Eleven bytes: past 64 bits.
         let long = [0xff; 11];
-        let err = Cursor::new(&long, "test value").var().expect_err("too long");
+        let err = Cursor::new(&long, "test value")
+            .var()
+            .expect_err("too long");
         assert!(err.contains("longer than 64 bits"), "{err}");
         // The tenth byte may only carry the 64th bit.
         let mut over = vec![0xff; 9];
