@@ -13,6 +13,7 @@ mod json;
 mod partition;
 mod perf_view;
 pub mod records;
+mod state_change;
 mod topic;
 mod wire;
 

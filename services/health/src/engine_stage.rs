@@ -1842,7 +1842,7 @@ impl Processor for HealthStage {
                     data: BTreeMap::new(),
                 },
             };
-            let value = healthstream_stage::encode_output("health", &record)?;
+            let value = Codec::shared().encode_state_change(&record);
             out.push(OutboundRecord {
                 topic: Topic::State,
                 partition: at.partition,

@@ -1,0 +1,189 @@
+//! The health stage with its state store, without the bus: decode a perf batch, detect,
+//! keep the monitor states and latest samples, encode the outputs, and write each group of
+//! inputs to RocksDB with its offsets, as the stage does between reading and committing.
+//!
+//! A partition of 1,000 hosts with 10 filesystems each (a free-space threshold and a
+//! fill-rate delta monitor per filesystem, as the shipped Linux pack has them) takes one
+//! round: one batch of 10 samples per host, 1% of the values beyond the threshold (a
+//! different 1% each round, so states change, roll up and alert).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use healthstream_bus::{Assignment, Message};
+use healthstream_contracts::records::{
+    ChangeKind, EntityKind, InstanceChange, PerfBatch, PerfSample, PropertyValue, Record,
+};
+use healthstream_contracts::{partition_for_key, Codec, Topic};
+use healthstream_health::{open_store, HealthStage};
+use healthstream_stage::{Position, Processor};
+use healthstream_store::Store;
+
+const PARTITIONS: i32 = 1;
+const HOSTS: usize = 1_000;
+const ITEMS: usize = 10;
+/// Inputs stored together (a commit group of the stage).
+const GROUP: usize = 64;
+
+fn host(h: usize) -> String {
+    format!("host-{h:05}")
+}
+
+fn message<R: Record>(topic: Topic, root: &str, offset: i64, time: i64, r: &R) -> Message {
+    Message {
+        topic,
+        partition: partition_for_key(root.as_bytes(), PARTITIONS as u32) as i32,
+        offset,
+        key: Some(root.as_bytes().to_vec()),
+        value: Some(Codec::shared().encode(r).expect("encode")),
+        timestamp_ms: time,
+    }
+}
+
+fn instance(root: &str, id: String, class: &str, props: &[(&str, String)]) -> InstanceChange {
+    InstanceChange {
+        id: format!("c-{id}"),
+        root_host: root.into(),
+        entity_id: id,
+        kind: EntityKind::Instance,
+        change: ChangeKind::Upsert,
+        time: 0,
+        class: class.into(),
+        keys: BTreeMap::new(),
+        properties: props
+            .iter()
+            .map(|(k, v)| (k.to_string(), PropertyValue::String(v.clone())))
+            .collect(),
+        host_id: (class != "Linux.Computer").then(|| format!("{root}/computer")),
+        source_id: None,
+        target_id: None,
+        managed: true,
+        claimed_by: vec!["discovery:bench".into()],
+        source_root_host: None,
+        source_class: None,
+    }
+}
+
+fn round(r: usize, offset: &mut i64) -> Vec<Message> {
+    let time = 60_000 * (r as i64 + 1);
+    (0..HOSTS)
+        .map(|h| {
+            let root = host(h);
+            let batch = PerfBatch {
+                id: String::new(),
+                collector: root.clone(),
+                root_host: root.clone(),
+                samples: (0..ITEMS)
+                    .map(|i| PerfSample {
+                        time,
+                        object: "Filesystem".into(),
+                        counter: "% Free Space".into(),
+                        instance: format!("/data{i}"),
+                        value: if (h * ITEMS + i) % 100 == r % 100 {
+                            4.0
+                        } else {
+                            50.0
+                        },
+                    })
+                    .collect(),
+            };
+            *offset += 1;
+            message(Topic::Perf, &root, *offset, time, &batch)
+        })
+        .collect()
+}
+
+/// Applies the inputs in groups, each group written with its offsets; returns the outputs.
+fn apply(stage: &mut HealthStage, store: &Store, inputs: &[Message]) -> usize {
+    let mut outputs = 0;
+    for group in inputs.chunks(GROUP) {
+        let mut batch = store.batch();
+        for m in group {
+            let at = Position {
+                topic: m.topic,
+                partition: m.partition,
+                offset: m.offset,
+                timestamp_ms: m.timestamp_ms,
+            };
+            let input = stage.decode(m).expect("decodes");
+            outputs += stage.apply(&mut batch, input, at).expect("applies").len();
+            batch.set_offset(m.topic.name(), m.partition, m.offset + 1);
+        }
+        store.write(batch).expect("writes");
+    }
+    outputs
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_store(dir.path()).expect("store");
+    let packs = healthstream_packfeed::fixed(&[]).expect("shipped packs");
+    let mut stage = HealthStage::new(PARTITIONS, packs);
+    let assigned: Vec<Assignment> = [Topic::Instances, Topic::Perf]
+        .map(|topic| Assignment {
+            topic,
+            partition: 0,
+            start: None,
+        })
+        .to_vec();
+    stage.on_assigned(&store, &assigned).expect("assigned");
+    let mut instances = Vec::new();
+    for h in 0..HOSTS {
+        let root = host(h);
+        instances.push(instance(
+            &root,
+            format!("{root}/computer"),
+            "Linux.Computer",
+            &[("PrincipalName", root.clone())],
+        ));
+        for i in 0..ITEMS {
+            instances.push(instance(
+                &root,
+                format!("{root}/fs{i}"),
+                "Linux.Filesystem",
+                &[
+                    ("MountPoint", format!("/data{i}")),
+                    ("Type", "xfs".to_string()),
+                ],
+            ));
+        }
+    }
+    let instances: Vec<Message> = instances
+        .iter()
+        .enumerate()
+        .map(|(o, i)| message(Topic::Instances, &i.root_host, o as i64, 0, i))
+        .collect();
+    apply(&mut stage, &store, &instances);
+    // Rounds of steady values until every monitor is initialized (the delta monitor
+    // needs a window), not measured.
+    let mut offset = 0;
+    let mut r = 0;
+    for _ in 0..8 {
+        let steady: Vec<Message> = round(usize::MAX, &mut offset);
+        apply(&mut stage, &store, &steady);
+        r += 1;
+    }
+    let mut g = c.benchmark_group("health_stage_with_store");
+    g.throughput(Throughput::Elements((HOSTS * ITEMS) as u64));
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(20));
+    g.bench_function("one round: 1,000 hosts x 10 samples, 1% crossing", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                r += 1;
+                let inputs = round(r, &mut offset);
+                let started = Instant::now();
+                let outputs = apply(&mut stage, &store, &inputs);
+                spent += started.elapsed();
+                assert!(outputs > 0, "crossing values change states");
+            }
+            spent
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
