@@ -1807,9 +1807,8 @@ impl Processor for HealthStage {
                 batch.put(STATE_CF, &key, &encode_host_units(&units))?;
             }
         }
-        let alerting: Vec<StateChange> = changes.clone();
         let mut out = Vec::with_capacity(changes.len());
-        for (i, c) in changes.into_iter().enumerate() {
+        for (i, c) in changes.iter().enumerate() {
             let hkey = KeyWriter::new(HISTORY_PREFIX)
                 .str(&c.instance_id)
                 .str(&c.monitor_id)
@@ -1838,7 +1837,7 @@ impl Processor for HealthStage {
                 unavailable: self.engine.is_unavailable(&c.instance_id),
                 cause: StateCause {
                     kind: c.kind.as_str().into(),
-                    summary: c.cause,
+                    summary: c.cause.clone(),
                     data: BTreeMap::new(),
                 },
             };
@@ -1852,9 +1851,9 @@ impl Processor for HealthStage {
             });
         }
         crate::metrics::STATE_CHANGES.inc_by(out.len() as u64);
-        out.extend(self.alerts(batch, &root, &alerting, closed_alerts, at)?);
-        out.extend(self.fan_out(&alerting, at)?);
-        out.extend(self.send_commands(batch, &alerting, at)?);
+        out.extend(self.alerts(batch, &root, &changes, closed_alerts, at)?);
+        out.extend(self.fan_out(&changes, at)?);
+        out.extend(self.send_commands(batch, &changes, at)?);
         Ok(out)
     }
 }
