@@ -89,17 +89,18 @@ fn put_held(out: &mut Vec<u8>, h: &Held) {
     }
 }
 
+/// `units` in runs of one instance each (they are listed by instance).
+fn by_instance<'u, 'a>(units: &'u [KeptUnit<'a>]) -> impl Iterator<Item = &'u [KeptUnit<'a>]> {
+    units.chunk_by(|a, b| a.instance == b.instance)
+}
+
 /// The value of a root host's unit states (`units` by instance, as
 /// [`healthstream_engine::engine::Engine::host_units`] lists them).
 pub(crate) fn encode_host_units(units: &[KeptUnit<'_>]) -> Vec<u8> {
     let mut monitors: Vec<&str> = Vec::new();
-    let mut instances = 0u64;
-    for (i, u) in units.iter().enumerate() {
+    for u in units {
         if !monitors.contains(&u.monitor) {
             monitors.push(u.monitor);
-        }
-        if i == 0 || units[i - 1].instance != u.instance {
-            instances += 1;
         }
     }
     let mut out = Vec::with_capacity(8 + units.len() * 48);
@@ -108,16 +109,11 @@ pub(crate) fn encode_host_units(units: &[KeptUnit<'_>]) -> Vec<u8> {
     for m in &monitors {
         put_vstr(&mut out, m);
     }
-    put_var(&mut out, instances);
-    let mut rest = units;
-    while let Some(first) = rest.first() {
-        let n = rest
-            .iter()
-            .take_while(|u| u.instance == first.instance)
-            .count();
-        put_vstr(&mut out, first.instance);
-        put_var(&mut out, n as u64);
-        for u in &rest[..n] {
+    put_var(&mut out, by_instance(units).count() as u64);
+    for run in by_instance(units) {
+        put_vstr(&mut out, run[0].instance);
+        put_var(&mut out, run.len() as u64);
+        for u in run {
             let index = monitors.iter().position(|m| *m == u.monitor).unwrap_or(0);
             put_var(&mut out, index as u64);
             out.push(byte_of(&HEALTHS, &u.health));
@@ -127,7 +123,6 @@ pub(crate) fn encode_host_units(units: &[KeptUnit<'_>]) -> Vec<u8> {
                 put_held(&mut out, h);
             }
         }
-        rest = &rest[n..];
     }
     out
 }
@@ -277,17 +272,11 @@ mod tests {
             }
         }
         let mut out = vec![VERSION_1];
-        out.extend_from_slice(&0u32.to_be_bytes());
-        let mut instances = 0u32;
-        let mut rest = units;
-        while let Some(first) = rest.first() {
-            let n = rest
-                .iter()
-                .take_while(|u| u.instance == first.instance)
-                .count();
-            put_str(&mut out, first.instance);
-            out.extend_from_slice(&(n as u32).to_be_bytes());
-            for u in &rest[..n] {
+        out.extend_from_slice(&(by_instance(units).count() as u32).to_be_bytes());
+        for run in by_instance(units) {
+            put_str(&mut out, run[0].instance);
+            out.extend_from_slice(&(run.len() as u32).to_be_bytes());
+            for u in run {
                 put_str(&mut out, u.monitor);
                 out.push(byte_of(&HEALTHS, &u.health));
                 memory(&mut out, u.memory);
@@ -296,10 +285,7 @@ mod tests {
                     put_held(&mut out, h);
                 }
             }
-            rest = &rest[n..];
-            instances += 1;
         }
-        out[1..5].copy_from_slice(&instances.to_be_bytes());
         out
     }
 
