@@ -718,18 +718,21 @@ impl Engine {
     /// What is kept of the unit monitors of a root host's instances, by instance and
     /// monitor in order. Copies in their initial state are left out (a copy is made in it).
     pub fn host_units(&mut self, root: &str) -> Vec<KeptUnit<'_>> {
-        if !self.unit_lists.contains_key(root) {
-            let list: Vec<Handle> = self
-                .by_root
-                .get(root)
-                .into_iter()
-                .flatten()
-                .flat_map(|id| self.copies.handles_of(id))
-                .collect();
-            self.unit_lists.insert(root.to_string(), list);
-        }
-        let mut out = Vec::new();
-        for h in self.unit_lists.get(root).into_iter().flatten() {
+        let list = match self.unit_lists.get(root) {
+            Some(list) => list,
+            None => {
+                let list: Vec<Handle> = self
+                    .by_root
+                    .get(root)
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|id| self.copies.handles_of(id))
+                    .collect();
+                self.unit_lists.entry(root.to_string()).or_insert(list)
+            }
+        };
+        let mut out = Vec::with_capacity(list.len());
+        for h in list {
             let Some((key, c)) = self.copies.at(*h) else {
                 continue;
             };
