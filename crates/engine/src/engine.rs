@@ -1196,9 +1196,8 @@ impl Engine {
         let id = instance.id.clone();
         // Its class may change what its dependency monitors count.
         self.member_counts.remove(&id);
-        self.unit_lists.remove(&instance.root_host);
+        // (The list of its root host's unit copies is made again by `rebuild`.)
         if let Some(old) = self.instances.get(&id) {
-            self.unit_lists.remove(&old.root_host);
             if let Some(h) = &old.host_id {
                 if let Some(set) = self.hosted.get_mut(h) {
                     set.remove(&id);
@@ -1209,6 +1208,7 @@ impl Engine {
             }
             if old.root_host != instance.root_host {
                 let root = old.root_host.clone();
+                self.unit_lists.remove(&root);
                 self.unindex(&id, &root);
                 // Its copies' kept states move to the other root host.
                 mark_root(&mut self.touched_roots, &root);

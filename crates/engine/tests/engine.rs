@@ -792,14 +792,8 @@ fn an_instance_discovered_later_is_kept_with_its_host() {
     host(&mut e);
     e.perf("web-01", &[free("/", 50.0, 1)]);
     let _ = e.take_kept();
-    let listed = |e: &mut Engine| -> Vec<(String, String)> {
-        e.host_units("web-01")
-            .iter()
-            .filter(|u| u.monitor == FREE_SPACE)
-            .map(|u| (u.instance.to_string(), format!("{:?}", u.health)))
-            .collect()
-    };
-    assert_eq!(listed(&mut e), [("root-fs".into(), "Healthy".into())]);
+    let listed = |e: &mut Engine| free_space_kept(e, "web-01");
+    assert_eq!(listed(&mut e), [("root-fs".into(), Health::Healthy)]);
     e.upsert(
         inst(
             "data-fs",
@@ -812,7 +806,7 @@ fn an_instance_discovered_later_is_kept_with_its_host() {
     );
     assert_eq!(
         listed(&mut e),
-        [("root-fs".into(), "Healthy".into())],
+        [("root-fs".into(), Health::Healthy)],
         "a new copy has nothing to keep yet"
     );
     e.perf("web-01", &[free("/data", 2.0, 3)]);
@@ -820,9 +814,47 @@ fn an_instance_discovered_later_is_kept_with_its_host() {
     assert_eq!(
         listed(&mut e),
         [
-            ("data-fs".into(), "Critical".into()),
-            ("root-fs".into(), "Healthy".into())
+            ("data-fs".into(), Health::Critical),
+            ("root-fs".into(), Health::Healthy)
         ]
+    );
+}
+
+/// (instance, health) of the free-space copies kept for a root host.
+fn free_space_kept(e: &mut Engine, root: &str) -> Vec<(String, Health)> {
+    e.host_units(root)
+        .iter()
+        .filter(|u| u.monitor == FREE_SPACE)
+        .map(|u| (u.instance.to_string(), u.health))
+        .collect()
+}
+
+/// An instance reported under another root host is kept with that host, no longer with
+/// the one it left.
+#[test]
+fn an_instance_moved_to_another_root_host_is_kept_with_it() {
+    let mut e = engine("");
+    host(&mut e);
+    e.perf("web-01", &[free("/", 50.0, 1)]);
+    let _ = e.take_kept();
+    assert_eq!(
+        free_space_kept(&mut e, "web-01"),
+        [("root-fs".into(), Health::Healthy)]
+    );
+    let mut moved = root_fs(&[]);
+    moved.root_host = "web-02".into();
+    e.upsert(moved, 2);
+    let kept = e.take_kept();
+    assert!(
+        kept.hosts.contains("web-01") && kept.hosts.contains("web-02"),
+        "{kept:?}"
+    );
+    e.perf("web-02", &[free("/", 3.0, 3)]);
+    let _ = e.take_kept();
+    assert_eq!(free_space_kept(&mut e, "web-01"), []);
+    assert_eq!(
+        free_space_kept(&mut e, "web-02"),
+        [("root-fs".into(), Health::Critical)]
     );
 }
 

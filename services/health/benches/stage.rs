@@ -65,7 +65,9 @@ fn instance(root: &str, id: String, class: &str, props: &[(&str, String)]) -> In
     }
 }
 
-fn round(r: usize, offset: &mut i64) -> Vec<Message> {
+/// Round `r` (its samples a minute after the previous round's); with `crossing`, 1% of its
+/// values beyond the threshold, a different 1% each round.
+fn round(r: usize, crossing: bool, offset: &mut i64) -> Vec<Message> {
     let time = 60_000 * (r as i64 + 1);
     (0..HOSTS)
         .map(|h| {
@@ -80,7 +82,7 @@ fn round(r: usize, offset: &mut i64) -> Vec<Message> {
                         object: "Filesystem".into(),
                         counter: "% Free Space".into(),
                         instance: format!("/data{i}"),
-                        value: if (h * ITEMS + i) % 100 == r % 100 {
+                        value: if crossing && (h * ITEMS + i) % 100 == r % 100 {
                             4.0
                         } else {
                             50.0
@@ -159,8 +161,8 @@ fn bench(c: &mut Criterion) {
     // needs a window), not measured.
     let mut offset = 0;
     let mut r = 0;
-    for _ in 0..8 {
-        let steady: Vec<Message> = round(usize::MAX, &mut offset);
+    while r < 8 {
+        let steady = round(r, false, &mut offset);
         apply(&mut stage, &store, &steady);
         r += 1;
     }
@@ -172,8 +174,8 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut spent = Duration::ZERO;
             for _ in 0..iters {
+                let inputs = round(r, true, &mut offset);
                 r += 1;
-                let inputs = round(r, &mut offset);
                 let started = Instant::now();
                 let outputs = apply(&mut stage, &store, &inputs);
                 spent += started.elapsed();

@@ -15,7 +15,7 @@ use healthstream_engine::detect::{Memory, ServiceReading};
 use healthstream_engine::engine::{Held, KeptUnit, Saved};
 use healthstream_model::pack::Health;
 
-use crate::wire::{put_var, put_vstr, Cursor};
+use crate::wire::{index_in, put_var, put_vstr, Cursor};
 
 const VERSION: u8 = 2;
 /// Monitor ids in full, counts in four bytes.
@@ -98,11 +98,10 @@ fn by_instance<'u, 'a>(units: &'u [KeptUnit<'a>]) -> impl Iterator<Item = &'u [K
 /// [`healthstream_engine::engine::Engine::host_units`] lists them).
 pub(crate) fn encode_host_units(units: &[KeptUnit<'_>]) -> Vec<u8> {
     let mut monitors: Vec<&str> = Vec::new();
-    for u in units {
-        if !monitors.contains(&u.monitor) {
-            monitors.push(u.monitor);
-        }
-    }
+    let indexes: Vec<usize> = units
+        .iter()
+        .map(|u| index_in(&mut monitors, u.monitor))
+        .collect();
     let mut out = Vec::with_capacity(8 + units.len() * 48);
     out.push(VERSION);
     put_var(&mut out, monitors.len() as u64);
@@ -110,11 +109,11 @@ pub(crate) fn encode_host_units(units: &[KeptUnit<'_>]) -> Vec<u8> {
         put_vstr(&mut out, m);
     }
     put_var(&mut out, by_instance(units).count() as u64);
+    let mut indexes = indexes.into_iter();
     for run in by_instance(units) {
         put_vstr(&mut out, run[0].instance);
         put_var(&mut out, run.len() as u64);
-        for u in run {
-            let index = monitors.iter().position(|m| *m == u.monitor).unwrap_or(0);
+        for (u, index) in run.iter().zip(indexes.by_ref()) {
             put_var(&mut out, index as u64);
             out.push(byte_of(&HEALTHS, &u.health));
             put_memory(&mut out, u.memory);
@@ -328,6 +327,34 @@ mod tests {
         ]
     }
 
+    /// The states read, as the engine lists them.
+    fn units_of(read: &[(String, String, Saved)]) -> Vec<KeptUnit<'_>> {
+        read.iter()
+            .map(|(instance, monitor, saved)| match saved {
+                Saved::Unit {
+                    health,
+                    memory,
+                    held,
+                } => KeptUnit {
+                    instance,
+                    monitor,
+                    health: *health,
+                    memory,
+                    held,
+                },
+                other => panic!("a unit state reads as {other:?}"),
+            })
+            .collect()
+    }
+
+    /// What decoding `units` must give back.
+    fn expected(units: &[KeptUnit<'_>]) -> Vec<(String, String, Saved)> {
+        units
+            .iter()
+            .map(|u| (u.instance.into(), u.monitor.into(), u.to_saved()))
+            .collect()
+    }
+
     const HELD: [Held; 3] = [
         Held::Value(-3.5),
         Held::Service(ServiceReading::Running(true)),
@@ -339,11 +366,7 @@ mod tests {
         let memories = every_memory();
         let units = units(&memories, &HELD);
         let bytes = encode_host_units(&units);
-        let expected: Vec<(String, String, Saved)> = units
-            .iter()
-            .map(|u| (u.instance.into(), u.monitor.into(), u.to_saved()))
-            .collect();
-        assert_eq!(decode_host_units(&bytes).expect("decode"), expected);
+        assert_eq!(decode_host_units(&bytes).expect("decode"), expected(&units));
         // Each instance's id once; no names of fields or states.
         let text = String::from_utf8_lossy(&bytes);
         assert_eq!(text.matches("fs-1").count(), 1, "{text}");
@@ -358,11 +381,10 @@ mod tests {
     fn version_1_values_are_still_read() {
         let memories = every_memory();
         let units = units(&memories, &HELD);
-        let expected: Vec<(String, String, Saved)> = units
-            .iter()
-            .map(|u| (u.instance.into(), u.monitor.into(), u.to_saved()))
-            .collect();
-        assert_eq!(decode_host_units(&encode_v1(&units)).expect("v1"), expected);
+        assert_eq!(
+            decode_host_units(&encode_v1(&units)).expect("v1"),
+            expected(&units)
+        );
     }
 
     /// A host of the simulated fleet's shape: ten filesystems, each with a free-space
@@ -398,16 +420,23 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_version_2_value_that_does_not_read_says_what_and_where() {
-        let err = |b: &[u8]| decode_host_units(b).expect_err("refused");
-        // One monitor listed, the unit names the second.
+    /// A version 2 value listing the monitor "Cpu" and the instance "web" with one
+    /// monitor, up to where that monitor's index goes.
+    fn v2_up_to_a_unit() -> Vec<u8> {
         let mut v = vec![VERSION];
         put_var(&mut v, 1);
         put_vstr(&mut v, "Cpu");
         put_var(&mut v, 1);
         put_vstr(&mut v, "web");
         put_var(&mut v, 1);
+        v
+    }
+
+    #[test]
+    fn a_version_2_value_that_does_not_read_says_what_and_where() {
+        let err = |b: &[u8]| decode_host_units(b).expect_err("refused");
+        // One monitor listed, the unit names the second.
+        let mut v = v2_up_to_a_unit();
         let unit_at = v.len();
         put_var(&mut v, 1);
         v.extend([1, 0, 0]);
@@ -421,12 +450,7 @@ mod tests {
         put_var(&mut many, 1 << 40);
         assert!(err(&many).contains("cannot fit"), "{}", err(&many));
         // A run too long for its field.
-        let mut run = vec![VERSION];
-        put_var(&mut run, 1);
-        put_vstr(&mut run, "Cpu");
-        put_var(&mut run, 1);
-        put_vstr(&mut run, "web");
-        put_var(&mut run, 1);
+        let mut run = v2_up_to_a_unit();
         put_var(&mut run, 0);
         run.extend([1, 2, 1]);
         put_var(&mut run, 1 << 33);
@@ -501,6 +525,8 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Any bytes are refused or read; what is read is written again as the same states
+        /// (compared as bytes: a window read from any bytes may hold NaN).
         #[test]
         fn any_bytes_are_read_or_refused(
             version in proptest::sample::select(vec![VERSION_1, VERSION]),
@@ -508,7 +534,11 @@ mod tests {
         ) {
             let mut v = vec![version];
             v.extend(bytes);
-            let _ = decode_host_units(&v);
+            if let Ok(read) = decode_host_units(&v) {
+                let written = encode_host_units(&units_of(&read));
+                let again = decode_host_units(&written).expect("written again");
+                proptest::prop_assert_eq!(encode_host_units(&units_of(&again)), written);
+            }
         }
 
         #[test]

@@ -10,7 +10,7 @@ use healthstream_store::{KeyWriter, Store, StoreBatch, StoreError};
 use serde::Serialize;
 
 use crate::metrics;
-use crate::wire::{put_var, put_vstr, Cursor};
+use crate::wire::{index_in, put_var, put_vstr, Cursor};
 
 /// Column family of the latest sample per counter.
 const LATEST_CF: &str = "perf_latest";
@@ -100,17 +100,6 @@ fn unzigzag(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 
-/// The index of `item` in `table`, added at the end if missing.
-fn index_in<T: PartialEq>(table: &mut Vec<T>, item: T) -> usize {
-    match table.iter().position(|x| *x == item) {
-        Some(i) => i,
-        None => {
-            table.push(item);
-            table.len() - 1
-        }
-    }
-}
-
 fn encode_host(latest: &HostLatest) -> Vec<u8> {
     let mut sources: Vec<(&str, i32, i64)> = Vec::new();
     let mut pairs: Vec<&str> = Vec::new();
@@ -149,7 +138,6 @@ fn encode_host(latest: &HostLatest) -> Vec<u8> {
 /// which byte.
 fn decode_host(v: &[u8]) -> Result<HostLatest, String> {
     let mut c = Cursor::new(v, "latest samples");
-    let mut out = HostLatest::new();
     if v.first() != Some(&LATEST_V2) {
         return decode_host_v1(c);
     }
@@ -167,6 +155,7 @@ fn decode_host(v: &[u8]) -> Result<HostLatest, String> {
     for _ in 0..c.var_count(1)? {
         pairs.push(c.vstring()?);
     }
+    let mut out = HostLatest::new();
     for _ in 0..c.var_count(19)? {
         let pair = c.index(&pairs, "pair")?.clone();
         let instance = c.vstring()?;

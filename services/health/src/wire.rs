@@ -27,6 +27,18 @@ pub(crate) fn put_vstr(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// The index of `item` in `table`, added at the end if missing (the tables of ids a value
+/// lists once and its entries name by index).
+pub(crate) fn index_in<T: PartialEq>(table: &mut Vec<T>, item: T) -> usize {
+    match table.iter().position(|x| *x == item) {
+        Some(i) => i,
+        None => {
+            table.push(item);
+            table.len() - 1
+        }
+    }
+}
+
 /// Reads a value from its start; `what` names it in errors.
 pub(crate) struct Cursor<'a> {
     bytes: &'a [u8],
@@ -102,12 +114,17 @@ impl<'a> Cursor<'a> {
     /// A count of items of at least `min_size` bytes each: refused when the rest of the
     /// value cannot hold them (so that a bad count does not reserve memory).
     pub(crate) fn count(&mut self, min_size: usize) -> Result<usize, String> {
-        let n = self.u32()? as usize;
+        let n = self.u32()?;
+        self.fitting(u64::from(n), min_size)
+    }
+
+    /// `n` items of at least `min_size` bytes each, if the rest of the value can hold them.
+    fn fitting(&self, n: u64, min_size: usize) -> Result<usize, String> {
         let left = self.bytes.len() - self.at;
-        if n.saturating_mul(min_size.max(1)) > left {
-            return Err(self.error(format!("{n} items cannot fit in the {left} bytes left")));
+        match usize::try_from(n) {
+            Ok(n) if n.saturating_mul(min_size.max(1)) <= left => Ok(n),
+            _ => Err(self.error(format!("{n} items cannot fit in the {left} bytes left"))),
         }
-        Ok(n)
     }
 
     /// What [`put_var`] wrote; more than 64 bits is refused.
@@ -125,20 +142,13 @@ impl<'a> Cursor<'a> {
                 return Ok(v);
             }
         }
-        Err(format!(
-            "{}: the number at byte {at} is longer than 64 bits",
-            self.what
-        ))
+        Err(self.error_at(at, "a number longer than 64 bits"))
     }
 
     /// A [`put_var`] count of items of at least `min_size` bytes each (see [`Cursor::count`]).
     pub(crate) fn var_count(&mut self, min_size: usize) -> Result<usize, String> {
         let n = self.var()?;
-        let left = self.bytes.len() - self.at;
-        match usize::try_from(n) {
-            Ok(n) if n.saturating_mul(min_size.max(1)) <= left => Ok(n),
-            _ => Err(self.error(format!("{n} items cannot fit in the {left} bytes left"))),
-        }
+        self.fitting(n, min_size)
     }
 
     /// An item of a table read earlier in the value, by its [`put_var`] index; `what` names
@@ -156,13 +166,18 @@ impl<'a> Cursor<'a> {
     pub(crate) fn vstring(&mut self) -> Result<String, String> {
         let at = self.at;
         let n = self.var_count(1)?;
-        String::from_utf8(self.take(n)?.to_vec())
-            .map_err(|_| format!("{}: the text at byte {at} is not UTF-8", self.what))
+        self.text(at, n)
     }
 
+    /// A string with a 4-byte length (the first formats).
     pub(crate) fn string(&mut self) -> Result<String, String> {
         let at = self.at;
         let n = self.u32()? as usize;
+        self.text(at, n)
+    }
+
+    /// The next `n` bytes as text; `at` is where the string's length started.
+    fn text(&mut self, at: usize, n: usize) -> Result<String, String> {
         String::from_utf8(self.take(n)?.to_vec())
             .map_err(|_| format!("{}: the text at byte {at} is not UTF-8", self.what))
     }
