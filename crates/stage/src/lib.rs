@@ -383,6 +383,11 @@ async fn run_inner<P: Processor>(
             }
             Some(ConsumerEvent::Assigned(assigned)) => {
                 commit(stage, &store, &mut group, &mut positions).await?;
+                if *shutdown.borrow() {
+                    // Partitions of a peer that is stopping too (the process is shutting
+                    // down): not loaded only to be dropped.
+                    break;
+                }
                 tracing::info!(stage, partitions = ?assigned, "partitions assigned");
                 for a in &assigned {
                     if let Some(start) = a.start {

@@ -5,7 +5,8 @@
 //! A partition of 1,000 hosts with 10 filesystems each (a free-space threshold and a
 //! fill-rate delta monitor per filesystem, as the shipped Linux pack has them) takes one
 //! round: one batch of 10 samples per host, 1% of the values beyond the threshold (a
-//! different 1% each round, so states change, roll up and alert).
+//! different 1% each round, so states change, roll up and alert). Then the partition is
+//! loaded into a new stage, as a worker handed it after a restart or a rebalance does.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -182,6 +183,18 @@ fn bench(c: &mut Criterion) {
                 assert!(outputs > 0, "crossing values change states");
             }
             spent
+        })
+    });
+    // A worker handed the partition (a restart or a rebalance): the engine put together
+    // again from the store, every instance and kept state.
+    g.throughput(Throughput::Elements((HOSTS * (ITEMS + 1)) as u64));
+    g.sample_size(10);
+    g.bench_function("load the partition: 1,000 hosts, 11,000 instances", |b| {
+        b.iter(|| {
+            let packs = healthstream_packfeed::fixed(&[]).expect("shipped packs");
+            let mut fresh = HealthStage::new(PARTITIONS, packs);
+            fresh.on_assigned(&store, &assigned).expect("loads");
+            fresh
         })
     });
     g.finish();

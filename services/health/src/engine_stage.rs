@@ -835,26 +835,26 @@ impl HealthStage {
                 instances.push(decode(&v)?);
             }
         }
-        // Hosts before what they host.
-        let depth = |i: &Instance, all: &[Instance]| {
+        // Hosts before what they host (depth in the hosting chain, through a map of hosts:
+        // a partition holds tens of thousands of instances).
+        let host_of: HashMap<&str, Option<&str>> = instances
+            .iter()
+            .map(|i| (i.id.as_str(), i.host_id.as_deref()))
+            .collect();
+        let depth = |i: &Instance| {
             let mut d = 0;
-            let mut cur = i.host_id.clone();
+            let mut cur = i.host_id.as_deref();
             while let Some(h) = cur {
                 d += 1;
                 if d > 32 {
                     break;
                 }
-                cur = all
-                    .iter()
-                    .find(|x| x.id == h)
-                    .and_then(|x| x.host_id.clone());
+                cur = host_of.get(h).copied().flatten();
             }
             d
         };
-        let mut ordered: Vec<(usize, Instance)> = instances
-            .iter()
-            .map(|i| (depth(i, &instances), i.clone()))
-            .collect();
+        let depths: Vec<usize> = instances.iter().map(depth).collect();
+        let mut ordered: Vec<(usize, Instance)> = depths.into_iter().zip(instances).collect();
         ordered.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
         // Every instance first, then what was kept of every monitor: the kept rollup states
         // are authoritative (recomputing them from half-loaded children would not be).
