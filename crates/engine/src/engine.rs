@@ -234,6 +234,9 @@ pub struct Engine {
     hosting_counts: FastMap<String, HostingCounts>,
     /// The rollup monitors of each class, worked out when first needed.
     class_rollups: FastMap<String, Arc<ClassRollups>>,
+    /// The unit monitors targeting each class, read once per set of packs (see
+    /// [`MonitorPlan`]).
+    class_monitors: FastMap<String, Arc<[MonitorPlan]>>,
     /// Copies created by the current upsert in a state other than uninitialized, and its time.
     initial: Vec<StateChange>,
     upsert_time: i64,
@@ -248,6 +251,62 @@ struct ClassRollups {
     /// Per dependency monitor: it rolls up hosting and its member monitor is a rollup
     /// (its counts can be kept, see [`Engine::hosting_counts`]).
     kept: Vec<bool>,
+}
+
+/// A unit monitor as each of its copies starts: its configuration as tables, which of its
+/// parameters some override names, and whether its data source names `$Target` (a copy's
+/// configuration differs from the monitor's only in those).
+struct MonitorPlan {
+    monitor: healthstream_model::pack::UnitMonitor,
+    detect: toml::Table,
+    source: toml::Table,
+    overridden: Vec<String>,
+    /// The data source's values that name `$Target`, parsed.
+    templates: Vec<(String, Template)>,
+    /// With nothing overridden and no `$Target` part: the data source of every copy.
+    plain_source: Option<DataSource>,
+}
+
+impl MonitorPlan {
+    fn new(catalog: &Catalog, monitor: &healthstream_model::pack::UnitMonitor) -> Option<Self> {
+        let toml::Value::Table(detect) = toml::Value::try_from(&monitor.detect).ok()? else {
+            return None;
+        };
+        let toml::Value::Table(source) = toml::Value::try_from(&monitor.source).ok()? else {
+            return None;
+        };
+        let mut overridden: Vec<String> = catalog
+            .overrides()
+            .filter(|(_, o)| o.workflow == monitor.id)
+            .map(|(_, o)| o.parameter.clone())
+            .collect();
+        overridden.sort();
+        overridden.dedup();
+        let templates: Vec<(String, Template)> = source
+            .iter()
+            .filter_map(|(k, v)| {
+                let toml::Value::String(text) = v else {
+                    return None;
+                };
+                let t = Template::parse(text).ok()?;
+                let names_target = t.target_refs().next().is_some();
+                names_target.then(|| (k.clone(), t))
+            })
+            .collect();
+        let plain_source = if overridden.is_empty() && templates.is_empty() {
+            Some(toml::Value::Table(source.clone()).try_into().ok()?)
+        } else {
+            None
+        };
+        Some(MonitorPlan {
+            monitor: monitor.clone(),
+            detect,
+            source,
+            overridden,
+            templates,
+            plain_source,
+        })
+    }
 }
 
 /// The kept counts of one container (see [`Engine::hosting_counts`]).
@@ -538,6 +597,7 @@ impl Engine {
             member_counts: FastMap::default(),
             hosting_counts: FastMap::default(),
             class_rollups: FastMap::default(),
+            class_monitors: FastMap::default(),
             initial: Vec::new(),
             upsert_time: 0,
         }
@@ -1300,16 +1360,10 @@ impl Engine {
         self.rebuild_rules(id, &ctx);
         let mut keep = BTreeSet::new();
         if inst.managed {
-            let monitors: Vec<_> = self
-                .catalog
-                .packs()
-                .iter()
-                .flat_map(|p| p.pack.monitors.iter())
-                .filter(|m| self.catalog.is_a(&inst.class, &m.target))
-                .cloned()
-                .collect();
-            for m in monitors {
-                let Some((enabled, detect, source)) = self.resolve_copy(&m, &ctx) else {
+            let plans = self.class_monitors(&inst.class);
+            for plan in plans.iter() {
+                let m = &plan.monitor;
+                let Some((enabled, detect, source)) = self.resolve_copy(plan, &ctx) else {
                     continue;
                 };
                 if !enabled {
@@ -1426,28 +1480,39 @@ impl Engine {
         }
     }
 
+    /// The unit monitors targeting a class (its base classes' included), worked out once per
+    /// class.
+    fn class_monitors(&mut self, class: &str) -> Arc<[MonitorPlan]> {
+        if let Some(p) = self.class_monitors.get(class) {
+            return p.clone();
+        }
+        let cat = &self.catalog;
+        let plans: Arc<[MonitorPlan]> = cat
+            .packs()
+            .iter()
+            .flat_map(|p| p.pack.monitors.iter())
+            .filter(|m| cat.is_a(class, &m.target))
+            .filter_map(|m| MonitorPlan::new(cat, m))
+            .collect();
+        self.class_monitors.insert(class.to_string(), plans.clone());
+        plans
+    }
+
     /// A copy's enabled flag, detection and data source, overrides applied, `$Target` resolved.
     fn resolve_copy(
         &self,
-        m: &healthstream_model::pack::UnitMonitor,
+        plan: &MonitorPlan,
         ctx: &InstanceContext,
     ) -> Option<(bool, toml::Table, DataSource)> {
+        let m = &plan.monitor;
+        if let Some(source) = &plan.plain_source {
+            return Some((m.enabled, plan.detect.clone(), source.clone()));
+        }
         let mut enabled = m.enabled;
-        let mut detect = match toml::Value::try_from(&m.detect) {
-            Ok(toml::Value::Table(t)) => t,
-            _ => return None,
-        };
-        let mut source = match toml::Value::try_from(&m.source) {
-            Ok(toml::Value::Table(t)) => t,
-            _ => return None,
-        };
-        let overridden: BTreeSet<&str> = self
-            .catalog
-            .overrides()
-            .filter(|(_, o)| o.workflow == m.id)
-            .map(|(_, o)| o.parameter.as_str())
-            .collect();
-        for p in overridden {
+        let mut detect = plan.detect.clone();
+        let mut source = plan.source.clone();
+        for p in &plan.overridden {
+            let p = p.as_str();
             if p == "enabled" {
                 let r = resolve_from(&self.catalog, &m.id, p, ParamValue::Bool(m.enabled), ctx);
                 enabled = !matches!(r.value, ParamValue::Bool(false));
@@ -1469,15 +1534,22 @@ impl Engine {
             }
         }
         let chain = self.chain(&ctx.id);
-        let keys: Vec<String> = source.keys().cloned().collect();
-        for k in keys {
-            let Some(toml::Value::String(text)) = source.get(&k).cloned() else {
+        let overridden = |k: &str| plan.overridden.iter().any(|p| p == k);
+        for (k, t) in &plan.templates {
+            if !overridden(k) {
+                let resolved = t.resolve_target(&Ctx(chain.clone())).ok()?;
+                source.insert(k.clone(), toml::Value::String(resolved));
+            }
+        }
+        // An overridden value may name `$Target` too.
+        for k in &plan.overridden {
+            let Some(toml::Value::String(text)) = source.get(k) else {
                 continue;
             };
-            if let Ok(t) = Template::parse(&text) {
+            if let Ok(t) = Template::parse(text) {
                 if t.target_refs().next().is_some() {
                     let resolved = t.resolve_target(&Ctx(chain.clone())).ok()?;
-                    source.insert(k, toml::Value::String(resolved));
+                    source.insert(k.clone(), toml::Value::String(resolved));
                 }
             }
         }

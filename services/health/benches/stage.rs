@@ -190,7 +190,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements((HOSTS * (ITEMS + 1)) as u64));
     g.sample_size(10);
     g.bench_function("load the partition: 1,000 hosts, 11,000 instances", |b| {
-        b.iter(|| {
+        b.iter_with_large_drop(|| {
             let packs = healthstream_packfeed::fixed(&[]).expect("shipped packs");
             let mut fresh = HealthStage::new(PARTITIONS, packs);
             fresh.on_assigned(&store, &assigned).expect("loads");
