@@ -19,7 +19,7 @@ use healthstream_model::params::ParamValue;
 use healthstream_model::reference::{TargetContext, Template};
 
 use crate::detect::{Detector, Fields, ServiceReading};
-use crate::pairs::{Handle, Key, PairMap, Slots};
+use crate::pairs::{Handle, PairMap, Slots};
 use crate::rollup::{aggregate, counted_as, dependency_counts, Counts, Member};
 use crate::FastMap;
 
@@ -195,11 +195,14 @@ pub struct Engine {
     /// shared by its copies.
     detections: FastMap<String, Vec<(toml::Table, Arc<Detection>)>>,
     /// (instance, rule) -> rule copy (rules with an alert action).
-    rules: BTreeMap<(String, String), crate::rules::RuleCopy>,
+    rules: Slots<crate::rules::RuleCopy>,
+    /// Rule copies whose kept state an item changed since the last [`Engine::take_kept`]
+    /// (by handle, as [`Engine::touched_copies`]).
+    touched_rules: Vec<Handle>,
     /// Rule alerts to raise, since the last [`Engine::take_firings`].
     firings: Vec<crate::rules::Firing>,
     /// (object, counter, instance) -> rule copies reading it.
-    rule_perf_index: FastMap<String, Arc<PerfIndex<Key>>>,
+    rule_perf_index: FastMap<String, Arc<PerfIndex<Handle>>>,
     /// (root host, channel) -> event-driven monitor and rule copies reading it.
     event_index: FastMap<String, FastMap<String, EventIndex>>,
     /// Instances by root host (in order within a host; hosts never iterated where order
@@ -521,14 +524,6 @@ fn required_event_id(e: Option<&Expr>) -> Option<i64> {
     }
 }
 
-/// The keys of one instance in a map keyed by (instance, workflow).
-fn keys_of<V>(map: &BTreeMap<(String, String), V>, id: &str) -> Vec<(String, String)> {
-    map.range((id.to_string(), String::new())..)
-        .take_while(|((i, _), _)| i == id)
-        .map(|(k, _)| k.clone())
-        .collect()
-}
-
 /// The first filter condition of a rule.
 fn first_filter(conditions: &[Condition]) -> Option<&Expr> {
     match conditions.first() {
@@ -583,7 +578,8 @@ impl Engine {
             touched_copies: Vec::new(),
             touched_roots: BTreeSet::new(),
             detections: FastMap::default(),
-            rules: BTreeMap::new(),
+            rules: Slots::default(),
+            touched_rules: Vec::new(),
             firings: Vec::new(),
             rule_perf_index: FastMap::default(),
             event_index: FastMap::default(),
@@ -755,6 +751,13 @@ impl Engine {
                 c.dirty = false;
             }
         }
+        for h in std::mem::take(&mut self.touched_rules) {
+            if let Some((key, r)) = self.rules.at_mut(h) {
+                if std::mem::take(&mut r.dirty) {
+                    self.touched.insert((**key).clone());
+                }
+            }
+        }
         let mut hosts = std::mem::take(&mut self.touched_roots);
         let mut monitors = Vec::new();
         for key in std::mem::take(&mut self.touched) {
@@ -769,7 +772,11 @@ impl Engine {
                 .rollups
                 .get(&key.0, &key.1)
                 .map(|h| Saved::Rollup(*h))
-                .or_else(|| self.rules.get(&key).map(|r| Saved::Rule(r.state.clone())));
+                .or_else(|| {
+                    self.rules
+                        .get(&key.0, &key.1)
+                        .map(|r| Saved::Rule(r.state.clone()))
+                });
             monitors.push((key, saved));
         }
         Kept { hosts, monitors }
@@ -813,7 +820,6 @@ impl Engine {
     /// Put back what was kept of a monitor (after its instance is back with [`Engine::upsert`]).
     pub fn restore(&mut self, instance: &str, monitor: &str, saved: Saved) {
         self.hosting_counts.clear();
-        let key = (instance.to_string(), monitor.to_string());
         match saved {
             Saved::Unit {
                 health,
@@ -830,7 +836,7 @@ impl Engine {
                 self.rollups.insert(instance, monitor, h);
             }
             Saved::Rule(state) => {
-                if let Some(r) = self.rules.get_mut(&key) {
+                if let Some(r) = self.rules.get_mut(instance, monitor) {
                     r.state = state;
                 }
             }
@@ -1042,14 +1048,11 @@ impl Engine {
                         conditions: r.conditions.clone(),
                         alert,
                         state: Default::default(),
+                        dirty: false,
                     },
                 ));
             }
-            if let Some(m) = self.rule_perf_index.get_mut(&inst.root_host) {
-                for counter in Arc::make_mut(m).values_mut() {
-                    counter.retain(|k| k.0 != id);
-                }
-            }
+            // (Its old copies left the rule index with `unindex`.)
             for (rid, perf_key, channel, copy) in built {
                 let key = (id.to_string(), rid.clone());
                 if let Some((ch, event_id)) = channel {
@@ -1059,6 +1062,23 @@ impl Engine {
                         .entry(ch)
                         .or_default()
                         .add(event_id, key.clone());
+                }
+                keep.insert(rid);
+                let state = self
+                    .rules
+                    .get(&key.0, &key.1)
+                    .map(|c| c.state.clone())
+                    .unwrap_or_default();
+                let (handle, replaced) = self.rules.insert(
+                    &key.0,
+                    &key.1,
+                    crate::rules::RuleCopy { state, ..copy },
+                );
+                // A change not yet taken stays to be taken (the handle is the same).
+                if replaced.is_some_and(|old| old.dirty) {
+                    if let Some((_, r)) = self.rules.at_mut(handle) {
+                        r.dirty = true;
+                    }
                 }
                 if let Some((object, counter, instance)) = perf_key {
                     let mut k = String::new();
@@ -1071,21 +1091,13 @@ impl Engine {
                     .entry(k)
                     .or_default()
                     .list(&instance)
-                    .push(Arc::new(key.clone()));
+                    .push(handle);
                 }
-                keep.insert(rid);
-                let state = self
-                    .rules
-                    .get(&key)
-                    .map(|c| c.state.clone())
-                    .unwrap_or_default();
-                self.rules
-                    .insert(key, crate::rules::RuleCopy { state, ..copy });
             }
         }
-        for key in keys_of(&self.rules, id) {
+        for key in self.rules.keys_of(id) {
             if !keep.contains(&key.1) {
-                self.rules.remove(&key);
+                self.rules.remove(&key.0, &key.1);
             }
         }
     }
@@ -1093,16 +1105,19 @@ impl Engine {
     /// Feed an item to the rule copies that read this kind of source.
     fn feed_rules(
         &mut self,
-        keys: Vec<(String, String)>,
+        rules: &[Handle],
         item: &dyn healthstream_model::expr::Subject,
         value: Option<f64>,
         at: i64,
     ) {
-        for key in keys {
-            let Some(r) = self.rules.get_mut(&key) else {
+        for h in rules {
+            let Some((key, r)) = self.rules.at_mut(*h) else {
                 continue;
             };
-            self.touched.insert(key.clone());
+            if !r.dirty {
+                r.dirty = true;
+                self.touched_rules.push(*h);
+            }
             if let Some(alert) = r.item(item, value, at) {
                 self.firings.push(crate::rules::Firing {
                     rule: key.1.clone(),
@@ -1319,8 +1334,8 @@ impl Engine {
             self.rollups.remove(&key.0, &key.1);
             self.touched.insert(key);
         }
-        for key in keys_of(&self.rules, id) {
-            self.rules.remove(&key);
+        for key in self.rules.keys_of(id) {
+            self.rules.remove(&key.0, &key.1);
             self.touched.insert(key);
         }
         // What its members reported stays: they say when they leave (a container that comes
@@ -1341,6 +1356,12 @@ impl Engine {
             let copies = &self.copies;
             for counter in Arc::make_mut(m).values_mut() {
                 counter.retain(|h| copies.at(*h).is_some_and(|(k, _)| k.0 != id));
+            }
+        }
+        if let Some(m) = self.rule_perf_index.get_mut(root) {
+            let rules = &self.rules;
+            for counter in Arc::make_mut(m).values_mut() {
+                counter.retain(|h| rules.at(*h).is_some_and(|(k, _)| k.0 != id));
             }
         }
         if let Some(m) = self.event_index.get_mut(root) {
@@ -1562,7 +1583,7 @@ impl Engine {
     /// monitors.
     pub fn perf(&mut self, root: &str, samples: &[Sample<'_>]) -> Vec<StateChange> {
         let mut out = Vec::new();
-        let mut rule_keys: Vec<Key> = Vec::new();
+        let mut rule_targets: Vec<Handle> = Vec::new();
         let mut targets: Vec<Handle> = Vec::new();
         // The root host's indexes, held for the batch (the copies change, not the indexes).
         let rule_index = self.rule_perf_index.get(root).cloned();
@@ -1571,21 +1592,26 @@ impl Engine {
         let mut monitor_counters = CounterCursor::new(monitor_index.as_deref());
         for s in samples {
             if let Some(counter) = rule_counters.get(s) {
-                if counter.targets(s.instance, &mut rule_keys) {
-                    rule_keys.sort();
+                if counter.targets(s.instance, &mut rule_targets) {
+                    let rules = &self.rules;
+                    rule_targets.sort_by_cached_key(|h| rules.at(*h).map(|(k, _)| k.clone()));
                 }
                 if !self.maintenance.is_empty() {
-                    rule_keys.retain(|k| self.in_maintenance(&k.0).is_none());
+                    let rules = &self.rules;
+                    rule_targets.retain(|h| {
+                        rules
+                            .at(*h)
+                            .is_some_and(|(k, _)| self.in_maintenance(&k.0).is_none())
+                    });
                 }
-                if !rule_keys.is_empty() {
+                if !rule_targets.is_empty() {
                     let fields = [
                         ("Object", Value::text(s.object)),
                         ("Counter", Value::text(s.counter)),
                         ("Instance", Value::text(s.instance)),
                         ("Value", Value::Number(s.value)),
                     ];
-                    let keys = rule_keys.iter().map(|k| (**k).clone()).collect();
-                    self.feed_rules(keys, &Fields(&fields), Some(s.value), s.time);
+                    self.feed_rules(&rule_targets, &Fields(&fields), Some(s.value), s.time);
                 }
             }
             let Some(counter) = monitor_counters.get(s) else {
@@ -1707,15 +1733,15 @@ impl Engine {
             if self.in_maintenance(&key.0).is_some() {
                 continue;
             }
-            if let Some(r) = self.rules.get(&key) {
-                let passes = match &r.source {
+            if let Some(h) = self.rules.handle(&key.0, &key.1) {
+                let passes = self.rules.at(h).is_some_and(|(_, r)| match &r.source {
                     DataSource::Event {
                         filter: Some(f), ..
                     } => f.eval(&item),
                     _ => true,
-                };
+                });
                 if passes {
-                    rule_keys.push(key);
+                    rule_keys.push(h);
                 }
             } else if let Some(c) = self.copies.get(&key.0, &key.1) {
                 if c.filter.as_ref().is_none_or(|f| f.eval(&item)) {
@@ -1724,7 +1750,7 @@ impl Engine {
             }
         }
         if !rule_keys.is_empty() {
-            self.feed_rules(rule_keys, &item, None, time);
+            self.feed_rules(&rule_keys, &item, None, time);
         }
         let mut out = Vec::new();
         for key in monitor_keys {

@@ -40,6 +40,8 @@ pub struct RuleCopy {
     pub conditions: Vec<Condition>,
     pub alert: AlertAction,
     pub state: RuleState,
+    /// In the engine's list of rule copies changed since its kept states were last taken.
+    pub dirty: bool,
 }
 
 /// A rule's alert to raise.
@@ -166,6 +168,7 @@ mod tests {
                 description_data: None,
             },
             state: RuleState::default(),
+            dirty: false,
         }
     }
 
