@@ -1069,11 +1069,9 @@ impl Engine {
                     .get(&key.0, &key.1)
                     .map(|c| c.state.clone())
                     .unwrap_or_default();
-                let (handle, replaced) = self.rules.insert(
-                    &key.0,
-                    &key.1,
-                    crate::rules::RuleCopy { state, ..copy },
-                );
+                let (handle, replaced) =
+                    self.rules
+                        .insert(&key.0, &key.1, crate::rules::RuleCopy { state, ..copy });
                 // A change not yet taken stays to be taken (the handle is the same).
                 if replaced.is_some_and(|old| old.dirty) {
                     if let Some((_, r)) = self.rules.at_mut(handle) {

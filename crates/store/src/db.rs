@@ -227,6 +227,46 @@ impl Store {
         Ok(out)
     }
 
+    /// The last `limit` entries under `prefix`, in key order (read backwards from the end of
+    /// the prefix: the newest of a listing keyed by time, without reading the rest).
+    pub fn scan_prefix_last(
+        &self,
+        cf: &str,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let handle = self.cf(cf)?;
+        // The first key after every key that starts with `prefix`, if there is one.
+        let mut end = prefix.to_vec();
+        while end.last() == Some(&0xff) {
+            end.pop();
+        }
+        let mode = match end.last_mut() {
+            Some(b) => {
+                *b += 1;
+                IteratorMode::From(&end, Direction::Reverse)
+            }
+            None => IteratorMode::End,
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(&handle, mode) {
+            let (k, v) = item.map_err(|e| self.rocks(e))?;
+            if out.len() >= limit {
+                break;
+            }
+            if !k.starts_with(prefix) {
+                if k.as_ref() < prefix {
+                    break;
+                }
+                // The end key itself (reading backwards starts at or before it).
+                continue;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     /// Like [`Store::scan_prefix_limit`], starting after `after` (exclusive) when given: a
     /// page of a longer listing.
     pub fn scan_prefix_after(
@@ -524,6 +564,61 @@ mod tests {
             Some(vec![47u8; 4096])
         );
         assert_eq!(store.offset("t", 0).expect("offset"), Some(48));
+    }
+
+    #[test]
+    fn the_last_entries_of_a_prefix_are_read_backwards() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &["cf"]).expect("open");
+        let mut b = store.batch();
+        // Neighbours on both sides, the key just past the prefix, and prefixes ending in
+        // 0xff (whose end is found by carrying).
+        for key in [
+            &[1u8, 9][..],
+            &[2, 0],
+            &[2, 1],
+            &[2, 2],
+            &[2, 3],
+            &[3],
+            &[3, 0],
+            &[4, 0xff, 1],
+            &[4, 0xff, 2],
+            &[0xff, 0xff, 1],
+            &[0xff, 0xff, 2],
+        ] {
+            b.put("cf", key, key).expect("put");
+        }
+        store.write(b).expect("write");
+        let keys = |prefix: &[u8], limit: usize| -> Vec<Vec<u8>> {
+            store
+                .scan_prefix_last("cf", prefix, limit)
+                .expect("scan")
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(
+            keys(&[2], 2),
+            vec![vec![2, 2], vec![2, 3]],
+            "the last two, in order"
+        );
+        assert_eq!(keys(&[2], 10).len(), 4, "all of them, not the neighbours");
+        assert_eq!(keys(&[2], 0), Vec::<Vec<u8>>::new());
+        assert_eq!(keys(&[4, 0xff], 1), vec![vec![4, 0xff, 2]]);
+        assert_eq!(
+            keys(&[0xff, 0xff], 5),
+            vec![vec![0xff, 0xff, 1], vec![0xff, 0xff, 2]]
+        );
+        assert_eq!(
+            keys(&[5], 5),
+            Vec::<Vec<u8>>::new(),
+            "nothing under the prefix"
+        );
+        assert_eq!(
+            keys(&[3], 5),
+            vec![vec![3], vec![3, 0]],
+            "the prefix itself is a key"
+        );
     }
 
     #[test]

@@ -178,7 +178,8 @@ struct HistoryQuery {
     limit: Option<usize>,
 }
 
-/// `GET /v1/health/{instance_id}/history?monitor=M&limit=N`: state changes, oldest first.
+/// `GET /v1/health/{instance_id}/history?monitor=M&limit=N`: the latest N state changes
+/// (1,000 unless given, at most 10,000), oldest first.
 async fn instance_history(
     State(store): State<Store>,
     Path(instance): Path<String>,
@@ -292,7 +293,7 @@ async fn tree(
         }
     }
     let last = |monitor: &str| {
-        crate::state_history(&store, &instance, Some(monitor), 100_000)
+        crate::state_history(&store, &instance, Some(monitor), 1)
             .ok()
             .and_then(|h| h.last().map(|e| (e.time, e.cause.clone())))
     };

@@ -358,23 +358,73 @@ pub struct HistoryEntry {
     pub cause: String,
 }
 
-/// The state history of an instance (of one monitor, when given), oldest first, at most
-/// `limit` entries.
+/// The latest `limit` state changes of an instance (of one monitor, when given), oldest
+/// first.
 pub fn state_history(
     store: &Store,
     instance: &str,
     monitor: Option<&str>,
     limit: usize,
 ) -> Result<Vec<HistoryEntry>, StoreError> {
-    let mut w = KeyWriter::new(HISTORY_PREFIX).str(instance);
-    if let Some(m) = monitor {
-        w = w.str(m);
+    let w = KeyWriter::new(HISTORY_PREFIX).str(instance);
+    match monitor {
+        // One monitor's changes are in time order under its prefix: read from the end.
+        Some(m) => store
+            .scan_prefix_last(HISTORY_CF, &w.str(m).finish(), limit)?
+            .iter()
+            .map(|(_, v)| decode(v))
+            .collect(),
+        // The instance's are by monitor, then time: put in time order (kept history is
+        // bounded by its retention, see [`groom_history`]).
+        None => {
+            let mut all: Vec<HistoryEntry> = store
+                .scan_prefix(HISTORY_CF, &w.finish())?
+                .iter()
+                .map(|(_, v)| decode(v))
+                .collect::<Result<_, _>>()?;
+            all.sort_by_key(|e| e.time);
+            let skip = all.len().saturating_sub(limit);
+            Ok(all.split_off(skip))
+        }
     }
-    store
-        .scan_prefix_limit(HISTORY_CF, &w.finish(), limit)?
-        .iter()
-        .map(|(_, v)| decode(v))
-        .collect()
+}
+
+/// Entries of the state history read per step of [`groom_history`].
+const GROOM_PAGE: usize = 10_000;
+
+/// Drops the state history older than `before` (ms since the epoch), except the latest
+/// change of each instance's monitor (it says since when the monitor is in its state).
+/// Returns how many entries went. Runs beside the stage: history is written once per
+/// change and never read by it.
+pub fn groom_history(store: &Store, before: i64) -> Result<u64, StoreError> {
+    let prefix = [HISTORY_PREFIX];
+    let mut after: Option<Vec<u8>> = None;
+    // The previous entry: its (instance, monitor), its time and its key.
+    let mut previous: Option<((String, String), i64, Vec<u8>)> = None;
+    let mut dropped = 0u64;
+    loop {
+        let page = store.scan_prefix_after(HISTORY_CF, &prefix, after.as_deref(), GROOM_PAGE)?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = Some(last.clone());
+        let mut batch = store.batch();
+        for (key, _) in page {
+            let mut r = KeyReader::new(&key, HISTORY_PREFIX).map_err(corrupt)?;
+            let group = (r.str().map_err(corrupt)?, r.str().map_err(corrupt)?);
+            let time = r.i64().map_err(corrupt)?;
+            if let Some((g, t, k)) = previous.take() {
+                // A later change of the same monitor follows: the older one may go.
+                if g == group && t < before {
+                    batch.delete(HISTORY_CF, &k)?;
+                    dropped += 1;
+                }
+            }
+            previous = Some((group, time, key));
+        }
+        store.write(batch)?;
+    }
+    Ok(dropped)
 }
 
 fn refusal(r: &healthstream_engine::alerts::Refused) -> String {
@@ -2004,6 +2054,140 @@ mod tests {
             [("web-01".to_string(), cpu.to_string(), saved)]
         );
         assert_eq!(cpu_state(&store), Some(Health::Warning));
+    }
+
+    fn put_history(store: &Store, instance: &str, monitor: &str, times: &[i64]) {
+        let mut batch = store.batch();
+        for (i, t) in times.iter().enumerate() {
+            let key = KeyWriter::new(HISTORY_PREFIX)
+                .str(instance)
+                .str(monitor)
+                .i64(*t)
+                .i32(0)
+                .i64(i as i64)
+                .u32(0)
+                .finish();
+            let entry = HistoryEntry {
+                monitor_id: monitor.into(),
+                old: Health::Healthy,
+                new: Health::Critical,
+                time: *t,
+                cause: format!("at {t}"),
+            };
+            batch
+                .put(HISTORY_CF, &key, &encode(&entry).expect("encodes"))
+                .expect("put");
+        }
+        store.write(batch).expect("write");
+    }
+
+    fn times(entries: &[HistoryEntry]) -> Vec<(String, i64)> {
+        entries
+            .iter()
+            .map(|e| (e.monitor_id.clone(), e.time))
+            .collect()
+    }
+
+    #[test]
+    fn history_reads_the_latest_and_grooming_keeps_each_monitors_last_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_store(dir.path()).expect("store");
+        put_history(&store, "fs", "A", &[10, 20, 30, 40]);
+        put_history(&store, "fs", "B", &[5, 15]);
+        put_history(&store, "fs2", "A", &[1]);
+        // A monitor with more changes than a page of grooming reads.
+        let many: Vec<i64> = (0..(GROOM_PAGE as i64 + 50)).collect();
+        put_history(&store, "fs3", "C", &many);
+
+        let a = |limit| times(&state_history(&store, "fs", Some("A"), limit).expect("read"));
+        assert_eq!(
+            a(2),
+            vec![("A".into(), 30), ("A".into(), 40)],
+            "the latest two"
+        );
+        assert_eq!(a(1), vec![("A".into(), 40)], "the latest: since when");
+        let all = times(&state_history(&store, "fs", None, 3).expect("read"));
+        assert_eq!(
+            all,
+            vec![("A".into(), 20), ("A".into(), 30), ("A".into(), 40)],
+            "the instance's latest three of every monitor, in time order"
+        );
+        assert_eq!(
+            state_history(&store, "fs", Some("Z"), 5).expect("read"),
+            Vec::new()
+        );
+
+        let dropped = groom_history(&store, 25).expect("grooms");
+        // fs/A: 10 and 20; fs/B: 5 (15 is older than the cut but B's latest);
+        // fs2/A: nothing (its only change); fs3/C: 0..=24.
+        assert_eq!(dropped, 2 + 1 + 25);
+        assert_eq!(a(10), vec![("A".into(), 30), ("A".into(), 40)]);
+        let b = times(&state_history(&store, "fs", Some("B"), 10).expect("read"));
+        assert_eq!(b, vec![("B".into(), 15)]);
+        assert_eq!(
+            times(&state_history(&store, "fs2", None, 10).expect("read")),
+            vec![("A".into(), 1)]
+        );
+        let c = state_history(&store, "fs3", Some("C"), usize::MAX).expect("read");
+        assert_eq!(c.len(), GROOM_PAGE + 50 - 25);
+        assert_eq!(c.first().map(|e| e.time), Some(25));
+
+        // Everything older than a cut past the end: each monitor's last change stays.
+        let dropped = groom_history(&store, i64::MAX).expect("grooms");
+        assert_eq!(dropped, 1 + (GROOM_PAGE as u64 + 50 - 25 - 1));
+        assert_eq!(a(10), vec![("A".into(), 40)]);
+        let c = state_history(&store, "fs3", Some("C"), 10).expect("read");
+        assert_eq!(times(&c), vec![("C".into(), GROOM_PAGE as i64 + 49)]);
+        assert_eq!(
+            groom_history(&store, i64::MAX).expect("grooms"),
+            0,
+            "nothing left to go"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_history_is_groomed_once_a_period_until_shutdown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_store(dir.path()).expect("store");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64;
+        let day = 86_400_000;
+        // Changes of ten days ago, two days ago, and an hour ago; three days kept.
+        put_history(
+            &store,
+            "fs",
+            "A",
+            &[now - 10 * day, now - 2 * day, now - 3_600_000],
+        );
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(crate::grooming::groom_periodically(
+            store.clone(),
+            std::time::Duration::from_secs(3 * 86_400),
+            std::time::Duration::from_millis(20),
+            stopped,
+        ));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while state_history(&store, "fs", Some("A"), 10)
+            .expect("read")
+            .len()
+            == 3
+        {
+            assert!(std::time::Instant::now() < deadline, "groomed in time");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let left = state_history(&store, "fs", Some("A"), 10).expect("read");
+        assert_eq!(
+            left.iter().map(|e| e.time).collect::<Vec<_>>(),
+            vec![now - 2 * day, now - 3_600_000],
+            "only what is older than the retention went"
+        );
+        stop.send(true).expect("send");
+        tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("stops at shutdown")
+            .expect("task");
     }
 
     fn packs() -> Packs {

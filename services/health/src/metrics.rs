@@ -61,3 +61,11 @@ pub(crate) static MEMBER_UPDATES: LazyLock<IntCounter> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+pub(crate) static HISTORY_GROOMED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "healthstream_health_history_groomed_total",
+        "State history entries dropped for being older than the retention."
+    )
+    .expect("metric registers once")
+});

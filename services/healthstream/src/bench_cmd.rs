@@ -180,7 +180,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         dir.path(),
         "127.0.0.1:0".parse()?,
         &ALL_SERVICES,
-        args.health_workers,
+        crate::wiring::HealthOptions {
+            workers: args.health_workers,
+            history_retention: None,
+        },
     )
     .await?;
     let base = format!("http://{}", rt.local_addr);

@@ -92,6 +92,10 @@ pub struct RunArgs {
     /// (0: one per core, at most one per partition).
     #[arg(long, env = "HEALTHSTREAM_HEALTH_WORKERS", default_value_t = 0)]
     pub health_workers: usize,
+    /// Days of monitor state history kept (each monitor's latest change is always kept);
+    /// 0 keeps all of it.
+    #[arg(long, env = "HEALTHSTREAM_HISTORY_RETENTION_DAYS", default_value_t = 7)]
+    pub history_retention_days: u64,
 }
 
 /// `healthstream health`: run the health processor, or explain an instance's health.
@@ -261,7 +265,11 @@ async fn serve(args: RunArgs, parts: &[wiring::Part]) -> anyhow::Result<()> {
         &args.data_dir,
         args.listen,
         parts,
-        args.health_workers,
+        wiring::HealthOptions {
+            workers: args.health_workers,
+            history_retention: (args.history_retention_days > 0)
+                .then(|| std::time::Duration::from_secs(args.history_retention_days * 86_400)),
+        },
     )
     .await?;
     tracing::info!(listen = %runtime.local_addr, "healthstream is up; Ctrl-C or SIGTERM stops it");

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use healthstream_bus::embedded::{EmbeddedBus, EmbeddedOptions};
@@ -101,6 +102,19 @@ pub fn health_worker_count(asked: usize, partitions: i32) -> usize {
     wanted.clamp(1, partitions.max(1) as usize)
 }
 
+/// How the health processor of a process runs.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthOptions {
+    /// Workers, each with its share of the partitions (0: one per core, at most one per
+    /// partition).
+    pub workers: usize,
+    /// State history kept (older changes go, each monitor's latest stays); `None`: all.
+    pub history_retention: Option<Duration>,
+}
+
+/// How often the state history is groomed.
+const GROOM_PERIOD: Duration = Duration::from_secs(3600);
+
 /// A running process.
 pub struct Runtime {
     pub local_addr: SocketAddr,
@@ -108,6 +122,8 @@ pub struct Runtime {
     stages: Vec<StageTask>,
     followers: Vec<JoinHandle<Result<(), healthstream_packfeed::FeedError>>>,
     plan_followers: Vec<JoinHandle<Result<(), healthstream_bus::BusError>>>,
+    /// Background upkeep (grooming), stopped with the stages.
+    upkeep: Vec<JoinHandle<()>>,
     server: JoinHandle<()>,
     bus: Arc<dyn Bus>,
 }
@@ -119,7 +135,7 @@ impl Runtime {
         data_dir: &Path,
         listen: SocketAddr,
         parts: &[Part],
-        health_workers: usize,
+        health: HealthOptions,
     ) -> anyhow::Result<Runtime> {
         let bus = open_bus(choice, &topology)?;
         bus.ensure_topics().await.context("preparing topics")?;
@@ -129,6 +145,7 @@ impl Runtime {
         let mut stages = Vec::new();
         let mut followers = Vec::new();
         let mut plan_followers = Vec::new();
+        let mut upkeep = Vec::new();
         // Every processor follows the pack topic: imports and upgrades apply while it runs.
         let packs = if parts
             .iter()
@@ -286,7 +303,15 @@ impl Runtime {
             topology.check_produces(Service::Health, Topic::Commands)?;
             // Workers of one process share its store: every key they write belongs to one
             // partition (or is the same for all), and the group gives each its partitions.
-            for _ in 0..health_worker_count(health_workers, bus.partitions(Topic::Perf)) {
+            if let Some(retention) = health.history_retention {
+                upkeep.push(tokio::spawn(healthstream_health::groom_periodically(
+                    store.clone(),
+                    retention,
+                    GROOM_PERIOD,
+                    shutdown_rx.clone(),
+                )));
+            }
+            for _ in 0..health_worker_count(health.workers, bus.partitions(Topic::Perf)) {
                 let stage = healthstream_health::HealthStage::new(
                     bus.partitions(Topic::Perf),
                     packs.clone(),
@@ -328,6 +353,7 @@ impl Runtime {
             stages,
             followers,
             plan_followers,
+            upkeep,
             server,
             bus,
         })
@@ -368,6 +394,9 @@ impl Runtime {
             if let Ok(Err(e)) = f.await {
                 first_error.get_or_insert_with(|| anyhow::anyhow!(e));
             }
+        }
+        for task in self.upkeep {
+            let _ = task.await;
         }
         let _ = self.server.await;
         self.bus.close().await?;
