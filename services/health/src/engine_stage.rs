@@ -389,6 +389,57 @@ pub fn state_history(
     }
 }
 
+/// Drops every value of `cf` under `prefix` whose decoded form `old` says is to go; returns
+/// how many went. Read and deleted a page at a time.
+fn groom_values<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    cf: &str,
+    prefix: u8,
+    old: impl Fn(&T) -> bool,
+) -> Result<u64, StoreError> {
+    let prefix = [prefix];
+    let mut after: Option<Vec<u8>> = None;
+    let mut dropped = 0u64;
+    loop {
+        let page = store.scan_prefix_after(cf, &prefix, after.as_deref(), GROOM_PAGE)?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = Some(last.clone());
+        let mut batch = store.batch();
+        for (key, value) in page {
+            if old(&decode(&value)?) {
+                batch.delete(cf, &key)?;
+                dropped += 1;
+            }
+        }
+        store.write(batch)?;
+    }
+    Ok(dropped)
+}
+
+/// Drops the alerts closed before `before` (ms since the epoch); returns how many went.
+pub fn groom_alerts(store: &Store, before: i64) -> Result<u64, StoreError> {
+    use healthstream_engine::alerts::{Alert, CLOSED};
+    groom_values(store, ALERTS_CF, ALERT_PREFIX, |a: &Alert| {
+        a.resolution_state == CLOSED && a.modified_at < before
+    })
+}
+
+/// Drops the commands whose result came before `before` (ms since the epoch), and those
+/// requested before it that never had one; returns how many went.
+pub fn groom_commands(store: &Store, before: i64) -> Result<u64, StoreError> {
+    groom_values(
+        store,
+        COMMANDS_CF,
+        COMMAND_PREFIX,
+        |c: &CommandEntry| match &c.result {
+            Some(r) => r.finished_at < before,
+            None => c.requested_at < before,
+        },
+    )
+}
+
 /// Entries of the state history read per step of [`groom_history`].
 const GROOM_PAGE: usize = 10_000;
 

@@ -16,9 +16,10 @@ mod wire;
 
 pub use api::{model_router, router};
 pub use engine_stage::{
-    alert, command, container_members, groom_history, maintenance_of, monitor_states, open_alert,
-    open_store, operation_outcome, state_history, stored_instance, unavailable_since, CommandEntry,
-    CommandOutcome, HealthStage, HistoryEntry, OperationOutcome, HEALTH_CFS, HEALTH_HOT_CFS,
+    alert, command, container_members, groom_alerts, groom_commands, groom_history, maintenance_of,
+    monitor_states, open_alert, open_store, operation_outcome, state_history, stored_instance,
+    unavailable_since, CommandEntry, CommandOutcome, HealthStage, HistoryEntry, OperationOutcome,
+    HEALTH_CFS, HEALTH_HOT_CFS,
 };
 pub use grooming::groom_periodically;
 pub use operations::{operations_router, operations_router_waiting};

@@ -62,10 +62,11 @@ pub(crate) static MEMBER_UPDATES: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
-pub(crate) static HISTORY_GROOMED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!(
-        "healthstream_health_history_groomed_total",
-        "State history entries dropped for being older than the retention."
+pub(crate) static GROOMED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "healthstream_health_groomed_total",
+        "Kept entries dropped for being older than the retention: state history, closed alerts, finished commands.",
+        &["kind"]
     )
     .expect("metric registers once")
 });

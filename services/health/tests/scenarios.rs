@@ -17,8 +17,8 @@ use healthstream_contracts::records::{
 };
 use healthstream_contracts::{partition_for_key, Codec, Topic};
 use healthstream_health::{
-    command, maintenance_of, operation_outcome, state_history, stored_instance, unavailable_since,
-    HealthStage, OperationOutcome, HEALTH_CFS,
+    alert, command, groom_alerts, groom_commands, groom_history, maintenance_of, operation_outcome,
+    state_history, stored_instance, unavailable_since, HealthStage, OperationOutcome, HEALTH_CFS,
 };
 use healthstream_stage::{Position, Processor};
 use healthstream_store::Store;
@@ -418,6 +418,69 @@ fn the_golden_scenario() {
     for l in &out {
         assert!(seen.insert(l.clone()), "duplicate output {l}");
     }
+}
+
+/// The alerts of an output and whether each was closed last.
+fn alerts_closed(out: &[String]) -> BTreeMap<String, bool> {
+    let mut closed = BTreeMap::new();
+    for line in out {
+        let mut words = line.split(' ');
+        if let (Some(_), Some("alert"), Some(id)) = (words.next(), words.next(), words.next()) {
+            closed.insert(id.to_string(), line.contains(" state=255 "));
+        }
+    }
+    closed
+}
+
+#[test]
+fn grooming_drops_what_is_older_than_the_retention_and_keeps_the_rest() {
+    let (out, _, dir) = run_inputs(&inputs(), None);
+    let closed = alerts_closed(&out);
+    assert!(
+        closed.values().any(|c| *c),
+        "some alert resolved: {closed:?}"
+    );
+    assert!(
+        closed.values().any(|c| !c),
+        "some alert still open: {closed:?}"
+    );
+    // A monitor that changed more than once.
+    let mut changes: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for line in &out {
+        let words: Vec<&str> = line.split(' ').collect();
+        if words.get(1) == Some(&"state") && words.len() > 3 {
+            *changes
+                .entry((words[2].to_string(), words[3].to_string()))
+                .or_default() += 1;
+        }
+    }
+    let ((instance, monitor), _) = changes
+        .into_iter()
+        .find(|(_, n)| *n > 1)
+        .expect("a monitor changed twice");
+    let store = Store::open(dir.path(), HEALTH_CFS).expect("reopen");
+    let history = || state_history(&store, &instance, Some(&monitor), usize::MAX).expect("read");
+    let before = history();
+    assert!(before.len() > 1, "{before:?}");
+    // Nothing is older than the start of the scenario.
+    assert_eq!(groom_history(&store, 0).expect("grooms"), 0);
+    assert_eq!(groom_alerts(&store, 0).expect("grooms"), 0);
+    assert_eq!(groom_commands(&store, 0).expect("grooms"), 0);
+    // Past its end: every closed alert goes, open ones stay; each monitor keeps its latest
+    // change (since when it is in its state).
+    let gone = groom_alerts(&store, i64::MAX).expect("grooms");
+    assert_eq!(gone, closed.values().filter(|c| **c).count() as u64);
+    for (id, was_closed) in &closed {
+        assert_eq!(
+            alert(&store, id).expect("read").is_none(),
+            *was_closed,
+            "alert {id}"
+        );
+    }
+    assert!(groom_history(&store, i64::MAX).expect("grooms") > 0);
+    let after = history();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after.last(), before.last(), "the latest change stays");
 }
 
 #[test]
@@ -983,6 +1046,11 @@ fn diagnostics_recoveries_and_tasks() {
     assert!(task_history[0]
         .cause
         .starts_with("task Top processes by processor time timed_out"));
+    // Commands go once their result is older than the retention.
+    assert_eq!(groom_commands(&store, 0).expect("grooms"), 0);
+    assert!(command(&store, &task).expect("read").is_some());
+    assert!(groom_commands(&store, i64::MAX).expect("grooms") > 0);
+    assert!(command(&store, &task).expect("read").is_none());
     drop(store);
     // And a restart anywhere gives the same.
     for at in [4, 9, inputs.len() - 3] {

@@ -92,8 +92,8 @@ pub struct RunArgs {
     /// (0: one per core, at most one per partition).
     #[arg(long, env = "HEALTHSTREAM_HEALTH_WORKERS", default_value_t = 0)]
     pub health_workers: usize,
-    /// Days of monitor state history kept (each monitor's latest change is always kept);
-    /// 0 keeps all of it.
+    /// Days of monitor state history, closed alerts and finished commands kept (each
+    /// monitor's latest change and every open alert stay); 0 keeps all of it.
     #[arg(long, env = "HEALTHSTREAM_HISTORY_RETENTION_DAYS", default_value_t = 7)]
     pub history_retention_days: u64,
 }

@@ -108,11 +108,12 @@ pub struct HealthOptions {
     /// Workers, each with its share of the partitions (0: one per core, at most one per
     /// partition).
     pub workers: usize,
-    /// State history kept (older changes go, each monitor's latest stays); `None`: all.
+    /// State history, closed alerts and finished commands kept (older ones go; each
+    /// monitor's latest change stays); `None`: all.
     pub history_retention: Option<Duration>,
 }
 
-/// How often the state history is groomed.
+/// How often the health store is groomed.
 const GROOM_PERIOD: Duration = Duration::from_secs(3600);
 
 /// A running process.
