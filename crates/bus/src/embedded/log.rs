@@ -4,6 +4,11 @@
 //! `[offset: i64][timestamp: i64][key_len: i32][key][value_len: i32][value]` (big-endian,
 //! length -1 for an absent key or a tombstone). On open the file is scanned; a torn or
 //! corrupt tail (a crash in the middle of a write) is cut off and reported.
+//!
+//! Appends gather in a buffer that goes to the file in one write when a delivery is awaited
+//! ([`PartitionLog::flush`]), when a reader asks for a record still in it, when it holds
+//! [`FLUSH_AT`] bytes, or on sync: one system call per group of records instead of one per
+//! record. With `sync_writes`, every append is written and synced at once.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -18,6 +23,12 @@ use crate::{BusError, Message};
 const HEADER: usize = 8;
 const MAX_RECORD: u32 = 64 * 1024 * 1024;
 
+/// Appended bytes held before they are written without being asked for.
+const FLUSH_AT: usize = 256 * 1024;
+
+/// Most bytes read from the file at once (a reader's records, in one read).
+const READ_AT_MOST: u64 = 4 * 1024 * 1024;
+
 #[derive(Clone, Copy)]
 struct Entry {
     offset: i64,
@@ -28,8 +39,38 @@ struct Entry {
 struct State {
     append: File,
     index: Vec<Entry>,
+    /// The end of the log, the buffer's records included.
     end_pos: u64,
+    /// The end of what is in the file.
+    written_pos: u64,
+    /// Appended records not yet in the file (they start at `written_pos`).
+    buffer: Vec<u8>,
+    /// A write failed: the records from `written_pos` on were lost, and so is the log.
+    broken: Option<String>,
     next_offset: i64,
+}
+
+impl State {
+    /// Writes the buffer to the file.
+    fn write_out(&mut self, path: &Path) -> Result<(), BusError> {
+        if let Some(why) = &self.broken {
+            return Err(log_err(path, why));
+        }
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.append.write_all(&self.buffer) {
+            // Cut a partial write so the file stays a sequence of whole records; the
+            // buffered records were given offsets, so the log cannot go on without them.
+            let _ = self.append.set_len(self.written_pos);
+            let why = format!("writing records at byte {} failed: {e}", self.written_pos);
+            self.broken = Some(why.clone());
+            return Err(log_err(path, why));
+        }
+        self.written_pos = self.end_pos;
+        self.buffer.clear();
+        Ok(())
+    }
 }
 
 /// An open partition log.
@@ -113,6 +154,9 @@ impl PartitionLog {
                     append,
                     index,
                     end_pos: pos as u64,
+                    written_pos: pos as u64,
+                    buffer: Vec::new(),
+                    broken: None,
                     next_offset,
                 }),
                 sync_writes,
@@ -128,59 +172,64 @@ impl PartitionLog {
     }
 
     /// Appends a record, returning its offset. The bytes are in the file (and so survive a
-    /// process crash) when this returns; with `sync_writes` they are also on disk.
+    /// process crash) once [`PartitionLog::flush`] returns; with `sync_writes` they are on
+    /// disk when this returns.
     pub(crate) fn append(
         &self,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         timestamp_ms: i64,
     ) -> Result<i64, BusError> {
+        let body_len = 24 + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
+        if body_len as u64 > u64::from(MAX_RECORD) {
+            return Err(log_err(
+                &self.path,
+                format!("record of {body_len} bytes exceeds the {MAX_RECORD}-byte limit"),
+            ));
+        }
         let mut st = self.lock();
+        if let Some(why) = &st.broken {
+            return Err(log_err(&self.path, why));
+        }
         let offset = st.next_offset;
-        let mut body =
-            Vec::with_capacity(28 + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len));
-        body.extend_from_slice(&offset.to_be_bytes());
-        body.extend_from_slice(&timestamp_ms.to_be_bytes());
+        let start = st.buffer.len();
+        let buf = &mut st.buffer;
+        buf.reserve(HEADER + body_len);
+        buf.extend_from_slice(&(body_len as u32).to_be_bytes());
+        buf.extend_from_slice(&[0; 4]);
+        buf.extend_from_slice(&offset.to_be_bytes());
+        buf.extend_from_slice(&timestamp_ms.to_be_bytes());
         for part in [key, value] {
             match part {
-                None => body.extend_from_slice(&(-1i32).to_be_bytes()),
+                None => buf.extend_from_slice(&(-1i32).to_be_bytes()),
                 Some(b) => {
-                    body.extend_from_slice(&(b.len() as i32).to_be_bytes());
-                    body.extend_from_slice(b);
+                    buf.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                    buf.extend_from_slice(b);
                 }
             }
         }
-        if body.len() as u64 > u64::from(MAX_RECORD) {
-            return Err(log_err(
-                &self.path,
-                format!(
-                    "record of {} bytes exceeds the {MAX_RECORD}-byte limit",
-                    body.len()
-                ),
-            ));
-        }
-        let mut frame = Vec::with_capacity(HEADER + body.len());
-        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
-        frame.extend_from_slice(&body);
-        if let Err(e) = st.append.write_all(&frame) {
-            // Cut a partial write so the file stays a sequence of whole records.
-            let end = st.end_pos;
-            let _ = st.append.set_len(end);
-            return Err(log_err(&self.path, e));
-        }
-        if self.sync_writes {
-            st.append.sync_data().map_err(|e| log_err(&self.path, e))?;
-        }
+        let crc = crc32fast::hash(&buf[start + HEADER..]);
+        buf[start + 4..start + HEADER].copy_from_slice(&crc.to_be_bytes());
         let pos = st.end_pos;
         st.index.push(Entry {
             offset,
             pos,
-            len: body.len() as u32,
+            len: body_len as u32,
         });
-        st.end_pos += frame.len() as u64;
+        st.end_pos += (HEADER + body_len) as u64;
         st.next_offset = offset + 1;
+        if self.sync_writes || st.buffer.len() >= FLUSH_AT {
+            st.write_out(&self.path)?;
+        }
+        if self.sync_writes {
+            st.append.sync_data().map_err(|e| log_err(&self.path, e))?;
+        }
         Ok(offset)
+    }
+
+    /// Writes what was appended to the file: from then on it survives a process crash.
+    pub(crate) fn flush(&self) -> Result<(), BusError> {
+        self.lock().write_out(&self.path)
     }
 
     /// The offset the next record will get.
@@ -188,26 +237,49 @@ impl PartitionLog {
         self.lock().next_offset
     }
 
-    /// Flushes the file to disk.
+    /// Writes what was appended to the file, and the file to disk.
     pub(crate) fn sync(&self) -> Result<(), BusError> {
-        let st = self.lock();
+        let mut st = self.lock();
+        st.write_out(&self.path)?;
         st.append.sync_data().map_err(|e| log_err(&self.path, e))
     }
 
-    /// Up to `max` records from `from` on.
+    /// Up to `max` records from `from` on, read from the file at once.
     pub(crate) fn read(&self, from: i64, max: usize) -> Result<Vec<Message>, BusError> {
         let entries: Vec<Entry> = {
-            let st = self.lock();
+            let mut st = self.lock();
             let start = st.index.partition_point(|e| e.offset < from);
-            st.index[start..(start + max).min(st.index.len())].to_vec()
+            let mut end = start;
+            let mut bytes = 0u64;
+            while end < st.index.len() && end - start < max {
+                bytes += HEADER as u64 + u64::from(st.index[end].len);
+                // At least one record, however large.
+                if end > start && bytes > READ_AT_MOST {
+                    break;
+                }
+                end += 1;
+            }
+            let entries = st.index[start..end].to_vec();
+            if entries
+                .last()
+                .is_some_and(|e| e.pos + HEADER as u64 + u64::from(e.len) > st.written_pos)
+            {
+                st.write_out(&self.path)?;
+            }
+            entries
         };
+        let (Some(&first), Some(&last)) = (entries.first(), entries.last()) else {
+            return Ok(Vec::new());
+        };
+        let span = last.pos + HEADER as u64 + u64::from(last.len) - first.pos;
+        let mut buf = vec![0u8; span as usize];
+        self.read
+            .read_exact_at(&mut buf, first.pos)
+            .map_err(|err| log_err(&self.path, err))?;
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
-            let mut buf = vec![0u8; HEADER + e.len as usize];
-            self.read
-                .read_exact_at(&mut buf, e.pos)
-                .map_err(|err| log_err(&self.path, err))?;
-            let (key, value, timestamp_ms) = parse_body(&buf[HEADER..])
+            let at = (e.pos - first.pos) as usize + HEADER;
+            let (key, value, timestamp_ms) = parse_body(&buf[at..at + e.len as usize])
                 .map_err(|why| log_err(&self.path, format!("offset {}: {why}", e.offset)))?;
             out.push(Message {
                 topic: self.topic,
@@ -219,6 +291,15 @@ impl PartitionLog {
             });
         }
         Ok(out)
+    }
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        // What was appended and not yet asked for is written as the bus closes.
+        if let Err(e) = self.flush() {
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "records of an embedded log were not written");
+        }
     }
 }
 
@@ -308,6 +389,112 @@ mod tests {
         assert_eq!(log.append(None, Some(b"v4"), 4).expect("append"), 3);
         assert_eq!(log.read(2, 10).expect("read").len(), 2);
         assert_eq!(log.end_offset(), 4);
+    }
+
+    fn file_len(path: &Path) -> u64 {
+        std::fs::metadata(path).expect("metadata").len()
+    }
+
+    #[test]
+    fn appends_are_written_in_one_go_when_asked_for_or_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p0.log");
+        let (log, _) = PartitionLog::open(&path, Topic::Perf, 0, false).expect("open");
+        for i in 0..3u8 {
+            log.append(Some(&[i]), Some(b"value"), i64::from(i))
+                .expect("append");
+        }
+        assert_eq!(file_len(&path), 0, "held in the buffer");
+        assert_eq!(log.end_offset(), 3, "yet given their offsets");
+        // A reader asking for them has them written first.
+        let read = log.read(1, 10).expect("read");
+        assert_eq!(
+            read.iter().map(|m| m.offset).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        let written = file_len(&path);
+        assert!(written > 0);
+        log.append(None, Some(b"later"), 9).expect("append");
+        assert_eq!(file_len(&path), written, "the next one waits again");
+        log.flush().expect("flush");
+        assert!(file_len(&path) > written, "a flush writes it");
+        log.append(None, Some(b"last"), 10).expect("append");
+        drop(log);
+        // Dropping the log (the bus closing) writes what was left.
+        let (log, warn) = PartitionLog::open(&path, Topic::Perf, 0, false).expect("reopen");
+        assert!(warn.is_none());
+        let all = log.read(0, 10).expect("read");
+        assert_eq!(all.len(), 5);
+        assert_eq!(all[3].value.as_deref(), Some(&b"later"[..]));
+        assert_eq!(all[4].timestamp_ms, 10);
+        // A full buffer is written without being asked for.
+        let before = file_len(&path);
+        let big = vec![7u8; FLUSH_AT];
+        log.append(None, Some(&big), 11).expect("append");
+        assert!(file_len(&path) > before + FLUSH_AT as u64);
+    }
+
+    #[test]
+    fn a_read_takes_records_up_to_its_byte_limit_and_at_least_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p0.log");
+        let (log, _) = PartitionLog::open(&path, Topic::Perf, 0, false).expect("open");
+        let third = vec![1u8; (READ_AT_MOST / 3) as usize];
+        let huge = vec![2u8; READ_AT_MOST as usize + 10];
+        for v in [&third, &third, &third, &huge, &third] {
+            log.append(None, Some(v), 0).expect("append");
+        }
+        let offsets = |from: i64, max: usize| -> Vec<i64> {
+            log.read(from, max)
+                .expect("read")
+                .iter()
+                .map(|m| m.offset)
+                .collect()
+        };
+        assert_eq!(
+            offsets(0, 10),
+            vec![0, 1],
+            "a third more would pass the limit"
+        );
+        assert_eq!(offsets(0, 1), vec![0], "the count limit first");
+        assert_eq!(
+            offsets(2, 10),
+            vec![2],
+            "the huge record waits for the next read"
+        );
+        assert_eq!(offsets(3, 10), vec![3], "alone, however large");
+        assert_eq!(offsets(4, 10), vec![4]);
+        assert_eq!(offsets(5, 10), Vec::<i64>::new(), "nothing past the end");
+        let huge_read = log.read(3, 1).expect("read");
+        assert_eq!(huge_read[0].value.as_deref(), Some(&huge[..]));
+    }
+
+    #[test]
+    fn a_failed_write_breaks_the_log_with_the_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p0.log");
+        let (log, _) = PartitionLog::open(&path, Topic::Perf, 0, false).expect("open");
+        log.append(None, Some(b"kept"), 1).expect("append");
+        log.flush().expect("flush");
+        log.append(None, Some(b"lost"), 2).expect("append");
+        // The file can no longer be written (as when the disk fails).
+        log.lock().append = File::open(&path).expect("read-only");
+        let err = log.flush().expect_err("the write fails").to_string();
+        assert!(
+            err.contains("writing records at byte") && err.contains("p0.log"),
+            "{err}"
+        );
+        let again = log.append(None, Some(b"more"), 3).expect_err("broken");
+        assert!(
+            again.to_string().contains("writing records at byte"),
+            "{again}"
+        );
+        drop(log);
+        let (log, warn) = PartitionLog::open(&path, Topic::Perf, 0, false).expect("reopen");
+        assert!(warn.is_none(), "the file holds whole records only");
+        let all = log.read(0, 10).expect("read");
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].value.as_deref(), Some(&b"kept"[..]));
     }
 
     #[test]

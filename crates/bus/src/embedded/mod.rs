@@ -209,10 +209,19 @@ impl Producer for EmbeddedProducer {
             partition: record.partition,
             offset,
         };
-        Ok(Box::pin(async move { Ok(delivery) }))
+        // Durable once in the file: the first delivery awaited writes the records appended
+        // before it (see `log`), the others find them written.
+        let log = log.clone();
+        Ok(Box::pin(async move {
+            log.flush()?;
+            Ok(delivery)
+        }))
     }
 
     async fn flush(&self) -> Result<(), BusError> {
+        for log in self.inner.logs.values() {
+            log.flush()?;
+        }
         Ok(())
     }
 }
