@@ -1,4 +1,5 @@
-//! Embedded bus throughput: appending 1 KiB records to one partition, and reading them
+//! Embedded bus throughput: appending 1 KiB records to one partition (each send awaited,
+//! or a group of 256 enqueued and then awaited, as stages and ingest do), and reading them
 //! back through a consumer.
 
 use std::path::Path;
@@ -46,6 +47,40 @@ fn bench(c: &mut Criterion) {
                         })
                         .await
                         .expect("send");
+                    }
+                })
+            },
+        )
+    });
+    g.bench_function("append_10k_awaited_per_256", |b| {
+        b.iter_with_setup(
+            || {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let bus = EmbeddedBus::open(dir.path(), &topology(), EmbeddedOptions::default())
+                    .expect("bus");
+                (dir, bus)
+            },
+            |(_dir, bus)| {
+                rt.block_on(async {
+                    let p = bus.producer().expect("producer");
+                    let mut pending = Vec::with_capacity(256);
+                    for i in 0..RECORDS {
+                        pending.push(
+                            p.enqueue(OutboundRecord {
+                                topic: Topic::Perf,
+                                partition: 0,
+                                key: Some(b"web-01".to_vec()),
+                                value: Some(value.clone()),
+                                timestamp_ms: 1,
+                            })
+                            .await
+                            .expect("enqueue"),
+                        );
+                        if pending.len() == 256 || i + 1 == RECORDS {
+                            for d in pending.drain(..) {
+                                d.await.expect("delivered");
+                            }
+                        }
                     }
                 })
             },
