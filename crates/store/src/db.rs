@@ -124,6 +124,20 @@ impl Store {
         column_families: &[&str],
         hot: &[&str],
     ) -> Result<Store, StoreError> {
+        Store::open_tuned(path, column_families, hot, &[])
+    }
+
+    /// Like [`Store::open_with_hot`], with `logs` too (some of `column_families`): column
+    /// families each of whose keys is written once and read rarely (a history). Their
+    /// memtable is a vector: an insert is an append instead of a search of a skip list, and
+    /// an iterator sorts a copy of it (so read them with few iterators: see
+    /// [`Store::last_of_each`]).
+    pub fn open_tuned(
+        path: impl AsRef<Path>,
+        column_families: &[&str],
+        hot: &[&str],
+        logs: &[&str],
+    ) -> Result<Store, StoreError> {
         let path = path.as_ref().to_path_buf();
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -131,6 +145,11 @@ impl Store {
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
         opts.set_max_total_wal_size(MAX_TOTAL_WAL);
+        if !logs.is_empty() {
+            // A vector memtable takes one writer at a time (the stages' writes are group
+            // commits, one per worker).
+            opts.set_allow_concurrent_memtable_write(false);
+        }
         let mut names: Vec<String> = vec![OFFSETS_CF.to_string()];
         for cf in column_families {
             if !names.iter().any(|n| n == cf) {
@@ -145,6 +164,9 @@ impl Store {
             } else {
                 WRITE_BUFFER
             });
+            if logs.contains(&name.as_str()) {
+                cf_opts.set_memtable_factory(rocksdb::MemtableFactory::Vector);
+            }
             ColumnFamilyDescriptor::new(name, cf_opts)
         });
         let db = DB::open_cf_descriptors(&opts, &path, descriptors).map_err(|source| {
@@ -236,16 +258,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
         let handle = self.cf(cf)?;
-        // The first key after every key that starts with `prefix`, if there is one.
-        let mut end = prefix.to_vec();
-        while end.last() == Some(&0xff) {
-            end.pop();
-        }
-        let mode = match end.last_mut() {
-            Some(b) => {
-                *b += 1;
-                IteratorMode::From(&end, Direction::Reverse)
-            }
+        let end = prefix_end(prefix);
+        let mode = match &end {
+            Some(end) => IteratorMode::From(end, Direction::Reverse),
             None => IteratorMode::End,
         };
         let mut out = Vec::new();
@@ -264,6 +279,35 @@ impl Store {
             out.push((k.to_vec(), v.to_vec()));
         }
         out.reverse();
+        Ok(out)
+    }
+
+    /// The last entry under each of `prefixes` (`None` where there is none), read with one
+    /// iterator.
+    pub fn last_of_each(
+        &self,
+        cf: &str,
+        prefixes: &[Vec<u8>],
+    ) -> Result<Vec<Option<Entry>>, StoreError> {
+        let handle = self.cf(cf)?;
+        let mut it = self.db.raw_iterator_cf(&handle);
+        let mut out = Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            match prefix_end(prefix) {
+                Some(end) => {
+                    it.seek_for_prev(&end);
+                    if it.key() == Some(end.as_slice()) {
+                        it.prev();
+                    }
+                }
+                None => it.seek_to_last(),
+            }
+            it.status().map_err(|e| self.rocks(e))?;
+            out.push(match (it.key(), it.value()) {
+                (Some(k), Some(v)) if k.starts_with(prefix) => Some((k.to_vec(), v.to_vec())),
+                _ => None,
+            });
+        }
         Ok(out)
     }
 
@@ -502,6 +546,17 @@ impl StoreBatch {
     }
 }
 
+/// The first key after every key that starts with `prefix`, if there is one.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while end.last() == Some(&0xff) {
+        end.pop();
+    }
+    let last = end.last_mut()?;
+    *last += 1;
+    Some(end)
+}
+
 fn offset_key(topic: &str, partition: i32) -> Vec<u8> {
     KeyWriter::new(OFFSET_PREFIX)
         .str(topic)
@@ -569,7 +624,16 @@ mod tests {
     #[test]
     fn the_last_entries_of_a_prefix_are_read_backwards() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), &["cf"]).expect("open");
+        the_last_entries_of(&Store::open(dir.path(), &["cf"]).expect("open"));
+        // The same from a vector memtable (a log column family), before and after a flush.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_tuned(dir.path(), &["cf"], &[], &["cf"]).expect("open");
+        the_last_entries_of(&store);
+        store.flush().expect("flush");
+        the_last_entries_of(&store);
+    }
+
+    fn the_last_entries_of(store: &Store) {
         let mut b = store.batch();
         // Neighbours on both sides, the key just past the prefix, and prefixes ending in
         // 0xff (whose end is found by carrying).
@@ -618,6 +682,35 @@ mod tests {
             keys(&[3], 5),
             vec![vec![3], vec![3, 0]],
             "the prefix itself is a key"
+        );
+        let last: Vec<Option<Vec<u8>>> = store
+            .last_of_each(
+                "cf",
+                &[
+                    vec![2],
+                    vec![5],
+                    vec![4, 0xff],
+                    vec![0xff, 0xff],
+                    vec![3],
+                    vec![1],
+                    vec![0],
+                ],
+            )
+            .expect("last of each")
+            .into_iter()
+            .map(|e| e.map(|(k, _)| k))
+            .collect();
+        assert_eq!(
+            last,
+            vec![
+                Some(vec![2, 3]),
+                None,
+                Some(vec![4, 0xff, 2]),
+                Some(vec![0xff, 0xff, 2]),
+                Some(vec![3, 0]),
+                Some(vec![1, 9]),
+                None,
+            ]
         );
     }
 

@@ -292,11 +292,16 @@ async fn tree(
             members_of.insert(d.id.clone(), list);
         }
     }
-    let last = |monitor: &str| {
-        crate::state_history(&store, &instance, Some(monitor), 1)
-            .ok()
-            .and_then(|h| h.last().map(|e| (e.time, e.cause.clone())))
-    };
+    // Since when each monitor is in its state: its latest change, all read at once.
+    let ids: Vec<&str> = states.iter().map(|(m, _)| m.as_str()).collect();
+    let latest: std::collections::BTreeMap<String, (i64, String)> =
+        crate::engine_stage::latest_changes(&store, &instance, &ids)
+            .unwrap_or_default()
+            .into_iter()
+            .zip(&ids)
+            .filter_map(|(e, m)| e.map(|e| (m.to_string(), (e.time, e.cause))))
+            .collect();
+    let last = |monitor: &str| latest.get(monitor).cloned();
     fn build(
         id: &str,
         states: &[(String, healthstream_model::pack::Health)],

@@ -95,7 +95,7 @@ pub const HEALTH_HOT_CFS: &[&str] = &["perf_latest", STATE_CF];
 
 /// Opens (creating if needed) the health processor's store at `path`.
 pub fn open_store(path: impl AsRef<std::path::Path>) -> Result<Store, StoreError> {
-    Store::open_with_hot(path, HEALTH_CFS, HEALTH_HOT_CFS)
+    Store::open_tuned(path, HEALTH_CFS, HEALTH_HOT_CFS, &[HISTORY_CF])
 }
 
 /// A command sent to a collector (a diagnostic, recovery or task), with its result once
@@ -438,6 +438,24 @@ pub fn groom_commands(store: &Store, before: i64) -> Result<u64, StoreError> {
             None => c.requested_at < before,
         },
     )
+}
+
+/// The latest state change of each of an instance's `monitors` (since when it is in its
+/// state), read with one iterator.
+pub fn latest_changes(
+    store: &Store,
+    instance: &str,
+    monitors: &[&str],
+) -> Result<Vec<Option<HistoryEntry>>, StoreError> {
+    let prefixes: Vec<Vec<u8>> = monitors
+        .iter()
+        .map(|m| KeyWriter::new(HISTORY_PREFIX).str(instance).str(m).finish())
+        .collect();
+    store
+        .last_of_each(HISTORY_CF, &prefixes)?
+        .into_iter()
+        .map(|e| e.map(|(_, v)| decode(&v)).transpose())
+        .collect()
 }
 
 /// Entries of the state history read per step of [`groom_history`].
@@ -2157,6 +2175,14 @@ mod tests {
             "the latest two"
         );
         assert_eq!(a(1), vec![("A".into(), 40)], "the latest: since when");
+        let latest = latest_changes(&store, "fs", &["B", "Z", "A"]).expect("read");
+        assert_eq!(
+            latest
+                .iter()
+                .map(|e| e.as_ref().map(|e| e.time))
+                .collect::<Vec<_>>(),
+            vec![Some(15), None, Some(40)]
+        );
         let all = times(&state_history(&store, "fs", None, 3).expect("read"));
         assert_eq!(
             all,
