@@ -17,6 +17,24 @@ fn topology() -> Topology {
         .expect("topology")
 }
 
+/// A record of `value` to partition 0 of the perf topic.
+fn record(value: &[u8]) -> OutboundRecord {
+    OutboundRecord {
+        topic: Topic::Perf,
+        partition: 0,
+        key: Some(b"web-01".to_vec()),
+        value: Some(value.to_vec()),
+        timestamp_ms: 1,
+    }
+}
+
+/// An empty bus in a directory of its own.
+fn fresh_bus() -> (tempfile::TempDir, EmbeddedBus) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bus = EmbeddedBus::open(dir.path(), &topology(), EmbeddedOptions::default()).expect("bus");
+    (dir, bus)
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -27,64 +45,30 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(RECORDS));
     g.sample_size(10);
     g.bench_function("append_10k", |b| {
-        b.iter_with_setup(
-            || {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let bus = EmbeddedBus::open(dir.path(), &topology(), EmbeddedOptions::default())
-                    .expect("bus");
-                (dir, bus)
-            },
-            |(_dir, bus)| {
-                rt.block_on(async {
-                    let p = bus.producer().expect("producer");
-                    for _ in 0..RECORDS {
-                        p.send(OutboundRecord {
-                            topic: Topic::Perf,
-                            partition: 0,
-                            key: Some(b"web-01".to_vec()),
-                            value: Some(value.clone()),
-                            timestamp_ms: 1,
-                        })
-                        .await
-                        .expect("send");
-                    }
-                })
-            },
-        )
+        b.iter_with_setup(fresh_bus, |(_dir, bus)| {
+            rt.block_on(async {
+                let p = bus.producer().expect("producer");
+                for _ in 0..RECORDS {
+                    p.send(record(&value)).await.expect("send");
+                }
+            })
+        })
     });
     g.bench_function("append_10k_awaited_per_256", |b| {
-        b.iter_with_setup(
-            || {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let bus = EmbeddedBus::open(dir.path(), &topology(), EmbeddedOptions::default())
-                    .expect("bus");
-                (dir, bus)
-            },
-            |(_dir, bus)| {
-                rt.block_on(async {
-                    let p = bus.producer().expect("producer");
-                    let mut pending = Vec::with_capacity(256);
-                    for i in 0..RECORDS {
-                        pending.push(
-                            p.enqueue(OutboundRecord {
-                                topic: Topic::Perf,
-                                partition: 0,
-                                key: Some(b"web-01".to_vec()),
-                                value: Some(value.clone()),
-                                timestamp_ms: 1,
-                            })
-                            .await
-                            .expect("enqueue"),
-                        );
-                        if pending.len() == 256 || i + 1 == RECORDS {
-                            for d in pending.drain(..) {
-                                d.await.expect("delivered");
-                            }
+        b.iter_with_setup(fresh_bus, |(_dir, bus)| {
+            rt.block_on(async {
+                let p = bus.producer().expect("producer");
+                let mut pending = Vec::with_capacity(256);
+                for i in 0..RECORDS {
+                    pending.push(p.enqueue(record(&value)).await.expect("enqueue"));
+                    if pending.len() == 256 || i + 1 == RECORDS {
+                        for d in pending.drain(..) {
+                            d.await.expect("delivered");
                         }
                     }
-                })
-            },
-        )
+                }
+            })
+        })
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let bus = EmbeddedBus::open(dir.path(), &topology(), EmbeddedOptions::default()).expect("bus");

@@ -389,13 +389,14 @@ pub fn state_history(
     }
 }
 
-/// Drops every value of `cf` under `prefix` whose decoded form `old` says is to go; returns
-/// how many went. Read and deleted a page at a time.
-fn groom_values<T: serde::de::DeserializeOwned>(
+/// Goes through every entry of `cf` under `prefix`, a page at a time, in key order:
+/// `choose` says of each (key, value) which key goes, if any (it may name an earlier one).
+/// Returns how many went.
+fn groom_pages(
     store: &Store,
     cf: &str,
     prefix: u8,
-    old: impl Fn(&T) -> bool,
+    mut choose: impl FnMut(Vec<u8>, &[u8]) -> Result<Option<Vec<u8>>, StoreError>,
 ) -> Result<u64, StoreError> {
     let prefix = [prefix];
     let mut after: Option<Vec<u8>> = None;
@@ -408,14 +409,27 @@ fn groom_values<T: serde::de::DeserializeOwned>(
         after = Some(last.clone());
         let mut batch = store.batch();
         for (key, value) in page {
-            if old(&decode(&value)?) {
-                batch.delete(cf, &key)?;
+            if let Some(gone) = choose(key, &value)? {
+                batch.delete(cf, &gone)?;
                 dropped += 1;
             }
         }
         store.write(batch)?;
     }
     Ok(dropped)
+}
+
+/// Drops every value of `cf` under `prefix` whose decoded form `old` says is to go; returns
+/// how many went.
+fn groom_values<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    cf: &str,
+    prefix: u8,
+    old: impl Fn(&T) -> bool,
+) -> Result<u64, StoreError> {
+    groom_pages(store, cf, prefix, |key, value| {
+        Ok(old(&decode(value)?).then_some(key))
+    })
 }
 
 /// Drops the alerts closed before `before` (ms since the epoch); returns how many went.
@@ -466,34 +480,20 @@ const GROOM_PAGE: usize = 10_000;
 /// Returns how many entries went. Runs beside the stage: history is written once per
 /// change and never read by it.
 pub fn groom_history(store: &Store, before: i64) -> Result<u64, StoreError> {
-    let prefix = [HISTORY_PREFIX];
-    let mut after: Option<Vec<u8>> = None;
     // The previous entry: its (instance, monitor), its time and its key.
     let mut previous: Option<((String, String), i64, Vec<u8>)> = None;
-    let mut dropped = 0u64;
-    loop {
-        let page = store.scan_prefix_after(HISTORY_CF, &prefix, after.as_deref(), GROOM_PAGE)?;
-        let Some((last, _)) = page.last() else {
-            break;
-        };
-        after = Some(last.clone());
-        let mut batch = store.batch();
-        for (key, _) in page {
-            let mut r = KeyReader::new(&key, HISTORY_PREFIX).map_err(corrupt)?;
-            let group = (r.str().map_err(corrupt)?, r.str().map_err(corrupt)?);
-            let time = r.i64().map_err(corrupt)?;
-            if let Some((g, t, k)) = previous.take() {
-                // A later change of the same monitor follows: the older one may go.
-                if g == group && t < before {
-                    batch.delete(HISTORY_CF, &k)?;
-                    dropped += 1;
-                }
-            }
-            previous = Some((group, time, key));
-        }
-        store.write(batch)?;
-    }
-    Ok(dropped)
+    groom_pages(store, HISTORY_CF, HISTORY_PREFIX, |key, _| {
+        let mut r = KeyReader::new(&key, HISTORY_PREFIX).map_err(corrupt)?;
+        let group = (r.str().map_err(corrupt)?, r.str().map_err(corrupt)?);
+        let time = r.i64().map_err(corrupt)?;
+        // A later change of the same monitor follows: the older one may go.
+        let gone = previous
+            .take()
+            .filter(|(g, t, _)| *g == group && *t < before)
+            .map(|(_, _, k)| k);
+        previous = Some((group, time, key));
+        Ok(gone)
+    })
 }
 
 fn refusal(r: &healthstream_engine::alerts::Refused) -> String {
