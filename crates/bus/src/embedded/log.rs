@@ -69,6 +69,10 @@ impl State {
         }
         self.written_pos = self.end_pos;
         self.buffer.clear();
+        // A very large record does not keep its room.
+        if self.buffer.capacity() > 4 * FLUSH_AT {
+            self.buffer.shrink_to(FLUSH_AT);
+        }
         Ok(())
     }
 }
