@@ -184,6 +184,14 @@ fn a_distributed_application_rolls_up_computers_of_two_hosts() {
         .expect("the dependency monitor");
     assert_eq!(computers["kind"], "dependency", "{text}");
     assert_eq!(computers["state"], "critical", "{text}");
+    // Since when, and why: its latest change in the state history.
+    assert!(computers["since"].as_i64().is_some_and(|t| t > 0), "{text}");
+    let member = db["member_id"].as_str().expect("member id");
+    assert_eq!(
+        computers["cause"].as_str(),
+        Some(format!("member {member}: System.Health.EntityState critical").as_str()),
+        "{text}"
+    );
     let read: Vec<&str> = computers["members"]
         .as_array()
         .expect("members")
