@@ -10,19 +10,24 @@ use tokio::sync::watch;
 
 use crate::engine_stage::{groom_alerts, groom_commands, groom_history};
 
-/// Grooms `store` once a `period`, keeping `retention` of it, until
-/// `shutdown` turns true. A failed round is logged and tried again the next period.
+/// Grooms `store` a minute after the start and then once a `period`, keeping `retention`
+/// of it, until `shutdown` turns true. A failed round is logged and tried again the next
+/// period.
 pub async fn groom_periodically(
     store: Store,
     retention: Duration,
     period: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // The first round a minute after the start (a process restarted more often than once a
+    // period still grooms), then once a period.
+    let mut wait = period.min(Duration::from_secs(60));
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(period) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => {}
         }
+        wait = period;
         if *shutdown.borrow() {
             return;
         }
