@@ -64,18 +64,14 @@ fn framed(low: usize) -> Vec<u8> {
 
 fn through_the_engine(e: &mut Engine, framed: &[u8]) -> usize {
     let view = Codec::shared().decode_perf_view(framed).expect("decode");
-    let samples: Vec<Sample<'_>> = view
-        .samples
-        .iter()
-        .map(|s| Sample {
-            object: &s.object,
-            counter: &s.counter,
-            instance: &s.instance,
-            value: s.value,
-            time: s.time,
-        })
-        .collect();
-    e.perf(&view.root_host, &samples).len()
+    let samples = view.samples.iter().map(|s| Sample {
+        object: &s.object,
+        counter: &s.counter,
+        instance: &s.instance,
+        value: s.value,
+        time: s.time,
+    });
+    e.perf_each(&view.root_host, samples).len()
 }
 
 fn bare_loop(framed: &[u8]) -> usize {

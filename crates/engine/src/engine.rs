@@ -145,7 +145,7 @@ impl KeptUnit<'_> {
 }
 
 /// A perf sample.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample<'a> {
     pub object: &'a str,
     pub counter: &'a str,
@@ -1580,6 +1580,16 @@ impl Engine {
     /// read them. Service samples (`Service/Running|Automatic/<unit>`) feed basic service
     /// monitors.
     pub fn perf(&mut self, root: &str, samples: &[Sample<'_>]) -> Vec<StateChange> {
+        self.perf_each(root, samples.iter().copied())
+    }
+
+    /// [`Engine::perf`] over samples as they are read (a batch read in place need not be
+    /// copied into a list first).
+    pub fn perf_each<'s>(
+        &mut self,
+        root: &str,
+        samples: impl IntoIterator<Item = Sample<'s>>,
+    ) -> Vec<StateChange> {
         let mut out = Vec::new();
         let mut rule_targets: Vec<Handle> = Vec::new();
         let mut targets: Vec<Handle> = Vec::new();
@@ -1588,7 +1598,8 @@ impl Engine {
         let monitor_index = self.perf_index.get(root).cloned();
         let mut rule_counters = CounterCursor::new(rule_index.as_deref());
         let mut monitor_counters = CounterCursor::new(monitor_index.as_deref());
-        for s in samples {
+        for sample in samples {
+            let s = &sample;
             if let Some(counter) = rule_counters.get(s) {
                 if counter.targets(s.instance, &mut rule_targets) {
                     let rules = &self.rules;

@@ -1832,19 +1832,15 @@ impl Processor for HealthStage {
                         })?;
                 store_latest(batch, &b, at, &mut self.latest_cache)?;
                 crate::metrics::SAMPLES.inc_by(b.samples.len() as u64);
-                let samples: Vec<Sample<'_>> = b
-                    .samples
-                    .iter()
-                    .map(|s| Sample {
-                        object: &s.object,
-                        counter: &s.counter,
-                        instance: &s.instance,
-                        value: s.value,
-                        time: s.time,
-                    })
-                    .collect();
                 now = b.samples.iter().map(|s| s.time).max().unwrap_or(now);
-                changes.extend(self.engine.perf(&root, &samples));
+                let samples = b.samples.iter().map(|s| Sample {
+                    object: &s.object,
+                    counter: &s.counter,
+                    instance: &s.instance,
+                    value: s.value,
+                    time: s.time,
+                });
+                changes.extend(self.engine.perf_each(&root, samples));
             }
             HealthInput::Events(b) => {
                 for e in &b.events {
