@@ -294,12 +294,12 @@ async fn tree(
     }
     // Since when each monitor is in its state: its latest change, all read at once.
     let ids: Vec<&str> = states.iter().map(|(m, _)| m.as_str()).collect();
-    let latest: std::collections::BTreeMap<String, (i64, String)> =
+    let latest: std::collections::BTreeMap<&str, (i64, String)> =
         crate::engine_stage::latest_changes(&store, &instance, &ids)
             .unwrap_or_default()
             .into_iter()
             .zip(&ids)
-            .filter_map(|(e, m)| e.map(|e| (m.to_string(), (e.time, e.cause))))
+            .filter_map(|(e, m)| e.map(|e| (*m, (e.time, e.cause))))
             .collect();
     let last = |monitor: &str| latest.get(monitor).cloned();
     fn build(

@@ -366,11 +366,11 @@ pub fn state_history(
     monitor: Option<&str>,
     limit: usize,
 ) -> Result<Vec<HistoryEntry>, StoreError> {
-    let w = KeyWriter::new(HISTORY_PREFIX).str(instance);
+    let prefix = history_prefix(instance, monitor).finish();
     match monitor {
         // One monitor's changes are in time order under its prefix: read from the end.
-        Some(m) => store
-            .scan_prefix_last(HISTORY_CF, &w.str(m).finish(), limit)?
+        Some(_) => store
+            .scan_prefix_last(HISTORY_CF, &prefix, limit)?
             .iter()
             .map(|(_, v)| decode(v))
             .collect(),
@@ -378,7 +378,7 @@ pub fn state_history(
         // bounded by its retention, see [`groom_history`]).
         None => {
             let mut all: Vec<HistoryEntry> = store
-                .scan_prefix(HISTORY_CF, &w.finish())?
+                .scan_prefix(HISTORY_CF, &prefix)?
                 .iter()
                 .map(|(_, v)| decode(v))
                 .collect::<Result<_, _>>()?;
@@ -463,7 +463,7 @@ pub fn latest_changes(
 ) -> Result<Vec<Option<HistoryEntry>>, StoreError> {
     let prefixes: Vec<Vec<u8>> = monitors
         .iter()
-        .map(|m| KeyWriter::new(HISTORY_PREFIX).str(instance).str(m).finish())
+        .map(|m| history_prefix(instance, Some(m)).finish())
         .collect();
     store
         .last_of_each(HISTORY_CF, &prefixes)?
@@ -542,6 +542,27 @@ fn state_key(instance: &str, monitor: &str) -> Vec<u8> {
     KeyWriter::new(STATE_PREFIX)
         .str(instance)
         .str(monitor)
+        .finish()
+}
+
+/// Where an instance's state history is (of one monitor, when given): every entry's key
+/// starts so.
+fn history_prefix(instance: &str, monitor: Option<&str>) -> KeyWriter {
+    let w = KeyWriter::new(HISTORY_PREFIX).str(instance);
+    match monitor {
+        Some(m) => w.str(m),
+        None => w,
+    }
+}
+
+/// The key of a state-history entry: by instance, monitor and time, then the input that
+/// caused it and the entry's place among that input's.
+fn history_key(instance: &str, monitor: &str, time: i64, at: Position, index: u32) -> Vec<u8> {
+    history_prefix(instance, Some(monitor))
+        .i64(time)
+        .i32(at.partition)
+        .i64(at.offset)
+        .u32(index)
         .finish()
 }
 
@@ -1364,14 +1385,7 @@ impl HealthStage {
             .clone()
             .unwrap_or_else(|| p.workflow_id.clone());
         let state = self.engine.state(&p.instance_id, &monitor);
-        let hkey = KeyWriter::new(HISTORY_PREFIX)
-            .str(&p.instance_id)
-            .str(&monitor)
-            .i64(r.finished_at)
-            .i32(at.partition)
-            .i64(at.offset)
-            .u32(u32::MAX)
-            .finish();
+        let hkey = history_key(&p.instance_id, &monitor, r.finished_at, at, u32::MAX);
         batch.put(
             HISTORY_CF,
             &hkey,
@@ -1924,14 +1938,8 @@ impl Processor for HealthStage {
         }
         let mut out = Vec::with_capacity(changes.len());
         for (i, c) in changes.iter().enumerate() {
-            let hkey = KeyWriter::new(HISTORY_PREFIX)
-                .str(&c.instance_id)
-                .str(&c.monitor_id)
-                .i64(c.time)
-                .i32(at.partition)
-                .i64(at.offset)
-                .u32(u32::try_from(i).unwrap_or(u32::MAX))
-                .finish();
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            let hkey = history_key(&c.instance_id, &c.monitor_id, c.time, at, index);
             let entry = HistoryEntry {
                 monitor_id: c.monitor_id.clone(),
                 old: c.old,
@@ -2124,14 +2132,13 @@ mod tests {
     fn put_history(store: &Store, instance: &str, monitor: &str, times: &[i64]) {
         let mut batch = store.batch();
         for (i, t) in times.iter().enumerate() {
-            let key = KeyWriter::new(HISTORY_PREFIX)
-                .str(instance)
-                .str(monitor)
-                .i64(*t)
-                .i32(0)
-                .i64(i as i64)
-                .u32(0)
-                .finish();
+            let at = Position {
+                topic: Topic::Perf,
+                partition: 0,
+                offset: i as i64,
+                timestamp_ms: *t,
+            };
+            let key = history_key(instance, monitor, *t, at, 0);
             let entry = HistoryEntry {
                 monitor_id: monitor.into(),
                 old: Health::Healthy,
