@@ -1064,19 +1064,12 @@ impl Engine {
                         .add(event_id, key.clone());
                 }
                 keep.insert(rid);
-                let state = self
-                    .rules
-                    .get(&key.0, &key.1)
-                    .map(|c| c.state.clone())
-                    .unwrap_or_default();
-                let (handle, replaced) =
-                    self.rules
-                        .insert(&key.0, &key.1, crate::rules::RuleCopy { state, ..copy });
-                // A change not yet taken stays to be taken (the handle is the same).
-                if replaced.is_some_and(|old| old.dirty) {
-                    if let Some((_, r)) = self.rules.at_mut(handle) {
-                        r.dirty = true;
-                    }
+                let (handle, replaced) = self.rules.insert(&key.0, &key.1, copy);
+                // The copy it replaces hands on its state, and a change not yet taken stays
+                // to be taken (the handle is the same).
+                if let (Some(old), Some((_, r))) = (replaced, self.rules.at_mut(handle)) {
+                    r.state = old.state;
+                    r.dirty = old.dirty;
                 }
                 if let Some((object, counter, instance)) = perf_key {
                     let mut k = String::new();

@@ -1026,3 +1026,42 @@ member_in_maintenance = "healthy"
     let c = report(&mut e, "node-1", None, 70);
     assert!(c.contains(&nodes(Health::Healthy)), "{c:?}");
 }
+
+/// A rule copy built again (its instance changed) keeps what it counted: the fifth
+/// segfault within ten minutes alerts although the computer changed after the third.
+#[test]
+fn a_rule_copy_rebuilt_keeps_its_window() {
+    use healthstream_model::expr::Value;
+    let mut e = engine("");
+    host(&mut e);
+    let segfault = [
+        ("Channel", Value::text("journal")),
+        ("EventId", Value::Number(0.0)),
+        ("Source", Value::text("kernel")),
+        ("Message", Value::text("app[77]: segfault at 0 ip 00007f")),
+    ];
+    let fired = |e: &mut Engine| {
+        e.take_firings()
+            .into_iter()
+            .map(|f| f.rule)
+            .collect::<Vec<_>>()
+    };
+    for t in 1..=3 {
+        e.event("web-01", &segfault, t * 1_000);
+    }
+    assert!(fired(&mut e).is_empty());
+    e.upsert(
+        inst(
+            "web",
+            "Linux.Computer",
+            None,
+            &[("PrincipalName", "web-01"), ("Kernel", "6.1")],
+            &[],
+        ),
+        3_500,
+    );
+    e.event("web-01", &segfault, 4_000);
+    assert!(fired(&mut e).is_empty(), "four so far");
+    e.event("web-01", &segfault, 5_000);
+    assert_eq!(fired(&mut e), ["Linux.Rule.SegfaultStorm"]);
+}

@@ -258,26 +258,17 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
         let handle = self.cf(cf)?;
-        let end = prefix_end(prefix);
-        let mode = match &end {
-            Some(end) => IteratorMode::From(end, Direction::Reverse),
-            None => IteratorMode::End,
-        };
+        let mut it = self.db.raw_iterator_cf(&handle);
+        seek_last_under(&mut it, prefix);
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(&handle, mode) {
-            let (k, v) = item.map_err(|e| self.rocks(e))?;
-            if out.len() >= limit {
-                break;
+        while out.len() < limit {
+            match (it.key(), it.value()) {
+                (Some(k), Some(v)) if k.starts_with(prefix) => out.push((k.to_vec(), v.to_vec())),
+                _ => break,
             }
-            if !k.starts_with(prefix) {
-                if k.as_ref() < prefix {
-                    break;
-                }
-                // The end key itself (reading backwards starts at or before it).
-                continue;
-            }
-            out.push((k.to_vec(), v.to_vec()));
+            it.prev();
         }
+        it.status().map_err(|e| self.rocks(e))?;
         out.reverse();
         Ok(out)
     }
@@ -293,15 +284,7 @@ impl Store {
         let mut it = self.db.raw_iterator_cf(&handle);
         let mut out = Vec::with_capacity(prefixes.len());
         for prefix in prefixes {
-            match prefix_end(prefix) {
-                Some(end) => {
-                    it.seek_for_prev(&end);
-                    if it.key() == Some(end.as_slice()) {
-                        it.prev();
-                    }
-                }
-                None => it.seek_to_last(),
-            }
+            seek_last_under(&mut it, prefix);
             it.status().map_err(|e| self.rocks(e))?;
             out.push(match (it.key(), it.value()) {
                 (Some(k), Some(v)) if k.starts_with(prefix) => Some((k.to_vec(), v.to_vec())),
@@ -546,15 +529,27 @@ impl StoreBatch {
     }
 }
 
-/// The first key after every key that starts with `prefix`, if there is one.
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+/// Puts `it` on the last key that starts with `prefix`; where there is none, on a key
+/// before them or off the end.
+fn seek_last_under<D: rocksdb::DBAccess>(
+    it: &mut rocksdb::DBRawIteratorWithThreadMode<'_, D>,
+    prefix: &[u8],
+) {
+    // The first key after every key that starts with `prefix`, if there is one.
     let mut end = prefix.to_vec();
     while end.last() == Some(&0xff) {
         end.pop();
     }
-    let last = end.last_mut()?;
-    *last += 1;
-    Some(end)
+    match end.last_mut() {
+        Some(last) => {
+            *last += 1;
+            it.seek_for_prev(&end);
+            if it.key() == Some(end.as_slice()) {
+                it.prev();
+            }
+        }
+        None => it.seek_to_last(),
+    }
 }
 
 fn offset_key(topic: &str, partition: i32) -> Vec<u8> {
