@@ -341,27 +341,24 @@ impl Detector {
 
     /// Time passed: the timer reset and the heartbeat decide on time alone.
     pub fn tick(&mut self, now: i64) -> Option<Health> {
+        let target = self.tick_target(now)?;
+        self.set(target)
+    }
+
+    /// The state [`Detector::tick`] at `now` would set, if it would set one.
+    pub fn tick_target(&self, now: i64) -> Option<Health> {
         match (&*self.detection, &self.memory) {
             (Detection::TimerReset { after, .. }, Memory::LastBad(last)) => {
                 let wait = i64::try_from(after.0.as_millis()).unwrap_or(i64::MAX);
-                if self.health != Health::Healthy
+                (self.health != Health::Healthy
                     && *last != i64::MIN
-                    && now.saturating_sub(*last) >= wait
-                {
-                    self.set(Health::Healthy)
-                } else {
-                    None
-                }
+                    && now.saturating_sub(*last) >= wait)
+                    .then_some(Health::Healthy)
             }
             (Detection::Heartbeat { missed }, Memory::Heartbeat { last, interval }) => {
-                if *last != i64::MIN
-                    && now.saturating_sub(*last) >= i64::from(*missed) * interval
-                    && self.health != Health::Critical
-                {
-                    self.set(Health::Critical)
-                } else {
-                    None
-                }
+                let silent = now.saturating_sub(*last) >= i64::from(*missed) * interval;
+                (*last != i64::MIN && silent && self.health != Health::Critical)
+                    .then_some(Health::Critical)
             }
             _ => None,
         }

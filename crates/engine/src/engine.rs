@@ -1779,6 +1779,28 @@ impl Engine {
         out
     }
 
+    /// The root hosts whose monitors [`Engine::tick`] at `now` may change (a maintenance
+    /// ending, a timer or a heartbeat monitor due), without changing anything.
+    pub fn tick_roots(&self, now: i64) -> BTreeSet<String> {
+        let root_of = |id: &str| self.instances.get(id).map(|i| i.root_host.clone());
+        let mut roots: BTreeSet<String> = self
+            .maintenance
+            .iter()
+            .filter(|(_, m)| m.until.is_some_and(|u| u <= now))
+            .filter_map(|(id, _)| root_of(id))
+            .collect();
+        for key in &self.timed {
+            let due = self
+                .copies
+                .get(&key.0, &key.1)
+                .is_some_and(|c| c.detector.tick_target(now).is_some());
+            if due {
+                roots.extend(root_of(&key.0));
+            }
+        }
+        roots
+    }
+
     /// Time passed: maintenance windows that end, timer resets and missed heartbeats.
     pub fn tick(&mut self, now: i64) -> Vec<StateChange> {
         let mut out = Vec::new();

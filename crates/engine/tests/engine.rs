@@ -319,7 +319,13 @@ fn events_heartbeats_and_time_by_root_host() {
     assert!(out
         .iter()
         .any(|c| c.monitor_id == "System.Collector.Heartbeat" && c.new == Health::Healthy));
+    assert!(e.tick_roots(200_000).is_empty(), "nothing due yet");
     assert!(e.tick(200_000).is_empty());
+    assert_eq!(
+        e.tick_roots(240_000).into_iter().collect::<Vec<_>>(),
+        vec!["web-01".to_string()],
+        "the heartbeat monitor is due: its root host may change"
+    );
     let out = e.tick(240_000);
     assert!(out.iter().any(|c| c.instance_id == "collector"
         && c.monitor_id == "System.Collector.Heartbeat"

@@ -10,15 +10,26 @@
 //! 2. decode the record; a record that cannot be decoded or validated is sent to the
 //!    dead-letter topic with the reason and its topic/partition/offset, and processing goes
 //!    on (poison messages never stop a partition);
-//! 3. apply it into the open group's batch (which it reads its state from, so it sees what
-//!    the records before it in the group wrote) and enqueue its outputs;
-//! 4. when no record is ready, or the group is full or has been open long enough, wait
-//!    until every output of the group is durable, then write the group's state batch
-//!    together with the input offsets it now reflects, atomically (a group commit).
+//! 3. apply it into the open state batch (which it reads its state from, so it sees what
+//!    the records before it wrote) and enqueue its outputs;
+//! 4. when no record is ready, or the group of records applied since the last wait is full
+//!    or has been open long enough, wait until every output of the group is durable (a
+//!    group commit: an output's latency is bounded by the group, not by the state write);
+//! 5. store the state batch together with the input offsets it reflects, atomically (a
+//!    checkpoint), begun after the group commit that follows a second of applying or a
+//!    large batch, and done at once when the stage has had nothing to apply for a moment,
+//!    before partitions move and when it stops. A checkpoint is sealed: the batch so far is
+//!    set aside (the next one reads through it), the processor writes what it keeps in
+//!    memory as of the seal a little between each following group ([`Processor::seal`],
+//!    [`Processor::seal_step`]; what an input is about to change is written first), and a
+//!    writer thread stores it all while the stage goes on. A key written several times
+//!    between checkpoints is written once, with its last value: state rewritten by every
+//!    record (a host's monitor states, its latest samples) costs one write per checkpoint.
 //!
-//! After a crash anywhere in 3-4, the group's inputs are applied again from the stored
-//! state and produce the same outputs with the same deterministic ids: downstream,
-//! deduplicated by id, sees exactly what an uninterrupted run would.
+//! After a crash anywhere, the inputs since the last checkpoint are applied again from the
+//! stored state and produce the same outputs with the same deterministic ids: downstream,
+//! deduplicated by id, sees exactly what an uninterrupted run would. Outputs are durable
+//! before the state that produced them is stored, so none is ever missing.
 
 mod inbox;
 mod metrics;
@@ -42,12 +53,24 @@ use tokio::sync::watch;
 /// Records a stage holds to order what it read from several topics (see [`inbox`]).
 const INBOX_CAPACITY: usize = 2048;
 
-/// Most input records applied into one store write.
+/// Most input records applied before their outputs are awaited (a group commit).
 const MAX_GROUP_RECORDS: usize = 256;
 
 /// Longest a group stays open while records keep coming (a bound on the latency a group
 /// adds to its first record).
 const MAX_GROUP_TIME: Duration = Duration::from_millis(5);
+
+/// Longest the state of applied records waits to be stored while records keep coming: the
+/// most a restart applies again.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long the state waits once the stage has nothing to apply, so that readers of the
+/// store (the APIs) see a record's effect soon after it was applied.
+const IDLE_CHECKPOINT: Duration = Duration::from_millis(50);
+
+/// Bytes staged in the state batch (keys and values written, counted once per write) at
+/// which it is stored at the next group commit.
+const MAX_STAGED_BYTES: usize = 64 << 20;
 
 pub use metrics::STAGE_RECORDS;
 
@@ -137,6 +160,20 @@ pub trait Processor: Send + 'static {
 
     /// Partitions were revoked: drop any cached state of them.
     fn on_revoked(&mut self, _revoked: &[(Topic, i32)]) {}
+
+    /// A checkpoint begins: the state to store is the state as of now (every record applied
+    /// so far). What the processor keeps in memory and has not written into the state batch
+    /// is written by [`Processor::seal_step`], as of now: state changed before it is written
+    /// must be written first (copy on write).
+    fn seal(&mut self) {}
+
+    /// Writes part (about `budget` items) of the state sealed by [`Processor::seal`] into
+    /// `state`; true once all of it is written. Called between groups of records, so that a
+    /// large state does not stop the stage for long, and at once to the end when the stage
+    /// is idle, stops or partitions move.
+    fn seal_step(&mut self, _state: &mut StoreBatch, _budget: usize) -> Result<bool, StageError> {
+        Ok(true)
+    }
 }
 
 /// Offsets kept in the stage's store.
@@ -234,9 +271,8 @@ pub async fn run<P: Processor>(
     result
 }
 
-/// Records applied into one batch, not yet stored.
+/// Records applied whose outputs are not yet known durable.
 struct Group {
-    batch: StoreBatch,
     deliveries: Vec<DeliveryFuture>,
     /// Next offset of each input partition the group read from.
     next: BTreeMap<(Topic, i32), i64>,
@@ -249,9 +285,8 @@ struct Group {
 }
 
 impl Group {
-    fn new(store: &Store) -> Group {
+    fn new() -> Group {
         Group {
-            batch: store.batch(),
             deliveries: Vec::new(),
             next: BTreeMap::new(),
             counts: Vec::new(),
@@ -280,26 +315,157 @@ impl Group {
     }
 }
 
-/// Waits until the group's outputs are durable, then stores its state and offsets.
+/// The state of the records applied since the last checkpoint.
+struct Staged {
+    batch: StoreBatch,
+    /// Next offset of each input partition whose records' outputs are durable.
+    next: BTreeMap<(Topic, i32), i64>,
+    /// Records whose outputs are durable, not yet stored.
+    records: usize,
+    /// When the first of them was applied.
+    since: Option<Instant>,
+}
+
+impl Staged {
+    fn new(store: &Store) -> Staged {
+        Staged {
+            batch: store.batch(),
+            next: BTreeMap::new(),
+            records: 0,
+            since: None,
+        }
+    }
+
+    /// Whether a checkpoint begins at this group commit, while records keep coming.
+    fn is_due(&self) -> bool {
+        self.since
+            .is_some_and(|since| since.elapsed() >= CHECKPOINT_INTERVAL)
+            || self.batch.staged_bytes() >= MAX_STAGED_BYTES
+    }
+}
+
+/// A checkpoint whose processor state is still being written (as of when it was sealed).
+struct Sealing {
+    /// The state batch of the records applied before the seal; the open batch reads
+    /// through it until it is stored.
+    base: Arc<StoreBatch>,
+    /// The processor's in-memory state as of the seal, and the offsets.
+    rest: StoreBatch,
+    records: usize,
+    began: Instant,
+}
+
+/// A stage's checkpoints: at most one sealing and one being written.
+struct Checkpoints {
+    sealing: Option<Sealing>,
+    writing: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
+}
+
+/// Processor items written per step of a sealed checkpoint (between two groups).
+const SEAL_STEP: usize = 128;
+
+impl Checkpoints {
+    fn busy(&self) -> bool {
+        self.sealing.is_some() || self.writing.is_some()
+    }
+
+    /// Waits for the checkpoint being written; the open batch reads the store again.
+    async fn written(&mut self, staged: &mut Staged) -> Result<(), StageError> {
+        if let Some(writing) = self.writing.take() {
+            writing.await.map_err(|e| StageError::Internal {
+                stage: "checkpoint".into(),
+                message: format!("the checkpoint writer failed: {e}"),
+            })??;
+            staged.batch.drop_base();
+        }
+        Ok(())
+    }
+
+    /// Seals the staged state (the open group committed): a new batch opens over it.
+    async fn begin<P: Processor>(
+        &mut self,
+        processor: &mut P,
+        store: &Store,
+        staged: &mut Staged,
+    ) -> Result<(), StageError> {
+        if self.sealing.is_some() || staged.records == 0 {
+            return Ok(());
+        }
+        self.written(staged).await?;
+        let done = std::mem::replace(staged, Staged::new(store));
+        let base = Arc::new(done.batch);
+        staged.batch.set_base(base.clone());
+        let mut rest = store.batch();
+        for ((topic, partition), next) in &done.next {
+            rest.set_offset(topic.name(), *partition, *next);
+        }
+        processor.seal();
+        self.sealing = Some(Sealing {
+            base,
+            rest,
+            records: done.records,
+            began: done.since.unwrap_or_else(Instant::now),
+        });
+        Ok(())
+    }
+
+    /// Lets the processor write up to `budget` items of the sealed state; when all is
+    /// written, the checkpoint is stored by a writer thread.
+    fn step<P: Processor>(
+        &mut self,
+        processor: &mut P,
+        store: &Store,
+        budget: usize,
+    ) -> Result<(), StageError> {
+        let Some(sealing) = self.sealing.as_mut() else {
+            return Ok(());
+        };
+        if !processor.seal_step(&mut sealing.rest, budget)? {
+            return Ok(());
+        }
+        let Some(done) = self.sealing.take() else {
+            return Ok(());
+        };
+        let stage = processor.name();
+        let store = store.clone();
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            store.write_all(&[&done.base, &done.rest])?;
+            metrics::CHECKPOINT_RECORDS
+                .with_label_values(&[stage])
+                .observe(done.records as f64);
+            metrics::CHECKPOINT_WRITE_SECONDS
+                .with_label_values(&[stage])
+                .observe(started.elapsed().as_secs_f64());
+            metrics::CHECKPOINT_AGE_SECONDS
+                .with_label_values(&[stage])
+                .observe(done.began.elapsed().as_secs_f64());
+            Ok(())
+        }));
+        Ok(())
+    }
+}
+
+/// Waits until the group's outputs are durable; its records' state joins what is staged.
 async fn commit(
     stage: &'static str,
-    store: &Store,
     group: &mut Group,
+    staged: &mut Staged,
     positions: &mut BTreeMap<(Topic, i32), i64>,
 ) -> Result<(), StageError> {
     if group.records() == 0 {
         return Ok(());
     }
-    let done = std::mem::replace(group, Group::new(store));
+    let done = std::mem::replace(group, Group::new());
     // Outputs are durable before the state that produced them is stored.
     for delivery in done.deliveries {
         delivery.await?;
     }
-    let mut batch = done.batch;
-    for ((topic, partition), next) in &done.next {
-        batch.set_offset(topic.name(), *partition, *next);
+    if staged.since.is_none() {
+        staged.since = Some(done.opened);
     }
-    store.write(batch)?;
+    staged.records += done.applied_at.len();
+    staged.next.extend(done.next.iter().map(|(k, v)| (*k, *v)));
     positions.extend(done.next);
     for (topic, outcome, n) in done.counts {
         STAGE_RECORDS
@@ -314,6 +480,45 @@ async fn commit(
         .with_label_values(&[stage])
         .observe(done.applied_at.len() as f64);
     Ok(())
+}
+
+/// Stores everything applied so far: commits the open group, completes the checkpoint in
+/// progress, and seals and stores what was applied since (when the stage is idle, before
+/// partitions move, when it stops).
+async fn checkpoint<P: Processor>(
+    processor: &mut P,
+    store: &Store,
+    group: &mut Group,
+    staged: &mut Staged,
+    checkpoints: &mut Checkpoints,
+    positions: &mut BTreeMap<(Topic, i32), i64>,
+) -> Result<(), StageError> {
+    commit(processor.name(), group, staged, positions).await?;
+    loop {
+        checkpoints.step(processor, store, usize::MAX)?;
+        checkpoints.written(staged).await?;
+        if staged.records == 0 {
+            return Ok(());
+        }
+        checkpoints.begin(processor, store, staged).await?;
+    }
+}
+
+/// After a group commit: a step of the sealed checkpoint, or a new one when one is due.
+async fn after_commit<P: Processor>(
+    processor: &mut P,
+    store: &Store,
+    staged: &mut Staged,
+    checkpoints: &mut Checkpoints,
+) -> Result<(), StageError> {
+    if checkpoints.sealing.is_some() {
+        checkpoints.step(processor, store, SEAL_STEP)
+    } else if staged.is_due() {
+        checkpoints.begin(processor, store, staged).await?;
+        checkpoints.step(processor, store, SEAL_STEP)
+    } else {
+        Ok(())
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -346,24 +551,35 @@ async fn run_inner<P: Processor>(
     // One topic needs no ordering: a record is applied as soon as it is read.
     let capacity = if topics.len() > 1 { INBOX_CAPACITY } else { 1 };
     let mut inbox = Inbox::new(topics, capacity);
-    let mut group = Group::new(&store);
+    let mut group = Group::new();
+    let mut staged = Staged::new(&store);
+    let mut checkpoints = Checkpoints {
+        sealing: None,
+        writing: None,
+    };
     loop {
         if *shutdown.borrow() {
             break;
         }
         // What the consumer has ready goes to the inbox (without waiting while the inbox
         // holds something); the inbox gives out the earliest record of its topics. Before
-        // waiting for the consumer, the open group is stored.
+        // waiting for the consumer, the open group's outputs are awaited, and the state is
+        // stored if nothing comes for a moment.
         let event = if inbox.is_empty() {
             match consumer.next().now_or_never() {
                 Some(ev) => Some(ev?),
                 None if group.records() > 0 => {
-                    commit(stage, &store, &mut group, &mut positions).await?;
+                    commit(stage, &mut group, &mut staged, &mut positions).await?;
+                    after_commit(&mut processor, &store, &mut staged, &mut checkpoints).await?;
                     continue;
                 }
                 None => tokio::select! {
                     ev = consumer.next() => Some(ev?),
                     _ = shutdown.changed() => continue,
+                    _ = tokio::time::sleep(IDLE_CHECKPOINT), if staged.records > 0 || checkpoints.busy() => {
+                        checkpoint(&mut processor, &store, &mut group, &mut staged, &mut checkpoints, &mut positions).await?;
+                        continue;
+                    }
                     _ = tokio::time::sleep(Duration::from_secs(1)), if embedded => {
                         update_lag(&*bus, group_id, &positions).await;
                         last_lag = Instant::now();
@@ -382,7 +598,15 @@ async fn run_inner<P: Processor>(
                 continue;
             }
             Some(ConsumerEvent::Assigned(assigned)) => {
-                commit(stage, &store, &mut group, &mut positions).await?;
+                checkpoint(
+                    &mut processor,
+                    &store,
+                    &mut group,
+                    &mut staged,
+                    &mut checkpoints,
+                    &mut positions,
+                )
+                .await?;
                 if *shutdown.borrow() {
                     // Partitions of a peer that is stopping too (the process is shutting
                     // down): not loaded only to be dropped.
@@ -398,7 +622,15 @@ async fn run_inner<P: Processor>(
                 continue;
             }
             Some(ConsumerEvent::Revoked(revoked)) => {
-                commit(stage, &store, &mut group, &mut positions).await?;
+                checkpoint(
+                    &mut processor,
+                    &store,
+                    &mut group,
+                    &mut staged,
+                    &mut checkpoints,
+                    &mut positions,
+                )
+                .await?;
                 tracing::info!(stage, partitions = ?revoked, "partitions revoked");
                 inbox.revoke(&revoked);
                 for tp in &revoked {
@@ -424,7 +656,7 @@ async fn run_inner<P: Processor>(
         }
         group.applied_at.push(applied_at);
         let (outputs, outcome) = match processor.decode(&message) {
-            Ok(input) => (processor.apply(&mut group.batch, input, at)?, "applied"),
+            Ok(input) => (processor.apply(&mut staged.batch, input, at)?, "applied"),
             Err(rejection) => {
                 tracing::warn!(
                     stage,
@@ -451,7 +683,8 @@ async fn run_inner<P: Processor>(
             .insert((message.topic, message.partition), message.offset + 1);
         group.count(message.topic, outcome);
         if group.is_full() {
-            commit(stage, &store, &mut group, &mut positions).await?;
+            commit(stage, &mut group, &mut staged, &mut positions).await?;
+            after_commit(&mut processor, &store, &mut staged, &mut checkpoints).await?;
         }
         if last_commit.elapsed() >= COMMIT_INTERVAL {
             let all: Vec<(Topic, i32, i64)> =
@@ -464,7 +697,15 @@ async fn run_inner<P: Processor>(
             last_lag = Instant::now();
         }
     }
-    commit(stage, &store, &mut group, &mut positions).await?;
+    checkpoint(
+        &mut processor,
+        &store,
+        &mut group,
+        &mut staged,
+        &mut checkpoints,
+        &mut positions,
+    )
+    .await?;
     let all: Vec<(Topic, i32, i64)> = positions.iter().map(|((t, p), o)| (*t, *p, *o)).collect();
     consumer.commit(&all)?;
     readiness.set_not_ready(component, "stopped");

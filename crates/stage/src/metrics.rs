@@ -26,7 +26,7 @@ pub(crate) static DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub(crate) static PROCESS_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         "healthstream_stage_process_seconds",
-        "Time from applying an input record to its state and offset being stored (apply, outputs durable, the group's store write).",
+        "Time from applying an input record to its outputs being durable (apply, then the group commit).",
         &["stage"],
         vec![0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0]
     )
@@ -36,9 +36,39 @@ pub(crate) static PROCESS_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
 pub(crate) static COMMIT_RECORDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         "healthstream_stage_commit_records",
-        "Input records applied into one store write (a group commit).",
+        "Input records whose outputs were awaited together (a group commit).",
         &["stage"],
         vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]
+    )
+    .expect("metric registers once")
+});
+
+pub(crate) static CHECKPOINT_RECORDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "healthstream_stage_checkpoint_records",
+        "Input records whose state one checkpoint stored (the state batch written with their offsets).",
+        &["stage"],
+        vec![1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0]
+    )
+    .expect("metric registers once")
+});
+
+pub(crate) static CHECKPOINT_WRITE_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "healthstream_stage_checkpoint_write_seconds",
+        "Time to write a checkpoint to the store (on a writer thread, while the stage goes on).",
+        &["stage"],
+        vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0]
+    )
+    .expect("metric registers once")
+});
+
+pub(crate) static CHECKPOINT_AGE_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "healthstream_stage_checkpoint_age_seconds",
+        "Time from applying the first record of a checkpoint to the checkpoint being stored: what a restart may apply again.",
+        &["stage"],
+        vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0]
     )
     .expect("metric registers once")
 });

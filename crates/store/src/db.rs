@@ -81,6 +81,10 @@ pub struct StoreBatch {
     /// Per column family (by its place in the store's list): key -> value, `None` deleted.
     writes: Vec<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
     offsets: BTreeMap<(String, i32), i64>,
+    /// Bytes of keys and values staged, counted at every write (an overwrite counts again).
+    staged_bytes: usize,
+    /// A batch being stored, read under this one's writes until it is in the store.
+    base: Option<Arc<StoreBatch>>,
 }
 
 /// What a processor reads its state from: the store itself, or a batch over it.
@@ -331,31 +335,38 @@ impl Store {
             store: self.clone(),
             writes: vec![BTreeMap::new(); self.cfs.len()],
             offsets: BTreeMap::new(),
+            staged_bytes: 0,
+            base: None,
         }
     }
 
     /// Writes a batch and its offsets atomically.
     pub fn write(&self, batch: StoreBatch) -> Result<(), StoreError> {
-        let StoreBatch {
-            writes, offsets, ..
-        } = batch;
+        self.write_all(&[&batch])
+    }
+
+    /// Writes batches and their offsets atomically, in order (a key in a later batch wins).
+    /// A batch's base is not written: it is stored on its own.
+    pub fn write_all(&self, batches: &[&StoreBatch]) -> Result<(), StoreError> {
         let mut out = WriteBatch::default();
-        for (name, cf_writes) in self.cfs.iter().zip(writes) {
-            if cf_writes.is_empty() {
-                continue;
-            }
-            let handle = self.cf(name)?;
-            for (key, value) in cf_writes {
-                match value {
-                    Some(v) => out.put_cf(&handle, key, v),
-                    None => out.delete_cf(&handle, key),
+        for batch in batches {
+            for (name, cf_writes) in self.cfs.iter().zip(&batch.writes) {
+                if cf_writes.is_empty() {
+                    continue;
+                }
+                let handle = self.cf(name)?;
+                for (key, value) in cf_writes {
+                    match value {
+                        Some(v) => out.put_cf(&handle, key, v),
+                        None => out.delete_cf(&handle, key),
+                    }
                 }
             }
-        }
-        if !offsets.is_empty() {
-            let handle = self.cf(OFFSETS_CF)?;
-            for ((topic, partition), next) in &offsets {
-                out.put_cf(&handle, offset_key(topic, *partition), next.to_be_bytes());
+            if !batch.offsets.is_empty() {
+                let handle = self.cf(OFFSETS_CF)?;
+                for ((topic, partition), next) in &batch.offsets {
+                    out.put_cf(&handle, offset_key(topic, *partition), next.to_be_bytes());
+                }
             }
         }
         let mut options = rocksdb::WriteOptions::default();
@@ -459,6 +470,7 @@ impl StoreBatch {
     /// Stages a put.
     pub fn put(&mut self, cf: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let i = self.store.cf_index(cf)?;
+        self.staged_bytes += key.len() + value.len();
         self.writes[i].insert(key.to_vec(), Some(value.to_vec()));
         Ok(())
     }
@@ -466,16 +478,29 @@ impl StoreBatch {
     /// Stages a delete.
     pub fn delete(&mut self, cf: &str, key: &[u8]) -> Result<(), StoreError> {
         let i = self.store.cf_index(cf)?;
+        self.staged_bytes += key.len();
         self.writes[i].insert(key.to_vec(), None);
         Ok(())
     }
 
-    /// Reads one value: this batch's write of the key, else the store's.
+    /// Reads from `base` under this batch's writes until [`StoreBatch::drop_base`]: a batch
+    /// handed to a writer stays readable while it is being stored.
+    pub fn set_base(&mut self, base: Arc<StoreBatch>) {
+        self.base = Some(base);
+    }
+
+    /// The base is in the store: read the store again.
+    pub fn drop_base(&mut self) {
+        self.base = None;
+    }
+
+    /// Reads one value: this batch's write of the key, else its base's, else the store's.
     pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let i = self.store.cf_index(cf)?;
-        match self.writes[i].get(key) {
-            Some(staged) => Ok(staged.clone()),
-            None => self.store.get(cf, key),
+        match (self.writes[i].get(key), &self.base) {
+            (Some(staged), _) => Ok(staged.clone()),
+            (None, Some(base)) => base.get(cf, key),
+            (None, None) => self.store.get(cf, key),
         }
     }
 
@@ -483,7 +508,10 @@ impl StoreBatch {
     /// batch's writes over the store's.
     pub fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
         let i = self.store.cf_index(cf)?;
-        let stored = self.store.scan_prefix(cf, prefix)?;
+        let stored = match &self.base {
+            Some(base) => base.scan_prefix(cf, prefix)?,
+            None => self.store.scan_prefix(cf, prefix)?,
+        };
         let mut staged = self.writes[i]
             .range::<[u8], _>((
                 std::ops::Bound::Included(prefix),
@@ -526,6 +554,12 @@ impl StoreBatch {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0 && self.offsets.is_empty()
+    }
+
+    /// Bytes of keys and values written into the batch, every write counted (an upper
+    /// bound of what it holds): what a writer bounds its batches by.
+    pub fn staged_bytes(&self) -> usize {
+        self.staged_bytes
     }
 }
 

@@ -113,6 +113,8 @@ fn apply(stage: &mut HealthStage, store: &Store, inputs: &[Message]) -> usize {
             outputs += stage.apply(&mut batch, input, at).expect("applies").len();
             batch.set_offset(m.topic.name(), m.partition, m.offset + 1);
         }
+        stage.seal();
+        assert!(stage.seal_step(&mut batch, usize::MAX).expect("seal"));
         store.write(batch).expect("writes");
     }
     outputs

@@ -26,6 +26,7 @@ use healthstream_store::{KeyReader, KeyWriter, StateRead, Store, StoreBatch, Sto
 
 use crate::kept::{decode_host_units, encode_host_units};
 use crate::perf::{store_latest, LatestCache};
+use crate::sealed::{self, SealedHosts};
 
 /// The engine's instances: (partition, instance id) -> [`Instance`].
 const INSTANCES_CF: &str = "engine_instance";
@@ -738,6 +739,16 @@ pub struct HealthStage {
     /// Unit monitor states kept one per key by an earlier version, read by the last load:
     /// (key, root host). The next input deletes them and keeps their root hosts' states.
     legacy_units: Vec<(Vec<u8>, String)>,
+    /// Root hosts whose unit monitors' kept state changed since the last checkpoint: each
+    /// is written once per checkpoint, however many inputs changed it.
+    unit_hosts: SealedHosts,
+}
+
+/// The kept states of a root host's unit monitors as they are now, to write.
+fn units_value(engine: &mut Engine, root_host: &str) -> Option<sealed::Write> {
+    let units = engine.host_units(root_host);
+    let value = (!units.is_empty()).then(|| encode_host_units(&units));
+    Some((STATE_CF, host_units_key(root_host), value))
 }
 
 fn text(v: &PropertyValue) -> Option<String> {
@@ -787,6 +798,7 @@ impl HealthStage {
             last_tick: i64::MIN,
             latest_cache: LatestCache::default(),
             legacy_units: Vec::new(),
+            unit_hosts: SealedHosts::default(),
         }
     }
 
@@ -1819,6 +1831,21 @@ impl Processor for HealthStage {
         let _ = self.engine.take_kept();
         self.latest_cache.clear();
         self.legacy_units.clear();
+        self.unit_hosts.clear();
+    }
+
+    fn seal(&mut self) {
+        self.unit_hosts.seal();
+        self.latest_cache.seal();
+    }
+
+    fn seal_step(&mut self, batch: &mut StoreBatch, budget: usize) -> Result<bool, StageError> {
+        let engine = &mut self.engine;
+        let units = self
+            .unit_hosts
+            .step(batch, budget, |root| units_value(engine, root))?;
+        let latest = self.latest_cache.seal_step(batch, budget)?;
+        Ok(units && latest)
     }
 
     fn apply(
@@ -1827,8 +1854,34 @@ impl Processor for HealthStage {
         input: HealthInput,
         at: Position,
     ) -> Result<Vec<OutboundRecord>, StageError> {
-        self.refresh_packs(&*batch)?;
         let root = input.root_host().to_string();
+        if self.packs.borrow().next_offset != self.packs_offset {
+            // The engine is rebuilt from the store: what is kept in memory goes to the batch
+            // first (the sealed checkpoint keeps its own copy).
+            let engine = &mut self.engine;
+            self.unit_hosts.take_all(|r| units_value(engine, r));
+            for w in self.unit_hosts.taken() {
+                sealed::put(batch, w)?;
+            }
+            for r in self.unit_hosts.take_changed() {
+                if let Some(w) = units_value(&mut self.engine, &r) {
+                    sealed::put(batch, &w)?;
+                }
+            }
+            self.latest_cache.write_readable(batch)?;
+        }
+        self.refresh_packs(&*batch)?;
+        // An input changes the states of its root host's monitors only (ticks and pack
+        // changes aside, below and above): a sealed checkpoint takes that host's states
+        // before they change.
+        if self.legacy_units.is_empty() {
+            let engine = &mut self.engine;
+            self.unit_hosts
+                .take_before_change(&root, |r| units_value(engine, r));
+        } else {
+            let engine = &mut self.engine;
+            self.unit_hosts.take_all(|r| units_value(engine, r));
+        }
         let mut changes: Vec<StateChange> = Vec::new();
         let mut closed_alerts = Vec::new();
         self.queued.clear();
@@ -1895,6 +1948,12 @@ impl Processor for HealthStage {
         }
         if now >= self.last_tick.saturating_add(1000) {
             self.last_tick = now;
+            // Timers may change other hosts' states: those due are taken first.
+            for r in self.engine.tick_roots(now) {
+                let engine = &mut self.engine;
+                self.unit_hosts
+                    .take_before_change(&r, |r| units_value(engine, r));
+            }
             changes.extend(self.engine.tick(now));
         }
         for (root_host, since) in self.engine.take_availability_changes() {
@@ -1927,15 +1986,12 @@ impl Processor for HealthStage {
             batch.delete(STATE_CF, &key)?;
             kept.hosts.insert(root_host);
         }
-        for root_host in kept.hosts {
-            let units = self.engine.host_units(&root_host);
-            let key = host_units_key(&root_host);
-            if units.is_empty() {
-                batch.delete(STATE_CF, &key)?;
-            } else {
-                batch.put(STATE_CF, &key, &encode_host_units(&units))?;
-            }
-        }
+        debug_assert!(
+            kept.hosts.iter().all(|h| !self.unit_hosts.is_sealing(h)),
+            "an input changed a sealed host other than its own root host: {:?}",
+            kept.hosts
+        );
+        self.unit_hosts.mark_all(kept.hosts);
         let mut out = Vec::with_capacity(changes.len());
         for (i, c) in changes.iter().enumerate() {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
@@ -2306,6 +2362,8 @@ mod tests {
         stage
             .apply(&mut batch, HealthInput::Instance(Box::new(c)), at)
             .expect("applies");
+        stage.seal();
+        assert!(stage.seal_step(&mut batch, usize::MAX).expect("seal"));
         store.write(batch).expect("write");
     }
 

@@ -12,6 +12,7 @@ mod kept;
 mod metrics;
 mod operations;
 mod perf;
+mod sealed;
 mod wire;
 
 pub use api::{model_router, router};

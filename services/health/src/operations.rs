@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use healthstream_bus::{OutboundRecord, Producer};
 use healthstream_contracts::records::{Operation, OperationKind};
 use healthstream_contracts::{content_id, partition_for_key, Codec, Topic};
-use healthstream_store::Store;
+use healthstream_store::{Store, StoreError};
 use serde::Deserialize;
 
 /// Longest maintenance accepted: a year.
@@ -116,10 +116,32 @@ fn body<T: serde::de::DeserializeOwned + Default>(raw: &[u8]) -> Result<T, Refus
     })
 }
 
+/// How long a lookup waits for what it does not find: the stage stores what it applied at
+/// its next checkpoint (50 ms after it goes idle, about a second at most under load), and
+/// what a client saw a moment ago (an alert or a command on its topic, an instance just
+/// discovered) may not be stored yet.
+const STORED_WAIT: Duration = Duration::from_millis(1500);
+
+/// Reads with `read` until it finds something or [`STORED_WAIT`] has passed.
+async fn stored<T>(
+    mut read: impl FnMut() -> Result<Option<T>, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let deadline = tokio::time::Instant::now() + STORED_WAIT;
+    loop {
+        if let Some(found) = read()? {
+            return Ok(Some(found));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 impl Ops {
     /// The root host of an instance this processor holds.
-    fn root_of(&self, instance: &str) -> Result<String, Refusal> {
-        match crate::stored_instance(&self.store, instance, self.partitions) {
+    async fn root_of(&self, instance: &str) -> Result<String, Refusal> {
+        match stored(|| crate::stored_instance(&self.store, instance, self.partitions)).await {
             Ok(Some((_, i))) => Ok(i.root_host),
             Ok(None) => Err(Refusal(
                 StatusCode::NOT_FOUND,
@@ -272,7 +294,7 @@ async fn maintenance_start(
             format!("reason {reason:?} is not one of {}", REASONS.join(", ")),
         );
     }
-    let root = match ops.root_of(&instance) {
+    let root = match ops.root_of(&instance).await {
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
@@ -324,7 +346,7 @@ async fn maintenance_end(
     headers: HeaderMap,
     Query(q): Query<ActionQuery>,
 ) -> Response {
-    let root = match ops.root_of(&instance) {
+    let root = match ops.root_of(&instance).await {
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
@@ -340,16 +362,17 @@ async fn maintenance_end(
 
 /// `GET /v1/maintenance/{instance}`: the maintenance it is in (its own or a host's).
 async fn maintenance_get(State(ops): State<Ops>, Path(instance): Path<String>) -> Response {
-    let (partition, _) = match crate::stored_instance(&ops.store, &instance, ops.partitions) {
-        Ok(Some(x)) => x,
-        Ok(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("unknown instance {instance} (or not on this processor's partitions)"),
-            )
-        }
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
+    let (partition, _) =
+        match stored(|| crate::stored_instance(&ops.store, &instance, ops.partitions)).await {
+            Ok(Some(x)) => x,
+            Ok(None) => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("unknown instance {instance} (or not on this processor's partitions)"),
+                )
+            }
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
     match crate::maintenance_of(&ops.store, &instance, partition) {
         Ok(Some((on, m))) => Json(serde_json::json!({
             "instance_id": instance,
@@ -376,7 +399,7 @@ async fn monitor_action(
     headers: HeaderMap,
     q: ActionQuery,
 ) -> Response {
-    let root = match ops.root_of(&instance) {
+    let root = match ops.root_of(&instance).await {
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
@@ -445,7 +468,7 @@ async fn close_alert(
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
-    let a = match crate::alert(&ops.store, &alert_id) {
+    let a = match stored(|| crate::alert(&ops.store, &alert_id)).await {
         Ok(Some(a)) => a,
         Ok(None) => {
             return error(
@@ -455,7 +478,7 @@ async fn close_alert(
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let root = match ops.root_of(&a.instance_id) {
+    let root = match ops.root_of(&a.instance_id).await {
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
@@ -494,7 +517,7 @@ async fn run_task(
     if b.instance_id.is_empty() {
         return error(StatusCode::BAD_REQUEST, "instance_id is required");
     }
-    let root = match ops.root_of(&b.instance_id) {
+    let root = match ops.root_of(&b.instance_id).await {
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
@@ -511,7 +534,7 @@ async fn run_task(
 
 /// `GET /v1/commands/{id}`: a command sent to a collector and its result.
 async fn command(State(ops): State<Ops>, Path(id): Path<String>) -> Response {
-    match crate::command(&ops.store, &id) {
+    match stored(|| crate::command(&ops.store, &id)).await {
         Ok(Some(c)) => Json(serde_json::json!({
             "command_id": c.id,
             "kind": format!("{:?}", c.planned.kind).to_lowercase(),

@@ -10,6 +10,7 @@ use healthstream_store::{KeyWriter, Store, StoreBatch, StoreError};
 use serde::Serialize;
 
 use crate::metrics;
+use crate::sealed::{self, SealedHosts};
 use crate::wire::{index_in, put_var, put_vstr, Cursor};
 
 /// Column family of the latest sample per counter.
@@ -228,22 +229,68 @@ pub fn latest_samples(
 }
 
 /// The latest samples of the hosts written lately, so that a batch does not read its host's
-/// samples back from the store. Bounded: past `LatestCache::BOUND` counters it starts again
-/// from the store. Cleared when partitions move (another replica may have written them in
-/// between).
+/// samples back from the store, and a host's samples are written once per checkpoint
+/// however many batches changed them (see `sealed`). Bounded: past `LatestCache::BOUND`
+/// counters it writes what changed and starts again from the store. Cleared when partitions
+/// move (another replica may have written them in between).
 #[derive(Default)]
 pub struct LatestCache {
     hosts: std::collections::HashMap<String, HostLatest>,
     counters: usize,
+    written: SealedHosts,
 }
 
 impl LatestCache {
     /// Counters kept at most (about 100 bytes each).
     pub const BOUND: usize = 1 << 20;
 
+    /// Forgets every host (the runner stored what changed first).
     pub fn clear(&mut self) {
+        self.written.clear();
         self.hosts.clear();
         self.counters = 0;
+    }
+
+    /// The samples of `root` as they are now, to write.
+    fn value(
+        hosts: &std::collections::HashMap<String, HostLatest>,
+        root: &str,
+    ) -> Option<sealed::Write> {
+        let latest = hosts.get(root)?;
+        Some((LATEST_CF, host_key(root), Some(encode_host(latest))))
+    }
+
+    /// A checkpoint is sealed (see [`healthstream_stage::Processor::seal`]).
+    pub fn seal(&mut self) {
+        self.written.seal();
+    }
+
+    /// Writes up to `budget` hosts of the sealed checkpoint; true when all are written.
+    pub fn seal_step(&mut self, batch: &mut StoreBatch, budget: usize) -> Result<bool, StoreError> {
+        let hosts = &self.hosts;
+        self.written
+            .step(batch, budget, |root| Self::value(hosts, root))
+    }
+
+    /// Every sealed host's samples taken as they are now, for an input that may change any.
+    pub fn take_sealed(&mut self) {
+        let hosts = &self.hosts;
+        self.written.take_all(|root| Self::value(hosts, root));
+    }
+
+    /// The samples of every host changed since the seal written into `batch` (to be read
+    /// from it), and those taken for the sealed checkpoint too.
+    pub fn write_readable(&mut self, batch: &mut StoreBatch) -> Result<(), StoreError> {
+        self.take_sealed();
+        for w in self.written.taken() {
+            sealed::put(batch, w)?;
+        }
+        for root in self.written.take_changed() {
+            if let Some(w) = Self::value(&self.hosts, &root) {
+                sealed::put(batch, &w)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -255,9 +302,8 @@ pub fn store_latest(
     cache: &mut LatestCache,
 ) -> Result<(), StoreError> {
     let root = input.root_host.as_ref();
-    let key = host_key(root);
     if !cache.hosts.contains_key(root) {
-        let stored = match batch.get(LATEST_CF, &key)? {
+        let stored = match batch.get(LATEST_CF, &host_key(root))? {
             Some(v) => decode_host(&v).unwrap_or_else(|e| {
                 // What cannot be read is replaced by what this batch brings.
                 tracing::error!(root_host = root, error = %e, "unreadable latest samples replaced");
@@ -266,10 +312,19 @@ pub fn store_latest(
             None => HostLatest::new(),
         };
         if cache.counters >= LatestCache::BOUND {
-            cache.clear();
+            // What changed goes to the batch (and stays taken for a sealed checkpoint).
+            cache.write_readable(batch)?;
+            cache.hosts.clear();
+            cache.counters = 0;
         }
         cache.counters += stored.len();
         cache.hosts.insert(root.to_string(), stored);
+    }
+    {
+        let hosts = &cache.hosts;
+        cache
+            .written
+            .take_before_change(root, |r| LatestCache::value(hosts, r));
     }
     let Some(latest) = cache.hosts.get_mut(root) else {
         return Ok(());
@@ -300,7 +355,7 @@ pub fn store_latest(
     }
     cache.counters += latest.len() - before;
     if changed {
-        batch.put(LATEST_CF, &key, &encode_host(latest))?;
+        cache.written.mark(root);
     }
     Ok(())
 }
@@ -357,6 +412,14 @@ impl Processor for PerfStage {
     fn on_revoked(&mut self, _revoked: &[(healthstream_contracts::Topic, i32)]) {
         self.latest.clear();
     }
+
+    fn seal(&mut self) {
+        self.latest.seal();
+    }
+
+    fn seal_step(&mut self, state: &mut StoreBatch, budget: usize) -> Result<bool, StageError> {
+        Ok(self.latest.seal_step(state, budget)?)
+    }
 }
 
 #[cfg(test)]
@@ -404,6 +467,8 @@ mod tests {
         };
         let mut b = store.batch();
         stage.apply(&mut b, input, at).expect("apply");
+        stage.seal();
+        assert!(stage.seal_step(&mut b, usize::MAX).expect("seal"));
         store.write(b).expect("write");
     }
 

@@ -186,6 +186,8 @@ fn apply(
     };
     let out = stage.apply(&mut batch, input, at).expect("applies");
     batch.set_offset(msg.topic.name(), msg.partition, msg.offset + 1);
+    stage.seal();
+    assert!(stage.seal_step(&mut batch, usize::MAX).expect("seal"));
     store.write(batch).expect("write");
     out
 }

@@ -89,9 +89,17 @@ fn perf_batch_flows_to_state_and_survives_restarts() {
         assert!(Instant::now() < deadline, "second batch not applied");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Its state is stored at the checkpoint after it (the stage has nothing else to do).
+    while wait_for_samples(&p, "web-01", 2)
+        .iter()
+        .all(|s| s["value"] != 97.0)
+    {
+        assert!(Instant::now() < deadline, "second batch not stored");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     p.kill();
 
-    // After a crash: the acknowledged batch is still there, applied once.
+    // After a crash: the acknowledged, stored batch is still there, applied once.
     let p = start(dir.path());
     let samples = wait_for_samples(&p, "web-01", 2);
     let cpu = samples

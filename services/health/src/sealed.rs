@@ -1,0 +1,179 @@
+//! State kept in memory per root host and written at checkpoints (see the stage runner):
+//! which hosts changed since the last checkpoint, and, while a checkpoint is sealed, which
+//! of them are still to be written as of the seal.
+//!
+//! A host's value is written once per checkpoint however many inputs changed it. While a
+//! checkpoint is sealed, its hosts are written a few at a time between groups of records;
+//! an input about to change a host not yet written has it written first, as it was at the
+//! seal (copy on write), so that the checkpoint holds exactly the state its offsets reflect.
+
+use std::collections::BTreeSet;
+
+use healthstream_store::{StoreBatch, StoreError};
+
+/// A write of a host's value: column family, key, value (`None`: delete).
+pub(crate) type Write = (&'static str, Vec<u8>, Option<Vec<u8>>);
+
+/// Stages a write in `batch`.
+pub(crate) fn put(batch: &mut StoreBatch, (cf, key, value): &Write) -> Result<(), StoreError> {
+    match value {
+        Some(v) => batch.put(cf, key, v),
+        None => batch.delete(cf, key),
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct SealedHosts {
+    /// Hosts changed since the last seal.
+    changed: BTreeSet<String>,
+    /// Hosts of the sealed checkpoint not yet written.
+    sealing: BTreeSet<String>,
+    /// Values of the sealed checkpoint taken before their host changed again.
+    taken: Vec<Write>,
+}
+
+impl SealedHosts {
+    /// `host`'s value changed (after [`SealedHosts::take_before_change`]).
+    pub(crate) fn mark(&mut self, host: &str) {
+        if !self.changed.contains(host) {
+            self.changed.insert(host.to_string());
+        }
+    }
+
+    /// Marks every host of `hosts`.
+    pub(crate) fn mark_all(&mut self, hosts: BTreeSet<String>) {
+        if self.changed.is_empty() {
+            self.changed = hosts;
+        } else {
+            self.changed.extend(hosts);
+        }
+    }
+
+    /// Whether `host` is part of the sealed checkpoint and not written yet.
+    pub(crate) fn is_sealing(&self, host: &str) -> bool {
+        self.sealing.contains(host)
+    }
+
+    /// `host` is about to change: if the sealed checkpoint still needs its value, `value`
+    /// gives it (as it is now, which is as of the seal) and it is kept for the checkpoint.
+    pub(crate) fn take_before_change(
+        &mut self,
+        host: &str,
+        value: impl FnOnce(&str) -> Option<Write>,
+    ) {
+        if self.sealing.remove(host) {
+            self.taken.extend(value(host));
+        }
+    }
+
+    /// A checkpoint is sealed: the hosts changed so far are written as of now.
+    pub(crate) fn seal(&mut self) {
+        debug_assert!(
+            self.sealing.is_empty(),
+            "a seal before the last was written"
+        );
+        let changed = std::mem::take(&mut self.changed);
+        self.sealing.extend(changed);
+    }
+
+    /// Writes what was taken into `batch`, then the values of up to `budget` more sealed
+    /// hosts (from `value`); true when the seal is written whole.
+    pub(crate) fn step(
+        &mut self,
+        batch: &mut StoreBatch,
+        budget: usize,
+        mut value: impl FnMut(&str) -> Option<Write>,
+    ) -> Result<bool, StoreError> {
+        for w in self.taken.drain(..) {
+            put(batch, &w)?;
+        }
+        for _ in 0..budget {
+            let Some(host) = self.sealing.pop_first() else {
+                break;
+            };
+            if let Some(w) = value(&host) {
+                put(batch, &w)?;
+            }
+        }
+        Ok(self.sealing.is_empty())
+    }
+
+    /// Forgets everything (partitions moved: the runner stored it all first).
+    pub(crate) fn clear(&mut self) {
+        debug_assert!(
+            self.sealing.is_empty() && self.taken.is_empty(),
+            "a sealed checkpoint dropped unwritten"
+        );
+        self.changed.clear();
+        self.sealing.clear();
+        self.taken.clear();
+    }
+
+    /// Hosts changed since the last seal, forgotten (their values are written elsewhere).
+    pub(crate) fn take_changed(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// The values taken for the sealed checkpoint, not written yet.
+    pub(crate) fn taken(&self) -> &[Write] {
+        &self.taken
+    }
+
+    /// Takes the value of every sealed host not written yet (an input may change any host).
+    pub(crate) fn take_all(&mut self, mut value: impl FnMut(&str) -> Option<Write>) {
+        for host in std::mem::take(&mut self.sealing) {
+            self.taken.extend(value(&host));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use healthstream_store::Store;
+
+    fn write(host: &str, v: &str) -> Option<Write> {
+        Some(("cf", host.as_bytes().to_vec(), Some(v.as_bytes().to_vec())))
+    }
+
+    #[test]
+    fn a_sealed_host_is_written_as_it_was_at_the_seal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &["cf"]).expect("store");
+        let mut hosts = SealedHosts::default();
+        hosts.mark("a");
+        hosts.mark("b");
+        hosts.mark("c");
+        hosts.seal();
+        // "b" is about to change: its value as of the seal is taken first.
+        hosts.take_before_change("b", |h| write(h, "b@seal"));
+        hosts.mark("b");
+        // A host not sealed gives nothing.
+        hosts.take_before_change("d", |h| write(h, "never"));
+        let mut batch = store.batch();
+        assert!(!hosts
+            .step(&mut batch, 1, |h| write(h, &format!("{h}@step")))
+            .expect("step"));
+        assert!(hosts
+            .step(&mut batch, 1, |h| write(h, &format!("{h}@step")))
+            .expect("step"));
+        store.write(batch).expect("write");
+        let get = |k: &str| {
+            store
+                .get("cf", k.as_bytes())
+                .expect("get")
+                .map(|v| String::from_utf8(v).expect("utf-8"))
+        };
+        assert_eq!(get("a").as_deref(), Some("a@step"));
+        assert_eq!(get("b").as_deref(), Some("b@seal"));
+        assert_eq!(get("c").as_deref(), Some("c@step"));
+        assert_eq!(get("d"), None);
+        // The change after the seal belongs to the next checkpoint.
+        hosts.seal();
+        let mut batch = store.batch();
+        assert!(hosts
+            .step(&mut batch, 10, |h| write(h, &format!("{h}@next")))
+            .expect("step"));
+        assert_eq!(batch.len(), 1, "only b changed since");
+    }
+}
