@@ -376,7 +376,10 @@ impl Checkpoints {
                 stage: "checkpoint".into(),
                 message: format!("the checkpoint writer failed: {e}"),
             })??;
-            staged.batch.drop_base();
+            if let Some(base) = staged.batch.drop_base() {
+                // A second of state: freed on a blocking thread, not the stage's.
+                tokio::task::spawn_blocking(move || drop(base));
+            }
         }
         Ok(())
     }

@@ -489,9 +489,10 @@ impl StoreBatch {
         self.base = Some(base);
     }
 
-    /// The base is in the store: read the store again.
-    pub fn drop_base(&mut self) {
-        self.base = None;
+    /// The base is in the store: read the store again. Returns the base (whoever drops
+    /// the last reference frees it: a large batch is better freed off a hot thread).
+    pub fn drop_base(&mut self) -> Option<Arc<StoreBatch>> {
+        self.base.take()
     }
 
     /// Reads one value: this batch's write of the key, else its base's, else the store's.
