@@ -449,78 +449,105 @@ impl Checkpoints {
     }
 }
 
-/// Waits until the group's outputs are durable; its records' state joins what is staged.
-async fn commit(
-    stage: &'static str,
-    group: &mut Group,
-    staged: &mut Staged,
-    positions: &mut BTreeMap<(Topic, i32), i64>,
-) -> Result<(), StageError> {
-    if group.records() == 0 {
-        return Ok(());
-    }
-    let done = std::mem::replace(group, Group::new());
-    // Outputs are durable before the state that produced them is stored.
-    for delivery in done.deliveries {
-        delivery.await?;
-    }
-    if staged.since.is_none() {
-        staged.since = Some(done.opened);
-    }
-    staged.records += done.applied_at.len();
-    staged.next.extend(done.next.iter().map(|(k, v)| (*k, *v)));
-    positions.extend(done.next);
-    for (topic, outcome, n) in done.counts {
-        STAGE_RECORDS
-            .with_label_values(&[stage, topic.name(), outcome])
-            .inc_by(n);
-    }
-    let histogram = metrics::PROCESS_SECONDS.with_label_values(&[stage]);
-    for at in &done.applied_at {
-        histogram.observe(at.elapsed().as_secs_f64());
-    }
-    metrics::COMMIT_RECORDS
-        .with_label_values(&[stage])
-        .observe(done.applied_at.len() as f64);
-    Ok(())
+/// Where a stage is between reading and storing: the open group, the state staged since
+/// the last checkpoint, the checkpoints in progress, and the next offset of every input
+/// partition whose outputs are durable.
+struct Progress {
+    group: Group,
+    staged: Staged,
+    checkpoints: Checkpoints,
+    positions: BTreeMap<(Topic, i32), i64>,
 }
 
-/// Stores everything applied so far: commits the open group, completes the checkpoint in
-/// progress, and seals and stores what was applied since (when the stage is idle, before
-/// partitions move, when it stops).
-async fn checkpoint<P: Processor>(
-    processor: &mut P,
-    store: &Store,
-    group: &mut Group,
-    staged: &mut Staged,
-    checkpoints: &mut Checkpoints,
-    positions: &mut BTreeMap<(Topic, i32), i64>,
-) -> Result<(), StageError> {
-    commit(processor.name(), group, staged, positions).await?;
-    loop {
-        checkpoints.step(processor, store, usize::MAX)?;
-        checkpoints.written(staged).await?;
-        if staged.records == 0 {
+impl Progress {
+    fn new(store: &Store) -> Progress {
+        Progress {
+            group: Group::new(),
+            staged: Staged::new(store),
+            checkpoints: Checkpoints {
+                sealing: None,
+                writing: None,
+            },
+            positions: BTreeMap::new(),
+        }
+    }
+
+    /// Waits until the group's outputs are durable; its records' state joins what is staged.
+    async fn commit(&mut self, stage: &'static str) -> Result<(), StageError> {
+        if self.group.records() == 0 {
             return Ok(());
         }
-        checkpoints.begin(processor, store, staged).await?;
-    }
-}
-
-/// After a group commit: a step of the sealed checkpoint, or a new one when one is due.
-async fn after_commit<P: Processor>(
-    processor: &mut P,
-    store: &Store,
-    staged: &mut Staged,
-    checkpoints: &mut Checkpoints,
-) -> Result<(), StageError> {
-    if checkpoints.sealing.is_some() {
-        checkpoints.step(processor, store, SEAL_STEP)
-    } else if staged.is_due() {
-        checkpoints.begin(processor, store, staged).await?;
-        checkpoints.step(processor, store, SEAL_STEP)
-    } else {
+        let done = std::mem::replace(&mut self.group, Group::new());
+        // Outputs are durable before the state that produced them is stored.
+        for delivery in done.deliveries {
+            delivery.await?;
+        }
+        let staged = &mut self.staged;
+        if staged.since.is_none() {
+            staged.since = Some(done.opened);
+        }
+        staged.records += done.applied_at.len();
+        staged.next.extend(done.next.iter().map(|(k, v)| (*k, *v)));
+        self.positions.extend(done.next);
+        for (topic, outcome, n) in done.counts {
+            STAGE_RECORDS
+                .with_label_values(&[stage, topic.name(), outcome])
+                .inc_by(n);
+        }
+        let histogram = metrics::PROCESS_SECONDS.with_label_values(&[stage]);
+        for at in &done.applied_at {
+            histogram.observe(at.elapsed().as_secs_f64());
+        }
+        metrics::COMMIT_RECORDS
+            .with_label_values(&[stage])
+            .observe(done.applied_at.len() as f64);
         Ok(())
+    }
+
+    /// Commits the group; then a step of the sealed checkpoint, or a new one when one is due.
+    async fn commit_and_step<P: Processor>(
+        &mut self,
+        processor: &mut P,
+        store: &Store,
+    ) -> Result<(), StageError> {
+        self.commit(processor.name()).await?;
+        let (staged, checkpoints) = (&mut self.staged, &mut self.checkpoints);
+        if checkpoints.sealing.is_some() {
+            checkpoints.step(processor, store, SEAL_STEP)
+        } else if staged.is_due() {
+            checkpoints.begin(processor, store, staged).await?;
+            checkpoints.step(processor, store, SEAL_STEP)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Stores everything applied so far: commits the open group, completes the checkpoint
+    /// in progress, and seals and stores what was applied since (when the stage is idle,
+    /// before partitions move, when it stops).
+    async fn checkpoint<P: Processor>(
+        &mut self,
+        processor: &mut P,
+        store: &Store,
+    ) -> Result<(), StageError> {
+        self.commit(processor.name()).await?;
+        let (staged, checkpoints) = (&mut self.staged, &mut self.checkpoints);
+        loop {
+            checkpoints.step(processor, store, usize::MAX)?;
+            checkpoints.written(staged).await?;
+            if staged.records == 0 {
+                return Ok(());
+            }
+            checkpoints.begin(processor, store, staged).await?;
+        }
+    }
+
+    /// Every input partition's next offset, for the consumer group's informational commit.
+    fn offsets(&self) -> Vec<(Topic, i32, i64)> {
+        self.positions
+            .iter()
+            .map(|((t, p), o)| (*t, *p, *o))
+            .collect()
     }
 }
 
@@ -541,7 +568,6 @@ async fn run_inner<P: Processor>(
         bus.consumer(group_id, topics, Arc::new(StoreOffsets(store.clone())))?;
     let dl_partitions = bus.partitions(Topic::DeadLetters);
     let embedded = bus.backend() == "embedded";
-    let mut positions: BTreeMap<(Topic, i32), i64> = Default::default();
     let mut last_commit = Instant::now();
     let mut last_lag = Instant::now();
     readiness.set_ready(component);
@@ -554,12 +580,7 @@ async fn run_inner<P: Processor>(
     // One topic needs no ordering: a record is applied as soon as it is read.
     let capacity = if topics.len() > 1 { INBOX_CAPACITY } else { 1 };
     let mut inbox = Inbox::new(topics, capacity);
-    let mut group = Group::new();
-    let mut staged = Staged::new(&store);
-    let mut checkpoints = Checkpoints {
-        sealing: None,
-        writing: None,
-    };
+    let mut progress = Progress::new(&store);
     loop {
         if *shutdown.borrow() {
             break;
@@ -571,20 +592,19 @@ async fn run_inner<P: Processor>(
         let event = if inbox.is_empty() {
             match consumer.next().now_or_never() {
                 Some(ev) => Some(ev?),
-                None if group.records() > 0 => {
-                    commit(stage, &mut group, &mut staged, &mut positions).await?;
-                    after_commit(&mut processor, &store, &mut staged, &mut checkpoints).await?;
+                None if progress.group.records() > 0 => {
+                    progress.commit_and_step(&mut processor, &store).await?;
                     continue;
                 }
                 None => tokio::select! {
                     ev = consumer.next() => Some(ev?),
                     _ = shutdown.changed() => continue,
-                    _ = tokio::time::sleep(IDLE_CHECKPOINT), if staged.records > 0 || checkpoints.busy() => {
-                        checkpoint(&mut processor, &store, &mut group, &mut staged, &mut checkpoints, &mut positions).await?;
+                    _ = tokio::time::sleep(IDLE_CHECKPOINT), if progress.staged.records > 0 || progress.checkpoints.busy() => {
+                        progress.checkpoint(&mut processor, &store).await?;
                         continue;
                     }
                     _ = tokio::time::sleep(Duration::from_secs(1)), if embedded => {
-                        update_lag(&*bus, group_id, &positions).await;
+                        update_lag(&*bus, group_id, &progress.positions).await;
                         last_lag = Instant::now();
                         continue;
                     }
@@ -601,15 +621,7 @@ async fn run_inner<P: Processor>(
                 continue;
             }
             Some(ConsumerEvent::Assigned(assigned)) => {
-                checkpoint(
-                    &mut processor,
-                    &store,
-                    &mut group,
-                    &mut staged,
-                    &mut checkpoints,
-                    &mut positions,
-                )
-                .await?;
+                progress.checkpoint(&mut processor, &store).await?;
                 if *shutdown.borrow() {
                     // Partitions of a peer that is stopping too (the process is shutting
                     // down): not loaded only to be dropped.
@@ -618,26 +630,18 @@ async fn run_inner<P: Processor>(
                 tracing::info!(stage, partitions = ?assigned, "partitions assigned");
                 for a in &assigned {
                     if let Some(start) = a.start {
-                        positions.insert((a.topic, a.partition), start);
+                        progress.positions.insert((a.topic, a.partition), start);
                     }
                 }
                 processor.on_assigned(&store, &assigned)?;
                 continue;
             }
             Some(ConsumerEvent::Revoked(revoked)) => {
-                checkpoint(
-                    &mut processor,
-                    &store,
-                    &mut group,
-                    &mut staged,
-                    &mut checkpoints,
-                    &mut positions,
-                )
-                .await?;
+                progress.checkpoint(&mut processor, &store).await?;
                 tracing::info!(stage, partitions = ?revoked, "partitions revoked");
                 inbox.revoke(&revoked);
                 for tp in &revoked {
-                    positions.remove(tp);
+                    progress.positions.remove(tp);
                 }
                 processor.on_revoked(&revoked);
                 continue;
@@ -654,12 +658,16 @@ async fn run_inner<P: Processor>(
             timestamp_ms: message.timestamp_ms,
         };
         let applied_at = Instant::now();
+        let group = &mut progress.group;
         if group.records() == 0 {
             group.opened = applied_at;
         }
         group.applied_at.push(applied_at);
         let (outputs, outcome) = match processor.decode(&message) {
-            Ok(input) => (processor.apply(&mut staged.batch, input, at)?, "applied"),
+            Ok(input) => (
+                processor.apply(&mut progress.staged.batch, input, at)?,
+                "applied",
+            ),
             Err(rejection) => {
                 tracing::warn!(
                     stage,
@@ -678,6 +686,7 @@ async fn run_inner<P: Processor>(
                 )
             }
         };
+        let group = &mut progress.group;
         for out in outputs {
             group.deliveries.push(producer.enqueue(out).await?);
         }
@@ -686,31 +695,19 @@ async fn run_inner<P: Processor>(
             .insert((message.topic, message.partition), message.offset + 1);
         group.count(message.topic, outcome);
         if group.is_full() {
-            commit(stage, &mut group, &mut staged, &mut positions).await?;
-            after_commit(&mut processor, &store, &mut staged, &mut checkpoints).await?;
+            progress.commit_and_step(&mut processor, &store).await?;
         }
         if last_commit.elapsed() >= COMMIT_INTERVAL {
-            let all: Vec<(Topic, i32, i64)> =
-                positions.iter().map(|((t, p), o)| (*t, *p, *o)).collect();
-            consumer.commit(&all)?;
+            consumer.commit(&progress.offsets())?;
             last_commit = Instant::now();
         }
         if embedded && last_lag.elapsed() >= Duration::from_secs(1) {
-            update_lag(&*bus, group_id, &positions).await;
+            update_lag(&*bus, group_id, &progress.positions).await;
             last_lag = Instant::now();
         }
     }
-    checkpoint(
-        &mut processor,
-        &store,
-        &mut group,
-        &mut staged,
-        &mut checkpoints,
-        &mut positions,
-    )
-    .await?;
-    let all: Vec<(Topic, i32, i64)> = positions.iter().map(|((t, p), o)| (*t, *p, *o)).collect();
-    consumer.commit(&all)?;
+    progress.checkpoint(&mut processor, &store).await?;
+    consumer.commit(&progress.offsets())?;
     readiness.set_not_ready(component, "stopped");
     tracing::info!(stage, "stage stopped");
     Ok(())

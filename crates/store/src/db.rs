@@ -871,6 +871,60 @@ mod tests {
             let all: Vec<Entry> = model.into_iter().collect();
             proptest::prop_assert_eq!(store.scan_prefix("s", b"").expect("scan"), all);
         }
+
+        /// The writes split between a base (a batch set aside, being stored) and a batch
+        /// over it: the top batch reads as the map after all of them would, and storing
+        /// both in order leaves the store equal to that map.
+        #[test]
+        fn a_batch_over_a_base_reads_and_writes_like_a_map(
+            stored in proptest::collection::btree_map(proptest::collection::vec(0u8..4, 0..4), proptest::collection::vec(0u8..255, 0..3), 0..20),
+            staged in proptest::collection::vec((proptest::collection::vec(0u8..4, 0..4), proptest::option::of(proptest::collection::vec(0u8..255, 0..3))), 0..20),
+            split in 0usize..20,
+            prefix in proptest::collection::vec(0u8..4, 0..3),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Store::open(dir.path(), &["s"]).expect("open");
+            let mut b = store.batch();
+            for (k, v) in &stored {
+                b.put("s", k, v).expect("put");
+            }
+            store.write(b).expect("write");
+            let mut model = stored.clone();
+            let mut base = store.batch();
+            let mut top = store.batch();
+            for (i, (k, v)) in staged.iter().enumerate() {
+                if i == split.min(staged.len()) {
+                    top.set_base(Arc::new(std::mem::replace(&mut base, store.batch())));
+                }
+                let into = if i < split { &mut base } else { &mut top };
+                match v {
+                    Some(v) => {
+                        into.put("s", k, v).expect("put");
+                        model.insert(k.clone(), v.clone());
+                    }
+                    None => {
+                        into.delete("s", k).expect("delete");
+                        model.remove(k);
+                    }
+                }
+            }
+            if split >= staged.len() {
+                top.set_base(Arc::new(base));
+            }
+            for (k, _) in &staged {
+                proptest::prop_assert_eq!(top.get("s", k).expect("get"), model.get(k).cloned());
+            }
+            let expected: Vec<Entry> = model
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            proptest::prop_assert_eq!(top.scan_prefix("s", &prefix).expect("scan"), expected);
+            let base = top.drop_base().expect("the base");
+            store.write_all(&[&base, &top]).expect("write");
+            let all: Vec<Entry> = model.into_iter().collect();
+            proptest::prop_assert_eq!(store.scan_prefix("s", b"").expect("scan"), all);
+        }
     }
 
     #[test]
