@@ -512,6 +512,14 @@ impl Progress {
     ) -> Result<(), StageError> {
         self.commit(processor.name()).await?;
         let (staged, checkpoints) = (&mut self.staged, &mut self.checkpoints);
+        if checkpoints
+            .writing
+            .as_ref()
+            .is_some_and(|w| w.is_finished())
+        {
+            // Stored: the open batch reads the store again, the stored one is freed.
+            checkpoints.written(staged).await?;
+        }
         if checkpoints.sealing.is_some() {
             checkpoints.step(processor, store, SEAL_STEP)
         } else if staged.is_due() {
