@@ -557,6 +557,106 @@ fn grooming_drops_what_is_older_than_the_retention_and_keeps_the_rest() {
     assert_eq!(after.last(), before.last(), "the latest change stays");
 }
 
+/// Two hosts of one partition: the second's collector goes silent while the first keeps
+/// sending, so the timer that makes the second's heartbeat monitor critical runs in the
+/// first's inputs, while a checkpoint holding both hosts is being sealed: the second host's
+/// states must be taken for the checkpoint before the timer changes them (the stage's debug
+/// assertion fails otherwise), and a crash before any input gives the same output.
+#[test]
+fn a_timer_changing_another_host_while_a_checkpoint_is_sealed() {
+    let other = (2..100)
+        .map(|n| format!("web-{n:02}"))
+        .find(|h| partition_for_key(h.as_bytes(), PARTITIONS as u32) as i32 == partition())
+        .expect("a host of the same partition");
+    let on = |host: &str, mut msg: Message| {
+        msg.key = Some(host.as_bytes().to_vec());
+        msg
+    };
+    let mut inputs = Vec::new();
+    let mut offset = 0;
+    let mut next = || {
+        offset += 1;
+        offset - 1
+    };
+    for host in [HOST, other.as_str()] {
+        for (id, class, on_host) in [
+            ("computer", "Linux.Computer", None),
+            ("collector", "System.Collector", Some("computer")),
+            ("fs", "Linux.Filesystem", Some("computer")),
+        ] {
+            let mut c = instance(
+                &format!("{host}/{id}"),
+                class,
+                None,
+                &[("MountPoint", "/"), ("Type", "ext4")],
+            );
+            c.root_host = host.into();
+            c.host_id = on_host.map(|h| format!("{host}/{h}"));
+            if class == "Linux.Computer" {
+                c.properties.insert(
+                    "PrincipalName".into(),
+                    PropertyValue::String(host.to_string()),
+                );
+            }
+            inputs.push(on(host, message(Topic::Instances, next(), 0, &c)));
+        }
+    }
+    let hb = |host: &str, t: i64| Heartbeat {
+        id: String::new(),
+        collector: host.into(),
+        root_host: host.into(),
+        time: t,
+        interval_seconds: 60,
+        sequence: t / 60_000,
+        version: "1".into(),
+    };
+    for host in [HOST, other.as_str(), HOST] {
+        inputs.push(on(
+            host,
+            message(Topic::Heartbeats, next(), 0, &hb(host, 0)),
+        ));
+    }
+    // The scenario runs seal a checkpoint after every third input: after the second host's
+    // samples here.
+    assert_eq!(inputs.len() % CHECKPOINT_EVERY, 0);
+    // Only the first host's collector goes on; the second's samples come another way, last
+    // in each minute (a checkpoint sealed after them holds the second host, and the first
+    // input of the next minute runs the timers).
+    for t in (1..=6).map(|m| m * 60_000) {
+        inputs.push(on(
+            HOST,
+            message(Topic::Heartbeats, next(), t, &hb(HOST, t)),
+        ));
+        let p = perf(t, &[("Memory", "Available MBytes", "", 800.0)]);
+        inputs.push(on(HOST, message(Topic::Perf, next(), t, &p)));
+        let mut p = perf(t + 1, &[("Filesystem", "% Free Space", "/", 50.0)]);
+        p.root_host = other.clone();
+        p.collector = other.clone();
+        inputs.push(on(&other, message(Topic::Perf, next(), t + 1, &p)));
+    }
+    let straight = run_inputs(&inputs, None).0;
+    let silent = format!("state {other}/collector System.Collector.Heartbeat");
+    assert!(
+        straight
+            .iter()
+            .any(|l| l.contains(&silent) && l.contains("->Critical")),
+        "the silent collector's heartbeat monitor turns critical: {straight:#?}"
+    );
+    assert!(
+        !straight.iter().any(|l| l.contains(&format!(
+            "state {HOST}/collector System.Collector.Heartbeat"
+        )) && l.contains("->Critical")),
+        "the other collector stays healthy: {straight:#?}"
+    );
+    for at in 1..inputs.len() {
+        assert_eq!(
+            run_inputs(&inputs, Some(at)).0,
+            straight,
+            "restart before input {at}"
+        );
+    }
+}
+
 #[test]
 fn a_restart_anywhere_gives_the_same_output() {
     let straight = run(None);
