@@ -828,53 +828,82 @@ mod tests {
         assert!(err.to_string().contains("no column family \"u\""), "{err}");
     }
 
+    type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+    /// Stores `stored`, then stages `staged` (the first `split` writes in a base the last
+    /// batch reads through, when given): the last batch reads as a map after all the
+    /// writes would, and storing the batches in order leaves the store equal to that map.
+    fn reads_and_writes_like_a_map(
+        stored: &BTreeMap<Vec<u8>, Vec<u8>>,
+        staged: &Writes,
+        split: Option<usize>,
+        prefix: &[u8],
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &["s"]).expect("open");
+        let mut b = store.batch();
+        for (k, v) in stored {
+            b.put("s", k, v).expect("put");
+        }
+        store.write(b).expect("write");
+        let mut model = stored.clone();
+        let split = split.map(|n| n.min(staged.len()));
+        let mut base = store.batch();
+        let mut top = store.batch();
+        for (i, (k, v)) in staged.iter().enumerate() {
+            if Some(i) == split {
+                top.set_base(Arc::new(std::mem::replace(&mut base, store.batch())));
+            }
+            let into = if split.is_some_and(|n| i < n) {
+                &mut base
+            } else {
+                &mut top
+            };
+            match v {
+                Some(v) => {
+                    into.put("s", k, v).expect("put");
+                    model.insert(k.clone(), v.clone());
+                }
+                None => {
+                    into.delete("s", k).expect("delete");
+                    model.remove(k);
+                }
+            }
+        }
+        if split == Some(staged.len()) {
+            top.set_base(Arc::new(base));
+        }
+        for (k, _) in staged {
+            proptest::prop_assert_eq!(top.get("s", k).expect("get"), model.get(k).cloned());
+        }
+        let expected: Vec<Entry> = model
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        proptest::prop_assert_eq!(top.scan_prefix("s", prefix).expect("scan"), expected);
+        match top.drop_base() {
+            Some(base) => store.write_all(&[&base, &top]).expect("write"),
+            None => store.write(top).expect("write"),
+        }
+        let all: Vec<Entry> = model.into_iter().collect();
+        proptest::prop_assert_eq!(store.scan_prefix("s", b"").expect("scan"), all);
+        Ok(())
+    }
+
     proptest::proptest! {
-        /// A batch over a store reads as a map would after the same writes, and writing
-        /// it leaves the store equal to that map.
+        /// A batch over a store reads and writes like a map.
         #[test]
         fn a_batch_reads_and_writes_like_a_map(
             stored in proptest::collection::btree_map(proptest::collection::vec(0u8..4, 0..4), proptest::collection::vec(0u8..255, 0..3), 0..20),
             staged in proptest::collection::vec((proptest::collection::vec(0u8..4, 0..4), proptest::option::of(proptest::collection::vec(0u8..255, 0..3))), 0..20),
             prefix in proptest::collection::vec(0u8..4, 0..3),
         ) {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let store = Store::open(dir.path(), &["s"]).expect("open");
-            let mut b = store.batch();
-            for (k, v) in &stored {
-                b.put("s", k, v).expect("put");
-            }
-            store.write(b).expect("write");
-            let mut model = stored.clone();
-            let mut b = store.batch();
-            for (k, v) in &staged {
-                match v {
-                    Some(v) => {
-                        b.put("s", k, v).expect("put");
-                        model.insert(k.clone(), v.clone());
-                    }
-                    None => {
-                        b.delete("s", k).expect("delete");
-                        model.remove(k);
-                    }
-                }
-            }
-            for (k, _) in &staged {
-                proptest::prop_assert_eq!(b.get("s", k).expect("get"), model.get(k).cloned());
-            }
-            let expected: Vec<Entry> = model
-                .iter()
-                .filter(|(k, _)| k.starts_with(&prefix))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            proptest::prop_assert_eq!(b.scan_prefix("s", &prefix).expect("scan"), expected);
-            store.write(b).expect("write");
-            let all: Vec<Entry> = model.into_iter().collect();
-            proptest::prop_assert_eq!(store.scan_prefix("s", b"").expect("scan"), all);
+            reads_and_writes_like_a_map(&stored, &staged, None, &prefix)?;
         }
 
         /// The writes split between a base (a batch set aside, being stored) and a batch
-        /// over it: the top batch reads as the map after all of them would, and storing
-        /// both in order leaves the store equal to that map.
+        /// over it: the same.
         #[test]
         fn a_batch_over_a_base_reads_and_writes_like_a_map(
             stored in proptest::collection::btree_map(proptest::collection::vec(0u8..4, 0..4), proptest::collection::vec(0u8..255, 0..3), 0..20),
@@ -882,48 +911,7 @@ mod tests {
             split in 0usize..20,
             prefix in proptest::collection::vec(0u8..4, 0..3),
         ) {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let store = Store::open(dir.path(), &["s"]).expect("open");
-            let mut b = store.batch();
-            for (k, v) in &stored {
-                b.put("s", k, v).expect("put");
-            }
-            store.write(b).expect("write");
-            let mut model = stored.clone();
-            let mut base = store.batch();
-            let mut top = store.batch();
-            for (i, (k, v)) in staged.iter().enumerate() {
-                if i == split.min(staged.len()) {
-                    top.set_base(Arc::new(std::mem::replace(&mut base, store.batch())));
-                }
-                let into = if i < split { &mut base } else { &mut top };
-                match v {
-                    Some(v) => {
-                        into.put("s", k, v).expect("put");
-                        model.insert(k.clone(), v.clone());
-                    }
-                    None => {
-                        into.delete("s", k).expect("delete");
-                        model.remove(k);
-                    }
-                }
-            }
-            if split >= staged.len() {
-                top.set_base(Arc::new(base));
-            }
-            for (k, _) in &staged {
-                proptest::prop_assert_eq!(top.get("s", k).expect("get"), model.get(k).cloned());
-            }
-            let expected: Vec<Entry> = model
-                .iter()
-                .filter(|(k, _)| k.starts_with(&prefix))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            proptest::prop_assert_eq!(top.scan_prefix("s", &prefix).expect("scan"), expected);
-            let base = top.drop_base().expect("the base");
-            store.write_all(&[&base, &top]).expect("write");
-            let all: Vec<Entry> = model.into_iter().collect();
-            proptest::prop_assert_eq!(store.scan_prefix("s", b"").expect("scan"), all);
+            reads_and_writes_like_a_map(&stored, &staged, Some(split), &prefix)?;
         }
     }
 
