@@ -182,6 +182,10 @@ pub struct Engine {
     /// Root host -> (object, counter, instance) -> copies reading it; instance "*" for every
     /// instance.
     perf_index: FastMap<String, Arc<PerfIndex<Handle>>>,
+    /// Root host -> the layout of its last perf batch with each sample's copies: a host's
+    /// batches bring the same counters in the same order, so a sample is matched by its
+    /// place and names instead of looked up (see [`Layout`]).
+    layouts: FastMap<String, Layout>,
     /// Children by host.
     hosted: FastMap<String, BTreeSet<String>>,
     /// Monitors whose kept state changed since the last [`Engine::take_kept`].
@@ -461,6 +465,41 @@ impl<'i, 's, T> CounterCursor<'i, 's, T> {
     }
 }
 
+/// A root host's last perf batch: for each place, the sample's names and the copies it
+/// reached, valid while the host's index is the one it was made with.
+#[derive(Default)]
+struct Layout {
+    index: Option<Arc<PerfIndex<Handle>>>,
+    places: Vec<Place>,
+}
+
+#[derive(Default)]
+struct Place {
+    object: String,
+    counter: String,
+    instance: String,
+    targets: Vec<Handle>,
+}
+
+impl Place {
+    fn is(&self, s: &Sample<'_>) -> bool {
+        same_name(&self.instance, s.instance)
+            && same_name(&self.counter, s.counter)
+            && same_name(&self.object, s.object)
+    }
+
+    fn set(&mut self, s: &Sample<'_>) {
+        for (name, of) in [
+            (&mut self.object, s.object),
+            (&mut self.counter, s.counter),
+            (&mut self.instance, s.instance),
+        ] {
+            name.clear();
+            name.push_str(of);
+        }
+    }
+}
+
 /// The copies reading one channel of one root host: those whose filters require an event
 /// id, by that id, and the others.
 #[derive(Debug, Default)]
@@ -573,6 +612,7 @@ impl Engine {
             timed: BTreeSet::new(),
             rollups: PairMap::default(),
             perf_index: FastMap::default(),
+            layouts: FastMap::default(),
             hosted: FastMap::default(),
             touched: BTreeSet::new(),
             touched_copies: Vec::new(),
@@ -1343,6 +1383,7 @@ impl Engine {
 
     /// Take an instance's copies out of the indexes of its root host.
     fn unindex(&mut self, id: &str, root: &str) {
+        self.layouts.remove(root);
         if let Some(m) = self.perf_index.get_mut(root) {
             let copies = &self.copies;
             for counter in Arc::make_mut(m).values_mut() {
@@ -1470,6 +1511,9 @@ impl Engine {
                     }
                     _ => {}
                 }
+                if !counters.is_empty() {
+                    self.layouts.remove(&inst.root_host);
+                }
                 for (object, counter, instance) in counters {
                     let mut k = String::new();
                     counter_key(&mut k, object, counter);
@@ -1585,12 +1629,23 @@ impl Engine {
     ) -> Vec<StateChange> {
         let mut out = Vec::new();
         let mut rule_targets: Vec<Handle> = Vec::new();
-        let mut targets: Vec<Handle> = Vec::new();
         // The root host's indexes, held for the batch (the copies change, not the indexes).
         let rule_index = self.rule_perf_index.get(root).cloned();
         let monitor_index = self.perf_index.get(root).cloned();
         let mut rule_counters = CounterCursor::new(rule_index.as_deref());
         let mut monitor_counters = CounterCursor::new(monitor_index.as_deref());
+        // The host's last layout, if made with the index in force (taken out for the batch).
+        let mut layout = match (&monitor_index, self.layouts.get_mut(root)) {
+            (Some(index), Some(l)) if l.index.as_ref().is_some_and(|i| Arc::ptr_eq(i, index)) => {
+                std::mem::take(l)
+            }
+            (Some(index), _) => Layout {
+                index: Some(index.clone()),
+                places: Vec::new(),
+            },
+            (None, _) => Layout::default(),
+        };
+        let mut place = 0;
         for sample in samples {
             let s = &sample;
             if let Some(counter) = rule_counters.get(s) {
@@ -1616,13 +1671,31 @@ impl Engine {
                     self.feed_rules(&rule_targets, &Fields(&fields), Some(s.value), s.time);
                 }
             }
-            let Some(counter) = monitor_counters.get(s) else {
+            if monitor_index.is_none() {
                 continue;
-            };
-            if counter.targets(s.instance, &mut targets) {
-                let copies = &self.copies;
-                targets.sort_by_cached_key(|h| copies.at(*h).map(|(k, _)| k.clone()));
             }
+            // The copies of this place of the batch: as in the host's last batch when the
+            // sample there had the same names, else looked up (and kept for the next).
+            if layout.places.len() <= place {
+                layout.places.push(Place::default());
+            }
+            let at = &mut layout.places[place];
+            place += 1;
+            if !at.is(s) {
+                at.set(s);
+                at.targets.clear();
+                if let Some(counter) = monitor_counters.get(s) {
+                    if counter.targets(s.instance, &mut at.targets) {
+                        let copies = &self.copies;
+                        at.targets
+                            .sort_by_cached_key(|h| copies.at(*h).map(|(k, _)| k.clone()));
+                    }
+                }
+            }
+            if at.targets.is_empty() {
+                continue;
+            }
+            let targets = &at.targets;
             let reading = if s.object == "Service" {
                 let on = s.value >= 0.5;
                 Held::Service(if s.counter == "Running" {
@@ -1633,7 +1706,7 @@ impl Engine {
             } else {
                 Held::Value(s.value)
             };
-            for &h in &targets {
+            for &h in targets {
                 let held = !self.maintenance.is_empty()
                     && self
                         .copies
@@ -1690,6 +1763,14 @@ impl Engine {
                         });
                         out.extend(self.propagate(i, s.time, &format!("{m}: {cause}")));
                     }
+                }
+            }
+        }
+        if layout.index.is_some() {
+            match self.layouts.get_mut(root) {
+                Some(l) => *l = layout,
+                None => {
+                    self.layouts.insert(root.to_string(), layout);
                 }
             }
         }

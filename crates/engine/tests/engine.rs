@@ -1071,3 +1071,57 @@ fn a_rule_copy_rebuilt_keeps_its_window() {
     e.event("web-01", &segfault, 5_000);
     assert_eq!(fired(&mut e), ["Linux.Rule.SegfaultStorm"]);
 }
+
+/// A host's batches are matched place by place with its last one: a copy made or removed
+/// between two batches of the same layout, and samples in another order, still reach
+/// exactly the copies that read them.
+#[test]
+fn a_batch_like_the_last_one_reaches_the_copies_of_now() {
+    const FREE: &str = "Linux.Monitor.FilesystemFreeSpace";
+    let free_state = |out: &[StateChange], id: &str| -> Option<Health> {
+        out.iter()
+            .find(|c| c.instance_id == id && c.monitor_id == FREE)
+            .map(|c| c.new)
+    };
+    let mut e = engine("");
+    host(&mut e);
+    let out = e.perf("web-01", &[free("/", 50.0, 1), free("/var", 50.0, 1)]);
+    assert_eq!(free_state(&out, "root-fs"), Some(Health::Healthy));
+    assert_eq!(free_state(&out, "var-fs"), None, "no /var filesystem yet");
+    // /var is discovered: the same layout reaches its copy.
+    e.upsert(
+        inst(
+            "var-fs",
+            "Linux.Filesystem",
+            Some("web"),
+            &[("MountPoint", "/var"), ("Type", "xfs")],
+            &[],
+        ),
+        2,
+    );
+    let out = e.perf("web-01", &[free("/", 50.0, 3), free("/var", 4.0, 3)]);
+    assert_eq!(
+        free_state(&out, "var-fs"),
+        Some(Health::Critical),
+        "{out:?}"
+    );
+    assert_eq!(free_state(&out, "root-fs"), None, "unchanged");
+    // The same samples in the other order.
+    let out = e.perf("web-01", &[free("/var", 50.0, 4), free("/", 4.0, 4)]);
+    assert_eq!(free_state(&out, "var-fs"), Some(Health::Healthy), "{out:?}");
+    assert_eq!(
+        free_state(&out, "root-fs"),
+        Some(Health::Critical),
+        "{out:?}"
+    );
+    // /var goes: the same layout reaches nobody there any more.
+    e.remove("var-fs", 5);
+    let out = e.perf("web-01", &[free("/var", 4.0, 6), free("/", 50.0, 6)]);
+    assert_eq!(free_state(&out, "var-fs"), None, "{out:?}");
+    assert_eq!(
+        free_state(&out, "root-fs"),
+        Some(Health::Healthy),
+        "{out:?}"
+    );
+    assert_eq!(e.state("var-fs", FREE), Health::Uninitialized);
+}
