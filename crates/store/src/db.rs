@@ -72,10 +72,10 @@ const MAX_TOTAL_WAL: u64 = 256 << 20;
 /// Writes that become visible together, with the input offsets they reflect.
 ///
 /// A batch is also the state its writer reads: [`StoreBatch::get`] and
-/// [`StoreBatch::scan_prefix`] see the batch's own puts and deletes over the store, so that
-/// several inputs can be applied one after the other into one batch (a group commit) and
-/// each sees what the ones before it wrote. A key written twice is written once, with its
-/// last value.
+/// [`StoreBatch::scan_prefix`] see the batch's own puts and deletes over the store (or over
+/// a base batch still being stored, [`StoreBatch::set_base`]), so that the inputs between
+/// two checkpoints can be applied one after the other into one batch and each sees what the
+/// ones before it wrote. A key written twice is written once, with its last value.
 pub struct StoreBatch {
     store: Store,
     /// Per column family (by its place in the store's list): key -> value, `None` deleted.
