@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{change, extra_pack, operation, packs_with};
-use healthstream_bus::{Assignment, Message};
+use healthstream_bus::{Assignment, Message, OutboundRecord};
 use healthstream_contracts::records::Record;
 use healthstream_contracts::records::{
     AlertRecord, ChangeKind, Command, EntityKind, Event, EventBatch, EventLevel, Heartbeat,
@@ -220,12 +220,72 @@ fn run(restart_at: Option<usize>) -> Vec<String> {
 /// every second or so under load; a crash loses what was applied since the last one stored).
 const CHECKPOINT_EVERY: usize = 3;
 
-/// A checkpoint being sealed: the state batch of the inputs before it, what the stage
-/// writes of its in-memory state as of the seal, and the inputs it covers.
-struct Sealing {
-    base: std::sync::Arc<StoreBatch>,
-    rest: StoreBatch,
-    inputs: usize,
+/// The state of a scenario run as the stage runner keeps it: the open batch, and the
+/// checkpoint being sealed (the batch of the inputs before it, what the stage writes of its
+/// in-memory state as of the seal, and how many inputs it covers).
+struct Checkpoints {
+    store: Store,
+    batch: StoreBatch,
+    sealing: Option<(std::sync::Arc<StoreBatch>, StoreBatch, usize)>,
+}
+
+impl Checkpoints {
+    fn new(store: Store) -> Checkpoints {
+        let batch = store.batch();
+        Checkpoints {
+            store,
+            batch,
+            sealing: None,
+        }
+    }
+
+    /// Applies an input into the open batch with its offset.
+    fn apply(&mut self, stage: &mut HealthStage, m: &Message) -> Vec<OutboundRecord> {
+        let input = stage.decode(m).expect("decodes");
+        let at = Position {
+            topic: m.topic,
+            partition: m.partition,
+            offset: m.offset,
+            timestamp_ms: m.timestamp_ms,
+        };
+        let records = stage.apply(&mut self.batch, input, at).expect("applies");
+        self.batch
+            .set_offset(m.topic.name(), m.partition, m.offset + 1);
+        records
+    }
+
+    /// Seals a checkpoint of the first `inputs` inputs: the open batch is set aside.
+    fn seal(&mut self, stage: &mut HealthStage, inputs: usize) {
+        assert!(self.sealing.is_none(), "one checkpoint sealed at a time");
+        let base = std::sync::Arc::new(std::mem::replace(&mut self.batch, self.store.batch()));
+        self.batch.set_base(base.clone());
+        stage.seal();
+        self.sealing = Some((base, self.store.batch(), inputs));
+    }
+
+    /// Lets the stage write `budget` items of the sealed checkpoint; when it is whole, it is
+    /// stored and the inputs it covers are returned.
+    fn step(&mut self, stage: &mut HealthStage, budget: usize) -> Option<usize> {
+        let (_, rest, _) = self.sealing.as_mut()?;
+        if !stage.seal_step(rest, budget).expect("seal step") {
+            return None;
+        }
+        let (base, rest, inputs) = self.sealing.take()?;
+        self.store.write_all(&[&base, &rest]).expect("write");
+        self.batch.drop_base();
+        Some(inputs)
+    }
+
+    /// Stores everything: the sealed checkpoint, then the rest.
+    fn finish(mut self, stage: &mut HealthStage) -> Store {
+        self.step(stage, usize::MAX);
+        stage.seal();
+        assert!(stage
+            .seal_step(&mut self.batch, usize::MAX)
+            .expect("seal step"));
+        self.store.write(self.batch).expect("write");
+        self.store
+    }
 }
 
 /// [`run`] over any inputs; also the outcome of every operation among them, in order, and
@@ -243,7 +303,7 @@ fn run_inputs(
     restart_at: Option<usize>,
 ) -> (Vec<String>, Vec<OperationOutcome>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut store = Store::open(dir.path(), HEALTH_CFS).expect("store");
+    let store = Store::open(dir.path(), HEALTH_CFS).expect("store");
     let mut stage = HealthStage::new(PARTITIONS, packs());
     let assigned = [Assignment {
         topic: Topic::Perf,
@@ -254,8 +314,7 @@ fn run_inputs(
     let mut out = Vec::new();
     let mut by_id: BTreeMap<String, String> = BTreeMap::new();
     let mut operations = Vec::new();
-    let mut batch = store.batch();
-    let mut sealing: Option<Sealing> = None;
+    let mut run = Checkpoints::new(store);
     let mut stored = 0;
     let mut restarted = false;
     let mut i = 0;
@@ -266,13 +325,13 @@ fn run_inputs(
             // reopened, the engine rebuilt from it, and the inputs after the stored
             // offsets are applied again.
             restarted = true;
-            drop((batch, sealing.take(), stage, store));
-            store = Store::open(dir.path(), HEALTH_CFS).expect("reopen");
+            drop((run, stage));
+            let store = Store::open(dir.path(), HEALTH_CFS).expect("reopen");
             stage = HealthStage::new(PARTITIONS, packs());
             stage
                 .on_assigned(&store, &assigned)
                 .expect("assigned again");
-            batch = store.batch();
+            run = Checkpoints::new(store);
             i = stored;
             continue;
         }
@@ -284,32 +343,14 @@ fn run_inputs(
                 operations.push(op.id);
             }
         }
-        let input = stage.decode(m).expect("decodes");
-        let at = Position {
-            topic: m.topic,
-            partition: m.partition,
-            offset: m.offset,
-            timestamp_ms: m.timestamp_ms,
-        };
-        let records = stage.apply(&mut batch, input, at).expect("applies");
-        batch.set_offset(m.topic.name(), m.partition, m.offset + 1);
+        let records = run.apply(&mut stage, m);
         i += 1;
-        if let Some(s) = sealing.as_mut() {
-            if stage.seal_step(&mut s.rest, 1).expect("seal step") {
-                let s = sealing.take().expect("sealing");
-                store.write_all(&[&s.base, &s.rest]).expect("write");
-                batch.drop_base();
-                stored = s.inputs;
+        if run.sealing.is_some() {
+            if let Some(n) = run.step(&mut stage, 1) {
+                stored = n;
             }
         } else if i % CHECKPOINT_EVERY == 0 {
-            let base = std::sync::Arc::new(std::mem::replace(&mut batch, store.batch()));
-            batch.set_base(base.clone());
-            stage.seal();
-            sealing = Some(Sealing {
-                base,
-                rest: store.batch(),
-                inputs: i,
-            });
+            run.seal(&mut stage, i);
         }
         for r in records {
             let (id, text) = output_text(r);
@@ -322,15 +363,7 @@ fn run_inputs(
             }
         }
     }
-    // The end: what is sealed, then the rest.
-    if let Some(mut s) = sealing.take() {
-        assert!(stage.seal_step(&mut s.rest, usize::MAX).expect("seal step"));
-        store.write_all(&[&s.base, &s.rest]).expect("write");
-        batch.drop_base();
-    }
-    stage.seal();
-    assert!(stage.seal_step(&mut batch, usize::MAX).expect("seal step"));
-    store.write(batch).expect("write");
+    let store = run.finish(&mut stage);
     let outcomes = operations
         .iter()
         .map(|id| {
@@ -344,7 +377,7 @@ fn run_inputs(
 }
 
 /// An output's id and its content as comparable text.
-fn output_text(r: healthstream_bus::OutboundRecord) -> (String, String) {
+fn output_text(r: OutboundRecord) -> (String, String) {
     let v = r.value.expect("value");
     match r.topic {
         Topic::State => {
@@ -1525,53 +1558,23 @@ fn a_pack_change_while_a_checkpoint_is_sealed_keeps_every_state() {
         }];
         stage.on_assigned(&store, &assigned).expect("assigned");
         let mut out = Vec::new();
-        let mut batch = store.batch();
-        let mut sealing: Option<Sealing> = None;
+        let mut run = Checkpoints::new(store);
         for (i, m) in inputs.iter().enumerate() {
             if i == change_at {
                 // A checkpoint is sealed, none of it written yet; then the packs change.
-                assert!(sealing.is_none());
-                let base = std::sync::Arc::new(std::mem::replace(&mut batch, store.batch()));
-                batch.set_base(base.clone());
-                stage.seal();
-                sealing = Some(Sealing {
-                    base,
-                    rest: store.batch(),
-                    inputs: i,
-                });
+                run.seal(&mut stage, i);
                 tx.send(std::sync::Arc::new(healthstream_packfeed::PackSnapshot {
                     store: first.store.clone(),
                     next_offset: first.next_offset + 1,
                 }))
                 .expect("packs sent");
             }
-            let input = stage.decode(m).expect("decodes");
-            let at = Position {
-                topic: m.topic,
-                partition: m.partition,
-                offset: m.offset,
-                timestamp_ms: m.timestamp_ms,
-            };
-            for r in stage.apply(&mut batch, input, at).expect("applies") {
+            for r in run.apply(&mut stage, m) {
                 out.push(output_text(r).1);
             }
-            batch.set_offset(m.topic.name(), m.partition, m.offset + 1);
-            if let Some(s) = sealing.as_mut() {
-                if stage.seal_step(&mut s.rest, 1).expect("seal step") {
-                    let s = sealing.take().expect("sealing");
-                    store.write_all(&[&s.base, &s.rest]).expect("write");
-                    batch.drop_base();
-                }
-            }
+            run.step(&mut stage, 1);
         }
-        if let Some(mut s) = sealing.take() {
-            assert!(stage.seal_step(&mut s.rest, usize::MAX).expect("seal step"));
-            store.write_all(&[&s.base, &s.rest]).expect("write");
-            batch.drop_base();
-        }
-        stage.seal();
-        assert!(stage.seal_step(&mut batch, usize::MAX).expect("seal step"));
-        store.write(batch).expect("write");
+        let store = run.finish(&mut stage);
         drop((stage, store));
         assert_eq!(out, straight, "packs changed before input {change_at}");
         assert_eq!(
