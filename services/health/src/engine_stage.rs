@@ -1080,12 +1080,18 @@ impl HealthStage {
         Ok(())
     }
 
-    /// A new set of packs: rebuild the engine from the store.
-    fn refresh_packs(&mut self, state: &impl StateRead) -> Result<(), StoreError> {
-        let snapshot = self.packs.borrow().clone();
-        if snapshot.next_offset == self.packs_offset {
+    /// A new set of packs: rebuild the engine from the state (`batch` over the store).
+    fn refresh_packs(&mut self, batch: &mut StoreBatch) -> Result<(), StoreError> {
+        if self.packs.borrow().next_offset == self.packs_offset {
             return Ok(());
         }
+        let snapshot = self.packs.borrow().clone();
+        // What is kept in memory and not stored yet goes to the batch it is read back from
+        // (a sealed checkpoint keeps its own copies).
+        let engine = &mut self.engine;
+        self.unit_hosts
+            .write_readable(batch, |r| units_value(engine, r))?;
+        self.latest_cache.write_readable(batch)?;
         let partitions: Vec<i32> = {
             let mut ps: Vec<i32> = self
                 .engine
@@ -1107,7 +1113,7 @@ impl HealthStage {
         self.tracked = std::sync::Arc::new(self.engine.member_monitors());
         self.container_partitions.clear();
         self.packs_offset = snapshot.next_offset;
-        self.load(state, &partitions)?;
+        self.load(&*batch, &partitions)?;
         // Memberships the new packs make or end (nested groups): their containers hear.
         let after = self.all_subgroup_memberships();
         for (key, m) in &after {
@@ -1855,22 +1861,7 @@ impl Processor for HealthStage {
         at: Position,
     ) -> Result<Vec<OutboundRecord>, StageError> {
         let root = input.root_host().to_string();
-        if self.packs.borrow().next_offset != self.packs_offset {
-            // The engine is rebuilt from the store: what is kept in memory goes to the batch
-            // first (the sealed checkpoint keeps its own copy).
-            let engine = &mut self.engine;
-            self.unit_hosts.take_all(|r| units_value(engine, r));
-            for w in self.unit_hosts.taken() {
-                sealed::put(batch, w)?;
-            }
-            for r in self.unit_hosts.take_changed() {
-                if let Some(w) = units_value(&mut self.engine, &r) {
-                    sealed::put(batch, &w)?;
-                }
-            }
-            self.latest_cache.write_readable(batch)?;
-        }
-        self.refresh_packs(&*batch)?;
+        self.refresh_packs(batch)?;
         // An input changes the states of its root host's monitors only (ticks and pack
         // changes aside, below and above): a sealed checkpoint takes that host's states
         // before they change.
@@ -1948,11 +1939,14 @@ impl Processor for HealthStage {
         }
         if now >= self.last_tick.saturating_add(1000) {
             self.last_tick = now;
-            // Timers may change other hosts' states: those due are taken first.
-            for r in self.engine.tick_roots(now) {
-                let engine = &mut self.engine;
-                self.unit_hosts
-                    .take_before_change(&r, |r| units_value(engine, r));
+            // Timers may change other hosts' states: while a checkpoint is sealed, those due
+            // are taken first.
+            if self.unit_hosts.is_sealing_any() {
+                for r in self.engine.tick_roots(now) {
+                    let engine = &mut self.engine;
+                    self.unit_hosts
+                        .take_before_change(&r, |r| units_value(engine, r));
+                }
             }
             changes.extend(self.engine.tick(now));
         }

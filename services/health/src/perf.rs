@@ -272,25 +272,12 @@ impl LatestCache {
             .step(batch, budget, |root| Self::value(hosts, root))
     }
 
-    /// Every sealed host's samples taken as they are now, for an input that may change any.
-    pub fn take_sealed(&mut self) {
-        let hosts = &self.hosts;
-        self.written.take_all(|root| Self::value(hosts, root));
-    }
-
     /// The samples of every host changed since the seal written into `batch` (to be read
     /// from it), and those taken for the sealed checkpoint too.
     pub fn write_readable(&mut self, batch: &mut StoreBatch) -> Result<(), StoreError> {
-        self.take_sealed();
-        for w in self.written.taken() {
-            sealed::put(batch, w)?;
-        }
-        for root in self.written.take_changed() {
-            if let Some(w) = Self::value(&self.hosts, &root) {
-                sealed::put(batch, &w)?;
-            }
-        }
-        Ok(())
+        let hosts = &self.hosts;
+        self.written
+            .write_readable(batch, |root| Self::value(hosts, root))
     }
 }
 

@@ -109,14 +109,30 @@ impl SealedHosts {
         self.taken.clear();
     }
 
-    /// Hosts changed since the last seal, forgotten (their values are written elsewhere).
-    pub(crate) fn take_changed(&mut self) -> BTreeSet<String> {
-        std::mem::take(&mut self.changed)
+    /// Puts every value kept in memory into `batch`, to be read from it (the kept state is
+    /// read again from the store): the sealed hosts not written yet are taken first (the
+    /// checkpoint keeps its copies), then the taken values and the changed hosts' values as
+    /// they are now go to the batch, and the changed hosts are no longer marked.
+    pub(crate) fn write_readable(
+        &mut self,
+        batch: &mut StoreBatch,
+        mut value: impl FnMut(&str) -> Option<Write>,
+    ) -> Result<(), StoreError> {
+        self.take_all(&mut value);
+        for w in &self.taken {
+            put(batch, w)?;
+        }
+        for host in std::mem::take(&mut self.changed) {
+            if let Some(w) = value(&host) {
+                put(batch, &w)?;
+            }
+        }
+        Ok(())
     }
 
-    /// The values taken for the sealed checkpoint, not written yet.
-    pub(crate) fn taken(&self) -> &[Write] {
-        &self.taken
+    /// Whether a sealed checkpoint still has hosts to write.
+    pub(crate) fn is_sealing_any(&self) -> bool {
+        !self.sealing.is_empty()
     }
 
     /// Takes the value of every sealed host not written yet (an input may change any host).
