@@ -357,6 +357,7 @@ struct Sealing {
 
 /// A stage's checkpoints: at most one sealing and one being written.
 struct Checkpoints {
+    stage: &'static str,
     sealing: Option<Sealing>,
     writing: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
 }
@@ -373,7 +374,7 @@ impl Checkpoints {
     async fn written(&mut self, staged: &mut Staged) -> Result<(), StageError> {
         if let Some(writing) = self.writing.take() {
             writing.await.map_err(|e| StageError::Internal {
-                stage: "checkpoint".into(),
+                stage: self.stage.to_string(),
                 message: format!("the checkpoint writer failed: {e}"),
             })??;
             if let Some(base) = staged.batch.drop_base() {
@@ -429,7 +430,7 @@ impl Checkpoints {
         let Some(done) = self.sealing.take() else {
             return Ok(());
         };
-        let stage = processor.name();
+        let stage = self.stage;
         let store = store.clone();
         self.writing = Some(tokio::task::spawn_blocking(move || {
             let started = Instant::now();
@@ -460,11 +461,12 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(store: &Store) -> Progress {
+    fn new(stage: &'static str, store: &Store) -> Progress {
         Progress {
             group: Group::new(),
             staged: Staged::new(store),
             checkpoints: Checkpoints {
+                stage,
                 sealing: None,
                 writing: None,
             },
@@ -473,7 +475,8 @@ impl Progress {
     }
 
     /// Waits until the group's outputs are durable; its records' state joins what is staged.
-    async fn commit(&mut self, stage: &'static str) -> Result<(), StageError> {
+    async fn commit(&mut self) -> Result<(), StageError> {
+        let stage = self.checkpoints.stage;
         if self.group.records() == 0 {
             return Ok(());
         }
@@ -510,7 +513,7 @@ impl Progress {
         processor: &mut P,
         store: &Store,
     ) -> Result<(), StageError> {
-        self.commit(processor.name()).await?;
+        self.commit().await?;
         let (staged, checkpoints) = (&mut self.staged, &mut self.checkpoints);
         if checkpoints
             .writing
@@ -538,7 +541,7 @@ impl Progress {
         processor: &mut P,
         store: &Store,
     ) -> Result<(), StageError> {
-        self.commit(processor.name()).await?;
+        self.commit().await?;
         let (staged, checkpoints) = (&mut self.staged, &mut self.checkpoints);
         loop {
             checkpoints.step(processor, store, usize::MAX)?;
@@ -588,7 +591,7 @@ async fn run_inner<P: Processor>(
     // One topic needs no ordering: a record is applied as soon as it is read.
     let capacity = if topics.len() > 1 { INBOX_CAPACITY } else { 1 };
     let mut inbox = Inbox::new(topics, capacity);
-    let mut progress = Progress::new(&store);
+    let mut progress = Progress::new(stage, &store);
     loop {
         if *shutdown.borrow() {
             break;
