@@ -1383,6 +1383,8 @@ impl Engine {
 
     /// Take an instance's copies out of the indexes of its root host.
     fn unindex(&mut self, id: &str, root: &str) {
+        // The host's layout holds its index: dropped first, so that the index is changed in
+        // place instead of copied (a layout is only used with the index it was made with).
         self.layouts.remove(root);
         if let Some(m) = self.perf_index.get_mut(root) {
             let copies = &self.copies;
@@ -1512,6 +1514,7 @@ impl Engine {
                     _ => {}
                 }
                 if !counters.is_empty() {
+                    // As in `unindex`: the index changes in place, not in a copy.
                     self.layouts.remove(&inst.root_host);
                 }
                 for (object, counter, instance) in counters {

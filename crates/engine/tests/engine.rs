@@ -76,6 +76,11 @@ fn host(e: &mut Engine) {
     e.upsert(root_fs(&[]), 0);
 }
 
+/// The rules that fired since the last call.
+fn fired(e: &mut Engine) -> Vec<String> {
+    e.take_firings().into_iter().map(|f| f.rule).collect()
+}
+
 /// The computer's root filesystem, a member of `groups`.
 fn root_fs(groups: &[&str]) -> Instance {
     inst(
@@ -719,12 +724,6 @@ severity = "warning"
             ("Message", Value::text("nope")),
         ]
     };
-    let fired = |e: &mut Engine| {
-        e.take_firings()
-            .into_iter()
-            .map(|f| f.rule)
-            .collect::<Vec<_>>()
-    };
     e.event("web-01", &event(4625.0, "sshd"), 1);
     assert_eq!(fired(&mut e), ["Indexed.LogonFailure"]);
     e.event("web-01", &event(4625.0, "login"), 2);
@@ -1046,12 +1045,6 @@ fn a_rule_copy_rebuilt_keeps_its_window() {
         ("Source", Value::text("kernel")),
         ("Message", Value::text("app[77]: segfault at 0 ip 00007f")),
     ];
-    let fired = |e: &mut Engine| {
-        e.take_firings()
-            .into_iter()
-            .map(|f| f.rule)
-            .collect::<Vec<_>>()
-    };
     for t in 1..=3 {
         e.event("web-01", &segfault, t * 1_000);
     }
