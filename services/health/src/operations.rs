@@ -124,9 +124,17 @@ const STORED_WAIT: Duration = Duration::from_millis(1500);
 
 /// Reads with `read` until it finds something or [`STORED_WAIT`] has passed.
 async fn stored<T>(
+    read: impl FnMut() -> Result<Option<T>, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    read_within(STORED_WAIT, read).await
+}
+
+/// Reads with `read` every 10 ms until it finds something or `wait` has passed.
+async fn read_within<T>(
+    wait: Duration,
     mut read: impl FnMut() -> Result<Option<T>, StoreError>,
 ) -> Result<Option<T>, StoreError> {
-    let deadline = tokio::time::Instant::now() + STORED_WAIT;
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
         if let Some(found) = read()? {
             return Ok(Some(found));
@@ -180,25 +188,18 @@ impl Ops {
             )
                 .into_response();
         }
-        let deadline = tokio::time::Instant::now() + self.wait;
-        loop {
-            match crate::operation_outcome(&self.store, &id) {
-                Ok(Some(o)) => return outcome_response(&o),
-                Ok(None) => {}
-                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return (
-                    StatusCode::ACCEPTED,
-                    Json(serde_json::json!({
-                        "operation": id,
-                        "status": "pending",
-                        "location": format!("/v1/operations/{id}"),
-                    })),
-                )
-                    .into_response();
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        match read_within(self.wait, || crate::operation_outcome(&self.store, &id)).await {
+            Ok(Some(o)) => outcome_response(&o),
+            Ok(None) => (
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({
+                    "operation": id,
+                    "status": "pending",
+                    "location": format!("/v1/operations/{id}"),
+                })),
+            )
+                .into_response(),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     }
 }
