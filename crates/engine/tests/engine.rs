@@ -76,6 +76,17 @@ fn host(e: &mut Engine) {
     e.upsert(root_fs(&[]), 0);
 }
 
+/// The computer's /var filesystem.
+fn var_fs() -> Instance {
+    inst(
+        "var-fs",
+        "Linux.Filesystem",
+        Some("web"),
+        &[("MountPoint", "/var"), ("Type", "xfs")],
+        &[],
+    )
+}
+
 /// The rules that fired since the last call.
 fn fired(e: &mut Engine) -> Vec<String> {
     e.take_firings().into_iter().map(|f| f.rule).collect()
@@ -200,16 +211,7 @@ instance = "root-fs"
 fn uninitialized_children_leave_parents_uninitialized_and_removal_recomputes() {
     let mut e = engine("");
     host(&mut e);
-    e.upsert(
-        inst(
-            "var-fs",
-            "Linux.Filesystem",
-            Some("web"),
-            &[("MountPoint", "/var"), ("Type", "xfs")],
-            &[],
-        ),
-        0,
-    );
+    e.upsert(var_fs(), 0);
     // No sample yet: the perf monitors are uninitialized, and so is their aggregate (the event
     // monitors start healthy, so availability and the entity health are healthy).
     assert_eq!(
@@ -393,16 +395,7 @@ const FREE_SPACE: &str = "Linux.Monitor.FilesystemFreeSpace";
 fn maintenance_holds_an_instance_and_recalculates_when_it_ends() {
     let mut e = engine("");
     host(&mut e);
-    e.upsert(
-        inst(
-            "var-fs",
-            "Linux.Filesystem",
-            Some("web"),
-            &[("MountPoint", "/var"), ("Type", "xfs")],
-            &[],
-        ),
-        0,
-    );
+    e.upsert(var_fs(), 0);
     e.perf("web-01", &[free("/", 50.0, 1), free("/var", 50.0, 1)]);
     let out = e
         .start_maintenance("root-fs", maintenance(10, Some(100_000)))
@@ -1082,16 +1075,7 @@ fn a_batch_like_the_last_one_reaches_the_copies_of_now() {
     assert_eq!(free_state(&out, "root-fs"), Some(Health::Healthy));
     assert_eq!(free_state(&out, "var-fs"), None, "no /var filesystem yet");
     // /var is discovered: the same layout reaches its copy.
-    e.upsert(
-        inst(
-            "var-fs",
-            "Linux.Filesystem",
-            Some("web"),
-            &[("MountPoint", "/var"), ("Type", "xfs")],
-            &[],
-        ),
-        2,
-    );
+    e.upsert(var_fs(), 2);
     let out = e.perf("web-01", &[free("/", 50.0, 3), free("/var", 4.0, 3)]);
     assert_eq!(
         free_state(&out, "var-fs"),
