@@ -65,6 +65,10 @@ const HOT_WRITE_BUFFER: usize = 64 << 20;
 /// Memtable of the other column families.
 const WRITE_BUFFER: usize = 8 << 20;
 
+/// Bytes a write takes in a RocksDB batch besides its key and value (tag, column family,
+/// two lengths), at most.
+const WRITE_OVERHEAD: usize = 16;
+
 /// The write-ahead log kept before the memtables holding its oldest writes are flushed:
 /// bounds what a restart replays when hot memtables fill slowly.
 const MAX_TOTAL_WAL: u64 = 256 << 20;
@@ -80,6 +84,9 @@ pub struct StoreBatch {
     store: Store,
     /// Per column family (by its place in the store's list): key -> value, `None` deleted.
     writes: Vec<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// Puts of keys written nowhere else in the batch (an append-only log), by column
+    /// family: kept in the order they came, without the ordered map's cost per key.
+    appends: Vec<(usize, Vec<u8>, Vec<u8>)>,
     offsets: BTreeMap<(String, i32), i64>,
     /// Bytes of keys and values staged, counted at every write (an overwrite counts again).
     staged_bytes: usize,
@@ -334,6 +341,7 @@ impl Store {
         StoreBatch {
             store: self.clone(),
             writes: vec![BTreeMap::new(); self.cfs.len()],
+            appends: Vec::new(),
             offsets: BTreeMap::new(),
             staged_bytes: 0,
             base: None,
@@ -348,7 +356,13 @@ impl Store {
     /// Writes batches and their offsets atomically, in order (a key in a later batch wins).
     /// A batch's base is not written: it is stored on its own.
     pub fn write_all(&self, batches: &[&StoreBatch]) -> Result<(), StoreError> {
-        let mut out = WriteBatch::default();
+        // Room for everything at once: growing a batch of many megabytes step by step
+        // copies it again at every step.
+        let room: usize = batches
+            .iter()
+            .map(|b| b.staged_bytes + WRITE_OVERHEAD * (b.len() + b.offsets.len()))
+            .sum();
+        let mut out = WriteBatch::with_capacity_bytes(room);
         for batch in batches {
             for (name, cf_writes) in self.cfs.iter().zip(&batch.writes) {
                 if cf_writes.is_empty() {
@@ -361,6 +375,18 @@ impl Store {
                         None => out.delete_cf(&handle, key),
                     }
                 }
+            }
+            let mut handle: Option<(usize, &rocksdb::ColumnFamily)> = None;
+            for (i, key, value) in &batch.appends {
+                let cf = match handle {
+                    Some((at, cf)) if at == *i => cf,
+                    _ => {
+                        let cf = self.cf(&self.cfs[*i])?;
+                        handle = Some((*i, cf));
+                        cf
+                    }
+                };
+                out.put_cf(cf, key, value);
             }
             if !batch.offsets.is_empty() {
                 let handle = self.cf(OFFSETS_CF)?;
@@ -483,6 +509,27 @@ impl StoreBatch {
         Ok(())
     }
 
+    /// Stages a put of a key that nothing else in this batch (or its base) writes, such as
+    /// an entry of an append-only log: it skips the ordered map that keeps a key's last
+    /// write, and is stored after the batch's other writes. Reads through the batch still
+    /// see it (by a scan of the appends: they are meant for keys rarely read back before
+    /// they are stored).
+    pub fn append(&mut self, cf: &str, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
+        let i = self.store.cf_index(cf)?;
+        self.staged_bytes += key.len() + value.len();
+        self.appends.push((i, key, value));
+        Ok(())
+    }
+
+    /// The value of an appended key, if `key` was appended to `cf` (index `i`).
+    fn appended(&self, i: usize, key: &[u8]) -> Option<&Vec<u8>> {
+        self.appends
+            .iter()
+            .rev()
+            .find(|(cf, k, _)| *cf == i && k.as_slice() == key)
+            .map(|(_, _, v)| v)
+    }
+
     /// Reads from `base` under this batch's writes until [`StoreBatch::drop_base`]: a batch
     /// handed to a writer stays readable while it is being stored.
     pub fn set_base(&mut self, base: Arc<StoreBatch>) {
@@ -498,6 +545,9 @@ impl StoreBatch {
     /// Reads one value: this batch's write of the key, else its base's, else the store's.
     pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let i = self.store.cf_index(cf)?;
+        if let Some(v) = self.appended(i, key) {
+            return Ok(Some(v.clone()));
+        }
         match (self.writes[i].get(key), &self.base) {
             (Some(staged), _) => Ok(staged.clone()),
             (None, Some(base)) => base.get(cf, key),
@@ -513,13 +563,33 @@ impl StoreBatch {
             Some(base) => base.scan_prefix(cf, prefix)?,
             None => self.store.scan_prefix(cf, prefix)?,
         };
-        let mut staged = self.writes[i]
+        let mut staged: Vec<(&Vec<u8>, Option<&Vec<u8>>)> = self.writes[i]
             .range::<[u8], _>((
                 std::ops::Bound::Included(prefix),
                 std::ops::Bound::Unbounded,
             ))
             .take_while(|(k, _)| k.starts_with(prefix))
-            .peekable();
+            .map(|(k, v)| (k, v.as_ref()))
+            .collect();
+        let appended = self
+            .appends
+            .iter()
+            .filter(|(cf, k, _)| *cf == i && k.starts_with(prefix));
+        let before = staged.len();
+        staged.extend(appended.map(|(_, k, v)| (k, Some(v))));
+        if staged.len() > before {
+            // Stable: of two writes of one key, the later stays last and wins below.
+            staged.sort_by(|a, b| a.0.cmp(b.0));
+            let mut last: Vec<(&Vec<u8>, Option<&Vec<u8>>)> = Vec::with_capacity(staged.len());
+            for w in staged {
+                match last.last_mut() {
+                    Some(prev) if prev.0 == w.0 => *prev = w,
+                    _ => last.push(w),
+                }
+            }
+            staged = last;
+        }
+        let mut staged = staged.into_iter().peekable();
         if staged.peek().is_none() {
             return Ok(stored);
         }
@@ -550,7 +620,7 @@ impl StoreBatch {
 
     /// Number of keys written (put or deleted).
     pub fn len(&self) -> usize {
-        self.writes.iter().map(BTreeMap::len).sum()
+        self.writes.iter().map(BTreeMap::len).sum::<usize>() + self.appends.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -828,7 +898,9 @@ mod tests {
         assert!(err.to_string().contains("no column family \"u\""), "{err}");
     }
 
-    type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+    /// Writes to stage: key, value (`None`: delete), and whether a put is an append (its
+    /// key is then made unique: an appended key is written nowhere else in the batch).
+    type Writes = Vec<(Vec<u8>, Option<Vec<u8>>, bool)>;
 
     /// Stores `stored`, then stages `staged` (the first `split` writes in a base the last
     /// batch reads through, when given): the last batch reads as a map after all the
@@ -850,7 +922,8 @@ mod tests {
         let split = split.map(|n| n.min(staged.len()));
         let mut base = store.batch();
         let mut top = store.batch();
-        for (i, (k, v)) in staged.iter().enumerate() {
+        let mut keys = Vec::new();
+        for (i, (k, v, append)) in staged.iter().enumerate() {
             if Some(i) == split {
                 top.set_base(Arc::new(std::mem::replace(&mut base, store.batch())));
             }
@@ -860,20 +933,29 @@ mod tests {
                 &mut top
             };
             match v {
+                Some(v) if *append => {
+                    // Other keys are made of bytes below 4.
+                    let k = [k.as_slice(), &[9, i as u8]].concat();
+                    into.append("s", k.clone(), v.clone()).expect("append");
+                    model.insert(k.clone(), v.clone());
+                    keys.push(k);
+                }
                 Some(v) => {
                     into.put("s", k, v).expect("put");
                     model.insert(k.clone(), v.clone());
+                    keys.push(k.clone());
                 }
                 None => {
                     into.delete("s", k).expect("delete");
                     model.remove(k);
+                    keys.push(k.clone());
                 }
             }
         }
         if split == Some(staged.len()) {
             top.set_base(Arc::new(base));
         }
-        for (k, _) in staged {
+        for k in &keys {
             proptest::prop_assert_eq!(top.get("s", k).expect("get"), model.get(k).cloned());
         }
         let expected: Vec<Entry> = model
@@ -896,7 +978,7 @@ mod tests {
         #[test]
         fn a_batch_reads_and_writes_like_a_map(
             stored in proptest::collection::btree_map(proptest::collection::vec(0u8..4, 0..4), proptest::collection::vec(0u8..255, 0..3), 0..20),
-            staged in proptest::collection::vec((proptest::collection::vec(0u8..4, 0..4), proptest::option::of(proptest::collection::vec(0u8..255, 0..3))), 0..20),
+            staged in proptest::collection::vec((proptest::collection::vec(0u8..4, 0..4), proptest::option::of(proptest::collection::vec(0u8..255, 0..3)), proptest::bool::ANY), 0..20),
             prefix in proptest::collection::vec(0u8..4, 0..3),
         ) {
             reads_and_writes_like_a_map(&stored, &staged, None, &prefix)?;
@@ -907,7 +989,7 @@ mod tests {
         #[test]
         fn a_batch_over_a_base_reads_and_writes_like_a_map(
             stored in proptest::collection::btree_map(proptest::collection::vec(0u8..4, 0..4), proptest::collection::vec(0u8..255, 0..3), 0..20),
-            staged in proptest::collection::vec((proptest::collection::vec(0u8..4, 0..4), proptest::option::of(proptest::collection::vec(0u8..255, 0..3))), 0..20),
+            staged in proptest::collection::vec((proptest::collection::vec(0u8..4, 0..4), proptest::option::of(proptest::collection::vec(0u8..255, 0..3)), proptest::bool::ANY), 0..20),
             split in 0usize..20,
             prefix in proptest::collection::vec(0u8..4, 0..3),
         ) {

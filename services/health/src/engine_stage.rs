@@ -1404,10 +1404,10 @@ impl HealthStage {
             .unwrap_or_else(|| p.workflow_id.clone());
         let state = self.engine.state(&p.instance_id, &monitor);
         let hkey = history_key(&p.instance_id, &monitor, r.finished_at, at, u32::MAX);
-        batch.put(
+        batch.append(
             HISTORY_CF,
-            &hkey,
-            &encode(&HistoryEntry {
+            hkey,
+            encode(&HistoryEntry {
                 monitor_id: monitor.clone(),
                 old: state,
                 new: state,
@@ -1997,7 +1997,7 @@ impl Processor for HealthStage {
                 time: c.time,
                 cause: c.cause.clone(),
             };
-            batch.put(HISTORY_CF, &hkey, &encode(&entry)?)?;
+            batch.append(HISTORY_CF, hkey, encode(&entry)?)?;
             let record = StateRecord {
                 id: at.output_id(self.name(), i),
                 root_host: root.clone(),
