@@ -84,9 +84,9 @@ pub struct StoreBatch {
     store: Store,
     /// Per column family (by its place in the store's list): key -> value, `None` deleted.
     writes: Vec<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
-    /// Puts of keys written nowhere else in the batch (an append-only log), by column
-    /// family: kept in the order they came, without the ordered map's cost per key.
-    appends: Vec<(usize, Vec<u8>, Vec<u8>)>,
+    /// Per column family: puts of keys written nowhere else in the batch (an append-only
+    /// log), in the order they came, without the ordered map's cost per key.
+    appends: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
     offsets: BTreeMap<(String, i32), i64>,
     /// Bytes of keys and values staged, counted at every write (an overwrite counts again).
     staged_bytes: usize,
@@ -341,7 +341,7 @@ impl Store {
         StoreBatch {
             store: self.clone(),
             writes: vec![BTreeMap::new(); self.cfs.len()],
-            appends: Vec::new(),
+            appends: vec![Vec::new(); self.cfs.len()],
             offsets: BTreeMap::new(),
             staged_bytes: 0,
             base: None,
@@ -376,17 +376,14 @@ impl Store {
                     }
                 }
             }
-            let mut handle: Option<(usize, &rocksdb::ColumnFamily)> = None;
-            for (i, key, value) in &batch.appends {
-                let cf = match handle {
-                    Some((at, cf)) if at == *i => cf,
-                    _ => {
-                        let cf = self.cf(&self.cfs[*i])?;
-                        handle = Some((*i, cf));
-                        cf
-                    }
-                };
-                out.put_cf(cf, key, value);
+            for (name, appends) in self.cfs.iter().zip(&batch.appends) {
+                if appends.is_empty() {
+                    continue;
+                }
+                let handle = self.cf(name)?;
+                for (key, value) in appends {
+                    out.put_cf(&handle, key, value);
+                }
             }
             if !batch.offsets.is_empty() {
                 let handle = self.cf(OFFSETS_CF)?;
@@ -512,22 +509,22 @@ impl StoreBatch {
     /// Stages a put of a key that nothing else in this batch (or its base) writes, such as
     /// an entry of an append-only log: it skips the ordered map that keeps a key's last
     /// write, and is stored after the batch's other writes. Reads through the batch still
-    /// see it (by a scan of the appends: they are meant for keys rarely read back before
-    /// they are stored).
+    /// see it (a read of the column family scans its appends: they are meant for keys
+    /// rarely read back before they are stored).
     pub fn append(&mut self, cf: &str, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
         let i = self.store.cf_index(cf)?;
         self.staged_bytes += key.len() + value.len();
-        self.appends.push((i, key, value));
+        self.appends[i].push((key, value));
         Ok(())
     }
 
     /// The value of an appended key, if `key` was appended to `cf` (index `i`).
     fn appended(&self, i: usize, key: &[u8]) -> Option<&Vec<u8>> {
-        self.appends
+        self.appends[i]
             .iter()
             .rev()
-            .find(|(cf, k, _)| *cf == i && k.as_slice() == key)
-            .map(|(_, _, v)| v)
+            .find(|(k, _)| k.as_slice() == key)
+            .map(|(_, v)| v)
     }
 
     /// Reads from `base` under this batch's writes until [`StoreBatch::drop_base`]: a batch
@@ -571,12 +568,11 @@ impl StoreBatch {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k, v.as_ref()))
             .collect();
-        let appended = self
-            .appends
+        let appended = self.appends[i]
             .iter()
-            .filter(|(cf, k, _)| *cf == i && k.starts_with(prefix));
+            .filter(|(k, _)| k.starts_with(prefix));
         let before = staged.len();
-        staged.extend(appended.map(|(_, k, v)| (k, Some(v))));
+        staged.extend(appended.map(|(k, v)| (k, Some(v))));
         if staged.len() > before {
             // Stable: of two writes of one key, the later stays last and wins below.
             staged.sort_by(|a, b| a.0.cmp(b.0));
@@ -620,7 +616,8 @@ impl StoreBatch {
 
     /// Number of keys written (put or deleted).
     pub fn len(&self) -> usize {
-        self.writes.iter().map(BTreeMap::len).sum::<usize>() + self.appends.len()
+        let appended: usize = self.appends.iter().map(Vec::len).sum();
+        self.writes.iter().map(BTreeMap::len).sum::<usize>() + appended
     }
 
     pub fn is_empty(&self) -> bool {
