@@ -477,3 +477,212 @@ proptest::proptest! {
         }
     }
 }
+
+/// The perf reader as it was written with serde (derived, borrowing, unknown and
+/// duplicate fields refused): the reference the hand-written reader is held to.
+mod serde_reference {
+    use std::borrow::Cow;
+
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Batch<'a> {
+        #[serde(borrow)]
+        pub collector: Cow<'a, str>,
+        #[serde(borrow)]
+        pub root_host: Cow<'a, str>,
+        #[serde(borrow)]
+        pub samples: Vec<Sample<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Sample<'a> {
+        pub time: i64,
+        #[serde(borrow)]
+        pub object: Cow<'a, str>,
+        #[serde(borrow)]
+        pub counter: Cow<'a, str>,
+        #[serde(borrow, default)]
+        pub instance: Cow<'a, str>,
+        pub value: f64,
+    }
+}
+
+/// A reading of a perf body, values by their bits (so that -0.0 and 0.0 differ).
+type Read = Vec<(String, String, Vec<(i64, String, String, String, u64)>)>;
+
+fn scanned(body: &[u8]) -> Option<Read> {
+    perf_json::read(body).map(|batches| {
+        batches
+            .into_iter()
+            .map(|b| {
+                let samples = b.samples.iter().map(|s| {
+                    let names = (s.object.to_string(), s.counter.to_string());
+                    (
+                        s.time,
+                        names.0,
+                        names.1,
+                        s.instance.to_string(),
+                        s.value.to_bits(),
+                    )
+                });
+                (b.collector.into(), b.root_host.into(), samples.collect())
+            })
+            .collect()
+    })
+}
+
+fn by_serde(body: &[u8]) -> Option<Read> {
+    let batches: Vec<serde_reference::Batch<'_>> = serde_json::from_slice(body).ok()?;
+    let blank = |s: &str| s.trim().is_empty();
+    let plain = batches.iter().all(|b| {
+        !blank(&b.collector)
+            && !blank(&b.root_host)
+            && b.samples
+                .iter()
+                .all(|s| !blank(&s.object) && !blank(&s.counter) && s.value.is_finite())
+    });
+    plain.then(|| {
+        batches
+            .into_iter()
+            .map(|b| {
+                let samples = b.samples.iter().map(|s| {
+                    let names = (s.object.to_string(), s.counter.to_string());
+                    (
+                        s.time,
+                        names.0,
+                        names.1,
+                        s.instance.to_string(),
+                        s.value.to_bits(),
+                    )
+                });
+                (b.collector.into(), b.root_host.into(), samples.collect())
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn the_perf_reader_reads_json_as_a_json_parser_does() {
+    let good =
+        br#" [ {"root_host" : "h", "samples": [ {"value": -0, "counter": "C\u00e9\ud83d\ude00",
+        "object": "O\/\\\"\t", "time": -9223372036854775808, "instance": ""},
+        {"time":9223372036854775807,"object":"O","counter":"C","value":1.7976931348623157e308},
+        {"time":0,"object":"O","counter":"C","value":18446744073709551616},
+        {"time":0,"object":"O","counter":"C","value":0.30000000000000004441},
+        {"time":0,"object":"O","counter":"C","value":-9223372036854775809}
+        ], "collector": "c" } ]
+    "#;
+    let read = scanned(good).expect("a valid body is read");
+    assert_eq!(read, by_serde(good).expect("serde reads it"));
+    let first = &read[0].2[0];
+    assert_eq!(first.1, "O/\\\"\t");
+    assert_eq!(first.2, "C\u{e9}\u{1F600}");
+    assert_eq!(first.4, (-0.0f64).to_bits(), "-0 is negative zero");
+    for bad in [
+        &br#"[{"collector":"c","root_host":"h","samples":[]}] x"#[..],
+        br#"[{"collector":"c","root_host":"h","samples":[]},]"#,
+        br#"[{"collector":"c","root_host":"h","samples":[{"time":01,"object":"O","counter":"C","value":1}]}]"#,
+        br#"[{"collector":"c","root_host":"h","samples":[{"time":1,"object":"O","counter":"C","value":1.}]}]"#,
+        br#"[{"collector":"c","root_host":"h","samples":[{"time":1,"object":"O","counter":"C","value":.5}]}]"#,
+        br#"[{"collector":"c","root_host":"h","samples":[{"time":1,"object":"O","counter":"C","value":1e400}]}]"#,
+        br#"[{"collector":"c","root_host":"h","samples":[{"time":1e3,"object":"O","counter":"C","value":1}]}]"#,
+        br#"[{"collector":"c","root_host":"h","samples":[{"time":-0,"object":"O","counter":"C","value":1}]}]"#,
+        br#"[{"collector":"c","root_host":"h","samples":[{"time":9223372036854775808,"object":"O","counter":"C","value":1}]}]"#,
+        br#"[{"collector":"c","root_host":"h","samples":[{"time":1,"object":"\ud800","counter":"C","value":1}]}]"#,
+        br#"[{"collector":"c","root_host":"h","samples":[{"time":1,"object":"\x","counter":"C","value":1}]}]"#,
+        br#"[{"collector":"c","root_host":"h","samples":[{"time":1,"object":"O","counter":"C","instance":null,"value":1}]}]"#,
+        br#"[{"collector":"c","root_host":"h","samples":[{"time":1,"object":"O","counter":"C"}]}]"#,
+        br#"[{"collector":"c","root_host":"h","samples":[{"time":1,"object":"O","counter":"C","value":1}]"#,
+        b"[{\"collector\":\"c\",\"root_host\":\"h\xff\",\"samples\":[]}]",
+        b"[{\"collector\":\"c\",\"root_host\":\"h\n\",\"samples\":[]}]",
+        b"\xef\xbb\xbf[]",
+    ] {
+        assert_eq!(scanned(bad), None, "{}", String::from_utf8_lossy(bad));
+        assert_eq!(by_serde(bad), None, "{}", String::from_utf8_lossy(bad));
+    }
+}
+
+/// Text of a JSON number, or of something near one that JSON refuses.
+fn number_text() -> impl proptest::strategy::Strategy<Value = String> {
+    proptest::prop_oneof![
+        3 => "-?(0|[1-9][0-9]{0,21})(\\.[0-9]{1,22})?([eE][+-]?[0-9]{1,3})?",
+        1 => "-?[0-9]{0,3}\\.?[0-9]{0,3}[eE]?[+-]?[0-9]{0,2}",
+        3 => proptest::prelude::any::<f64>().prop_map(|v| v.to_string()),
+        3 => proptest::prelude::any::<i64>().prop_map(|v| v.to_string()),
+    ]
+}
+
+/// Text of a JSON string: plain, with escapes, or near one that JSON refuses.
+fn string_text() -> impl proptest::strategy::Strategy<Value = String> {
+    proptest::prop_oneof![
+        6 => "\"[ a-zA-Z0-9%/]{0,8}\"",
+        1 => "\"([a-z\u{e9}\u{1F600}]|\\\\[\"\\\\/bfnrt]|\\\\u[0-9a-fA-F]{4}|\\\\u[dD][89aAbB][0-9a-f]{2}\\\\u[dD][c-fC-F][0-9a-f]{2}|\\\\[xu0]|\t){0,6}\"",
+    ]
+}
+
+use proptest::strategy::Strategy;
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+    /// Bodies near the perf form, valid or not, with a few bytes changed: the hand-written
+    /// reader takes what the serde-derived one takes, the same, and nothing else.
+    #[test]
+    fn the_perf_reader_takes_what_serde_takes(
+        batches in proptest::collection::vec(
+            (
+                string_text(),
+                string_text(),
+                proptest::collection::vec(
+                    (
+                        number_text(),
+                        string_text(),
+                        string_text(),
+                        proptest::option::of(string_text()),
+                        number_text(),
+                        proptest::sample::select(vec!["", " ", "\n\t", "\r"]),
+                        proptest::sample::select(vec![
+                            "", "", "", "", ",\"extra\":1", ",\"time\":1", ",\"value\":null", ",\"ti\\u006de\":1",
+                        ]),
+                    ),
+                    0..4,
+                ),
+            ),
+            0..3,
+        ),
+        edits in proptest::prop_oneof![
+            2 => proptest::strategy::Just(Vec::new()),
+            1 => proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), 0u8..3, proptest::sample::select(b"\"{}[],:\\-0.eE+u 9\xc3\x00".to_vec())),
+                1..3,
+            ),
+        ],
+    ) {
+        let batches: Vec<String> = batches
+            .into_iter()
+            .map(|(collector, root_host, samples)| {
+                let samples: Vec<String> = samples
+                    .into_iter()
+                    .map(|(time, object, counter, instance, value, ws, extra)| {
+                        let instance = instance.map(|i| format!(",{ws}\"instance\":{i}")).unwrap_or_default();
+                        format!("{{\"time\":{ws}{time},\"object\":{object},\"counter\":{counter}{instance},\"value\":{value}{ws}{extra}}}")
+                    })
+                    .collect();
+                format!("{{\"collector\":{collector},\"root_host\":{root_host},\"samples\":[{}]}}", samples.join(","))
+            })
+            .collect();
+        let mut body = format!("[{}]", batches.join(",")).into_bytes();
+        for (at, how, byte) in edits {
+            let i = at.index(body.len() + 1);
+            match how {
+                0 => body.insert(i, byte),
+                1 if i < body.len() => { body.remove(i); }
+                _ if i < body.len() => body[i] = byte,
+                _ => {}
+            }
+        }
+        proptest::prop_assert_eq!(scanned(&body), by_serde(&body), "{}", String::from_utf8_lossy(&body));
+    }
+}
