@@ -247,6 +247,10 @@ pub struct Engine {
     /// Copies created by the current upsert in a state other than uninitialized, and its time.
     initial: Vec<StateChange>,
     upsert_time: i64,
+    /// Monitor, aggregate or dependency monitor id -> its alert settings as the packs
+    /// define them (the first pack defining the id; `None`: it raises no alert), read once
+    /// per set of packs: every state change asks.
+    alert_settings: FastMap<String, Option<healthstream_model::pack::AlertSettings>>,
 }
 
 /// The rollup monitors of a class: its dependency monitors (with the class their members
@@ -605,7 +609,20 @@ fn to_toml(v: &ParamValue) -> toml::Value {
 
 impl Engine {
     pub fn new(catalog: Catalog) -> Engine {
+        let mut alert_settings = FastMap::default();
+        for p in catalog.packs() {
+            let pack = &p.pack;
+            let ids = pack.monitors.iter().map(|m| (&m.id, &m.alert));
+            let ids = ids.chain(pack.aggregates.iter().map(|a| (&a.id, &a.alert)));
+            let ids = ids.chain(pack.dependencies.iter().map(|d| (&d.id, &d.alert)));
+            for (id, alert) in ids {
+                alert_settings
+                    .entry(id.clone())
+                    .or_insert_with(|| alert.clone());
+            }
+        }
         Engine {
+            alert_settings,
             catalog,
             instances: FastMap::default(),
             copies: Slots::default(),
@@ -890,27 +907,7 @@ impl Engine {
         instance: &str,
         monitor: &str,
     ) -> Option<crate::alerts::MonitorAlert> {
-        let settings = self.catalog.packs().iter().find_map(|p| {
-            p.pack
-                .monitors
-                .iter()
-                .find(|m| m.id == monitor)
-                .map(|m| m.alert.clone())
-                .or_else(|| {
-                    p.pack
-                        .aggregates
-                        .iter()
-                        .find(|a| a.id == monitor)
-                        .map(|a| a.alert.clone())
-                })
-                .or_else(|| {
-                    p.pack
-                        .dependencies
-                        .iter()
-                        .find(|d| d.id == monitor)
-                        .map(|d| d.alert.clone())
-                })
-        })??;
+        let settings = self.alert_settings.get(monitor)?.as_ref()?;
         let ctx = self.context(instance)?;
         let param = |name: &str, default: ParamValue| {
             resolve_from(&self.catalog, monitor, name, default, &ctx).value

@@ -1102,3 +1102,51 @@ fn a_batch_like_the_last_one_reaches_the_copies_of_now() {
     );
     assert_eq!(e.state("var-fs", FREE), Health::Uninitialized);
 }
+
+/// A monitor, an aggregate and a dependency monitor each raise the alert their pack
+/// defines for them, with `$Target$` filled and overrides applied; one without alert
+/// settings, and an id no pack defines, raise none.
+#[test]
+fn alert_settings_of_every_kind_of_monitor() {
+    let mut e = engine(
+        r#"
+[[aggregate]]
+id = "Test.Disks"
+name = "Disks"
+target = "Linux.Computer"
+algorithm = "worst_of"
+
+[aggregate.alert]
+name = 'Disks of $Target/Property[Name="PrincipalName"]$'
+on = "warning"
+priority = "high"
+
+[[aggregate]]
+id = "Test.Quiet"
+name = "Quiet"
+target = "Linux.Computer"
+algorithm = "worst_of"
+
+[[override]]
+id = "Test.QuietDisks"
+workflow = "Test.Disks"
+parameter = "auto_resolve"
+value = false
+context = "Linux.Computer"
+"#,
+    );
+    host(&mut e);
+    let disks = e
+        .monitor_alert("web", "Test.Disks")
+        .expect("the aggregate's alert");
+    assert_eq!(disks.name, "Disks of web-01");
+    assert_eq!(disks.on, Health::Warning);
+    assert_eq!(disks.priority, healthstream_model::pack::Priority::High);
+    assert!(!disks.auto_resolve, "the override applies");
+    assert!(e.monitor_alert("web", "Test.Quiet").is_none());
+    assert!(e.monitor_alert("web", "Test.Nothing").is_none());
+    let fs = e
+        .monitor_alert("root-fs", "Linux.Monitor.FilesystemFreeSpace")
+        .expect("the unit monitor's alert");
+    assert_eq!(fs.name, "Filesystem / on web-01 is running out of space");
+}
