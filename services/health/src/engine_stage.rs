@@ -234,7 +234,7 @@ fn keep_alert(
     batch.put(
         ALERTS_CF,
         &KeyWriter::new(ALERT_PREFIX).str(&a.id).finish(),
-        &encode(a)?,
+        &encode_compact(a)?,
     )?;
     let open_key = match a.source {
         Source::Monitor => KeyWriter::new(OPEN_ALERT_PREFIX)
@@ -516,12 +516,14 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     rmp_serde::to_vec_named(v).map_err(corrupt)
 }
 
-/// A monitor's kept state, rewritten with every sample of a monitor that keeps its samples:
-/// in MessagePack's compact form (fields by their place, not their name): a window of six
-/// samples is 79 bytes instead of 98 to write, flush and compact. [`decode`] reads both
-/// forms (earlier versions wrote field names).
-fn encode_state(s: &Saved) -> Result<Vec<u8>, StoreError> {
-    rmp_serde::to_vec(s).map_err(corrupt)
+/// What is written most (a monitor's kept state, rewritten with every sample of a monitor
+/// that keeps its samples; state history entries; alerts, rewritten whole with each change)
+/// in MessagePack's compact form, fields by their place instead of their name: a window of
+/// six samples is 79 bytes instead of 98 to write, flush and compact, a history entry about
+/// half. [`decode`] reads both forms (earlier versions wrote field names). Only for types
+/// that write every field (a skipped field would move the places of the next ones).
+fn encode_compact<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec(v).map_err(corrupt)
 }
 
 fn host_units_key(root_host: &str) -> Vec<u8> {
@@ -1407,7 +1409,7 @@ impl HealthStage {
         batch.append(
             HISTORY_CF,
             hkey,
-            encode(&HistoryEntry {
+            encode_compact(&HistoryEntry {
                 monitor_id: monitor.clone(),
                 old: state,
                 new: state,
@@ -1972,7 +1974,7 @@ impl Processor for HealthStage {
         for ((instance, monitor), saved) in kept.monitors {
             let key = state_key(&instance, &monitor);
             match saved {
-                Some(s) => batch.put(STATE_CF, &key, &encode_state(&s)?)?,
+                Some(s) => batch.put(STATE_CF, &key, &encode_compact(&s)?)?,
                 None => batch.delete(STATE_CF, &key)?,
             }
         }
@@ -1997,7 +1999,7 @@ impl Processor for HealthStage {
                 time: c.time,
                 cause: c.cause.clone(),
             };
-            batch.append(HISTORY_CF, hkey, encode(&entry)?)?;
+            batch.append(HISTORY_CF, hkey, encode_compact(&entry)?)?;
             let record = StateRecord {
                 id: at.output_id(self.name(), i),
                 root_host: root.clone(),
@@ -2090,7 +2092,7 @@ mod tests {
             }),
         ];
         for state in states {
-            let compact = encode_state(&state).expect("compact");
+            let compact = encode_compact(&state).expect("compact");
             let named = encode(&state).expect("named");
             assert!(compact.len() <= named.len(), "{state:?}");
             assert_eq!(decode::<Saved>(&compact).expect("compact form"), state);
@@ -2208,6 +2210,81 @@ mod tests {
             .iter()
             .map(|e| (e.monitor_id.clone(), e.time))
             .collect()
+    }
+
+    /// History entries and alerts are written in the compact form; those an earlier build
+    /// wrote with field names read the same.
+    #[test]
+    fn history_and_alerts_read_back_from_the_compact_and_the_named_form() {
+        use healthstream_engine::alerts::{Alert, Change, Source};
+        use healthstream_model::pack::{Priority, Severity};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_store(dir.path()).expect("store");
+        let entry = |t: i64| HistoryEntry {
+            monitor_id: "M".into(),
+            old: Health::Healthy,
+            new: Health::Critical,
+            time: t,
+            cause: format!("value {t} below 5"),
+        };
+        let an_alert = |id: &str| Alert {
+            id: id.into(),
+            name: "Low space".into(),
+            description: "2% free".into(),
+            severity: Severity::Critical,
+            priority: Priority::High,
+            instance_id: "fs".into(),
+            workflow_id: "M".into(),
+            source: Source::Monitor,
+            raised_at: 5,
+            modified_at: 6,
+            resolution_state: 0,
+            repeat_count: 2,
+            suppression: vec!["a".into()],
+            parameters: vec!["2".into()],
+            history: vec![Change {
+                sequence: 1,
+                by: "system".into(),
+                at: 5,
+                comment: String::new(),
+                fields: vec![("severity".into(), None, Some("critical".into()))],
+            }],
+        };
+        let at = |offset: i64| Position {
+            topic: Topic::Perf,
+            partition: 0,
+            offset,
+            timestamp_ms: 0,
+        };
+        let mut batch = store.batch();
+        let forms: [fn(&HistoryEntry) -> Vec<u8>; 2] = [
+            |e| encode(e).expect("named"),
+            |e| encode_compact(e).expect("compact"),
+        ];
+        for (t, form) in forms.iter().enumerate() {
+            let key = history_key("fs", "M", t as i64, at(t as i64), 0);
+            batch
+                .put(HISTORY_CF, &key, &form(&entry(t as i64)))
+                .expect("put");
+        }
+        let named = encode(&an_alert("named")).expect("named");
+        let compact = encode_compact(&an_alert("compact")).expect("compact");
+        assert!(
+            compact.len() < named.len() * 2 / 3,
+            "{} against {}",
+            compact.len(),
+            named.len()
+        );
+        for (id, bytes) in [("named", named), ("compact", compact)] {
+            let key = KeyWriter::new(ALERT_PREFIX).str(id).finish();
+            batch.put(ALERTS_CF, &key, &bytes).expect("put");
+        }
+        store.write(batch).expect("write");
+        let read = state_history(&store, "fs", Some("M"), 10).expect("history");
+        assert_eq!(read, vec![entry(0), entry(1)]);
+        for id in ["named", "compact"] {
+            assert_eq!(alert(&store, id).expect("reads"), Some(an_alert(id)));
+        }
     }
 
     #[test]
