@@ -8,8 +8,10 @@
 //! (a different 1% each round, so states really change, roll up, alert and run their
 //! diagnostics). Measured: samples per second from the first post to the last sample
 //! applied by the health processor, the process's CPU seconds per million samples over
-//! the same span (request bodies are built beforehand), and the latency from a crossing
-//! value's time to its state-change event being durable on the state topic (p50, p99).
+//! the same span (request bodies are built beforehand), and the same without the thread
+//! that sends the requests (the load, as collectors are other processes), and the latency
+//! from a crossing value's time to its state-change event being durable on the state
+//! topic (p50, p99).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -63,7 +65,16 @@ fn now_ms() -> i64 {
 
 /// CPU seconds used by this process so far (user + system).
 fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    cpu_seconds_of("/proc/self/stat")
+}
+
+/// CPU seconds used by the calling thread so far (user + system).
+fn thread_cpu_seconds() -> f64 {
+    cpu_seconds_of("/proc/thread-self/stat")
+}
+
+fn cpu_seconds_of(stat: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(stat) else {
         return 0.0;
     };
     // Fields after the command name (which is in parentheses and may hold spaces).
@@ -103,6 +114,43 @@ async fn post(client: &reqwest::Client, url: &str, body: String) -> anyhow::Resu
             s => bail!("{url}: {s} {}", r.text().await.unwrap_or_default()),
         }
     }
+}
+
+/// Posts the rounds' bodies, `concurrency` requests in flight, at `rate` values per second
+/// from `t0` when given (else as fast as ingest takes them).
+async fn send_rounds(
+    rounds: Vec<Vec<String>>,
+    url: String,
+    rate: Option<u64>,
+    concurrency: usize,
+    per_request: f64,
+    t0: Instant,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut sends = Vec::new();
+    let mut sent = 0f64;
+    for body in rounds.into_iter().flatten() {
+        if let Some(rate) = rate {
+            let due = Duration::from_secs_f64(sent / rate as f64);
+            if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        sent += per_request;
+        let body = stamped(&body);
+        let permit = sem.clone().acquire_owned().await?;
+        let (client, url) = (client.clone(), url.clone());
+        sends.push(tokio::spawn(async move {
+            let r = post(&client, &url, body).await;
+            drop(permit);
+            r
+        }));
+    }
+    for s in sends {
+        s.await??;
+    }
+    Ok(())
 }
 
 /// Most warm-up rounds before the bench gives up on a steady state.
@@ -381,32 +429,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let before = applied("health", Topic::Perf);
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
-    let sem = Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1)));
-    let mut sends = Vec::new();
-    let per_request = (hosts_per_request * args.items) as f64;
-    let mut sent = 0f64;
-    for round in bodies {
-        for body in round {
-            if let Some(rate) = args.rate.filter(|r| *r > 0) {
-                let due = Duration::from_secs_f64(sent / rate as f64);
-                if let Some(wait) = due.checked_sub(t0.elapsed()) {
-                    tokio::time::sleep(wait).await;
-                }
-            }
-            sent += per_request;
-            let body = stamped(&body);
-            let permit = sem.clone().acquire_owned().await?;
-            let (client, url) = (client.clone(), url.clone());
-            sends.push(tokio::spawn(async move {
-                let r = post(&client, &url, body).await;
-                drop(permit);
-                r
-            }));
-        }
-    }
-    for s in sends {
-        s.await??;
-    }
+    // The measured rounds are sent from a thread and runtime of their own (as collectors
+    // are other processes), so that the sender's CPU can be told apart from the pipeline's.
+    let sender = {
+        let (url, rate) = (url.clone(), args.rate.filter(|r| *r > 0));
+        let (concurrency, per_request) = (
+            args.concurrency.max(1),
+            (hosts_per_request * args.items) as f64,
+        );
+        let rounds: Vec<Vec<String>> = bodies.collect();
+        std::thread::Builder::new()
+            .name("bench-sender".into())
+            .spawn(move || -> anyhow::Result<f64> {
+                let cpu_start = thread_cpu_seconds();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(send_rounds(rounds, url, rate, concurrency, per_request, t0))?;
+                Ok(thread_cpu_seconds() - cpu_start)
+            })?
+    };
+    let sender_cpu = tokio::task::spawn_blocking(move || sender.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the sender thread panicked"))??;
     let batches = (args.hosts * args.rounds) as u64;
     while applied("health", Topic::Perf) - before < batches {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -436,6 +481,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "CPU: {:.2} s per million values ({:.2} CPU s in all)",
         cpu / (total as f64 / 1e6),
         cpu
+    );
+    println!(
+        "CPU without the sender: {:.2} s per million values (the sender's thread: {:.2} CPU s)",
+        (cpu - sender_cpu) / (total as f64 / 1e6),
+        sender_cpu
     );
     println!(
         "records on the output topics while measured: {}",
