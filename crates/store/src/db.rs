@@ -177,11 +177,6 @@ impl Store {
             });
             if logs.contains(&name.as_str()) {
                 cf_opts.set_memtable_factory(rocksdb::MemtableFactory::Vector);
-                // Keys written once, spread over the whole key space (by instance, then
-                // time): under leveled compaction every flushed file overlaps all of the
-                // next level, which is rewritten each time; size-tiered runs are merged a
-                // few times over the log's life instead.
-                cf_opts.set_compaction_style(rocksdb::DBCompactionStyle::Universal);
             }
             ColumnFamilyDescriptor::new(name, cf_opts)
         });
@@ -733,46 +728,6 @@ mod tests {
         the_last_entries_of(&store);
         store.flush().expect("flush");
         the_last_entries_of(&store);
-    }
-
-    /// A log column family written by a build that compacted it by levels opens with its
-    /// size-tiered compaction, reads the same, and goes on taking writes and compactions.
-    #[test]
-    fn a_log_compacted_by_levels_opens_as_a_log() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let key = |i: u32| (i.wrapping_mul(2_654_435_761)).to_be_bytes().to_vec();
-        let write = |store: &Store, from: u32, to: u32| {
-            let mut b = store.batch();
-            for i in from..to {
-                b.append("log", key(i), vec![(i % 251) as u8; 100])
-                    .expect("append");
-            }
-            store.write(b).expect("write");
-            store.flush().expect("flush");
-        };
-        {
-            let store = Store::open(dir.path(), &["log"]).expect("open");
-            for round in 0..4 {
-                write(&store, round * 5_000, (round + 1) * 5_000);
-            }
-            store.compact().expect("compact");
-        }
-        let store = Store::open_tuned(dir.path(), &["log"], &[], &["log"]).expect("reopen");
-        let all = |store: &Store| store.scan_prefix("log", b"").expect("scan").len();
-        assert_eq!(all(&store), 20_000);
-        assert_eq!(
-            store.get("log", &key(12_345)).expect("get"),
-            Some(vec![46; 100])
-        );
-        for round in 4..8 {
-            write(&store, round * 5_000, (round + 1) * 5_000);
-        }
-        store.compact().expect("compact");
-        assert_eq!(all(&store), 40_000);
-        assert_eq!(
-            store.get("log", &key(39_999)).expect("get"),
-            Some(vec![90; 100])
-        );
     }
 
     fn the_last_entries_of(store: &Store) {
