@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use healthstream_bus::{Message, OutboundRecord};
 use healthstream_contracts::records::PerfBatch;
-use healthstream_contracts::{partition_for_key, Codec, PerfView};
+use healthstream_contracts::{partition_for_key, Codec, PerfView, SampleView};
 use healthstream_stage::{Position, Processor, Rejection, StageError};
 use healthstream_store::{KeyWriter, Store, StoreBatch, StoreError};
 use serde::Serialize;
@@ -70,8 +70,102 @@ struct Kept {
     collector: Arc<str>,
 }
 
-/// A host's latest samples by "object\0counter\0instance".
-type HostLatest = std::collections::BTreeMap<String, Kept>;
+/// A host's latest samples by "object\0counter\0instance" (see [`counter_key`]), with the
+/// layout of the host's last batch: a host's batches bring the same counters in the same
+/// order, so a sample is first looked for where the last batch had it, by its names,
+/// without making its key or searching the ordered map.
+#[derive(Debug, Clone, Default)]
+struct HostLatest {
+    /// Key -> place in `kept`, in key order (the order they are stored in).
+    places: std::collections::BTreeMap<String, usize>,
+    /// The samples with their keys, in the order they were first seen.
+    kept: Vec<(String, Kept)>,
+    /// The place in `kept` of each sample of the host's last batch, in batch order.
+    layout: Vec<usize>,
+}
+
+impl PartialEq for HostLatest {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+/// Is `key` the counter key of these names?
+fn same_names(key: &str, object: &str, counter: &str, instance: &str) -> bool {
+    let key = key.as_bytes();
+    let (o, c) = (object.len(), counter.len());
+    key.len() == o + c + instance.len() + 2
+        && key[..o] == *object.as_bytes()
+        && key[o] == 0
+        && key[o + 1..o + 1 + c] == *counter.as_bytes()
+        && key[o + 1 + c] == 0
+        && key[o + 2 + c..] == *instance.as_bytes()
+}
+
+impl HostLatest {
+    fn new() -> Self {
+        Self::default()
+    }
+
+    fn len(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// In key order.
+    fn iter(&self) -> impl Iterator<Item = (&String, &Kept)> {
+        self.places.iter().map(|(k, &i)| (k, &self.kept[i].1))
+    }
+
+    #[cfg(test)]
+    fn get(&self, key: &str) -> Option<&Kept> {
+        self.places.get(key).map(|&i| &self.kept[i].1)
+    }
+
+    fn insert(&mut self, key: String, value: Kept) {
+        match self.places.get(&key) {
+            Some(&i) => self.kept[i].1 = value,
+            None => {
+                self.places.insert(key.clone(), self.kept.len());
+                self.kept.push((key, value));
+            }
+        }
+    }
+
+    /// The kept sample of the `at`-th sample of a batch, where the last batch had the same
+    /// names at that place, else by its key (made in `buf`); `None` if none is kept yet.
+    /// Records the place found as the layout's.
+    fn find(&mut self, at: usize, s: &SampleView<'_>, buf: &mut String) -> Option<&mut Kept> {
+        let known = self.layout.get(at).copied().filter(|&i| {
+            self.kept
+                .get(i)
+                .is_some_and(|(k, _)| same_names(k, &s.object, &s.counter, &s.instance))
+        });
+        let place = match known {
+            Some(i) => i,
+            None => {
+                counter_key(buf, &s.object, &s.counter, &s.instance);
+                let i = *self.places.get(buf.as_str())?;
+                self.set_layout(at, i);
+                i
+            }
+        };
+        Some(&mut self.kept[place].1)
+    }
+
+    /// Adds the sample of `key` (made by [`counter_key`]), the `at`-th of its batch.
+    fn add(&mut self, at: usize, key: String, value: Kept) {
+        let i = self.kept.len();
+        self.insert(key, value);
+        self.set_layout(at, i);
+    }
+
+    fn set_layout(&mut self, at: usize, place: usize) {
+        if self.layout.len() <= at {
+            self.layout.resize(at + 1, usize::MAX);
+        }
+        self.layout[at] = place;
+    }
+}
 
 fn counter_key(buf: &mut String, object: &str, counter: &str, instance: &str) {
     buf.clear();
@@ -105,7 +199,7 @@ fn encode_host(latest: &HostLatest) -> Vec<u8> {
     let mut sources: Vec<(&str, i32, i64)> = Vec::new();
     let mut pairs: Vec<&str> = Vec::new();
     let mut entries = Vec::with_capacity(latest.len());
-    for (k, e) in latest {
+    for (k, e) in latest.iter() {
         // Keys are made by `counter_key`: "object\0counter\0instance".
         let (pair, instance) = k.rsplit_once('\0').unwrap_or((k.as_str(), ""));
         let p = index_in(&mut pairs, pair);
@@ -207,7 +301,7 @@ pub fn latest_samples(
     };
     let latest = decode_host(&v).map_err(StoreError::Corrupt)?;
     Ok(latest
-        .into_iter()
+        .iter()
         .take(limit)
         .map(|(k, e)| {
             let mut parts = k.splitn(3, '\0');
@@ -329,13 +423,13 @@ pub fn store_latest(
         offset: at.offset,
         collector: collector.clone(),
     };
-    for s in &input.samples {
-        counter_key(&mut buf, &s.object, &s.counter, &s.instance);
-        match latest.get_mut(buf.as_str()) {
+    for (at, s) in input.samples.iter().enumerate() {
+        match latest.find(at, s, &mut buf) {
             Some(old) if old.time > s.time => continue,
             Some(old) => *old = fresh(s.time, s.value),
             None => {
-                latest.insert(buf.clone(), fresh(s.time, s.value));
+                // `find` made the key when it found none.
+                latest.add(at, buf.clone(), fresh(s.time, s.value));
             }
         }
         changed = true;
@@ -468,6 +562,36 @@ mod tests {
             .collect()
     }
 
+    proptest::proptest! {
+        /// Batches of one host, their counters in any order, repeated, new or gone: what is
+        /// kept is each counter's newest sample (of one time, the last), whether found where
+        /// the last batch had it or looked up.
+        #[test]
+        fn the_latest_samples_follow_any_order_of_counters(
+            batches in proptest::collection::vec(
+                proptest::collection::vec((0i64..6, proptest::sample::select(vec!["cpu", "ctx", "cpu x", "c", "mem"]), -5.0f64..5.0), 0..8),
+                1..6,
+            )
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Store::open(dir.path(), PERF_CFS).expect("store");
+            let mut stage = PerfStage::new(4);
+            let mut model: std::collections::BTreeMap<String, (i64, f64)> = Default::default();
+            for samples in &batches {
+                for (t, c, v) in samples {
+                    let newer = model.get(*c).is_none_or(|(kept, _)| kept <= t);
+                    if newer {
+                        model.insert(c.to_string(), (*t, *v));
+                    }
+                }
+                apply(&mut stage, &store, batch("h1", samples));
+                let expected: Vec<(String, i64, f64)> =
+                    model.iter().map(|(c, (t, v))| (c.clone(), *t, *v)).collect();
+                proptest::prop_assert_eq!(counters(&store, "h1"), expected);
+            }
+        }
+    }
+
     #[test]
     fn keeps_the_newest_sample_per_counter() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -594,7 +718,7 @@ mod tests {
     /// Version 1, as an earlier version wrote it.
     fn encode_v1(latest: &HostLatest) -> Vec<u8> {
         let mut out = Vec::new();
-        for (k, e) in latest {
+        for (k, e) in latest.iter() {
             crate::wire::put_str(&mut out, k);
             out.extend_from_slice(&e.time.to_be_bytes());
             out.extend_from_slice(&e.value.to_be_bytes());
