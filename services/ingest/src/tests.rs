@@ -513,55 +513,47 @@ mod serde_reference {
 /// A reading of a perf body, values by their bits (so that -0.0 and 0.0 differ).
 type Read = Vec<(String, String, Vec<(i64, String, String, String, u64)>)>;
 
+/// A reading in the form compared.
+fn flat(batches: Vec<PerfView<'_>>) -> Read {
+    batches
+        .into_iter()
+        .map(|b| {
+            let samples = b.samples.iter().map(|s| {
+                let names = (s.object.to_string(), s.counter.to_string());
+                let instance = s.instance.to_string();
+                (s.time, names.0, names.1, instance, s.value.to_bits())
+            });
+            (b.collector.into(), b.root_host.into(), samples.collect())
+        })
+        .collect()
+}
+
 fn scanned(body: &[u8]) -> Option<Read> {
-    perf_json::read(body).map(|batches| {
-        batches
-            .into_iter()
-            .map(|b| {
-                let samples = b.samples.iter().map(|s| {
-                    let names = (s.object.to_string(), s.counter.to_string());
-                    (
-                        s.time,
-                        names.0,
-                        names.1,
-                        s.instance.to_string(),
-                        s.value.to_bits(),
-                    )
-                });
-                (b.collector.into(), b.root_host.into(), samples.collect())
-            })
-            .collect()
-    })
+    perf_json::read(body).map(flat)
 }
 
 fn by_serde(body: &[u8]) -> Option<Read> {
     let batches: Vec<serde_reference::Batch<'_>> = serde_json::from_slice(body).ok()?;
-    let blank = |s: &str| s.trim().is_empty();
-    let plain = batches.iter().all(|b| {
-        !blank(&b.collector)
-            && !blank(&b.root_host)
-            && b.samples
-                .iter()
-                .all(|s| !blank(&s.object) && !blank(&s.counter) && s.value.is_finite())
-    });
-    plain.then(|| {
-        batches
-            .into_iter()
-            .map(|b| {
-                let samples = b.samples.iter().map(|s| {
-                    let names = (s.object.to_string(), s.counter.to_string());
-                    (
-                        s.time,
-                        names.0,
-                        names.1,
-                        s.instance.to_string(),
-                        s.value.to_bits(),
-                    )
-                });
-                (b.collector.into(), b.root_host.into(), samples.collect())
-            })
-            .collect()
-    })
+    let views: Vec<PerfView<'_>> = batches
+        .into_iter()
+        .map(|b| PerfView {
+            id: "".into(),
+            collector: b.collector,
+            root_host: b.root_host,
+            samples: b
+                .samples
+                .into_iter()
+                .map(|s| healthstream_contracts::SampleView {
+                    time: s.time,
+                    object: s.object,
+                    counter: s.counter,
+                    instance: s.instance,
+                    value: s.value,
+                })
+                .collect(),
+        })
+        .collect();
+    perf_json::plain(&views).then(|| flat(views))
 }
 
 #[test]
