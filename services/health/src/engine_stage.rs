@@ -2438,6 +2438,107 @@ mod tests {
         store.write(batch).expect("write");
     }
 
+    /// An operation its owner has not applied within the API's wait (no health stage runs
+    /// here): 202 "pending" with where to ask, the operation on its root host's partition of
+    /// the operations topic; asked there, 404 until an outcome is stored, then the outcome.
+    #[tokio::test]
+    async fn an_operation_not_applied_within_the_wait_is_pending() {
+        use axum::body::Body;
+        use axum::http::{Request, StatusCode};
+        use healthstream_bus::embedded::{EmbeddedBus, EmbeddedOptions};
+        use healthstream_bus::Bus;
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_store(dir.path().join("state")).expect("store");
+        let mut stage = HealthStage::new(4, packs());
+        apply(
+            &mut stage,
+            &store,
+            change("web", EntityKind::Instance, ChangeKind::Upsert),
+            0,
+        );
+        let topology = healthstream_topology::Topology::load(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topologies/embedded.toml"),
+        )
+        .expect("topology");
+        let bus = EmbeddedBus::open(
+            dir.path().join("bus"),
+            &topology,
+            EmbeddedOptions::default(),
+        )
+        .expect("bus");
+        let router = crate::operations_router_waiting(
+            store.clone(),
+            bus.producer().expect("producer"),
+            4,
+            std::time::Duration::from_millis(100),
+        );
+        let call = |method: &str, uri: String, body: &str| {
+            let request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .expect("request");
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(request).await.expect("answer");
+                let status = response.status();
+                let bytes = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                let json: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+                (status, json)
+            }
+        };
+        let (status, json) = call(
+            "POST",
+            "/v1/maintenance/web".into(),
+            r#"{"reason": "SecurityIssue", "minutes": 30}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{json}");
+        assert_eq!(json["status"], "pending");
+        let id = json["operation"]
+            .as_str()
+            .expect("operation id")
+            .to_string();
+        assert_eq!(json["location"], format!("/v1/operations/{id}"));
+        let partition = partition_for_key(b"web-01", 4) as i32;
+        let end = bus
+            .end_offset(Topic::Operations, partition)
+            .await
+            .expect("end");
+        assert_eq!(end, 1, "the operation is on the root host's partition");
+        let (status, json) = call("GET", format!("/v1/operations/{id}"), "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{json}");
+        // The owner applies it: the stored outcome is the answer.
+        let outcome = OperationOutcome {
+            id: id.clone(),
+            kind: "MAINTENANCE_START".into(),
+            instance_id: "web".into(),
+            status: "applied".into(),
+            detail: String::new(),
+            state_changes: 0,
+        };
+        let mut batch = store.batch();
+        batch
+            .put(
+                OPERATIONS_CF,
+                &KeyWriter::new(OPERATION_PREFIX).str(&id).finish(),
+                &encode(&outcome).expect("encode"),
+            )
+            .expect("put");
+        store.write(batch).expect("write");
+        let (status, json) = call("GET", format!("/v1/operations/{id}"), "").await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(json["status"], "applied");
+    }
+
     /// A store written before memberships were kept whole holds (member, group) pairs: the
     /// membership's removal still applies (the member leaves the group) instead of stopping
     /// the stage on a value it cannot read.
