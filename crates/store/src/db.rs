@@ -560,30 +560,25 @@ impl StoreBatch {
             Some(base) => base.scan_prefix(cf, prefix)?,
             None => self.store.scan_prefix(cf, prefix)?,
         };
-        let mut staged: Vec<(&Vec<u8>, Option<&Vec<u8>>)> = self.writes[i]
-            .range::<[u8], _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k, v.as_ref()))
-            .collect();
-        let appended = self.appends[i]
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix));
-        let before = staged.len();
-        staged.extend(appended.map(|(k, v)| (k, Some(v))));
-        if staged.len() > before {
-            // Stable: of two writes of one key, the later stays last and wins below.
+        // The appended writes first, the latest first: of two writes of one key, the one a
+        // `get` would read stays (the sort is stable, the dedup keeps the first).
+        let appended = self.appends[i].iter().rev();
+        let appended = appended.filter(|(k, _)| k.starts_with(prefix));
+        let mut staged: Vec<(&Vec<u8>, Option<&Vec<u8>>)> =
+            appended.map(|(k, v)| (k, Some(v))).collect();
+        let any_appended = !staged.is_empty();
+        staged.extend(
+            self.writes[i]
+                .range::<[u8], _>((
+                    std::ops::Bound::Included(prefix),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(k, v)| (k, v.as_ref())),
+        );
+        if any_appended {
             staged.sort_by(|a, b| a.0.cmp(b.0));
-            let mut last: Vec<(&Vec<u8>, Option<&Vec<u8>>)> = Vec::with_capacity(staged.len());
-            for w in staged {
-                match last.last_mut() {
-                    Some(prev) if prev.0 == w.0 => *prev = w,
-                    _ => last.push(w),
-                }
-            }
-            staged = last;
+            staged.dedup_by(|later, kept| later.0 == kept.0);
         }
         let mut staged = staged.into_iter().peekable();
         if staged.peek().is_none() {
