@@ -82,10 +82,15 @@ impl<'a> Scanner<'a> {
         (self.peek()? == c).then(|| self.i += 1)
     }
 
-    /// `[item, ...]`.
-    fn array(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        self.eat(b'[')?;
-        if self.peek()? == b']' {
+    /// `open item, item, ... close`.
+    fn list(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(open)?;
+        if self.peek()? == close {
             self.i += 1;
             return Some(());
         }
@@ -93,7 +98,7 @@ impl<'a> Scanner<'a> {
             item(self)?;
             match self.peek()? {
                 b',' => self.i += 1,
-                b']' => {
+                c if c == close => {
                     self.i += 1;
                     return Some(());
                 }
@@ -102,38 +107,23 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// `[item, ...]`.
+    fn array(&mut self, item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.list(b'[', b']', item)
+    }
+
     /// `{"name": value, ...}`: `field` reads the value of each name (written without
     /// escapes: a name with one is not a field this reader knows).
     fn object(&mut self, mut field: impl FnMut(&mut Self, &[u8]) -> Option<()>) -> Option<()> {
-        self.eat(b'{')?;
-        if self.peek()? == b'}' {
-            self.i += 1;
-            return Some(());
-        }
-        loop {
-            self.eat(b'"')?;
-            let start = self.i;
-            loop {
-                match *self.b.get(self.i)? {
-                    b'"' => break,
-                    b'\\' => return None,
-                    c if c < 0x20 => return None,
-                    _ => self.i += 1,
-                }
+        self.list(b'{', b'}', |s| {
+            s.eat(b'"')?;
+            let (name, escaped) = s.plain_part()?;
+            if escaped {
+                return None;
             }
-            let name = &self.b[start..self.i];
-            self.i += 1;
-            self.eat(b':')?;
-            field(self, name)?;
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+            s.eat(b':')?;
+            field(s, name)
+        })
     }
 
     fn batch(&mut self) -> Option<PerfView<'a>> {
@@ -160,17 +150,17 @@ impl<'a> Scanner<'a> {
     }
 
     fn sample(&mut self) -> Option<SampleView<'a>> {
-        let (mut time_field, mut object, mut counter, mut instance, mut value) =
+        let (mut time, mut object, mut counter, mut instance, mut value) =
             (None, None, None, None, None);
         self.object(|s, name| match name {
             b"time" => {
                 let (text, integer) = s.number()?;
                 // "-0" reads as a double in JSON parsers (negative zero), not an integer.
-                let time = text
+                let t = text
                     .parse::<i64>()
                     .ok()
                     .filter(|_| integer && text != "-0")?;
-                once(&mut time_field, time)
+                once(&mut time, t)
             }
             b"object" => once(&mut object, s.string()?),
             b"counter" => once(&mut counter, s.string()?),
@@ -182,7 +172,7 @@ impl<'a> Scanner<'a> {
             _ => None,
         })?;
         Some(SampleView {
-            time: time_field?,
+            time: time?,
             object: object?,
             counter: counter?,
             instance: instance.unwrap_or(Cow::Borrowed("")),
@@ -235,14 +225,23 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Option<Cow<'a, str>> {
         self.eat(b'"')?;
         let start = self.i;
+        match self.plain_part()? {
+            (text, false) => std::str::from_utf8(text).ok().map(Cow::Borrowed),
+            (_, true) => self.escaped(start),
+        }
+    }
+
+    /// The bytes of a string from after its opening quote to its closing quote (taken) or
+    /// to its first backslash (`self.i` on it), and whether a backslash stopped it.
+    fn plain_part(&mut self) -> Option<(&'a [u8], bool)> {
+        let start = self.i;
         loop {
             match *self.b.get(self.i)? {
                 b'"' => {
-                    let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
                     self.i += 1;
-                    return Some(Cow::Borrowed(text));
+                    return Some((&self.b[start..self.i - 1], false));
                 }
-                b'\\' => return self.escaped(start),
+                b'\\' => return Some((&self.b[start..self.i], true)),
                 c if c < 0x20 => return None,
                 _ => self.i += 1,
             }

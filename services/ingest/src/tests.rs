@@ -519,9 +519,9 @@ fn flat(batches: Vec<PerfView<'_>>) -> Read {
         .into_iter()
         .map(|b| {
             let samples = b.samples.iter().map(|s| {
-                let names = (s.object.to_string(), s.counter.to_string());
+                let (object, counter) = (s.object.to_string(), s.counter.to_string());
                 let instance = s.instance.to_string();
-                (s.time, names.0, names.1, instance, s.value.to_bits())
+                (s.time, object, counter, instance, s.value.to_bits())
             });
             (b.collector.into(), b.root_host.into(), samples.collect())
         })
