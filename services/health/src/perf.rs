@@ -76,10 +76,10 @@ struct Kept {
 /// without making its key or searching the ordered map.
 #[derive(Debug, Clone, Default)]
 struct HostLatest {
-    /// Key -> place in `kept`, in key order (the order they are stored in).
-    places: std::collections::BTreeMap<String, usize>,
     /// The samples with their keys, in the order they were first seen.
     kept: Vec<(String, Kept)>,
+    /// The places in `kept` in the order of their keys (the order they are stored in).
+    order: Vec<usize>,
     /// The place in `kept` of each sample of the host's last batch, in batch order.
     layout: Vec<usize>,
 }
@@ -113,19 +113,29 @@ impl HostLatest {
 
     /// In key order.
     fn iter(&self) -> impl Iterator<Item = (&String, &Kept)> {
-        self.places.iter().map(|(k, &i)| (k, &self.kept[i].1))
+        self.order.iter().map(|&i| {
+            let (k, e) = &self.kept[i];
+            (k, e)
+        })
+    }
+
+    /// The place in `kept` of `key`, or where in `order` it would go.
+    fn search(&self, key: &str) -> Result<usize, usize> {
+        self.order
+            .binary_search_by(|&i| self.kept[i].0.as_str().cmp(key))
+            .map(|at| self.order[at])
     }
 
     #[cfg(test)]
     fn get(&self, key: &str) -> Option<&Kept> {
-        self.places.get(key).map(|&i| &self.kept[i].1)
+        self.search(key).ok().map(|i| &self.kept[i].1)
     }
 
     fn insert(&mut self, key: String, value: Kept) {
-        match self.places.get(&key) {
-            Some(&i) => self.kept[i].1 = value,
-            None => {
-                self.places.insert(key.clone(), self.kept.len());
+        match self.search(&key) {
+            Ok(i) => self.kept[i].1 = value,
+            Err(at) => {
+                self.order.insert(at, self.kept.len());
                 self.kept.push((key, value));
             }
         }
@@ -144,7 +154,7 @@ impl HostLatest {
             Some(i) => i,
             None => {
                 counter_key(buf, &s.object, &s.counter, &s.instance);
-                let i = *self.places.get(buf.as_str())?;
+                let i = self.search(buf).ok()?;
                 self.set_layout(at, i);
                 i
             }
