@@ -526,6 +526,11 @@ fn encode_compact<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     rmp_serde::to_vec(v).map_err(corrupt)
 }
 
+/// Where an operation's outcome is kept (read back by [`operation_outcome`]).
+fn operation_key(id: &str) -> Vec<u8> {
+    KeyWriter::new(OPERATION_PREFIX).str(id).finish()
+}
+
 fn host_units_key(root_host: &str) -> Vec<u8> {
     KeyWriter::new(HOST_UNITS_PREFIX).str(root_host).finish()
 }
@@ -1546,7 +1551,7 @@ impl HealthStage {
         op: &Operation,
         at: Position,
     ) -> Result<(Vec<StateChange>, Vec<healthstream_engine::alerts::Alert>), StoreError> {
-        let key = KeyWriter::new(OPERATION_PREFIX).str(&op.id).finish();
+        let key = operation_key(&op.id);
         if batch.get(OPERATIONS_CF, &key)?.is_some() {
             return Ok((Vec::new(), Vec::new()));
         }
@@ -2529,7 +2534,7 @@ mod tests {
         batch
             .put(
                 OPERATIONS_CF,
-                &KeyWriter::new(OPERATION_PREFIX).str(&id).finish(),
+                &operation_key(&id),
                 &encode(&outcome).expect("encode"),
             )
             .expect("put");
