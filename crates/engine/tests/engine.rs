@@ -1103,9 +1103,10 @@ fn a_batch_like_the_last_one_reaches_the_copies_of_now() {
     assert_eq!(e.state("var-fs", FREE), Health::Uninitialized);
 }
 
-/// A monitor, an aggregate and a dependency monitor each raise the alert their pack
-/// defines for them, with `$Target$` filled and overrides applied; one without alert
-/// settings, and an id no pack defines, raise none.
+/// An aggregate and a unit monitor raise the alert their pack defines for them, with
+/// `$Target$` filled and overrides applied; an aggregate without alert settings, and an id
+/// no pack defines, raise none. (A dependency monitor's alert: the health service's
+/// container tests.)
 #[test]
 fn alert_settings_of_every_kind_of_monitor() {
     let mut e = engine(
