@@ -10,12 +10,12 @@ mod log;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use healthstream_contracts::Topic;
 use healthstream_topology::Topology;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use self::group::{Group, MemberId};
 use self::log::PartitionLog;
@@ -41,12 +41,17 @@ struct Inner {
     dir: PathBuf,
     partitions: BTreeMap<Topic, i32>,
     logs: HashMap<(Topic, i32), Arc<PartitionLog>>,
+    /// The consumers reading each partition, woken when records are appended to it (and
+    /// only those: a consumer of other topics is not disturbed by every append).
+    readers: HashMap<(Topic, i32), Mutex<Vec<Arc<Notify>>>>,
+    /// The produced-records counter of each topic (looked up once).
+    produced: HashMap<Topic, prometheus::IntCounter>,
     groups: Mutex<HashMap<String, Group>>,
     /// Held while a group's committed offsets are written to its file, so that members of
     /// one group committing at once neither share the temporary file nor write an older
     /// snapshot over a newer one.
     commits: Mutex<()>,
-    /// Bumped on every append and group change; consumers wait on it.
+    /// Bumped on every group change; consumers wait on it besides their own wake.
     changed: watch::Sender<u64>,
     next_member: AtomicU64,
 }
@@ -67,9 +72,15 @@ impl EmbeddedBus {
         let dir = dir.as_ref().to_path_buf();
         let mut partitions = BTreeMap::new();
         let mut logs = HashMap::new();
+        let mut readers = HashMap::new();
+        let mut produced = HashMap::new();
         for spec in topology.topics() {
             let n = spec.partitions as i32;
             partitions.insert(spec.topic, n);
+            produced.insert(
+                spec.topic,
+                RECORDS_PRODUCED.with_label_values(&[BACKEND, spec.topic.name()]),
+            );
             let tdir = dir.join("topics").join(spec.topic.name());
             std::fs::create_dir_all(&tdir).map_err(|e| BusError::Log {
                 path: tdir.display().to_string(),
@@ -86,6 +97,7 @@ impl EmbeddedBus {
                     tracing::warn!(topic = %spec.topic, partition = p, "recovered embedded log: {w}");
                 }
                 logs.insert((spec.topic, p), Arc::new(log));
+                readers.insert((spec.topic, p), Mutex::new(Vec::new()));
             }
         }
         let gdir = dir.join("groups");
@@ -99,6 +111,8 @@ impl EmbeddedBus {
                 dir,
                 partitions,
                 logs,
+                readers,
+                produced,
                 groups: Mutex::new(HashMap::new()),
                 commits: Mutex::new(()),
                 changed,
@@ -127,6 +141,38 @@ impl Inner {
         self.logs
             .get(&(topic, partition))
             .ok_or_else(|| BusError::UndeclaredTopic(topic.name().to_string()))
+    }
+
+    fn readers(
+        &self,
+        (topic, partition): (Topic, i32),
+    ) -> Option<MutexGuard<'_, Vec<Arc<Notify>>>> {
+        self.readers
+            .get(&(topic, partition))
+            .map(|r| r.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// `wake` is notified from now on when records are appended to `tp`.
+    fn listen(&self, tp: (Topic, i32), wake: &Arc<Notify>) {
+        if let Some(mut readers) = self.readers(tp) {
+            readers.push(wake.clone());
+        }
+    }
+
+    fn unlisten(&self, tp: (Topic, i32), wake: &Arc<Notify>) {
+        if let Some(mut readers) = self.readers(tp) {
+            readers.retain(|r| !Arc::ptr_eq(r, wake));
+        }
+    }
+
+    /// Wakes the consumers reading `tp`. A consumer busy reading keeps the wake as a
+    /// permit and looks again before it waits.
+    fn appended(&self, tp: (Topic, i32)) {
+        if let Some(readers) = self.readers(tp) {
+            for r in readers.iter() {
+                r.notify_one();
+            }
+        }
     }
 
     fn bump(&self) {
@@ -201,10 +247,10 @@ impl Producer for EmbeddedProducer {
             record.value.as_deref(),
             record.timestamp_ms,
         )?;
-        RECORDS_PRODUCED
-            .with_label_values(&[BACKEND, record.topic.name()])
-            .inc();
-        self.inner.bump();
+        if let Some(counter) = self.inner.produced.get(&record.topic) {
+            counter.inc();
+        }
+        self.inner.appended((record.topic, record.partition));
         let delivery = Delivery {
             partition: record.partition,
             offset,
@@ -242,6 +288,8 @@ struct EmbeddedConsumer {
     buffered: VecDeque<Message>,
     cursor: usize,
     seen: watch::Receiver<u64>,
+    /// Notified when records are appended to an owned partition.
+    wake: Arc<Notify>,
     /// The group generation this member last synced at.
     synced: Option<u64>,
     /// A Revoked event was handed out: its partitions are released at the next call to
@@ -252,6 +300,13 @@ struct EmbeddedConsumer {
 }
 
 impl EmbeddedConsumer {
+    /// Starts reading `partition` of `topic` at `offset`: appends to it wake this consumer.
+    fn own(&mut self, tp: (Topic, i32), offset: i64) {
+        if self.positions.insert(tp, offset).is_none() {
+            self.inner.listen(tp, &self.wake);
+        }
+    }
+
     fn start_offset(
         &self,
         topic: Topic,
@@ -293,7 +348,9 @@ impl EmbeddedConsumer {
         };
         if !revoked.is_empty() {
             for tp in &revoked {
-                self.positions.remove(tp);
+                if self.positions.remove(tp).is_some() {
+                    self.inner.unlisten(*tp, &self.wake);
+                }
                 forget_partition_lag(name, tp.0.name(), tp.1);
             }
             self.buffered
@@ -305,7 +362,7 @@ impl EmbeddedConsumer {
             let mut assignments = Vec::with_capacity(acquired.len());
             for ((topic, partition), committed) in acquired.into_iter().zip(committed) {
                 let start = self.start_offset(topic, partition, committed)?;
-                self.positions.insert((topic, partition), start);
+                self.own((topic, partition), start);
                 assignments.push(Assignment {
                     topic,
                     partition,
@@ -387,8 +444,13 @@ impl Consumer for EmbeddedConsumer {
                 }
                 return Ok(ConsumerEvent::Message(m));
             }
-            if self.seen.changed().await.is_err() {
-                return Err(BusError::Closed);
+            tokio::select! {
+                () = self.wake.notified() => {}
+                changed = self.seen.changed() => {
+                    if changed.is_err() {
+                        return Err(BusError::Closed);
+                    }
+                }
             }
         }
     }
@@ -418,6 +480,9 @@ impl Consumer for EmbeddedConsumer {
 
 impl Drop for EmbeddedConsumer {
     fn drop(&mut self) {
+        for tp in self.positions.keys() {
+            self.inner.unlisten(*tp, &self.wake);
+        }
         if let Membership::Group { name, member } = &self.membership {
             let mut groups = self.inner.groups();
             if let Some(group) = groups.get_mut(name) {
@@ -486,6 +551,7 @@ impl Bus for EmbeddedBus {
             buffered: VecDeque::new(),
             cursor: 0,
             seen: self.inner.changed.subscribe(),
+            wake: Arc::new(Notify::new()),
             synced: None,
             release: false,
             consumed: Vec::new(),
@@ -493,30 +559,36 @@ impl Bus for EmbeddedBus {
     }
 
     fn reader(&self, partitions: &[(Topic, i32, i64)]) -> Result<Box<dyn Consumer>, BusError> {
-        let mut positions = BTreeMap::new();
         let mut assignments = Vec::new();
         for (t, p, o) in partitions {
             self.inner.log(*t, *p)?;
-            positions.insert((*t, *p), (*o).max(0));
             assignments.push(Assignment {
                 topic: *t,
                 partition: *p,
                 start: Some((*o).max(0)),
             });
         }
-        Ok(Box::new(EmbeddedConsumer {
+        let mut reader = EmbeddedConsumer {
             inner: self.inner.clone(),
             membership: Membership::Fixed,
             offsets: Arc::new(crate::NoStoredOffsets),
-            positions,
-            pending: VecDeque::from([ConsumerEvent::Assigned(assignments)]),
+            positions: BTreeMap::new(),
+            pending: VecDeque::new(),
             buffered: VecDeque::new(),
             cursor: 0,
             seen: self.inner.changed.subscribe(),
+            wake: Arc::new(Notify::new()),
             synced: None,
             release: false,
             consumed: Vec::new(),
-        }))
+        };
+        for a in &assignments {
+            reader.own((a.topic, a.partition), a.start.unwrap_or(0));
+        }
+        reader
+            .pending
+            .push_back(ConsumerEvent::Assigned(assignments));
+        Ok(Box::new(reader))
     }
 
     async fn end_offset(&self, topic: Topic, partition: i32) -> Result<i64, BusError> {
@@ -538,6 +610,72 @@ mod tests {
         fn next_offset(&self, _: Topic, _: i32) -> Result<Option<i64>, String> {
             Ok(None)
         }
+    }
+
+    fn open_bus(dir: &Path) -> EmbeddedBus {
+        let topology = Topology::load(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topologies/embedded.toml"),
+        )
+        .expect("topology");
+        EmbeddedBus::open(dir, &topology, EmbeddedOptions::default()).expect("bus")
+    }
+
+    fn listeners(bus: &EmbeddedBus, tp: (Topic, i32)) -> usize {
+        bus.inner.readers(tp).map_or(0, |r| r.len())
+    }
+
+    #[tokio::test]
+    async fn a_waiting_consumer_is_woken_by_an_append_to_any_partition_it_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bus = open_bus(dir.path());
+        let mut consumer = bus
+            .consumer("g", &[Topic::Perf, Topic::Events], Arc::new(NoOffsets))
+            .expect("consumer");
+        assert!(matches!(
+            consumer.next().await.expect("assigned"),
+            ConsumerEvent::Assigned(_)
+        ));
+        // Only the partitions read are listened to, once each.
+        assert_eq!(listeners(&bus, (Topic::Events, 3)), 1);
+        assert_eq!(listeners(&bus, (Topic::State, 0)), 0);
+        let waiting = tokio::spawn(async move {
+            let event = consumer.next().await.expect("message");
+            (consumer, event)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let producer = bus.producer().expect("producer");
+        // An append elsewhere is not for it; the one on a partition it reads is.
+        for (topic, key) in [(Topic::State, "other"), (Topic::Events, "mine")] {
+            producer
+                .enqueue(OutboundRecord {
+                    topic,
+                    partition: 3,
+                    key: Some(key.as_bytes().to_vec()),
+                    value: Some(b"v".to_vec()),
+                    timestamp_ms: 1,
+                })
+                .await
+                .expect("enqueue")
+                .await
+                .expect("delivered");
+        }
+        let (consumer, event) = tokio::time::timeout(std::time::Duration::from_secs(30), waiting)
+            .await
+            .expect("woken by the append")
+            .expect("no panic");
+        let ConsumerEvent::Message(m) = event else {
+            panic!("expected the record, got {event:?}");
+        };
+        assert_eq!(
+            (m.topic, m.partition, m.key.as_deref()),
+            (Topic::Events, 3, Some(&b"mine"[..]))
+        );
+        drop(consumer);
+        assert_eq!(
+            listeners(&bus, (Topic::Events, 3)),
+            0,
+            "a dropped consumer stops listening"
+        );
     }
 
     #[test]
