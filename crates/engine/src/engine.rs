@@ -239,6 +239,11 @@ pub struct Engine {
     /// again; forgotten whenever members, their flags or their kept states change any other
     /// way (instances, maintenance, availability, restore).
     hosting_counts: FastMap<String, HostingCounts>,
+    /// The alert settings of each monitor of each instance, as [`Engine::monitor_alert`]
+    /// resolved them (overrides, `$Target`): worked out at a monitor's first state change,
+    /// forgotten whenever an instance is added, changed or removed (its properties, hosts
+    /// and groups decide them; the packs are the engine's own).
+    monitor_alerts: FastMap<(String, String), Option<Arc<crate::alerts::MonitorAlert>>>,
     /// The rollup monitors of each class, worked out when first needed.
     class_rollups: FastMap<String, Arc<ClassRollups>>,
     /// The unit monitors targeting each class, read once per set of packs (see
@@ -649,6 +654,7 @@ impl Engine {
             external: BTreeMap::new(),
             member_counts: FastMap::default(),
             hosting_counts: FastMap::default(),
+            monitor_alerts: FastMap::default(),
             class_rollups: FastMap::default(),
             class_monitors: FastMap::default(),
             initial: Vec::new(),
@@ -903,6 +909,24 @@ impl Engine {
     /// The alert settings of a monitor of an instance, overrides applied and `$Target`
     /// references resolved; `None` when it raises no alert.
     pub fn monitor_alert(
+        &mut self,
+        instance: &str,
+        monitor: &str,
+    ) -> Option<Arc<crate::alerts::MonitorAlert>> {
+        // Most state changes are of monitors without alerts: no key is made for them.
+        if !matches!(self.alert_settings.get(monitor), Some(Some(_))) {
+            return None;
+        }
+        let key = (instance.to_string(), monitor.to_string());
+        if let Some(resolved) = self.monitor_alerts.get(&key) {
+            return resolved.clone();
+        }
+        let resolved = self.resolve_monitor_alert(instance, monitor).map(Arc::new);
+        self.monitor_alerts.insert(key, resolved.clone());
+        resolved
+    }
+
+    fn resolve_monitor_alert(
         &self,
         instance: &str,
         monitor: &str,
@@ -1296,6 +1320,7 @@ impl Engine {
     /// a rollup that changes because of it).
     pub fn upsert(&mut self, instance: Instance, time: i64) -> Vec<StateChange> {
         self.hosting_counts.clear();
+        self.monitor_alerts.clear();
         let id = instance.id.clone();
         // Its class may change what its dependency monitors count.
         self.member_counts.remove(&id);
@@ -1336,6 +1361,7 @@ impl Engine {
     /// Remove an instance and its copies.
     pub fn remove(&mut self, id: &str, time: i64) -> Vec<StateChange> {
         self.hosting_counts.clear();
+        self.monitor_alerts.clear();
         let Some(old) = self.instances.remove(id) else {
             return Vec::new();
         };

@@ -1104,8 +1104,8 @@ fn a_batch_like_the_last_one_reaches_the_copies_of_now() {
 }
 
 /// An aggregate and a unit monitor raise the alert their pack defines for them, with
-/// `$Target$` filled and overrides applied; an aggregate without alert settings, and an id
-/// no pack defines, raise none. (A dependency monitor's alert: the health service's
+/// `$Target$` filled and overrides applied, filled again when a host's properties change;
+/// an aggregate without alert settings, and an id no pack defines, raise none. (A dependency monitor's alert: the health service's
 /// container tests.)
 #[test]
 fn alert_settings_of_every_kind_of_monitor() {
@@ -1150,4 +1150,21 @@ context = "Linux.Computer"
         .monitor_alert("root-fs", "Linux.Monitor.FilesystemFreeSpace")
         .expect("the unit monitor's alert");
     assert_eq!(fs.name, "Filesystem / on web-01 is running out of space");
+    // The host is renamed: what was resolved before is not kept, for it or what it hosts.
+    e.upsert(
+        inst(
+            "web",
+            "Linux.Computer",
+            None,
+            &[("PrincipalName", "web-02")],
+            &[],
+        ),
+        1,
+    );
+    let disks = e.monitor_alert("web", "Test.Disks").expect("still raised");
+    assert_eq!(disks.name, "Disks of web-02");
+    let fs = e
+        .monitor_alert("root-fs", "Linux.Monitor.FilesystemFreeSpace")
+        .expect("still raised");
+    assert_eq!(fs.name, "Filesystem / on web-02 is running out of space");
 }
