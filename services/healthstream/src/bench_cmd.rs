@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use healthstream_bus::{Bus, ConsumerEvent};
+use healthstream_bus::{Bus, Consumer, ConsumerEvent};
 use healthstream_contracts::records::{HealthState, StateChange};
 use healthstream_contracts::{Codec, Topic};
 use serde_json::json;
@@ -68,9 +68,51 @@ fn cpu_seconds() -> f64 {
     cpu_seconds_of("/proc/self/stat")
 }
 
+/// Reads state changes until `stop`, keeping the latency of each free-space monitor's turn
+/// to critical: from the value's time to the change readable on the bus.
+async fn observe(reader: &mut dyn Consumer, latencies: &Mutex<Vec<i64>>, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let event = match tokio::time::timeout(Duration::from_millis(200), reader.next()).await {
+            Ok(Ok(e)) => e,
+            Ok(Err(_)) => return,
+            Err(_) => continue,
+        };
+        let ConsumerEvent::Message(m) = event else {
+            continue;
+        };
+        // The key is "instance/monitor": only the free-space monitor's changes are decoded.
+        let free_space = m
+            .key
+            .as_deref()
+            .is_some_and(|k| k.ends_with(FREE_SPACE.as_bytes()));
+        let Some(v) = m.value.filter(|_| free_space) else {
+            continue;
+        };
+        if let Ok(s) = Codec::shared().decode::<StateChange>(&v) {
+            if s.monitor_id == FREE_SPACE
+                && s.old_state == HealthState::Healthy
+                && s.new_state == HealthState::Critical
+            {
+                if let Ok(mut l) = latencies.lock() {
+                    l.push(now_ms() - s.time);
+                }
+            }
+        }
+    }
+}
+
 /// CPU seconds used by the calling thread so far (user + system).
 fn thread_cpu_seconds() -> f64 {
     cpu_seconds_of("/proc/thread-self/stat")
+}
+
+/// The statistics file of the calling thread, readable from any thread of the process.
+fn thread_stat_path() -> String {
+    let tid = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    format!("/proc/self/task/{tid}/stat")
 }
 
 fn cpu_seconds_of(stat: &str) -> f64 {
@@ -334,55 +376,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let total = (args.hosts * args.items * args.rounds) as u64;
 
-    // Crossing values become state-change events: read them as they become durable.
-    let bus = rt.bus();
-    let mut positions = Vec::new();
-    for p in 0..bus.partitions(Topic::State) {
-        positions.push((Topic::State, p, bus.end_offset(Topic::State, p).await?));
-    }
-    let mut reader = bus.reader(&positions)?;
-    let latencies: Arc<Mutex<Vec<i64>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let (latencies, stop) = (latencies.clone(), stop.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let event =
-                    match tokio::time::timeout(Duration::from_millis(200), reader.next()).await {
-                        Ok(Ok(e)) => e,
-                        Ok(Err(_)) => return,
-                        Err(_) => continue,
-                    };
-                let ConsumerEvent::Message(m) = event else {
-                    continue;
-                };
-                // The key is "instance/monitor": only the free-space monitor's changes are
-                // decoded (the observer's own work is counted in the process's CPU).
-                let free_space = m
-                    .key
-                    .as_deref()
-                    .is_some_and(|k| k.ends_with(FREE_SPACE.as_bytes()));
-                let Some(v) = m.value.filter(|_| free_space) else {
-                    continue;
-                };
-                if let Ok(s) = Codec::shared().decode::<StateChange>(&v) {
-                    if s.monitor_id == FREE_SPACE
-                        && s.old_state == HealthState::Healthy
-                        && s.new_state == HealthState::Critical
-                    {
-                        if let Ok(mut l) = latencies.lock() {
-                            l.push(now_ms() - s.time);
-                        }
-                    }
-                }
-            }
-        })
-    };
-
     eprintln!(
         "sending {total} values in {} rounds ({crossing} beyond the threshold) ...",
         args.rounds
     );
+    let bus = rt.bus();
     let url = format!("{base}/v1/ingest/perf");
     let mut bodies = bodies.into_iter();
     // Warm-up: rounds of values inside the thresholds until both monitors of a filesystem
@@ -426,6 +424,33 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for topic in outputs {
         emitted_before.push(total_end(&*bus, topic).await?);
     }
+    // Crossing values become state-change events: read them as they become durable.
+    let mut positions = Vec::new();
+    for p in 0..bus.partitions(Topic::State) {
+        positions.push((Topic::State, p, bus.end_offset(Topic::State, p).await?));
+    }
+    let mut reader = bus.reader(&positions)?;
+    let latencies: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    // The observer reads from a thread and runtime of its own, as a downstream consumer
+    // would from its process: its CPU is told apart from the pipeline's. It starts with
+    // the measured rounds.
+    let (stat_tx, stat_rx) = std::sync::mpsc::sync_channel(1);
+    let watcher = {
+        let (latencies, stop) = (latencies.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("bench-observer".into())
+            .spawn(move || -> anyhow::Result<()> {
+                let _ = stat_tx.send(thread_stat_path());
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(observe(&mut *reader, &latencies, &stop));
+                Ok(())
+            })?
+    };
+    let observer_stat = stat_rx.recv()?;
+    let observer_cpu0 = cpu_seconds_of(&observer_stat);
     let before = applied("health", Topic::Perf);
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
@@ -458,9 +483,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
+    let observer_cpu = cpu_seconds_of(&observer_stat) - observer_cpu0;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
-    let _ = watcher.await;
+    tokio::task::spawn_blocking(move || watcher.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the observer thread panicked"))??;
     let mut emitted = Vec::new();
     for (topic, was) in outputs.into_iter().zip(emitted_before) {
         let n = total_end(&*bus, topic).await?;
@@ -483,9 +511,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         cpu
     );
     println!(
-        "CPU without the sender: {:.2} s per million values (the sender's thread: {:.2} CPU s)",
-        (cpu - sender_cpu) / (total as f64 / 1e6),
-        sender_cpu
+        "CPU of the pipeline: {:.2} s per million values (without the sender's thread, {:.2} CPU s, \
+         and the observer's, {:.2} CPU s)",
+        (cpu - sender_cpu - observer_cpu) / (total as f64 / 1e6),
+        sender_cpu,
+        observer_cpu
     );
     println!(
         "records on the output topics while measured: {}",

@@ -9,6 +9,11 @@
 //! ([`PartitionLog::flush`]), when a reader asks for a record still in it, when it holds
 //! [`FLUSH_AT`] bytes, or on sync: one system call per group of records instead of one per
 //! record. With `sync_writes`, every append is written and synced at once.
+//!
+//! Waiting readers are told of new records when they are written out by an append or a
+//! flush (once for all the records since they were last told), not at each append: a
+//! producer awaiting the delivery of a batch wakes each reader once, as a Kafka broker
+//! answers a fetch with the batch a producer sent.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -48,6 +53,8 @@ struct State {
     /// A write failed: the records from `written_pos` on were lost, and so is the log.
     broken: Option<String>,
     next_offset: i64,
+    /// The end of the log when its readers were last told of new records.
+    announced: i64,
 }
 
 /// The place in `index` of the first record at or after `offset`. Offsets are consecutive
@@ -66,6 +73,13 @@ fn find(index: &[Entry], offset: i64) -> usize {
 }
 
 impl State {
+    /// Whether records were appended since the last call.
+    fn announce(&mut self) -> bool {
+        let new = self.next_offset > self.announced;
+        self.announced = self.next_offset;
+        new
+    }
+
     /// Writes the buffer to the file.
     fn write_out(&mut self, path: &Path) -> Result<(), BusError> {
         if let Some(why) = &self.broken {
@@ -177,6 +191,7 @@ impl PartitionLog {
                     buffer: Vec::new(),
                     broken: None,
                     next_offset,
+                    announced: next_offset,
                 }),
                 sync_writes,
             },
@@ -190,15 +205,16 @@ impl PartitionLog {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends a record, returning its offset. The bytes are in the file (and so survive a
-    /// process crash) once [`PartitionLog::flush`] returns; with `sync_writes` they are on
-    /// disk when this returns.
+    /// Appends a record, returning its offset and whether readers are to be told of new
+    /// records (it was written out at once: a full buffer, or `sync_writes`). The bytes are
+    /// in the file (and so survive a process crash) once [`PartitionLog::flush`] returns;
+    /// with `sync_writes` they are on disk when this returns.
     pub(crate) fn append(
         &self,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         timestamp_ms: i64,
-    ) -> Result<i64, BusError> {
+    ) -> Result<(i64, bool), BusError> {
         let body_len = 24 + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
         if body_len as u64 > u64::from(MAX_RECORD) {
             return Err(log_err(
@@ -237,18 +253,22 @@ impl PartitionLog {
         });
         st.end_pos += (HEADER + body_len) as u64;
         st.next_offset = offset + 1;
-        if self.sync_writes || st.buffer.len() >= FLUSH_AT {
+        let written = self.sync_writes || st.buffer.len() >= FLUSH_AT;
+        if written {
             st.write_out(&self.path)?;
         }
         if self.sync_writes {
             st.append.sync_data().map_err(|e| log_err(&self.path, e))?;
         }
-        Ok(offset)
+        Ok((offset, written && st.announce()))
     }
 
     /// Writes what was appended to the file: from then on it survives a process crash.
-    pub(crate) fn flush(&self) -> Result<(), BusError> {
-        self.lock().write_out(&self.path)
+    /// True when readers are to be told of records appended since they last were.
+    pub(crate) fn flush(&self) -> Result<bool, BusError> {
+        let mut st = self.lock();
+        st.write_out(&self.path)?;
+        Ok(st.announce())
     }
 
     /// The offset the next record will get.
@@ -417,9 +437,9 @@ mod tests {
         {
             let (log, warn) = PartitionLog::open(&path, Topic::Perf, 0, false).expect("open");
             assert!(warn.is_none());
-            assert_eq!(log.append(Some(b"k"), Some(b"v1"), 1).expect("append"), 0);
-            assert_eq!(log.append(None, None, 2).expect("append"), 1);
-            assert_eq!(log.append(Some(b"k"), Some(b"v3"), 3).expect("append"), 2);
+            assert_eq!(log.append(Some(b"k"), Some(b"v1"), 1).expect("append").0, 0);
+            assert_eq!(log.append(None, None, 2).expect("append").0, 1);
+            assert_eq!(log.append(Some(b"k"), Some(b"v3"), 3).expect("append").0, 2);
         }
         // A crash in the middle of a write leaves half a record.
         let mut f = OpenOptions::new().append(true).open(&path).expect("open");
@@ -436,7 +456,7 @@ mod tests {
         assert_eq!(all[1].key, None);
         assert_eq!(all[1].value, None);
         assert_eq!(all[2].timestamp_ms, 3);
-        assert_eq!(log.append(None, Some(b"v4"), 4).expect("append"), 3);
+        assert_eq!(log.append(None, Some(b"v4"), 4).expect("append").0, 3);
         assert_eq!(log.read(2, 10).expect("read").len(), 2);
         assert_eq!(log.end_offset(), 4);
     }
@@ -451,8 +471,10 @@ mod tests {
         let path = dir.path().join("p0.log");
         let (log, _) = PartitionLog::open(&path, Topic::Perf, 0, false).expect("open");
         for i in 0..3u8 {
-            log.append(Some(&[i]), Some(b"value"), i64::from(i))
+            let (_, announce) = log
+                .append(Some(&[i]), Some(b"value"), i64::from(i))
                 .expect("append");
+            assert!(!announce, "readers are told when the records are written");
         }
         assert_eq!(file_len(&path), 0, "held in the buffer");
         assert_eq!(log.end_offset(), 3, "yet given their offsets");
@@ -464,9 +486,12 @@ mod tests {
         );
         let written = file_len(&path);
         assert!(written > 0);
+        // The other readers are still to be told, once.
+        assert!(log.flush().expect("flush"), "records not announced yet");
+        assert!(!log.flush().expect("flush"), "nothing new");
         log.append(None, Some(b"later"), 9).expect("append");
         assert_eq!(file_len(&path), written, "the next one waits again");
-        log.flush().expect("flush");
+        assert!(log.flush().expect("flush"), "a new record to tell of");
         assert!(file_len(&path) > written, "a flush writes it");
         log.append(None, Some(b"last"), 10).expect("append");
         drop(log);
@@ -480,8 +505,9 @@ mod tests {
         // A full buffer is written without being asked for.
         let before = file_len(&path);
         let big = vec![7u8; FLUSH_AT];
-        log.append(None, Some(&big), 11).expect("append");
+        let (_, announce) = log.append(None, Some(&big), 11).expect("append");
         assert!(file_len(&path) > before + FLUSH_AT as u64);
+        assert!(announce, "written at once: readers are told at once");
     }
 
     #[test]

@@ -41,8 +41,8 @@ struct Inner {
     dir: PathBuf,
     partitions: BTreeMap<Topic, i32>,
     logs: HashMap<(Topic, i32), Arc<PartitionLog>>,
-    /// The consumers reading each partition, woken when records are appended to it (and
-    /// only those: a consumer of other topics is not disturbed by every append).
+    /// The consumers reading each partition, woken when records appended to it are
+    /// written out (and only those: a consumer of other topics is not disturbed).
     readers: HashMap<(Topic, i32), Mutex<Vec<Arc<Notify>>>>,
     /// The produced-records counter of each topic (looked up once).
     produced: HashMap<Topic, prometheus::IntCounter>,
@@ -241,8 +241,9 @@ struct EmbeddedProducer {
 #[async_trait]
 impl Producer for EmbeddedProducer {
     async fn enqueue(&self, record: OutboundRecord) -> Result<DeliveryFuture, BusError> {
+        let tp = (record.topic, record.partition);
         let log = self.inner.log(record.topic, record.partition)?;
-        let offset = log.append(
+        let (offset, announce) = log.append(
             record.key.as_deref(),
             record.value.as_deref(),
             record.timestamp_ms,
@@ -250,23 +251,30 @@ impl Producer for EmbeddedProducer {
         if let Some(counter) = self.inner.produced.get(&record.topic) {
             counter.inc();
         }
-        self.inner.appended((record.topic, record.partition));
+        if announce {
+            self.inner.appended(tp);
+        }
         let delivery = Delivery {
             partition: record.partition,
             offset,
         };
         // Durable once in the file: the first delivery awaited writes the records appended
-        // before it (see `log`), the others find them written.
-        let log = log.clone();
+        // before it (see `log`) and wakes the partition's readers once for all of them, the
+        // others find them written.
+        let (log, inner) = (log.clone(), self.inner.clone());
         Ok(Box::pin(async move {
-            log.flush()?;
+            if log.flush()? {
+                inner.appended(tp);
+            }
             Ok(delivery)
         }))
     }
 
     async fn flush(&self) -> Result<(), BusError> {
-        for log in self.inner.logs.values() {
-            log.flush()?;
+        for (tp, log) in &self.inner.logs {
+            if log.flush()? {
+                self.inner.appended(*tp);
+            }
         }
         Ok(())
     }
@@ -625,7 +633,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_waiting_consumer_is_woken_by_an_append_to_any_partition_it_reads() {
+    async fn a_waiting_consumer_is_woken_by_records_delivered_to_a_partition_it_reads() {
         let dir = tempfile::tempdir().expect("tempdir");
         let bus = open_bus(dir.path());
         let mut consumer = bus
