@@ -7,9 +7,13 @@
 //! an input about to change a host not yet written has it written first, as it was at the
 //! seal (copy on write), so that the checkpoint holds exactly the state its offsets reflect.
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 
 use healthstream_store::{StoreBatch, StoreError};
+
+/// Host names, hashed (the names of a fleet share long prefixes: ordered sets compared
+/// them byte by byte at every input).
+type Hosts = HashSet<String, foldhash::fast::RandomState>;
 
 /// A write of a host's value: column family, key, value (`None`: delete).
 pub(crate) type Write = (&'static str, Vec<u8>, Option<Vec<u8>>);
@@ -25,9 +29,11 @@ pub(crate) fn put(batch: &mut StoreBatch, (cf, key, value): &Write) -> Result<()
 #[derive(Default)]
 pub(crate) struct SealedHosts {
     /// Hosts changed since the last seal.
-    changed: BTreeSet<String>,
+    changed: Hosts,
     /// Hosts of the sealed checkpoint not yet written.
-    sealing: BTreeSet<String>,
+    sealing: Hosts,
+    /// The sealed hosts in the order they are written (those taken since are skipped).
+    queue: Vec<String>,
     /// Values of the sealed checkpoint taken before their host changed again.
     taken: Vec<Write>,
 }
@@ -41,12 +47,8 @@ impl SealedHosts {
     }
 
     /// Marks every host of `hosts`.
-    pub(crate) fn mark_all(&mut self, hosts: BTreeSet<String>) {
-        if self.changed.is_empty() {
-            self.changed = hosts;
-        } else {
-            self.changed.extend(hosts);
-        }
+    pub(crate) fn mark_all(&mut self, hosts: impl IntoIterator<Item = String>) {
+        self.changed.extend(hosts);
     }
 
     /// Whether `host` is part of the sealed checkpoint and not written yet.
@@ -72,8 +74,9 @@ impl SealedHosts {
             self.sealing.is_empty(),
             "a seal before the last was written"
         );
-        let changed = std::mem::take(&mut self.changed);
-        self.sealing.extend(changed);
+        self.queue.clear();
+        self.queue.extend(self.changed.iter().cloned());
+        std::mem::swap(&mut self.sealing, &mut self.changed);
     }
 
     /// Writes what was taken into `batch`, then the values of up to `budget` more sealed
@@ -87,12 +90,17 @@ impl SealedHosts {
         for w in self.taken.drain(..) {
             put(batch, &w)?;
         }
-        for _ in 0..budget {
-            let Some(host) = self.sealing.pop_first() else {
+        let mut written = 0;
+        while written < budget {
+            let Some(host) = self.queue.pop() else {
                 break;
             };
-            if let Some(w) = value(&host) {
-                put(batch, &w)?;
+            // A host taken since the seal was written with what was taken.
+            if self.sealing.remove(&host) {
+                if let Some(w) = value(&host) {
+                    put(batch, &w)?;
+                }
+                written += 1;
             }
         }
         Ok(self.sealing.is_empty())
@@ -106,6 +114,7 @@ impl SealedHosts {
         );
         self.changed.clear();
         self.sealing.clear();
+        self.queue.clear();
         self.taken.clear();
     }
 
@@ -137,9 +146,10 @@ impl SealedHosts {
 
     /// Takes the value of every sealed host not written yet (an input may change any host).
     pub(crate) fn take_all(&mut self, mut value: impl FnMut(&str) -> Option<Write>) {
-        for host in std::mem::take(&mut self.sealing) {
+        for host in self.sealing.drain() {
             self.taken.extend(value(&host));
         }
+        self.queue.clear();
     }
 }
 
