@@ -19,6 +19,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
 use healthstream_contracts::Topic;
@@ -113,6 +114,8 @@ pub(crate) struct PartitionLog {
     path: PathBuf,
     read: File,
     state: Mutex<State>,
+    /// The offset the next record will get, readable without the lock.
+    end: AtomicI64,
     sync_writes: bool,
 }
 
@@ -193,6 +196,7 @@ impl PartitionLog {
                     next_offset,
                     announced: next_offset,
                 }),
+                end: AtomicI64::new(next_offset),
                 sync_writes,
             },
             warning,
@@ -253,6 +257,7 @@ impl PartitionLog {
         });
         st.end_pos += (HEADER + body_len) as u64;
         st.next_offset = offset + 1;
+        self.end.store(offset + 1, Ordering::Release);
         let written = self.sync_writes || st.buffer.len() >= FLUSH_AT;
         if written {
             st.write_out(&self.path)?;
@@ -269,6 +274,12 @@ impl PartitionLog {
         let mut st = self.lock();
         st.write_out(&self.path)?;
         Ok(st.announce())
+    }
+
+    /// Whether there are records at or after `offset` (without taking the lock: a reader
+    /// looks at every partition it owns for each batch it reads).
+    pub(crate) fn has_from(&self, offset: i64) -> bool {
+        self.end.load(Ordering::Acquire) > offset
     }
 
     /// The offset the next record will get.

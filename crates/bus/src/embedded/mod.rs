@@ -290,8 +290,8 @@ struct EmbeddedConsumer {
     inner: Arc<Inner>,
     membership: Membership,
     offsets: Arc<dyn OffsetSource>,
-    /// Owned partitions and the next offset to read from each.
-    positions: BTreeMap<(Topic, i32), i64>,
+    /// Owned partitions, the next offset to read from each, and its log.
+    positions: BTreeMap<(Topic, i32), (i64, Arc<PartitionLog>)>,
     pending: VecDeque<ConsumerEvent>,
     buffered: VecDeque<Message>,
     cursor: usize,
@@ -309,10 +309,12 @@ struct EmbeddedConsumer {
 
 impl EmbeddedConsumer {
     /// Starts reading `partition` of `topic` at `offset`: appends to it wake this consumer.
-    fn own(&mut self, tp: (Topic, i32), offset: i64) {
-        if self.positions.insert(tp, offset).is_none() {
+    fn own(&mut self, tp: (Topic, i32), offset: i64) -> Result<(), BusError> {
+        let log = self.inner.log(tp.0, tp.1)?.clone();
+        if self.positions.insert(tp, (offset, log)).is_none() {
             self.inner.listen(tp, &self.wake);
         }
+        Ok(())
     }
 
     fn start_offset(
@@ -370,7 +372,7 @@ impl EmbeddedConsumer {
             let mut assignments = Vec::with_capacity(acquired.len());
             for ((topic, partition), committed) in acquired.into_iter().zip(committed) {
                 let start = self.start_offset(topic, partition, committed)?;
-                self.own((topic, partition), start);
+                self.own((topic, partition), start)?;
                 assignments.push(Assignment {
                     topic,
                     partition,
@@ -404,17 +406,18 @@ impl EmbeddedConsumer {
 
     /// Reads the next batch from the owned partitions, round robin.
     fn fill(&mut self) -> Result<(), BusError> {
-        let owned: Vec<((Topic, i32), i64)> =
-            self.positions.iter().map(|(k, v)| (*k, *v)).collect();
-        if owned.is_empty() {
-            return Ok(());
-        }
-        for i in 0..owned.len() {
-            let idx = (self.cursor + i) % owned.len();
-            let ((topic, partition), from) = owned[idx];
-            let batch = self.inner.log(topic, partition)?.read(from, READ_BATCH)?;
+        let n = self.positions.len();
+        for i in 0..n {
+            let idx = (self.cursor + i) % n;
+            let Some((_, (from, log))) = self.positions.iter_mut().nth(idx) else {
+                break;
+            };
+            if !log.has_from(*from) {
+                continue;
+            }
+            let batch = log.read(*from, READ_BATCH)?;
             if let Some(last) = batch.last() {
-                self.positions.insert((topic, partition), last.offset + 1);
+                *from = last.offset + 1;
                 self.buffered.extend(batch);
                 self.cursor = idx + 1;
                 return Ok(());
@@ -591,7 +594,7 @@ impl Bus for EmbeddedBus {
             consumed: Vec::new(),
         };
         for a in &assignments {
-            reader.own((a.topic, a.partition), a.start.unwrap_or(0));
+            reader.own((a.topic, a.partition), a.start.unwrap_or(0))?;
         }
         reader
             .pending
