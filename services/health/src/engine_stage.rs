@@ -694,11 +694,8 @@ pub fn monitor_states(
 /// An input of the health stage.
 pub enum HealthInput {
     Instance(Box<InstanceChange>),
-    /// A perf batch, checked, kept as its bytes (read in place when applied).
-    Perf {
-        root_host: String,
-        framed: Vec<u8>,
-    },
+    /// A perf batch, read and checked.
+    Perf(Box<crate::perf::CheckedPerf>),
     Events(EventBatch),
     Heartbeat(Heartbeat),
     Operation(Box<Operation>),
@@ -712,7 +709,7 @@ impl HealthInput {
     fn root_host(&self) -> &str {
         match self {
             HealthInput::Instance(c) => &c.root_host,
-            HealthInput::Perf { root_host, .. } => root_host,
+            HealthInput::Perf(p) => p.root_host(),
             HealthInput::Events(b) => &b.root_host,
             HealthInput::Heartbeat(h) => &h.root_host,
             HealthInput::Operation(o) => &o.root_host,
@@ -1760,11 +1757,7 @@ impl Processor for HealthStage {
             Topic::Instances => HealthInput::Instance(Box::new(codec.decode(value)?)),
             Topic::Perf => {
                 let view = codec.decode_perf_view(value)?;
-                crate::perf::finite_values(view.samples.iter().map(|s| s.value))?;
-                HealthInput::Perf {
-                    root_host: view.root_host.into_owned(),
-                    framed: value.to_vec(),
-                }
+                HealthInput::Perf(Box::new(crate::perf::CheckedPerf::new(&view)?))
             }
             Topic::Events => HealthInput::Events(codec.decode(value)?),
             Topic::Heartbeats => HealthInput::Heartbeat(codec.decode(value)?),
@@ -1887,14 +1880,8 @@ impl Processor for HealthStage {
         let mut now = at.timestamp_ms;
         match &input {
             HealthInput::Instance(c) => changes.extend(self.instance_change(batch, c, at)?),
-            HealthInput::Perf { framed, .. } => {
-                let b =
-                    Codec::shared()
-                        .decode_perf_view(framed)
-                        .map_err(|e| StageError::Internal {
-                            stage: "health".into(),
-                            message: format!("a checked perf batch does not read again: {e}"),
-                        })?;
+            HealthInput::Perf(checked) => {
+                let b = checked.view();
                 store_latest(batch, &b, at, &mut self.latest_cache)?;
                 crate::metrics::SAMPLES.inc_by(b.samples.len() as u64);
                 now = b.samples.iter().map(|s| s.time).max().unwrap_or(now);

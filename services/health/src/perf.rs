@@ -1,5 +1,6 @@
 //! The perf stage.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use healthstream_bus::{Message, OutboundRecord};
@@ -451,6 +452,103 @@ pub fn store_latest(
     Ok(())
 }
 
+/// A perf batch read and checked once, when decoded: its strings in one buffer, each
+/// sample naming its own by place. Applying it reads nothing again (the record's bytes were
+/// read twice, once to check them and once to apply them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedPerf {
+    strings: String,
+    id: Span,
+    collector: Span,
+    root_host: Span,
+    samples: Vec<CheckedSample>,
+}
+
+/// Where a string is in [`CheckedPerf::strings`].
+type Span = (u32, u32);
+
+#[derive(Debug, Clone, PartialEq)]
+struct CheckedSample {
+    time: i64,
+    value: f64,
+    object: Span,
+    counter: Span,
+    instance: Span,
+}
+
+impl CheckedPerf {
+    /// The batch of `view`, whose values must all be finite numbers.
+    pub fn new(view: &PerfView<'_>) -> Result<CheckedPerf, Rejection> {
+        finite_values(view.samples.iter().map(|s| s.value))?;
+        let size = view.id.len()
+            + view.collector.len()
+            + view.root_host.len()
+            + view
+                .samples
+                .iter()
+                .map(|s| s.object.len() + s.counter.len() + s.instance.len())
+                .sum::<usize>();
+        let size = u32::try_from(size)
+            .map_err(|_| Rejection::validation(format!("a perf batch of {size} bytes of names")))?;
+        let mut strings = String::with_capacity(size as usize);
+        let mut put = |s: &str| {
+            let start = strings.len() as u32;
+            strings.push_str(s);
+            (start, strings.len() as u32)
+        };
+        let (id, collector, root_host) =
+            (put(&view.id), put(&view.collector), put(&view.root_host));
+        let samples = view
+            .samples
+            .iter()
+            .map(|s| CheckedSample {
+                time: s.time,
+                value: s.value,
+                object: put(&s.object),
+                counter: put(&s.counter),
+                instance: put(&s.instance),
+            })
+            .collect();
+        Ok(CheckedPerf {
+            strings,
+            id,
+            collector,
+            root_host,
+            samples,
+        })
+    }
+
+    fn text(&self, (start, end): Span) -> &str {
+        self.strings
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    pub fn root_host(&self) -> &str {
+        self.text(self.root_host)
+    }
+
+    /// The batch, borrowing its strings.
+    pub fn view(&self) -> PerfView<'_> {
+        PerfView {
+            id: Cow::Borrowed(self.text(self.id)),
+            collector: Cow::Borrowed(self.text(self.collector)),
+            root_host: Cow::Borrowed(self.root_host()),
+            samples: self
+                .samples
+                .iter()
+                .map(|s| SampleView {
+                    time: s.time,
+                    object: Cow::Borrowed(self.text(s.object)),
+                    counter: Cow::Borrowed(self.text(s.counter)),
+                    instance: Cow::Borrowed(self.text(s.instance)),
+                    value: s.value,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A batch whose values are not all finite numbers is refused, naming the first that is not.
 pub fn finite_values(values: impl Iterator<Item = f64>) -> Result<(), Rejection> {
     match values.enumerate().find(|(_, v)| !v.is_finite()) {
@@ -518,6 +616,34 @@ mod tests {
     use super::*;
     use healthstream_contracts::records::PerfSample;
     use healthstream_contracts::Topic;
+
+    #[test]
+    fn a_checked_batch_reads_as_the_batch_it_was_made_from() {
+        let mut b = batch(
+            "høst-01",
+            &[(1, "% Free Space", 50.0), (2, "Inodes é", 4.5)],
+        );
+        b.samples[1].instance = "/données".into();
+        b.samples[0].object = String::new();
+        let view = PerfView::from(&b);
+        let checked = CheckedPerf::new(&view).expect("finite values");
+        assert_eq!(checked.view(), view);
+        assert_eq!(checked.root_host(), "høst-01");
+        let empty = PerfBatch {
+            samples: Vec::new(),
+            ..b.clone()
+        };
+        let view = PerfView::from(&empty);
+        assert_eq!(CheckedPerf::new(&view).expect("empty").view(), view);
+        // A value that is not a finite number is refused, by its place.
+        b.samples[1].value = f64::NAN;
+        let err = CheckedPerf::new(&PerfView::from(&b)).expect_err("NaN");
+        assert!(
+            err.reason.contains("samples[1].value is NaN"),
+            "{}",
+            err.reason
+        );
+    }
 
     fn batch(host: &str, samples: &[(i64, &str, f64)]) -> PerfBatch {
         PerfBatch {
