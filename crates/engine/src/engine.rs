@@ -1654,6 +1654,9 @@ impl Engine {
         samples: impl IntoIterator<Item = Sample<'s>>,
     ) -> Vec<StateChange> {
         let mut out = Vec::new();
+        // The instances whose unit monitors changed (with the first change's time and
+        // cause), their rollups recomputed once when the batch is through.
+        let mut changed: Vec<(String, i64, String)> = Vec::new();
         let mut rule_targets: Vec<Handle> = Vec::new();
         // The root host's indexes, held for the batch (the copies change, not the indexes).
         let rule_index = self.rule_perf_index.get(root).cloned();
@@ -1787,11 +1790,14 @@ impl Engine {
                             kind: CauseKind::Sample,
                             cause: cause.clone(),
                         });
-                        out.extend(self.propagate(i, s.time, &format!("{m}: {cause}")));
+                        if !changed.iter().any(|(c, _, _)| c == i) {
+                            changed.push((i.clone(), s.time, format!("{m}: {cause}")));
+                        }
                     }
                 }
             }
         }
+        out.extend(self.propagate_once(&changed));
         if layout.index.is_some() {
             match self.layouts.get_mut(root) {
                 Some(l) => *l = layout,
@@ -1862,6 +1868,7 @@ impl Engine {
             self.feed_rules(&rule_keys, &item, None, time);
         }
         let mut out = Vec::new();
+        let mut changed: Vec<(String, i64, String)> = Vec::new();
         for key in monitor_keys {
             let Some(copy) = self.copies.get_mut(&key.0, &key.1) else {
                 continue;
@@ -1879,10 +1886,13 @@ impl Engine {
                         kind: CauseKind::Event,
                         cause: event_summary(fields),
                     });
-                    out.extend(self.propagate(&key.0, time, &format!("{}: event", key.1)));
+                    if !changed.iter().any(|(c, _, _)| *c == key.0) {
+                        changed.push((key.0.clone(), time, format!("{}: event", key.1)));
+                    }
                 }
             }
         }
+        out.extend(self.propagate_once(&changed));
         out
     }
 
@@ -2343,6 +2353,38 @@ impl Engine {
     }
 
     /// Recompute the rollups of an instance and of its hosts, one pass, bottom up.
+    /// The changes of one input's unit monitors, up the chains of `changed` (instance, time
+    /// and cause of its first change) in one pass: each instance on the way is recomputed
+    /// once, deeper ones first, so that a rollup changes at most once per input however many
+    /// of the monitors below it changed (a sample that turns a filesystem's free space
+    /// critical and its fill rate warning changes its entity health once, not twice).
+    fn propagate_once(&mut self, changed: &[(String, i64, String)]) -> Vec<StateChange> {
+        if let [(id, time, cause)] = changed {
+            return self.propagate(id, *time, cause);
+        }
+        // (depth below the root, instance, time, cause), in the order first reached.
+        let mut todo: Vec<(usize, String, i64, &str)> = Vec::new();
+        for (id, time, cause) in changed {
+            let chain: Vec<String> = self.chain(id).iter().map(|i| i.id.clone()).collect();
+            let depth = chain.len();
+            for (up, i) in chain.into_iter().enumerate() {
+                if !todo.iter().any(|(_, t, _, _)| *t == i) {
+                    todo.push((depth - up, i, *time, cause));
+                }
+            }
+        }
+        // Stable: deeper first, and in the order reached within a depth.
+        todo.sort_by_key(|t| std::cmp::Reverse(t.0));
+        let mut out = Vec::new();
+        for (_, i, time, cause) in todo {
+            if self.in_maintenance(&i).is_some() {
+                continue;
+            }
+            out.extend(self.recompute(&i, time, cause, CauseKind::Rollup));
+        }
+        out
+    }
+
     fn propagate(&mut self, id: &str, time: i64, cause: &str) -> Vec<StateChange> {
         self.propagate_kind(id, time, cause, CauseKind::Rollup)
     }

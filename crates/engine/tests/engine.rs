@@ -1168,3 +1168,73 @@ context = "Linux.Computer"
         .expect("still raised");
     assert_eq!(fs.name, "Filesystem / on web-02 is running out of space");
 }
+
+/// One batch whose samples turn a filesystem's free space warning and another's critical,
+/// and both fill rates warning: every unit monitor's change is there, and each rollup above
+/// them changes once, straight to where the batch leaves it (not through the states one
+/// monitor alone would have given it first: the host's entity health does not stop at
+/// warning on its way to critical).
+#[test]
+fn a_batch_changes_each_rollup_above_it_once() {
+    let mut e = engine("");
+    host(&mut e);
+    e.upsert(var_fs(), 0);
+    // The fill rate compares a sample with the one six samples before.
+    for t in 0..7 {
+        e.perf("web-01", &[free("/", 50.0, t), free("/var", 50.0, t)]);
+    }
+    let entity = "System.Health.EntityState";
+    assert_eq!(
+        e.state("root-fs", "Linux.Monitor.FilesystemFillRate"),
+        Health::Healthy
+    );
+    assert_eq!(e.state("web", entity), Health::Healthy);
+    let out = e.perf("web-01", &[free("/", 8.0, 7), free("/var", 4.0, 7)]);
+    let got = changes(&out);
+    for (fs, worst) in [("root-fs", Health::Warning), ("var-fs", Health::Critical)] {
+        for (monitor, state) in [
+            (FREE_SPACE, worst),
+            ("Linux.Monitor.FilesystemFillRate", Health::Warning),
+            ("System.Health.AvailabilityState", worst),
+            ("System.Health.PerformanceState", Health::Warning),
+            (entity, worst),
+        ] {
+            assert!(
+                got.contains(&(fs.to_string(), monitor.to_string(), state)),
+                "{fs} {monitor} {state:?} in {got:?}"
+            );
+        }
+    }
+    for monitor in ["Linux.Computer.FilesystemAvailability", entity] {
+        assert!(
+            got.contains(&("web".into(), monitor.into(), Health::Critical)),
+            "{monitor} in {got:?}"
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for c in &out {
+        assert!(
+            seen.insert((c.instance_id.clone(), c.monitor_id.clone())),
+            "{} {} changed twice in one batch: {got:?}",
+            c.instance_id,
+            c.monitor_id
+        );
+    }
+    // Each rollup's one change starts where the batch found it.
+    for (i, m) in [("web", entity), ("var-fs", entity)] {
+        let change = out
+            .iter()
+            .find(|c| c.instance_id == i && c.monitor_id == m)
+            .expect("changed");
+        assert_eq!(change.old, Health::Healthy, "{i} {m}");
+    }
+    // The rollups come after the unit monitors that drove them, deeper instances first.
+    let place = |i: &str, m: &str| {
+        out.iter()
+            .position(|c| c.instance_id == i && c.monitor_id == m)
+            .expect("changed")
+    };
+    assert!(place("var-fs", FREE_SPACE) < place("root-fs", entity));
+    assert!(place("root-fs", entity) < place("web", entity));
+    assert_eq!(e.state("web", entity), Health::Critical);
+}
