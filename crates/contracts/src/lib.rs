@@ -6,6 +6,7 @@
 //! against the schemas (reporting every problem at once), derives deterministic record
 //! ids and picks partitions.
 
+mod alert_record;
 mod codec;
 mod contract;
 mod ids;

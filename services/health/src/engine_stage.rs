@@ -303,7 +303,7 @@ fn keep_alert(
                 .collect(),
         },
     };
-    let value = healthstream_stage::encode_output("alerts", &record)?;
+    let value = Codec::shared().encode_alert(&record);
     Ok(Some(OutboundRecord {
         topic: Topic::Alerts,
         partition,
