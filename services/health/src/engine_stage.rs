@@ -28,6 +28,9 @@ use crate::kept::{decode_host_units, encode_host_units};
 use crate::perf::{store_latest, LatestCache};
 use crate::sealed::{self, SealedHosts};
 
+/// A map keyed by instance or host names, with a fast hash seeded per process.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The engine's instances: (partition, instance id) -> [`Instance`].
 const INSTANCES_CF: &str = "engine_instance";
 /// Kept monitor state: (instance id, rollup or rule monitor id) -> [`Saved`], and (root host)
@@ -725,9 +728,9 @@ pub struct HealthStage {
     /// Memberships that began or ended in the current input (or whose member came or went).
     membership_events: Vec<(Membership, bool)>,
     /// Member -> the containers it belongs to (this partition's instances).
-    memberships: HashMap<String, Vec<Membership>>,
+    memberships: FastMap<String, Vec<Membership>>,
     /// Containers with reported members -> their partition (to forget them on revocation).
-    container_partitions: HashMap<String, i32>,
+    container_partitions: FastMap<String, i32>,
     /// The monitors containment and reference rollups read of their members (of the packs
     /// in force).
     tracked: std::sync::Arc<std::collections::BTreeSet<String>>,
@@ -791,8 +794,8 @@ impl HealthStage {
         HealthStage {
             partitions: partitions.max(1) as u32,
             membership_events: Vec::new(),
-            memberships: HashMap::new(),
-            container_partitions: HashMap::new(),
+            memberships: FastMap::default(),
+            container_partitions: FastMap::default(),
             tracked: std::sync::Arc::new(engine.member_monitors()),
             queued: Vec::new(),
             alert_ids: BTreeMap::new(),

@@ -333,6 +333,9 @@ pub fn latest_samples(
         .collect())
 }
 
+/// Hosts' latest samples by root host.
+type HostsLatest = std::collections::HashMap<String, HostLatest, foldhash::fast::RandomState>;
+
 /// The latest samples of the hosts written lately, so that a batch does not read its host's
 /// samples back from the store, and a host's samples are written once per checkpoint
 /// however many batches changed them (see `sealed`). Bounded: past `LatestCache::BOUND`
@@ -340,7 +343,7 @@ pub fn latest_samples(
 /// move (another replica may have written them in between).
 #[derive(Default)]
 pub struct LatestCache {
-    hosts: std::collections::HashMap<String, HostLatest>,
+    hosts: HostsLatest,
     counters: usize,
     written: SealedHosts,
 }
@@ -357,10 +360,7 @@ impl LatestCache {
     }
 
     /// The samples of `root` as they are now, to write.
-    fn value(
-        hosts: &std::collections::HashMap<String, HostLatest>,
-        root: &str,
-    ) -> Option<sealed::Write> {
+    fn value(hosts: &HostsLatest, root: &str) -> Option<sealed::Write> {
         let latest = hosts.get(root)?;
         Some((LATEST_CF, host_key(root), Some(encode_host(latest))))
     }
