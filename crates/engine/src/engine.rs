@@ -167,6 +167,9 @@ struct Copy {
     dirty: bool,
 }
 
+/// Monitors' resolved alert settings kept at most (see `Engine::monitor_alerts`).
+const MONITOR_ALERTS_KEPT: usize = 1 << 16;
+
 /// The engine of one partition.
 pub struct Engine {
     catalog: Catalog,
@@ -242,7 +245,8 @@ pub struct Engine {
     /// The alert settings of each monitor of each instance, as [`Engine::monitor_alert`]
     /// resolved them (overrides, `$Target`): worked out at a monitor's first state change,
     /// forgotten whenever an instance is added, changed or removed (its properties, hosts
-    /// and groups decide them; the packs are the engine's own).
+    /// and groups decide them; the packs are the engine's own), and all at once past
+    /// [`MONITOR_ALERTS_KEPT`] (a few hundred bytes each).
     monitor_alerts: FastMap<(String, String), Option<Arc<crate::alerts::MonitorAlert>>>,
     /// The rollup monitors of each class, worked out when first needed.
     class_rollups: FastMap<String, Arc<ClassRollups>>,
@@ -922,6 +926,9 @@ impl Engine {
             return resolved.clone();
         }
         let resolved = self.resolve_monitor_alert(instance, monitor).map(Arc::new);
+        if self.monitor_alerts.len() >= MONITOR_ALERTS_KEPT {
+            self.monitor_alerts.clear();
+        }
         self.monitor_alerts.insert(key, resolved.clone());
         resolved
     }
