@@ -152,7 +152,7 @@ impl Inner {
             .map(|r| r.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// `wake` is notified from now on when records are appended to `tp`.
+    /// `wake` is notified from now on when records appended to `tp` are written out.
     fn listen(&self, tp: (Topic, i32), wake: &Arc<Notify>) {
         if let Some(mut readers) = self.readers(tp) {
             readers.push(wake.clone());
@@ -165,9 +165,9 @@ impl Inner {
         }
     }
 
-    /// Wakes the consumers reading `tp`. A consumer busy reading keeps the wake as a
-    /// permit and looks again before it waits.
-    fn appended(&self, tp: (Topic, i32)) {
+    /// Wakes the consumers reading `tp` (records appended to it were written out). A
+    /// consumer busy reading keeps the wake as a permit and looks again before it waits.
+    fn wake_readers(&self, tp: (Topic, i32)) {
         if let Some(readers) = self.readers(tp) {
             for r in readers.iter() {
                 r.notify_one();
@@ -252,7 +252,7 @@ impl Producer for EmbeddedProducer {
             counter.inc();
         }
         if announce {
-            self.inner.appended(tp);
+            self.inner.wake_readers(tp);
         }
         let delivery = Delivery {
             partition: record.partition,
@@ -264,7 +264,7 @@ impl Producer for EmbeddedProducer {
         let (log, inner) = (log.clone(), self.inner.clone());
         Ok(Box::pin(async move {
             if log.flush()? {
-                inner.appended(tp);
+                inner.wake_readers(tp);
             }
             Ok(delivery)
         }))
@@ -273,7 +273,7 @@ impl Producer for EmbeddedProducer {
     async fn flush(&self) -> Result<(), BusError> {
         for (tp, log) in &self.inner.logs {
             if log.flush()? {
-                self.inner.appended(*tp);
+                self.inner.wake_readers(*tp);
             }
         }
         Ok(())
@@ -296,7 +296,7 @@ struct EmbeddedConsumer {
     buffered: VecDeque<Message>,
     cursor: usize,
     seen: watch::Receiver<u64>,
-    /// Notified when records are appended to an owned partition.
+    /// Notified when records appended to an owned partition are written out.
     wake: Arc<Notify>,
     /// The group generation this member last synced at.
     synced: Option<u64>,
@@ -308,7 +308,8 @@ struct EmbeddedConsumer {
 }
 
 impl EmbeddedConsumer {
-    /// Starts reading `partition` of `topic` at `offset`: appends to it wake this consumer.
+    /// Starts reading `tp` at `offset`: records written to it from now on wake this
+    /// consumer.
     fn own(&mut self, tp: (Topic, i32), offset: i64) -> Result<(), BusError> {
         let log = self.inner.log(tp.0, tp.1)?.clone();
         if self.positions.insert(tp, (offset, log)).is_none() {
