@@ -405,23 +405,28 @@ impl EmbeddedConsumer {
         Ok(())
     }
 
-    /// Reads the next batch from the owned partitions, round robin.
+    /// Reads the next batch from the owned partitions, round robin: the first with records
+    /// to read from the one after the last read on.
     fn fill(&mut self) -> Result<(), BusError> {
         let n = self.positions.len();
-        for i in 0..n {
-            let idx = (self.cursor + i) % n;
-            let Some((_, (from, log))) = self.positions.iter_mut().nth(idx) else {
-                break;
-            };
-            if !log.has_from(*from) {
-                continue;
-            }
-            let batch = log.read(*from, READ_BATCH)?;
-            if let Some(last) = batch.last() {
-                *from = last.offset + 1;
-                self.buffered.extend(batch);
-                self.cursor = idx + 1;
-                return Ok(());
+        if n == 0 {
+            return Ok(());
+        }
+        let start = self.cursor % n;
+        // The partitions from `start` to the end, then those before it.
+        for (from_idx, to_idx) in [(start, n), (0, start)] {
+            let owned = self.positions.values_mut().enumerate();
+            for (idx, (from, log)) in owned.skip(from_idx).take(to_idx - from_idx) {
+                if !log.has_from(*from) {
+                    continue;
+                }
+                let batch = log.read(*from, READ_BATCH)?;
+                if let Some(last) = batch.last() {
+                    *from = last.offset + 1;
+                    self.buffered.extend(batch);
+                    self.cursor = idx + 1;
+                    return Ok(());
+                }
             }
         }
         Ok(())
@@ -634,6 +639,54 @@ mod tests {
 
     fn listeners(bus: &EmbeddedBus, tp: (Topic, i32)) -> usize {
         bus.inner.readers(tp).map_or(0, |r| r.len())
+    }
+
+    /// A reader of several partitions takes a batch from each in turn, and skips those
+    /// with nothing new.
+    #[tokio::test]
+    async fn a_reader_takes_its_partitions_in_turn() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bus = open_bus(dir.path());
+        let producer = bus.producer().expect("producer");
+        let n = READ_BATCH + 10;
+        for partition in [0, 2] {
+            for i in 0..n {
+                producer
+                    .send(OutboundRecord {
+                        topic: Topic::Perf,
+                        partition,
+                        key: None,
+                        value: Some(i.to_string().into_bytes()),
+                        timestamp_ms: 1,
+                    })
+                    .await
+                    .expect("send");
+            }
+        }
+        let mut reader = bus
+            .reader(&[
+                (Topic::Perf, 0, 0),
+                (Topic::Perf, 1, 0),
+                (Topic::Perf, 2, 0),
+            ])
+            .expect("reader");
+        let mut order = Vec::new();
+        while order.len() < 2 * n {
+            match reader.next().await.expect("next") {
+                ConsumerEvent::Message(m) => order.push(m.partition),
+                ConsumerEvent::Assigned(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let runs: Vec<(i32, usize)> = order
+            .chunk_by(|a, b| a == b)
+            .map(|r| (r[0], r.len()))
+            .collect();
+        assert_eq!(
+            runs,
+            vec![(0, READ_BATCH), (2, READ_BATCH), (0, 10), (2, 10)],
+            "a batch from each partition in turn"
+        );
     }
 
     #[tokio::test]
