@@ -492,17 +492,25 @@ impl StoreBatch {
 
     /// Stages a put.
     pub fn put(&mut self, cf: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let i = self.store.cf_index(cf)?;
-        self.staged_bytes += key.len() + value.len();
-        self.writes[i].insert(key.to_vec(), Some(value.to_vec()));
-        Ok(())
+        self.set(cf, key.to_vec(), Some(value.to_vec()))
     }
 
     /// Stages a delete.
     pub fn delete(&mut self, cf: &str, key: &[u8]) -> Result<(), StoreError> {
+        self.set(cf, key.to_vec(), None)
+    }
+
+    /// Stages a put (`Some`) or a delete (`None`) of bytes the caller hands over (a value
+    /// made to be stored is not copied again).
+    pub fn set(
+        &mut self,
+        cf: &str,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
         let i = self.store.cf_index(cf)?;
-        self.staged_bytes += key.len();
-        self.writes[i].insert(key.to_vec(), None);
+        self.staged_bytes += key.len() + value.as_ref().map_or(0, Vec::len);
+        self.writes[i].insert(key, value);
         Ok(())
     }
 

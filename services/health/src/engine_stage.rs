@@ -234,10 +234,10 @@ fn keep_alert(
     };
     use healthstream_engine::alerts::{Source, CLOSED};
     use healthstream_model::pack::{Priority, Severity};
-    batch.put(
+    batch.set(
         ALERTS_CF,
-        &KeyWriter::new(ALERT_PREFIX).str(&a.id).finish(),
-        &encode_compact(a)?,
+        KeyWriter::new(ALERT_PREFIX).str(&a.id).finish(),
+        Some(encode_compact(a)?),
     )?;
     let open_key = match a.source {
         Source::Monitor => KeyWriter::new(OPEN_ALERT_PREFIX)
@@ -1967,11 +1967,8 @@ impl Processor for HealthStage {
         }
         let mut kept = self.engine.take_kept();
         for ((instance, monitor), saved) in kept.monitors {
-            let key = state_key(&instance, &monitor);
-            match saved {
-                Some(s) => batch.put(STATE_CF, &key, &encode_compact(&s)?)?,
-                None => batch.delete(STATE_CF, &key)?,
-            }
+            let value = saved.map(|s| encode_compact(&s)).transpose()?;
+            batch.set(STATE_CF, state_key(&instance, &monitor), value)?;
         }
         for (key, root_host) in self.legacy_units.drain(..) {
             batch.delete(STATE_CF, &key)?;

@@ -88,8 +88,8 @@ impl SealedHosts {
         budget: usize,
         mut value: impl FnMut(&str) -> Option<Write>,
     ) -> Result<bool, StoreError> {
-        for w in self.taken.drain(..) {
-            put(batch, &w)?;
+        for (cf, key, value) in self.taken.drain(..) {
+            batch.set(cf, key, value)?;
         }
         let mut written = 0;
         while written < budget {
@@ -98,8 +98,8 @@ impl SealedHosts {
             };
             // A host taken since the seal was written with what was taken.
             if self.sealing.remove(&host) {
-                if let Some(w) = value(&host) {
-                    put(batch, &w)?;
+                if let Some((cf, key, value)) = value(&host) {
+                    batch.set(cf, key, value)?;
                 }
                 written += 1;
             }
@@ -133,8 +133,8 @@ impl SealedHosts {
             put(batch, w)?;
         }
         for host in std::mem::take(&mut self.changed) {
-            if let Some(w) = value(&host) {
-                put(batch, &w)?;
+            if let Some((cf, key, value)) = value(&host) {
+                batch.set(cf, key, value)?;
             }
         }
         Ok(())
