@@ -1661,8 +1661,8 @@ impl Engine {
         samples: impl IntoIterator<Item = Sample<'s>>,
     ) -> Vec<StateChange> {
         let mut out = Vec::new();
-        // The instances whose unit monitors changed (with the first change's time and
-        // cause), their rollups recomputed once when the batch is through.
+        // The instances whose unit monitors changed (with the time and cause of the
+        // change), their rollups recomputed once when the batch is through.
         let mut changed: Vec<(String, i64, String)> = Vec::new();
         let mut rule_targets: Vec<Handle> = Vec::new();
         // The root host's indexes, held for the batch (the copies change, not the indexes).
@@ -1797,14 +1797,12 @@ impl Engine {
                             kind: CauseKind::Sample,
                             cause: cause.clone(),
                         });
-                        if !changed.iter().any(|(c, _, _)| c == i) {
-                            changed.push((i.clone(), s.time, format!("{m}: {cause}")));
-                        }
+                        changed.push((i.clone(), s.time, format!("{m}: {cause}")));
                     }
                 }
             }
         }
-        out.extend(self.propagate_once(&changed));
+        out.extend(self.propagate_kind(&changed, CauseKind::Rollup));
         if layout.index.is_some() {
             match self.layouts.get_mut(root) {
                 Some(l) => *l = layout,
@@ -1893,13 +1891,11 @@ impl Engine {
                         kind: CauseKind::Event,
                         cause: event_summary(fields),
                     });
-                    if !changed.iter().any(|(c, _, _)| *c == key.0) {
-                        changed.push((key.0.clone(), time, format!("{}: event", key.1)));
-                    }
+                    changed.push((key.0.clone(), time, format!("{}: event", key.1)));
                 }
             }
         }
-        out.extend(self.propagate_once(&changed));
+        out.extend(self.propagate_kind(&changed, CauseKind::Rollup));
         out
     }
 
@@ -2152,12 +2148,8 @@ impl Engine {
             &[],
         );
         if let Some(h) = host {
-            out.extend(self.propagate_kind(
-                &h,
-                time,
-                &format!("{id} entered maintenance"),
-                CauseKind::Maintenance,
-            ));
+            let cause = format!("{id} entered maintenance");
+            out.extend(self.propagate_kind(&[(h, time, cause)], CauseKind::Maintenance));
         }
         Ok(out)
     }
@@ -2287,7 +2279,7 @@ impl Engine {
         let flags = self.flags(&ids, time, CauseKind::Maintenance, &cause, &out);
         out.extend(flags);
         if let Some(h) = self.instances.get(id).and_then(|i| i.host_id.clone()) {
-            out.extend(self.propagate_kind(&h, time, &cause, CauseKind::Maintenance));
+            out.extend(self.propagate_kind(&[(h.as_str(), time, &cause)], CauseKind::Maintenance));
         }
         Ok(out)
     }
@@ -2360,54 +2352,40 @@ impl Engine {
     }
 
     /// Recompute the rollups of an instance and of its hosts, one pass, bottom up.
-    /// The changes of one input's unit monitors, up the chains of `changed` (instance, time
-    /// and cause of its first change) in one pass: each instance on the way is recomputed
-    /// once, deeper ones first, so that a rollup changes at most once per input however many
-    /// of the monitors below it changed (a sample that turns a filesystem's free space
-    /// critical and its fill rate warning changes its entity health once, not twice).
-    fn propagate_once(&mut self, changed: &[(String, i64, String)]) -> Vec<StateChange> {
-        if let [(id, time, cause)] = changed {
-            return self.propagate(id, *time, cause);
-        }
+    fn propagate(&mut self, id: &str, time: i64, cause: &str) -> Vec<StateChange> {
+        self.propagate_kind(&[(id, time, cause)], CauseKind::Rollup)
+    }
+
+    /// The rollups above the instances of `changed` (each with the time and cause of its
+    /// first change in one input), in one pass: every instance on their chains is
+    /// recomputed once, deeper ones first (in the order reached within a depth), so that a
+    /// rollup changes at most once per input however many of the monitors below it changed
+    /// (a sample that turns a filesystem's free space critical and its fill rate warning
+    /// changes its entity health once, not twice). Instances in maintenance keep their
+    /// rollup states; `kind` is the kind of cause recorded.
+    fn propagate_kind<S: AsRef<str>>(
+        &mut self,
+        changed: &[(S, i64, S)],
+        kind: CauseKind,
+    ) -> Vec<StateChange> {
         // (depth below the root, instance, time, cause), in the order first reached.
         let mut todo: Vec<(usize, String, i64, &str)> = Vec::new();
         for (id, time, cause) in changed {
-            let chain: Vec<String> = self.chain(id).iter().map(|i| i.id.clone()).collect();
+            let chain: Vec<String> = self
+                .chain(id.as_ref())
+                .iter()
+                .map(|i| i.id.clone())
+                .collect();
             let depth = chain.len();
             for (up, i) in chain.into_iter().enumerate() {
                 if !todo.iter().any(|(_, t, _, _)| *t == i) {
-                    todo.push((depth - up, i, *time, cause));
+                    todo.push((depth - up, i, *time, cause.as_ref()));
                 }
             }
         }
-        // Stable: deeper first, and in the order reached within a depth.
         todo.sort_by_key(|t| std::cmp::Reverse(t.0));
         let mut out = Vec::new();
         for (_, i, time, cause) in todo {
-            if self.in_maintenance(&i).is_some() {
-                continue;
-            }
-            out.extend(self.recompute(&i, time, cause, CauseKind::Rollup));
-        }
-        out
-    }
-
-    fn propagate(&mut self, id: &str, time: i64, cause: &str) -> Vec<StateChange> {
-        self.propagate_kind(id, time, cause, CauseKind::Rollup)
-    }
-
-    /// [`Engine::propagate`] with the kind of cause to record; instances in maintenance
-    /// keep their rollup states.
-    fn propagate_kind(
-        &mut self,
-        id: &str,
-        time: i64,
-        cause: &str,
-        kind: CauseKind,
-    ) -> Vec<StateChange> {
-        let mut out = Vec::new();
-        let ids: Vec<String> = self.chain(id).iter().map(|i| i.id.clone()).collect();
-        for i in ids {
             if self.in_maintenance(&i).is_some() {
                 continue;
             }
