@@ -167,8 +167,9 @@ struct Copy {
     dirty: bool,
 }
 
-/// Monitors' resolved alert settings kept at most (see `Engine::monitor_alerts`).
-const MONITOR_ALERTS_KEPT: usize = 1 << 16;
+/// Instances whose monitors' resolved alert settings are kept at most (see
+/// `Engine::monitor_alerts`).
+const MONITOR_ALERTS_KEPT: usize = 1 << 15;
 
 /// The engine of one partition.
 pub struct Engine {
@@ -246,8 +247,8 @@ pub struct Engine {
     /// resolved them (overrides, `$Target`): worked out at a monitor's first state change,
     /// forgotten whenever an instance is added, changed or removed (its properties, hosts
     /// and groups decide them; the packs are the engine's own), and all at once past
-    /// [`MONITOR_ALERTS_KEPT`] (a few hundred bytes each).
-    monitor_alerts: FastMap<(String, String), Option<Arc<crate::alerts::MonitorAlert>>>,
+    /// [`MONITOR_ALERTS_KEPT`] instances (a few hundred bytes a monitor).
+    monitor_alerts: PairMap<Option<Arc<crate::alerts::MonitorAlert>>>,
     /// The rollup monitors of each class, worked out when first needed.
     class_rollups: FastMap<String, Arc<ClassRollups>>,
     /// The unit monitors targeting each class, read once per set of packs (see
@@ -658,7 +659,7 @@ impl Engine {
             external: BTreeMap::new(),
             member_counts: FastMap::default(),
             hosting_counts: FastMap::default(),
-            monitor_alerts: FastMap::default(),
+            monitor_alerts: PairMap::default(),
             class_rollups: FastMap::default(),
             class_monitors: FastMap::default(),
             initial: Vec::new(),
@@ -917,19 +918,19 @@ impl Engine {
         instance: &str,
         monitor: &str,
     ) -> Option<Arc<crate::alerts::MonitorAlert>> {
-        // Most state changes are of monitors without alerts: no key is made for them.
+        // Most state changes are of monitors without alerts.
         if !matches!(self.alert_settings.get(monitor), Some(Some(_))) {
             return None;
         }
-        let key = (instance.to_string(), monitor.to_string());
-        if let Some(resolved) = self.monitor_alerts.get(&key) {
+        if let Some(resolved) = self.monitor_alerts.get(instance, monitor) {
             return resolved.clone();
         }
         let resolved = self.resolve_monitor_alert(instance, monitor).map(Arc::new);
-        if self.monitor_alerts.len() >= MONITOR_ALERTS_KEPT {
+        if self.monitor_alerts.instances() >= MONITOR_ALERTS_KEPT {
             self.monitor_alerts.clear();
         }
-        self.monitor_alerts.insert(key, resolved.clone());
+        self.monitor_alerts
+            .insert(instance, monitor, resolved.clone());
         resolved
     }
 

@@ -48,6 +48,15 @@ impl<V> PairMap<V> {
         self.get(instance, workflow).is_some()
     }
 
+    /// How many instances have a value.
+    pub fn instances(&self) -> usize {
+        self.by_instance.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.by_instance.clear();
+    }
+
     /// Inserts, returning the value it replaces.
     pub fn insert(&mut self, instance: &str, workflow: &str, value: V) -> Option<V> {
         let workflows = match self.by_instance.get_mut(instance) {
