@@ -62,17 +62,13 @@ fn changes(out: &[StateChange]) -> Vec<(String, String, Health)> {
         .collect()
 }
 
+/// The computer `web`, with `props`.
+fn computer(props: &[(&str, &str)]) -> Instance {
+    inst("web", "Linux.Computer", None, props, &[])
+}
+
 fn host(e: &mut Engine) {
-    e.upsert(
-        inst(
-            "web",
-            "Linux.Computer",
-            None,
-            &[("PrincipalName", "web-01")],
-            &[],
-        ),
-        0,
-    );
+    e.upsert(computer(&[("PrincipalName", "web-01")]), 0);
     e.upsert(root_fs(&[]), 0);
 }
 
@@ -1043,13 +1039,7 @@ fn a_rule_copy_rebuilt_keeps_its_window() {
     }
     assert!(fired(&mut e).is_empty());
     e.upsert(
-        inst(
-            "web",
-            "Linux.Computer",
-            None,
-            &[("PrincipalName", "web-01"), ("Kernel", "6.1")],
-            &[],
-        ),
+        computer(&[("PrincipalName", "web-01"), ("Kernel", "6.1")]),
         3_500,
     );
     e.event("web-01", &segfault, 4_000);
@@ -1105,8 +1095,8 @@ fn a_batch_like_the_last_one_reaches_the_copies_of_now() {
 
 /// An aggregate and a unit monitor raise the alert their pack defines for them, with
 /// `$Target$` filled and overrides applied, filled again when a host's properties change;
-/// an aggregate without alert settings, and an id no pack defines, raise none. (A dependency monitor's alert: the health service's
-/// container tests.)
+/// an aggregate without alert settings, and an id no pack defines, raise none. (A
+/// dependency monitor's alert: the health service's container tests.)
 #[test]
 fn alert_settings_of_every_kind_of_monitor() {
     let mut e = engine(
@@ -1151,16 +1141,7 @@ context = "Linux.Computer"
         .expect("the unit monitor's alert");
     assert_eq!(fs.name, "Filesystem / on web-01 is running out of space");
     // The host is renamed: what was resolved before is not kept, for it or what it hosts.
-    e.upsert(
-        inst(
-            "web",
-            "Linux.Computer",
-            None,
-            &[("PrincipalName", "web-02")],
-            &[],
-        ),
-        1,
-    );
+    e.upsert(computer(&[("PrincipalName", "web-02")]), 1);
     let disks = e.monitor_alert("web", "Test.Disks").expect("still raised");
     assert_eq!(disks.name, "Disks of web-02");
     let fs = e
