@@ -114,7 +114,8 @@ pub(crate) struct PartitionLog {
     path: PathBuf,
     read: File,
     state: Mutex<State>,
-    /// The offset the next record will get, readable without the lock.
+    /// The offset the next record will get (`State::next_offset`, published after each
+    /// append), readable without the lock.
     end: AtomicI64,
     sync_writes: bool,
 }
@@ -276,15 +277,10 @@ impl PartitionLog {
         Ok(st.announce())
     }
 
-    /// Whether there are records at or after `offset` (without taking the lock: a reader
-    /// looks at every partition it owns for each batch it reads).
-    pub(crate) fn has_from(&self, offset: i64) -> bool {
-        self.end.load(Ordering::Acquire) > offset
-    }
-
-    /// The offset the next record will get.
+    /// The offset the next record will get (without taking the lock: a reader looks at
+    /// every partition it owns for each batch it reads).
     pub(crate) fn end_offset(&self) -> i64 {
-        self.lock().next_offset
+        self.end.load(Ordering::Acquire)
     }
 
     /// Writes what was appended to the file, and the file to disk.
@@ -298,9 +294,6 @@ impl PartitionLog {
     pub(crate) fn read(&self, from: i64, max: usize) -> Result<Vec<Message>, BusError> {
         let entries: Vec<Entry> = {
             let mut st = self.lock();
-            if from >= st.next_offset {
-                return Ok(Vec::new());
-            }
             let start = find(&st.index, from);
             let mut end = start;
             let mut bytes = 0u64;

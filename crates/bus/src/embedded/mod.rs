@@ -417,7 +417,7 @@ impl EmbeddedConsumer {
         for (from_idx, to_idx) in [(start, n), (0, start)] {
             let owned = self.positions.values_mut().enumerate();
             for (idx, (from, log)) in owned.skip(from_idx).take(to_idx - from_idx) {
-                if !log.has_from(*from) {
+                if log.end_offset() <= *from {
                     continue;
                 }
                 let batch = log.read(*from, READ_BATCH)?;
@@ -576,15 +576,6 @@ impl Bus for EmbeddedBus {
     }
 
     fn reader(&self, partitions: &[(Topic, i32, i64)]) -> Result<Box<dyn Consumer>, BusError> {
-        let mut assignments = Vec::new();
-        for (t, p, o) in partitions {
-            self.inner.log(*t, *p)?;
-            assignments.push(Assignment {
-                topic: *t,
-                partition: *p,
-                start: Some((*o).max(0)),
-            });
-        }
         let mut reader = EmbeddedConsumer {
             inner: self.inner.clone(),
             membership: Membership::Fixed,
@@ -599,8 +590,15 @@ impl Bus for EmbeddedBus {
             release: false,
             consumed: Vec::new(),
         };
-        for a in &assignments {
-            reader.own((a.topic, a.partition), a.start.unwrap_or(0))?;
+        let mut assignments = Vec::with_capacity(partitions.len());
+        for &(topic, partition, offset) in partitions {
+            let start = offset.max(0);
+            reader.own((topic, partition), start)?;
+            assignments.push(Assignment {
+                topic,
+                partition,
+                start: Some(start),
+            });
         }
         reader
             .pending
@@ -746,12 +744,7 @@ mod tests {
     #[test]
     fn members_of_one_group_commit_at_once_and_the_latest_positions_win() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let topology = Topology::load(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topologies/embedded.toml"),
-        )
-        .expect("topology");
-        let bus =
-            EmbeddedBus::open(dir.path(), &topology, EmbeddedOptions::default()).expect("bus");
+        let bus = open_bus(dir.path());
         let members: Vec<Box<dyn Consumer>> = (0..2)
             .map(|_| {
                 bus.consumer("g", &[Topic::Perf], Arc::new(NoOffsets))
