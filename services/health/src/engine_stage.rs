@@ -27,9 +27,7 @@ use healthstream_store::{KeyReader, KeyWriter, StateRead, Store, StoreBatch, Sto
 use crate::kept::{decode_host_units, encode_host_units};
 use crate::perf::{store_latest, LatestCache};
 use crate::sealed::{self, SealedHosts};
-
-/// A map keyed by instance or host names, with a fast hash seeded per process.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+use crate::FastMap;
 
 /// The engine's instances: (partition, instance id) -> [`Instance`].
 const INSTANCES_CF: &str = "engine_instance";

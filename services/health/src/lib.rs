@@ -25,3 +25,8 @@ pub use engine_stage::{
 pub use grooming::groom_periodically;
 pub use operations::{operations_router, operations_router_waiting};
 pub use perf::{latest_samples, LatestSample, PerfStage, PERF_CFS};
+
+/// Maps and sets keyed by instance or host names, with a fast hash seeded per process (a
+/// fleet's names share long prefixes: ordered maps compare them byte by byte).
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::metrics;
 use crate::sealed::{self, SealedHosts};
 use crate::wire::{index_in, put_var, put_vstr, Cursor};
+use crate::FastMap;
 
 /// Column family of the latest sample per counter.
 const LATEST_CF: &str = "perf_latest";
@@ -333,9 +334,6 @@ pub fn latest_samples(
         .collect())
 }
 
-/// Hosts' latest samples by root host.
-type HostsLatest = std::collections::HashMap<String, HostLatest, foldhash::fast::RandomState>;
-
 /// The latest samples of the hosts written lately, so that a batch does not read its host's
 /// samples back from the store, and a host's samples are written once per checkpoint
 /// however many batches changed them (see `sealed`). Bounded: past `LatestCache::BOUND`
@@ -343,7 +341,7 @@ type HostsLatest = std::collections::HashMap<String, HostLatest, foldhash::fast:
 /// move (another replica may have written them in between).
 #[derive(Default)]
 pub struct LatestCache {
-    hosts: HostsLatest,
+    hosts: FastMap<String, HostLatest>,
     counters: usize,
     written: SealedHosts,
 }
@@ -360,7 +358,7 @@ impl LatestCache {
     }
 
     /// The samples of `root` as they are now, to write.
-    fn value(hosts: &HostsLatest, root: &str) -> Option<sealed::Write> {
+    fn value(hosts: &FastMap<String, HostLatest>, root: &str) -> Option<sealed::Write> {
         let latest = hosts.get(root)?;
         Some((LATEST_CF, host_key(root), Some(encode_host(latest))))
     }

@@ -7,31 +7,19 @@
 //! an input about to change a host not yet written has it written first, as it was at the
 //! seal (copy on write), so that the checkpoint holds exactly the state its offsets reflect.
 
-use std::collections::HashSet;
-
 use healthstream_store::{StoreBatch, StoreError};
 
-/// Host names, hashed (the names of a fleet share long prefixes: ordered sets compared
-/// them byte by byte at every input).
-type Hosts = HashSet<String, foldhash::fast::RandomState>;
+use crate::FastSet;
 
 /// A write of a host's value: column family, key, value (`None`: delete).
 pub(crate) type Write = (&'static str, Vec<u8>, Option<Vec<u8>>);
 
-/// Stages a write in `batch`.
-pub(crate) fn put(batch: &mut StoreBatch, (cf, key, value): &Write) -> Result<(), StoreError> {
-    match value {
-        Some(v) => batch.put(cf, key, v),
-        None => batch.delete(cf, key),
-    }
-}
-
 #[derive(Default)]
 pub(crate) struct SealedHosts {
     /// Hosts changed since the last seal.
-    changed: Hosts,
+    changed: FastSet<String>,
     /// Hosts of the sealed checkpoint not yet written.
-    sealing: Hosts,
+    sealing: FastSet<String>,
     /// The sealed hosts in the order they are written (those taken since are skipped).
     queue: Vec<String>,
     /// Values of the sealed checkpoint taken before their host changed again.
@@ -129,8 +117,8 @@ impl SealedHosts {
         mut value: impl FnMut(&str) -> Option<Write>,
     ) -> Result<(), StoreError> {
         self.take_all(&mut value);
-        for w in &self.taken {
-            put(batch, w)?;
+        for (cf, key, value) in &self.taken {
+            batch.set(cf, key.clone(), value.clone())?;
         }
         for host in std::mem::take(&mut self.changed) {
             if let Some((cf, key, value)) = value(&host) {
