@@ -8,10 +8,10 @@
 //! (a different 1% each round, so states really change, roll up, alert and run their
 //! diagnostics). Measured: samples per second from the first post to the last sample
 //! applied by the health processor, the process's CPU seconds per million samples over
-//! the same span (request bodies are built beforehand), and the same without the thread
-//! that sends the requests (the load, as collectors are other processes), and the latency
-//! from a crossing value's time to its state-change event being durable on the state
-//! topic (p50, p99).
+//! the same span (request bodies are built beforehand), and the same without the threads
+//! that send the requests (the load, as collectors are other processes) and read the state
+//! changes (the observer, as a downstream consumer would), and the latency from a crossing
+//! value's time to its state-change event being durable on the state topic (p50, p99).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -99,11 +99,6 @@ async fn observe(reader: &mut dyn Consumer, latencies: &Mutex<Vec<i64>>, stop: &
             }
         }
     }
-}
-
-/// CPU seconds used by the calling thread so far (user + system).
-fn thread_cpu_seconds() -> f64 {
-    cpu_seconds_of("/proc/thread-self/stat")
 }
 
 /// The statistics file of the calling thread, readable from any thread of the process.
@@ -466,12 +461,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         std::thread::Builder::new()
             .name("bench-sender".into())
             .spawn(move || -> anyhow::Result<f64> {
-                let cpu_start = thread_cpu_seconds();
+                let stat = thread_stat_path();
+                let cpu_start = cpu_seconds_of(&stat);
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
                 rt.block_on(send_rounds(rounds, url, rate, concurrency, per_request, t0))?;
-                Ok(thread_cpu_seconds() - cpu_start)
+                Ok(cpu_seconds_of(&stat) - cpu_start)
             })?
     };
     let sender_cpu = tokio::task::spawn_blocking(move || sender.join())
