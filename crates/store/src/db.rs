@@ -364,25 +364,23 @@ impl Store {
             .sum();
         let mut out = WriteBatch::with_capacity_bytes(room);
         for batch in batches {
-            for (name, cf_writes) in self.cfs.iter().zip(&batch.writes) {
-                if cf_writes.is_empty() {
+            // Per column family, the map's writes, then the appends.
+            let per_cf = batch.writes.iter().zip(&batch.appends);
+            for (name, (cf_writes, appends)) in self.cfs.iter().zip(per_cf) {
+                if cf_writes.is_empty() && appends.is_empty() {
                     continue;
                 }
                 let handle = self.cf(name)?;
-                for (key, value) in cf_writes {
+                let appended = appends.iter().map(|(k, v)| (k, Some(v)));
+                for (key, value) in cf_writes
+                    .iter()
+                    .map(|(k, v)| (k, v.as_ref()))
+                    .chain(appended)
+                {
                     match value {
                         Some(v) => out.put_cf(&handle, key, v),
                         None => out.delete_cf(&handle, key),
                     }
-                }
-            }
-            for (name, appends) in self.cfs.iter().zip(&batch.appends) {
-                if appends.is_empty() {
-                    continue;
-                }
-                let handle = self.cf(name)?;
-                for (key, value) in appends {
-                    out.put_cf(&handle, key, value);
                 }
             }
             if !batch.offsets.is_empty() {
@@ -516,9 +514,9 @@ impl StoreBatch {
 
     /// Stages a put of a key that nothing else in this batch (or its base) writes, such as
     /// an entry of an append-only log: it skips the ordered map that keeps a key's last
-    /// write, and is stored after the batch's other writes. Reads through the batch still
-    /// see it (a read of the column family scans its appends: they are meant for keys
-    /// rarely read back before they are stored).
+    /// write, and is stored after the map's writes of its column family. Reads through the
+    /// batch still see it (a read of the column family scans its appends: they are meant
+    /// for keys rarely read back before they are stored).
     pub fn append(&mut self, cf: &str, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
         let i = self.store.cf_index(cf)?;
         self.staged_bytes += key.len() + value.len();
