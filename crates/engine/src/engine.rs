@@ -432,7 +432,12 @@ fn counter_key(buf: &mut String, object: &str, counter: &str) {
 /// object and counter are compared with the previous sample's for every sample; the
 /// library comparison is a call per string).
 fn same_name(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
+    same_name_bytes(a.as_bytes(), b)
+}
+
+/// [`same_name`] of stored bytes and a name.
+fn same_name_bytes(a: &[u8], b: &str) -> bool {
+    let b = b.as_bytes();
     if a.len() != b.len() {
         return false;
     }
@@ -479,38 +484,63 @@ impl<'i, 's, T> CounterCursor<'i, 's, T> {
     }
 }
 
-/// A root host's last perf batch: for each place, the sample's names and the copies it
-/// reached, valid while the host's index is the one it was made with.
+/// A root host's last perf batch: the names of its samples in order and, for each place,
+/// the copies its sample reached; valid while the host's index is the one it was made
+/// with. Flat lists, so that a host's layout is a few runs of memory rather than four
+/// allocations per place (reading them was a cache miss per sample).
 #[derive(Default)]
 struct Layout {
     index: Option<Arc<PerfIndex<Handle>>>,
-    places: Vec<Place>,
-}
-
-#[derive(Default)]
-struct Place {
-    object: String,
-    counter: String,
-    instance: String,
+    /// Each place's object, counter and instance, each followed by [`NAME_END`].
+    names: Vec<u8>,
+    /// Per place: where its names end in `names` and its copies in `targets`.
+    ends: Vec<(usize, usize)>,
     targets: Vec<Handle>,
 }
 
-impl Place {
-    fn is(&self, s: &Sample<'_>) -> bool {
-        same_name(&self.instance, s.instance)
-            && same_name(&self.counter, s.counter)
-            && same_name(&self.object, s.object)
+/// Ends each name in [`Layout::names`]: a byte no UTF-8 text has.
+const NAME_END: u8 = 0xff;
+
+impl Layout {
+    /// The copies of the `place`-th sample `s` as the last batch had them, when its sample
+    /// there had the same names.
+    fn known(&self, place: usize, s: &Sample<'_>) -> Option<std::ops::Range<usize>> {
+        let &(names_end, targets_end) = self.ends.get(place)?;
+        let (names_start, targets_start) = match place {
+            0 => (0, 0),
+            p => self.ends[p - 1],
+        };
+        let mut names = &self.names[names_start..names_end];
+        for name in [s.object, s.counter, s.instance] {
+            let n = name.len();
+            if names.len() <= n || names[n] != NAME_END || !same_name_bytes(&names[..n], name) {
+                return None;
+            }
+            names = &names[n + 1..];
+        }
+        names.is_empty().then_some(targets_start..targets_end)
     }
 
-    fn set(&mut self, s: &Sample<'_>) {
-        for (name, of) in [
-            (&mut self.object, s.object),
-            (&mut self.counter, s.counter),
-            (&mut self.instance, s.instance),
-        ] {
-            name.clear();
-            name.push_str(of);
+    /// Forgets the places from `place` on.
+    fn truncate(&mut self, place: usize) {
+        if place < self.ends.len() {
+            let (names, targets) = match place {
+                0 => (0, 0),
+                p => self.ends[p - 1],
+            };
+            self.names.truncate(names);
+            self.targets.truncate(targets);
+            self.ends.truncate(place);
         }
+    }
+
+    /// Adds the next place, of sample `s`, whose copies were pushed on `targets`.
+    fn push(&mut self, s: &Sample<'_>) {
+        for name in [s.object, s.counter, s.instance] {
+            self.names.extend_from_slice(name.as_bytes());
+            self.names.push(NAME_END);
+        }
+        self.ends.push((self.names.len(), self.targets.len()));
     }
 }
 
@@ -1666,6 +1696,7 @@ impl Engine {
         // change), their rollups recomputed once when the batch is through.
         let mut changed: Vec<(String, i64, String)> = Vec::new();
         let mut rule_targets: Vec<Handle> = Vec::new();
+        let mut found: Vec<Handle> = Vec::new();
         // The root host's indexes, held for the batch (the copies change, not the indexes).
         let rule_index = self.rule_perf_index.get(root).cloned();
         let monitor_index = self.perf_index.get(root).cloned();
@@ -1678,7 +1709,7 @@ impl Engine {
             }
             (Some(index), _) => Layout {
                 index: Some(index.clone()),
-                places: Vec::new(),
+                ..Layout::default()
             },
             (None, _) => Layout::default(),
         };
@@ -1712,27 +1743,29 @@ impl Engine {
                 continue;
             }
             // The copies of this place of the batch: as in the host's last batch when the
-            // sample there had the same names, else looked up (and kept for the next).
-            if layout.places.len() <= place {
-                layout.places.push(Place::default());
-            }
-            let at = &mut layout.places[place];
-            place += 1;
-            if !at.is(s) {
-                at.set(s);
-                at.targets.clear();
-                if let Some(counter) = monitor_counters.get(s) {
-                    if counter.targets(s.instance, &mut at.targets) {
-                        let copies = &self.copies;
-                        at.targets
-                            .sort_by_cached_key(|h| copies.at(*h).map(|(k, _)| k.clone()));
+            // sample there had the same names, else looked up (and kept for the next;
+            // the places after a changed one are looked up again too).
+            let targets = match layout.known(place, s) {
+                Some(range) => range,
+                None => {
+                    layout.truncate(place);
+                    let start = layout.targets.len();
+                    if let Some(counter) = monitor_counters.get(s) {
+                        if counter.targets(s.instance, &mut found) {
+                            let copies = &self.copies;
+                            found.sort_by_cached_key(|h| copies.at(*h).map(|(k, _)| k.clone()));
+                        }
+                        layout.targets.extend_from_slice(&found);
                     }
+                    layout.push(s);
+                    start..layout.targets.len()
                 }
-            }
-            if at.targets.is_empty() {
+            };
+            place += 1;
+            if targets.is_empty() {
                 continue;
             }
-            let targets = &at.targets;
+            let targets = &layout.targets[targets];
             let reading = if s.object == "Service" {
                 let on = s.value >= 0.5;
                 Held::Service(if s.counter == "Running" {

@@ -1049,8 +1049,9 @@ fn a_rule_copy_rebuilt_keeps_its_window() {
 }
 
 /// A host's batches are matched place by place with its last one: a copy made or removed
-/// between two batches of the same layout, and samples in another order, still reach
-/// exactly the copies that read them.
+/// between two batches of the same layout, samples in another order, names that differ
+/// only in where one ends, and batches of other lengths, still reach exactly the copies
+/// that read them.
 #[test]
 fn a_batch_like_the_last_one_reaches_the_copies_of_now() {
     const FREE: &str = "Linux.Monitor.FilesystemFreeSpace";
@@ -1091,6 +1092,28 @@ fn a_batch_like_the_last_one_reaches_the_copies_of_now() {
         "{out:?}"
     );
     assert_eq!(e.state("var-fs", FREE), Health::Uninitialized);
+    // The same letters with a name ending elsewhere are other names: they reach nobody
+    // (the root's copy stays healthy); a shorter batch, then a longer one, still reach
+    // the copies of each place.
+    let shifted = Sample {
+        object: "Filesystem%",
+        counter: " Free Space",
+        ..free("/", 4.0, 7)
+    };
+    let out = e.perf("web-01", &[shifted, free("/var", 4.0, 7)]);
+    assert!(out.is_empty(), "{out:?}");
+    let out = e.perf("web-01", &[free("/", 4.0, 8)]);
+    assert_eq!(
+        free_state(&out, "root-fs"),
+        Some(Health::Critical),
+        "{out:?}"
+    );
+    let out = e.perf("web-01", &[free("/", 4.0, 9), free("/", 50.0, 9)]);
+    assert_eq!(
+        free_state(&out, "root-fs"),
+        Some(Health::Healthy),
+        "{out:?}"
+    );
 }
 
 /// An aggregate and a unit monitor raise the alert their pack defines for them, with

@@ -78,8 +78,10 @@ struct Kept {
 /// without making its key or searching the ordered map.
 #[derive(Debug, Clone, Default)]
 struct HostLatest {
-    /// The samples with their keys, in the order they were first seen.
-    kept: Vec<(String, Kept)>,
+    /// The keys of the samples, one after the other (one run of memory per host).
+    keys: String,
+    /// The samples with where their keys are in `keys`, in the order they were first seen.
+    kept: Vec<((u32, u32), Kept)>,
     /// The places in `kept` in the order of their keys (the order they are stored in).
     order: Vec<usize>,
     /// The place in `kept` of each sample of the host's last batch, in batch order.
@@ -113,18 +115,21 @@ impl HostLatest {
         self.kept.len()
     }
 
+    /// The key of the `i`-th kept sample.
+    fn key(&self, i: usize) -> &str {
+        let (start, end) = self.kept[i].0;
+        &self.keys[start as usize..end as usize]
+    }
+
     /// In key order.
-    fn iter(&self) -> impl Iterator<Item = (&String, &Kept)> {
-        self.order.iter().map(|&i| {
-            let (k, e) = &self.kept[i];
-            (k, e)
-        })
+    fn iter(&self) -> impl Iterator<Item = (&str, &Kept)> {
+        self.order.iter().map(|&i| (self.key(i), &self.kept[i].1))
     }
 
     /// The place in `kept` of `key`, or where in `order` it would go.
     fn search(&self, key: &str) -> Result<usize, usize> {
         self.order
-            .binary_search_by(|&i| self.kept[i].0.as_str().cmp(key))
+            .binary_search_by(|&i| self.key(i).cmp(key))
             .map(|at| self.order[at])
     }
 
@@ -133,12 +138,14 @@ impl HostLatest {
         self.search(key).ok().map(|i| &self.kept[i].1)
     }
 
-    fn insert(&mut self, key: String, value: Kept) {
-        match self.search(&key) {
+    fn insert(&mut self, key: &str, value: Kept) {
+        match self.search(key) {
             Ok(i) => self.kept[i].1 = value,
             Err(at) => {
                 self.order.insert(at, self.kept.len());
-                self.kept.push((key, value));
+                let start = self.keys.len() as u32;
+                self.keys.push_str(key);
+                self.kept.push(((start, self.keys.len() as u32), value));
             }
         }
     }
@@ -148,9 +155,7 @@ impl HostLatest {
     /// Records the place found as the layout's.
     fn find(&mut self, at: usize, s: &SampleView<'_>, buf: &mut String) -> Option<&mut Kept> {
         let known = self.layout.get(at).copied().filter(|&i| {
-            self.kept
-                .get(i)
-                .is_some_and(|(k, _)| same_names(k, &s.object, &s.counter, &s.instance))
+            i < self.kept.len() && same_names(self.key(i), &s.object, &s.counter, &s.instance)
         });
         let place = match known {
             Some(i) => i,
@@ -165,7 +170,7 @@ impl HostLatest {
     }
 
     /// Adds the sample of `key` (made by [`counter_key`]), the `at`-th of its batch.
-    fn add(&mut self, at: usize, key: String, value: Kept) {
+    fn add(&mut self, at: usize, key: &str, value: Kept) {
         let i = self.kept.len();
         self.insert(key, value);
         self.set_layout(at, i);
@@ -213,7 +218,7 @@ fn encode_host(latest: &HostLatest) -> Vec<u8> {
     let mut entries = Vec::with_capacity(latest.len());
     for (k, e) in latest.iter() {
         // Keys are made by `counter_key`: "object\0counter\0instance".
-        let (pair, instance) = k.rsplit_once('\0').unwrap_or((k.as_str(), ""));
+        let (pair, instance) = k.rsplit_once('\0').unwrap_or((k, ""));
         let p = index_in(&mut pairs, pair);
         let src = index_in(&mut sources, (&*e.collector, e.partition, e.offset));
         entries.push((p, instance, e.time, e.value, src));
@@ -270,7 +275,7 @@ fn decode_host(v: &[u8]) -> Result<HostLatest, String> {
         let value = c.f64()?;
         let (collector, partition, offset) = c.index(&sources, "source")?;
         out.insert(
-            format!("{pair}\0{instance}"),
+            &format!("{pair}\0{instance}"),
             Kept {
                 time,
                 value,
@@ -297,7 +302,7 @@ fn decode_host_v1(mut c: Cursor<'_>) -> Result<HostLatest, String> {
             offset: c.i64()?,
             collector: c.string()?.into(),
         };
-        out.insert(key, kept);
+        out.insert(&key, kept);
     }
     Ok(out)
 }
@@ -438,7 +443,7 @@ pub fn store_latest(
             Some(old) => *old = fresh(s.time, s.value),
             None => {
                 // `find` made the key when it found none.
-                latest.add(at, buf.clone(), fresh(s.time, s.value));
+                latest.add(at, &buf, fresh(s.time, s.value));
             }
         }
         changed = true;
@@ -776,7 +781,7 @@ mod tests {
             let mut k = String::new();
             counter_key(&mut k, "Processor", name, "_Total");
             latest.insert(
-                k,
+                &k,
                 Kept {
                     time: i as i64,
                     value: -1.5 * i as f64,
@@ -872,7 +877,7 @@ mod tests {
             let mut k = String::new();
             counter_key(&mut k, "Filesystem", "% Free Space", &format!("/data{i}"));
             latest.insert(
-                k,
+                &k,
                 Kept {
                     time: 1_795_255_200_000,
                     value: 50.0 - f64::from(i),
