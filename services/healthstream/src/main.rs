@@ -10,10 +10,13 @@ mod wiring;
 use clap::Parser;
 
 /// The process allocates and frees many small values per record (decoded inputs, keys,
-/// outputs); mimalloc's per-thread free lists do that with less work than the system
-/// allocator, whose consolidation and chunk unlinking were a fifth of the pipeline's CPU.
+/// outputs), often on another thread than the one that made them (a stage's task moves
+/// between the runtime's threads; a checkpoint's batch is freed on a blocking thread).
+/// jemalloc does that with less work than the system allocator (whose consolidation and
+/// chunk unlinking were a fifth of the pipeline's CPU) and than mimalloc (whose collection
+/// of blocks freed by other threads was a tenth of it): see BENCHMARKS.md.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
