@@ -24,7 +24,7 @@ use healthstream_packfeed::Packs;
 use healthstream_stage::{Position, Processor, Rejection, StageError};
 use healthstream_store::{KeyReader, KeyWriter, StateRead, Store, StoreBatch, StoreError};
 
-use crate::kept::{decode_host_units, encode_host_units};
+use crate::kept::{decode_host_units, encode_host_units, health_at, health_byte};
 use crate::perf::{store_latest, LatestCache};
 use crate::sealed::{self, SealedHosts};
 use crate::FastMap;
@@ -374,7 +374,7 @@ pub fn state_history(
         Some(_) => store
             .scan_prefix_last(HISTORY_CF, &prefix, limit)?
             .iter()
-            .map(|(_, v)| decode(v))
+            .map(|(k, v)| decode_history(k, v))
             .collect(),
         // The instance's are by monitor, then time: put in time order (kept history is
         // bounded by its retention, see [`groom_history`]).
@@ -382,7 +382,7 @@ pub fn state_history(
             let mut all: Vec<HistoryEntry> = store
                 .scan_prefix(HISTORY_CF, &prefix)?
                 .iter()
-                .map(|(_, v)| decode(v))
+                .map(|(k, v)| decode_history(k, v))
                 .collect::<Result<_, _>>()?;
             all.sort_by_key(|e| e.time);
             let skip = all.len().saturating_sub(limit);
@@ -470,7 +470,7 @@ pub fn latest_changes(
     store
         .last_of_each(HISTORY_CF, &prefixes)?
         .into_iter()
-        .map(|e| e.map(|(_, v)| decode(&v)).transpose())
+        .map(|e| e.map(|(k, v)| decode_history(&k, &v)).transpose())
         .collect()
 }
 
@@ -573,6 +573,47 @@ fn history_key(instance: &str, monitor: &str, time: i64, at: Position, index: u3
         .i64(at.offset)
         .u32(index)
         .finish()
+}
+
+/// First byte of a history entry stored without what its key holds: then the old and the
+/// new health (a byte each, see [`crate::kept::health_byte`]) and the cause. (MessagePack,
+/// the form of earlier entries, never uses this byte.)
+const HISTORY_V2: u8 = 0xc1;
+
+/// A history entry's value: the monitor and time are in its key ([`history_key`]).
+fn encode_history(old: Health, new: Health, cause: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 + cause.len());
+    out.extend_from_slice(&[HISTORY_V2, health_byte(old), health_byte(new)]);
+    out.extend_from_slice(cause.as_bytes());
+    out
+}
+
+/// A history entry from its key and value (as [`encode_history`] wrote it, or whole in
+/// MessagePack as earlier builds did).
+fn decode_history(key: &[u8], value: &[u8]) -> Result<HistoryEntry, StoreError> {
+    let Some((&HISTORY_V2, rest)) = value.split_first() else {
+        return decode(value);
+    };
+    let bad = |what: String| StoreError::Corrupt(format!("history entry: {what}"));
+    let [old, new, cause @ ..] = rest else {
+        return Err(bad(format!("{} bytes, fewer than 3", value.len())));
+    };
+    let health = |b: u8, at: usize| {
+        health_at(b).ok_or_else(|| bad(format!("byte {at}: {b} is not a health state")))
+    };
+    let mut r = KeyReader::new(key, HISTORY_PREFIX).map_err(corrupt)?;
+    let _instance = r.str().map_err(corrupt)?;
+    let monitor_id = r.str().map_err(corrupt)?;
+    let time = r.i64().map_err(corrupt)?;
+    Ok(HistoryEntry {
+        monitor_id,
+        old: health(*old, 1)?,
+        new: health(*new, 2)?,
+        time,
+        cause: std::str::from_utf8(cause)
+            .map_err(|e| bad(format!("cause from byte 3: {e}")))?
+            .to_string(),
+    })
 }
 
 fn membership_key(rel: &str) -> Vec<u8> {
@@ -1409,17 +1450,7 @@ impl HealthStage {
             .unwrap_or_else(|| p.workflow_id.clone());
         let state = self.engine.state(&p.instance_id, &monitor);
         let hkey = history_key(&p.instance_id, &monitor, r.finished_at, at, u32::MAX);
-        batch.append(
-            HISTORY_CF,
-            hkey,
-            encode_compact(&HistoryEntry {
-                monitor_id: monitor.clone(),
-                old: state,
-                new: state,
-                time: r.finished_at,
-                cause: note.clone(),
-            })?,
-        )?;
+        batch.append(HISTORY_CF, hkey, encode_history(state, state, &note))?;
         let mut annotated = Vec::new();
         if let Some(aid) = &entry.alert_id {
             if let Some(a) = alert(&*batch, aid)? {
@@ -1982,14 +2013,7 @@ impl Processor for HealthStage {
         for (i, c) in changes.iter().enumerate() {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
             let hkey = history_key(&c.instance_id, &c.monitor_id, c.time, at, index);
-            let entry = HistoryEntry {
-                monitor_id: c.monitor_id.clone(),
-                old: c.old,
-                new: c.new,
-                time: c.time,
-                cause: c.cause.clone(),
-            };
-            batch.append(HISTORY_CF, hkey, encode_compact(&entry)?)?;
+            batch.append(HISTORY_CF, hkey, encode_history(c.old, c.new, &c.cause))?;
             let record = StateRecord {
                 id: at.output_id(self.name(), i),
                 root_host: root.clone(),
@@ -2202,8 +2226,8 @@ mod tests {
             .collect()
     }
 
-    /// History entries and alerts are written in the compact form; those an earlier build
-    /// wrote with field names read the same.
+    /// History entries are written without what their key holds, alerts in the compact
+    /// form; those earlier builds wrote (whole, with or without field names) read the same.
     #[test]
     fn history_and_alerts_read_back_from_the_compact_and_the_named_form() {
         use healthstream_engine::alerts::{Alert, Change, Source};
@@ -2247,9 +2271,10 @@ mod tests {
             timestamp_ms: 0,
         };
         let mut batch = store.batch();
-        let forms: [fn(&HistoryEntry) -> Vec<u8>; 2] = [
+        let forms: [fn(&HistoryEntry) -> Vec<u8>; 3] = [
             |e| encode(e).expect("named"),
             |e| encode_compact(e).expect("compact"),
+            |e| encode_history(e.old, e.new, &e.cause),
         ];
         for (t, form) in forms.iter().enumerate() {
             let key = history_key("fs", "M", t as i64, at(t as i64), 0);
@@ -2271,10 +2296,56 @@ mod tests {
         }
         store.write(batch).expect("write");
         let read = state_history(&store, "fs", Some("M"), 10).expect("history");
-        assert_eq!(read, vec![entry(0), entry(1)]);
+        assert_eq!(read, vec![entry(0), entry(1), entry(2)]);
+        let latest = latest_changes(&store, "fs", &["M"]).expect("latest");
+        assert_eq!(latest, vec![Some(entry(2))]);
+        let compact = encode_compact(&entry(2)).expect("compact");
+        let short = encode_history(Health::Healthy, Health::Critical, "value 2 below 5");
+        assert!(
+            short.len() * 2 < compact.len(),
+            "{} against {}",
+            short.len(),
+            compact.len()
+        );
         for id in ["named", "compact"] {
             assert_eq!(alert(&store, id).expect("reads"), Some(an_alert(id)));
         }
+    }
+
+    /// A history value that does not read says what is wrong and where.
+    #[test]
+    fn a_bad_history_value_says_what_is_wrong() {
+        let at = Position {
+            topic: Topic::Perf,
+            partition: 0,
+            offset: 7,
+            timestamp_ms: 0,
+        };
+        let key = history_key("fs", "M", 1_000, at, 0);
+        let good = encode_history(Health::Warning, Health::Healthy, "back");
+        let read = decode_history(&key, &good).expect("reads");
+        assert_eq!(
+            (read.monitor_id.as_str(), read.old, read.new, read.time),
+            ("M", Health::Warning, Health::Healthy, 1_000)
+        );
+        let cases: [(&[u8], &[u8], &str); 5] = [
+            (&key, &[HISTORY_V2, 1], "2 bytes, fewer than 3"),
+            (&key, &[HISTORY_V2, 9, 1], "byte 1: 9 is not a health state"),
+            (&key, &[HISTORY_V2, 1, 4], "byte 2: 4 is not a health state"),
+            (&key, &[HISTORY_V2, 1, 2, 0xff], "cause from byte 3"),
+            (&key[..6], &good, "key"),
+        ];
+        for (k, v, says) in cases {
+            match decode_history(k, v) {
+                Err(StoreError::Corrupt(m)) => assert!(m.contains(says), "{m:?} says {says:?}"),
+                other => panic!("{v:?}: {other:?}"),
+            }
+        }
+        // Neither form: MessagePack's error.
+        assert!(matches!(
+            decode_history(&key, &[0x93, 1]),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]

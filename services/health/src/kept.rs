@@ -29,6 +29,16 @@ const HEALTHS: [Health; 4] = [
     Health::Critical,
 ];
 
+/// The byte of a health state.
+pub(crate) fn health_byte(h: Health) -> u8 {
+    byte_of(&HEALTHS, &h)
+}
+
+/// The health state of a byte, if it is one.
+pub(crate) fn health_at(b: u8) -> Option<Health> {
+    HEALTHS.get(usize::from(b)).copied()
+}
+
 /// Service readings (not read yet, off, on) by their byte.
 const READINGS: [Option<bool>; 3] = [None, Some(false), Some(true)];
 
