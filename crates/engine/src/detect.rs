@@ -44,6 +44,17 @@ pub enum Memory {
     },
 }
 
+impl Memory {
+    /// A read of what is kept (the first value of a window, which is elsewhere in memory),
+    /// to bring it into cache (see `Slots::touch`).
+    pub(crate) fn probe(&self) -> u64 {
+        match self {
+            Memory::Window(w) => w.front().map_or(0, |v| v.to_bits()),
+            _ => 0,
+        }
+    }
+}
+
 /// A monitor type with its state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detector {

@@ -427,9 +427,12 @@ pub fn store_latest(
     let before = latest.len();
     let mut changed = false;
     let mut buf = String::new();
-    // The last sample of a counter in the batch wins over earlier ones of the same time;
-    // an older sample than the one kept is ignored.
-    let collector: Arc<str> = input.collector.as_ref().into();
+    // The host's collector as its samples have it already (a host's batches mostly come
+    // from one collector): a sample it had stays as is, not shared anew.
+    let collector: Arc<str> = match latest.kept.first() {
+        Some((_, k)) if *k.collector == *input.collector => k.collector.clone(),
+        _ => input.collector.as_ref().into(),
+    };
     let fresh = |time, value| Kept {
         time,
         value,
@@ -437,13 +440,21 @@ pub fn store_latest(
         offset: at.offset,
         collector: collector.clone(),
     };
-    for (at, s) in input.samples.iter().enumerate() {
-        match latest.find(at, s, &mut buf) {
+    // The last sample of a counter in the batch wins over earlier ones of the same time;
+    // an older sample than the one kept is ignored.
+    for (place, s) in input.samples.iter().enumerate() {
+        match latest.find(place, s, &mut buf) {
             Some(old) if old.time > s.time => continue,
-            Some(old) => *old = fresh(s.time, s.value),
+            Some(old) => {
+                (old.time, old.value) = (s.time, s.value);
+                (old.partition, old.offset) = (at.partition, at.offset);
+                if !Arc::ptr_eq(&old.collector, &collector) {
+                    old.collector = collector.clone();
+                }
+            }
             None => {
                 // `find` made the key when it found none.
-                latest.add(at, &buf, fresh(s.time, s.value));
+                latest.add(place, &buf, fresh(s.time, s.value));
             }
         }
         changed = true;
@@ -771,6 +782,56 @@ mod tests {
         assert!(
             latest_samples(&store, "h", 100).expect("read").is_empty(),
             "prefix is the whole host name"
+        );
+    }
+
+    /// Each kept sample names the collector of the batch that brought it, when a host's
+    /// batches come from more than one.
+    #[test]
+    fn each_sample_keeps_the_collector_that_sent_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), PERF_CFS).expect("store");
+        let mut stage = PerfStage::new(4);
+        let from = |collector: &str, samples: &[(i64, &str, f64)]| PerfBatch {
+            collector: collector.into(),
+            ..batch("h1", samples)
+        };
+        let read = |store: &Store| -> Vec<(String, i64, String)> {
+            latest_samples(store, "h1", 100)
+                .expect("read")
+                .into_iter()
+                .map(|s| (s.counter, s.time, s.collector))
+                .collect()
+        };
+        apply(
+            &mut stage,
+            &store,
+            from("c1", &[(10, "cpu", 1.0), (10, "ctx", 1.0)]),
+        );
+        // The older cpu sample of c2 is ignored: cpu stays c1's.
+        apply(
+            &mut stage,
+            &store,
+            from("c2", &[(5, "cpu", 2.0), (20, "ctx", 2.0)]),
+        );
+        assert_eq!(
+            read(&store),
+            vec![
+                ("cpu".into(), 10, "c1".into()),
+                ("ctx".into(), 20, "c2".into())
+            ]
+        );
+        apply(
+            &mut stage,
+            &store,
+            from("c1", &[(30, "cpu", 3.0), (30, "ctx", 3.0)]),
+        );
+        assert_eq!(
+            read(&store),
+            vec![
+                ("cpu".into(), 30, "c1".into()),
+                ("ctx".into(), 30, "c1".into())
+            ]
         );
     }
 
