@@ -2660,16 +2660,17 @@ impl Engine {
         cause: &str,
         kind: CauseKind,
     ) -> Option<StateChange> {
-        let before = self
-            .rollups
-            .get(id, monitor)
-            .copied()
-            .unwrap_or(Health::Uninitialized);
-        if before == h {
-            return None;
-        }
+        // One lookup when the state is kept already.
+        let before = match self.rollups.get_mut(id, monitor) {
+            Some(kept) if *kept == h => return None,
+            Some(kept) => std::mem::replace(kept, h),
+            None if h == Health::Uninitialized => return None,
+            None => {
+                self.rollups.insert(id, monitor, h);
+                Health::Uninitialized
+            }
+        };
         self.touched.insert((id.to_string(), monitor.to_string()));
-        self.rollups.insert(id, monitor, h);
         if !self.hosting_counts.is_empty() {
             self.hosted_member_moved(id, monitor, before, h);
         }
