@@ -803,36 +803,35 @@ mod tests {
                 .map(|s| (s.counter, s.time, s.collector))
                 .collect()
         };
-        apply(
-            &mut stage,
-            &store,
-            from("c1", &[(10, "cpu", 1.0), (10, "ctx", 1.0)]),
-        );
-        // The older cpu sample of c2 is ignored: cpu stays c1's.
-        apply(
-            &mut stage,
-            &store,
-            from("c2", &[(5, "cpu", 2.0), (20, "ctx", 2.0)]),
-        );
-        assert_eq!(
-            read(&store),
-            vec![
-                ("cpu".into(), 10, "c1".into()),
-                ("ctx".into(), 20, "c2".into())
-            ]
-        );
-        apply(
-            &mut stage,
-            &store,
-            from("c1", &[(30, "cpu", 3.0), (30, "ctx", 3.0)]),
-        );
-        assert_eq!(
-            read(&store),
-            vec![
-                ("cpu".into(), 30, "c1".into()),
-                ("ctx".into(), 30, "c1".into())
-            ]
-        );
+        // Each batch, then what is kept: (counter, time, collector). The older cpu sample
+        // of c2 is ignored (cpu stays c1's).
+        type Batch<'a> = [(i64, &'a str, f64); 2];
+        type Expected<'a> = [(&'a str, i64, &'a str); 2];
+        let steps: [(&str, Batch<'_>, Expected<'_>); 3] = [
+            (
+                "c1",
+                [(10, "cpu", 1.0), (10, "ctx", 1.0)],
+                [("cpu", 10, "c1"), ("ctx", 10, "c1")],
+            ),
+            (
+                "c2",
+                [(5, "cpu", 2.0), (20, "ctx", 2.0)],
+                [("cpu", 10, "c1"), ("ctx", 20, "c2")],
+            ),
+            (
+                "c1",
+                [(30, "cpu", 3.0), (30, "ctx", 3.0)],
+                [("cpu", 30, "c1"), ("ctx", 30, "c1")],
+            ),
+        ];
+        for (collector, samples, kept) in steps {
+            apply(&mut stage, &store, from(collector, &samples));
+            let kept: Vec<(String, i64, String)> = kept
+                .iter()
+                .map(|(c, t, by)| (c.to_string(), *t, by.to_string()))
+                .collect();
+            assert_eq!(read(&store), kept, "after the batch of {collector}");
+        }
     }
 
     #[test]
