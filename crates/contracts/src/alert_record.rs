@@ -3,13 +3,9 @@
 //! alert. This writes the newest `alert` schema's layout from the record itself, the same
 //! bytes as the generic encoder (checked against it).
 
-use crate::codec::{write_bytes, write_long};
+use crate::codec::{write_block, write_long, write_str};
 use crate::records::{AlertPriority, AlertRecord, AlertSeverity, WorkflowKind};
 use crate::{Codec, Contract};
-
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    write_bytes(out, s.as_bytes());
-}
 
 /// A `["null", "string"]` union.
 fn write_optional(out: &mut Vec<u8>, s: Option<&str>) {
@@ -75,23 +71,13 @@ impl Codec {
         for s in [&a.owner, &a.ticket_id, &a.connector_id] {
             write_optional(&mut out, s.as_deref());
         }
-        // Maps and arrays: one block of entries (a map in key order), then the end.
-        if !a.custom_fields.is_empty() {
-            write_long(&mut out, a.custom_fields.len() as i64);
-            for (k, v) in &a.custom_fields {
-                write_str(&mut out, k);
-                write_str(&mut out, v);
-            }
-        }
-        out.push(0);
+        // A map in key order (a BTreeMap's).
+        write_block(&mut out, a.custom_fields.iter(), |out, (k, v)| {
+            write_str(out, k);
+            write_str(out, v);
+        });
         write_long(&mut out, a.repeat_count);
-        if !a.parameters.is_empty() {
-            write_long(&mut out, a.parameters.len() as i64);
-            for p in &a.parameters {
-                write_str(&mut out, p);
-            }
-        }
-        out.push(0);
+        write_block(&mut out, a.parameters.iter(), |out, p| write_str(out, p));
         write_str(&mut out, &a.knowledge);
         write_long(&mut out, a.version);
         let c = &r.change;
@@ -99,15 +85,11 @@ impl Codec {
         write_str(&mut out, &c.changed_by);
         write_long(&mut out, c.changed_at);
         write_str(&mut out, &c.comment);
-        if !c.fields.is_empty() {
-            write_long(&mut out, c.fields.len() as i64);
-            for f in &c.fields {
-                write_str(&mut out, &f.field);
-                write_optional(&mut out, f.old.as_deref());
-                write_optional(&mut out, f.new.as_deref());
-            }
-        }
-        out.push(0);
+        write_block(&mut out, c.fields.iter(), |out, f| {
+            write_str(out, &f.field);
+            write_optional(out, f.old.as_deref());
+            write_optional(out, f.new.as_deref());
+        });
         out
     }
 }

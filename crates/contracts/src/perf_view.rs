@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use crate::codec::{splice_content_id, write_bytes, write_long, Codec, DecodeError};
+use crate::codec::{splice_content_id, write_block, write_bytes, write_long, Codec, DecodeError};
 use crate::records::PerfBatch;
 use crate::{unframe, Contract};
 
@@ -225,17 +225,13 @@ impl Codec {
         out.push(0);
         write_bytes(&mut out, batch.collector.as_bytes());
         write_bytes(&mut out, batch.root_host.as_bytes());
-        if !batch.samples.is_empty() {
-            write_long(&mut out, batch.samples.len() as i64);
-            for s in &batch.samples {
-                write_long(&mut out, s.time);
-                write_bytes(&mut out, s.object.as_bytes());
-                write_bytes(&mut out, s.counter.as_bytes());
-                write_bytes(&mut out, s.instance.as_bytes());
-                out.extend_from_slice(&s.value.to_le_bytes());
-            }
-        }
-        out.push(0);
+        write_block(&mut out, batch.samples.iter(), |out, s| {
+            write_long(out, s.time);
+            write_bytes(out, s.object.as_bytes());
+            write_bytes(out, s.counter.as_bytes());
+            write_bytes(out, s.instance.as_bytes());
+            out.extend_from_slice(&s.value.to_le_bytes());
+        });
         splice_content_id(&out)
     }
 }

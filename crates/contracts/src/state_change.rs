@@ -3,7 +3,7 @@
 //! value tree with a name per field first; this writes the newest `state_change` schema's
 //! layout from the record itself, the same bytes (checked against the generic encoder).
 
-use crate::codec::{write_bytes, write_long};
+use crate::codec::{write_block, write_bytes, write_long, write_str};
 use crate::records::{HealthState, StateChange};
 use crate::{Codec, Contract};
 
@@ -44,15 +44,11 @@ impl Codec {
         out.push(u8::from(r.unavailable));
         write_bytes(&mut out, r.cause.kind.as_bytes());
         write_bytes(&mut out, r.cause.summary.as_bytes());
-        // One block of entries in key order (a BTreeMap's order), then the end.
-        if !r.cause.data.is_empty() {
-            write_long(&mut out, r.cause.data.len() as i64);
-            for (k, v) in &r.cause.data {
-                write_bytes(&mut out, k.as_bytes());
-                write_bytes(&mut out, v.as_bytes());
-            }
-        }
-        out.push(0);
+        // Entries in key order (a BTreeMap's).
+        write_block(&mut out, r.cause.data.iter(), |out, (k, v)| {
+            write_str(out, k);
+            write_str(out, v);
+        });
         out
     }
 }

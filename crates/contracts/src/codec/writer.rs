@@ -161,6 +161,26 @@ pub(crate) fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    write_bytes(out, s.as_bytes());
+}
+
+/// An array's items or a map's entries as the generic writer writes them: one block with
+/// its count (none when there are none), each by `write`, then the end.
+pub(crate) fn write_block<I: ExactSizeIterator>(
+    out: &mut Vec<u8>,
+    items: I,
+    mut write: impl FnMut(&mut Vec<u8>, I::Item),
+) {
+    if items.len() > 0 {
+        write_long(out, items.len() as i64);
+        for item in items {
+            write(out, item);
+        }
+    }
+    out.push(0);
+}
+
 fn write_at(schema: &Schema, names: &Names, value: &Value, out: &mut Vec<u8>) -> Result<(), Fail> {
     if let Schema::Union(u) = schema {
         return write_union(u, names, value, out);
