@@ -485,9 +485,8 @@ pub fn groom_history(store: &Store, before: i64) -> Result<u64, StoreError> {
     // The previous entry: its (instance, monitor), its time and its key.
     let mut previous: Option<((String, String), i64, Vec<u8>)> = None;
     groom_pages(store, HISTORY_CF, HISTORY_PREFIX, |key, _| {
-        let mut r = KeyReader::new(&key, HISTORY_PREFIX).map_err(corrupt)?;
-        let group = (r.str().map_err(corrupt)?, r.str().map_err(corrupt)?);
-        let time = r.i64().map_err(corrupt)?;
+        let (instance, monitor, time) = history_key_parts(&key)?;
+        let group = (instance, monitor);
         // A later change of the same monitor follows: the older one may go.
         let gone = previous
             .take()
@@ -575,6 +574,16 @@ fn history_key(instance: &str, monitor: &str, time: i64, at: Position, index: u3
         .finish()
 }
 
+/// The instance, monitor and time of a [`history_key`].
+fn history_key_parts(key: &[u8]) -> Result<(String, String, i64), StoreError> {
+    let mut r = KeyReader::new(key, HISTORY_PREFIX).map_err(corrupt)?;
+    Ok((
+        r.str().map_err(corrupt)?,
+        r.str().map_err(corrupt)?,
+        r.i64().map_err(corrupt)?,
+    ))
+}
+
 /// First byte of a history entry stored without what its key holds: then the old and the
 /// new health (a byte each, see [`crate::kept::health_byte`]) and the cause. (MessagePack,
 /// the form of earlier entries, never uses this byte.)
@@ -601,10 +610,7 @@ fn decode_history(key: &[u8], value: &[u8]) -> Result<HistoryEntry, StoreError> 
     let health = |b: u8, at: usize| {
         health_at(b).ok_or_else(|| bad(format!("byte {at}: {b} is not a health state")))
     };
-    let mut r = KeyReader::new(key, HISTORY_PREFIX).map_err(corrupt)?;
-    let _instance = r.str().map_err(corrupt)?;
-    let monitor_id = r.str().map_err(corrupt)?;
-    let time = r.i64().map_err(corrupt)?;
+    let (_instance, monitor_id, time) = history_key_parts(key)?;
     Ok(HistoryEntry {
         monitor_id,
         old: health(*old, 1)?,
