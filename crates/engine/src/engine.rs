@@ -502,14 +502,19 @@ struct Layout {
 const NAME_END: u8 = 0xff;
 
 impl Layout {
+    /// Where the `place`-th place's names and copies start (where the one before ends).
+    fn start(&self, place: usize) -> (usize, usize) {
+        match place {
+            0 => (0, 0),
+            p => self.ends[p - 1],
+        }
+    }
+
     /// The copies of the `place`-th sample `s` as the last batch had them, when its sample
     /// there had the same names.
     fn known(&self, place: usize, s: &Sample<'_>) -> Option<std::ops::Range<usize>> {
         let &(names_end, targets_end) = self.ends.get(place)?;
-        let (names_start, targets_start) = match place {
-            0 => (0, 0),
-            p => self.ends[p - 1],
-        };
+        let (names_start, targets_start) = self.start(place);
         let mut names = &self.names[names_start..names_end];
         for name in [s.object, s.counter, s.instance] {
             let n = name.len();
@@ -524,10 +529,7 @@ impl Layout {
     /// Forgets the places from `place` on.
     fn truncate(&mut self, place: usize) {
         if place < self.ends.len() {
-            let (names, targets) = match place {
-                0 => (0, 0),
-                p => self.ends[p - 1],
-            };
+            let (names, targets) = self.start(place);
             self.names.truncate(names);
             self.targets.truncate(targets);
             self.ends.truncate(place);

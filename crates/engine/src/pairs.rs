@@ -100,23 +100,9 @@ impl<V> PairMap<V> {
     }
 }
 
-/// Workflows of an instance up to which a workflow is looked for by length first.
-const FEW: usize = 8;
-
-/// Where a workflow is (or would go) among an instance's sorted workflows. An instance has
-/// a few: those of another length are passed over without reading their names (each
-/// elsewhere in memory, where a binary search read one per step).
+/// Where a workflow is (or would go) among an instance's sorted workflows.
 fn find<V>(workflows: &[(String, V)], workflow: &str) -> Result<usize, usize> {
-    if workflows.len() > FEW {
-        return workflows.binary_search_by(|(w, _)| w.as_str().cmp(workflow));
-    }
-    match workflows
-        .iter()
-        .position(|(w, _)| w.len() == workflow.len() && w == workflow)
-    {
-        Some(i) => Ok(i),
-        None => Err(workflows.partition_point(|(w, _)| w.as_str() < workflow)),
-    }
+    workflows.binary_search_by(|(w, _)| w.as_str().cmp(workflow))
 }
 
 /// An (instance, workflow) key, shared by a value's slot and whatever names it.
@@ -264,8 +250,7 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
-    /// Workflow names of a few lengths (an instance's workflows are found by length first,
-    /// and by binary search past a few).
+    /// Workflow names of a few lengths, up to twelve an instance.
     fn workflow(w: u8) -> String {
         format!("w{w}{}", "-".repeat(usize::from(w % 3)))
     }
