@@ -13,8 +13,8 @@ use clap::Parser;
 /// outputs), often on another thread than the one that made them (a stage's task moves
 /// between the runtime's threads; a checkpoint's batch is freed on a blocking thread).
 /// jemalloc does that with less work than the system allocator (whose consolidation and
-/// chunk unlinking were a fifth of the pipeline's CPU) and than mimalloc (whose collection
-/// of blocks freed by other threads was a tenth of it): see BENCHMARKS.md.
+/// chunk unlinking were a fifth of the pipeline's CPU) and than mimalloc (a sixth of the
+/// process, most of it collecting blocks freed by other threads): see BENCHMARKS.md.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
