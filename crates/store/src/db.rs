@@ -142,7 +142,7 @@ impl Store {
     /// families each of whose keys is written once and read rarely (a history). Their
     /// memtable is a vector: an insert is an append instead of a search of a skip list, and
     /// an iterator sorts a copy of it (so read them with few iterators: see
-    /// [`Store::last_of_each`]).
+    /// [`Store::last_of_each`]); they are compacted universally.
     pub fn open_tuned(
         path: impl AsRef<Path>,
         column_families: &[&str],
@@ -177,6 +177,10 @@ impl Store {
             });
             if logs.contains(&name.as_str()) {
                 cf_opts.set_memtable_factory(rocksdb::MemtableFactory::Vector);
+                // Its new keys fall all over its key range (a history is keyed by instance
+                // and monitor, then time): levelled compaction rewrote nearly all of it with
+                // every few flushes; universal compaction merges runs of like sizes.
+                cf_opts.set_compaction_style(rocksdb::DBCompactionStyle::Universal);
             }
             ColumnFamilyDescriptor::new(name, cf_opts)
         });

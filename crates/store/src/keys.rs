@@ -38,7 +38,8 @@ pub struct KeyWriter {
 impl KeyWriter {
     /// A key that starts with `prefix`.
     pub fn new(prefix: u8) -> Self {
-        let mut buf = Vec::with_capacity(32);
+        // Most keys are an id or two and a time: one allocation holds them.
+        let mut buf = Vec::with_capacity(96);
         buf.push(prefix);
         KeyWriter { buf }
     }
@@ -67,13 +68,15 @@ impl KeyWriter {
     }
 
     pub fn bytes(mut self, v: &[u8]) -> Self {
-        for &b in v {
-            if b == ESCAPE {
-                self.buf.extend_from_slice(&[ESCAPE, ESCAPED_ZERO]);
-            } else {
-                self.buf.push(b);
-            }
+        self.buf.reserve(v.len() + 2);
+        // Runs without a zero byte are copied whole (names and ids have none).
+        let mut rest = v;
+        while let Some(at) = rest.iter().position(|&b| b == ESCAPE) {
+            self.buf.extend_from_slice(&rest[..at]);
+            self.buf.extend_from_slice(&[ESCAPE, ESCAPED_ZERO]);
+            rest = &rest[at + 1..];
         }
+        self.buf.extend_from_slice(rest);
         self.buf.extend_from_slice(&[ESCAPE, TERMINATOR]);
         self
     }
@@ -250,6 +253,22 @@ mod tests {
             let key = KeyWriter::new(3).str(&b).u32(1).finish();
             prop_assert_eq!(key.starts_with(&prefix), a == b);
         }
+    }
+
+    #[test]
+    fn zero_bytes_are_escaped_wherever_they_are() {
+        let key = |v: &[u8]| KeyWriter::new(7).bytes(v).finish();
+        assert_eq!(key(b""), [7, 0, 1]);
+        assert_eq!(key(b"ab"), [7, b'a', b'b', 0, 1]);
+        assert_eq!(key(&[0]), [7, 0, 0xff, 0, 1]);
+        assert_eq!(
+            key(&[0, b'a', 0, 0, b'b', 0]),
+            [7, 0, 0xff, b'a', 0, 0xff, 0, 0xff, b'b', 0, 0xff, 0, 1]
+        );
+        let long = [b'x'; 200];
+        let long_key = key(&long);
+        let mut r = KeyReader::new(&long_key, 7).expect("prefix");
+        assert_eq!(r.bytes().expect("bytes"), long.to_vec());
     }
 
     #[test]

@@ -132,7 +132,8 @@ impl<'a> Scanner<'a> {
             b"collector" => once(&mut collector, s.string()?),
             b"root_host" => once(&mut root_host, s.string()?),
             b"samples" => {
-                let mut list = Vec::new();
+                // A collector's batch has a few dozen samples at most, mostly.
+                let mut list = Vec::with_capacity(16);
                 s.array(|s| {
                     list.push(s.sample()?);
                     Some(())
