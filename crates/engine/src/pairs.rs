@@ -57,6 +57,11 @@ impl<V> PairMap<V> {
         self.by_instance.clear();
     }
 
+    /// Keeps the instances `keep` says to keep, with their values.
+    pub fn retain_instances(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.by_instance.retain(|instance, _| keep(instance));
+    }
+
     /// Inserts, returning the value it replaces.
     pub fn insert(&mut self, instance: &str, workflow: &str, value: V) -> Option<V> {
         let workflows = match self.by_instance.get_mut(instance) {

@@ -18,6 +18,7 @@ use healthstream_engine::commands::{CommandKind as PlannedKind, PlannedCommand};
 use healthstream_engine::engine::{
     Engine, ExternalMember, Instance, Maintenance, Sample, Saved, StateChange,
 };
+use healthstream_engine::pairs::PairMap;
 use healthstream_model::expr::Value;
 use healthstream_model::pack::Health;
 use healthstream_packfeed::Packs;
@@ -783,6 +784,11 @@ pub struct HealthStage {
     queued: Vec<(PlannedCommand, String, Option<String>)>,
     /// Open monitor alerts changed by the current input: (instance, monitor) -> alert id.
     alert_ids: BTreeMap<(String, String), String>,
+    /// The open monitor alerts of this stage's instances, (instance, monitor) -> alert id,
+    /// as the open-alert column family has them: loaded with the partitions and changed
+    /// with every write of it, so that a state change looks for its monitor's open alert
+    /// without reading the store (most find none).
+    open_alerts: PairMap<String>,
     packs: Packs,
     packs_offset: i64,
     engine: Engine,
@@ -844,6 +850,7 @@ impl HealthStage {
             tracked: std::sync::Arc::new(engine.member_monitors()),
             queued: Vec::new(),
             alert_ids: BTreeMap::new(),
+            open_alerts: PairMap::default(),
             engine,
             packs_offset: snapshot.next_offset,
             packs,
@@ -1122,6 +1129,23 @@ impl HealthStage {
             let list = self.memberships.entry(m.member.clone()).or_default();
             if !list.contains(&m) {
                 list.push(m);
+            }
+        }
+        for (k, id) in state.scan_prefix(OPEN_ALERTS_CF, &[OPEN_ALERT_PREFIX])? {
+            let mut r = KeyReader::new(&k, OPEN_ALERT_PREFIX).map_err(corrupt)?;
+            let instance = r.str().map_err(corrupt)?;
+            let monitor = r.str().map_err(corrupt)?;
+            let owned = self.engine.instance(&instance).is_some_and(|i| {
+                partitions
+                    .contains(&(partition_for_key(i.root_host.as_bytes(), self.partitions) as i32))
+            });
+            if owned {
+                let id = String::from_utf8(id.to_vec()).map_err(|_| {
+                    StoreError::Corrupt(format!(
+                        "open alert of {instance}/{monitor}: its id is not UTF-8"
+                    ))
+                })?;
+                self.open_alerts.insert(&instance, &monitor, id);
             }
         }
         self.engine.restore_availability();
@@ -1710,8 +1734,14 @@ impl HealthStage {
                 continue;
             };
             let mut alerts = Alerts::new();
-            if let Some(open) = open_alert(&*batch, &c.instance_id, &c.monitor_id)? {
-                alerts.load(open);
+            if let Some(id) = self.open_alerts.get(&c.instance_id, &c.monitor_id) {
+                match alert(&*batch, id)? {
+                    Some(open) => alerts.load(open),
+                    None => tracing::error!(
+                        instance = %c.instance_id, monitor = %c.monitor_id, alert = %id,
+                        "an open alert is missing from the store; a new one is raised"
+                    ),
+                }
             }
             let id = at.output_id("health-alert", next);
             next += 1;
@@ -1758,9 +1788,15 @@ impl HealthStage {
         batches.push(operator_changes);
         for changed in batches {
             for a in changed {
-                if a.source == Source::Monitor && a.resolution_state != CLOSED {
-                    self.alert_ids
-                        .insert((a.instance_id.clone(), a.workflow_id.clone()), a.id.clone());
+                if a.source == Source::Monitor {
+                    if a.resolution_state == CLOSED {
+                        self.open_alerts.remove(&a.instance_id, &a.workflow_id);
+                    } else {
+                        self.open_alerts
+                            .insert(&a.instance_id, &a.workflow_id, a.id.clone());
+                        self.alert_ids
+                            .insert((a.instance_id.clone(), a.workflow_id.clone()), a.id.clone());
+                    }
                 }
                 let knowledge = self.engine.knowledge(&a.workflow_id);
                 let id = at.output_id("health-alert-change", next);
@@ -1872,6 +1908,8 @@ impl Processor for HealthStage {
         let engine = &self.engine;
         self.memberships
             .retain(|member, _| engine.instance(member).is_some());
+        self.open_alerts
+            .retain_instances(|instance| engine.instance(instance).is_some());
         let _ = self.engine.take_kept();
         self.latest_cache.clear();
         self.legacy_units.clear();
