@@ -1978,6 +1978,9 @@ impl Engine {
         }
         let keys: Vec<(String, String)> = self.timed.iter().cloned().collect();
         let mut heartbeat_roots = BTreeSet::new();
+        // The instances whose monitors the time changed: their rollups move once, after
+        // all of them (two timers of one host due in one tick change its health once).
+        let mut changed: Vec<(String, i64, String)> = Vec::new();
         for key in keys {
             if !self.maintenance.is_empty() && self.in_maintenance(&key.0).is_some() {
                 continue;
@@ -2003,7 +2006,7 @@ impl Engine {
                             "timer reset".into()
                         },
                     });
-                    out.extend(self.propagate(&key.0, now, &format!("{}: time", key.1)));
+                    changed.push((key.0.clone(), now, format!("{}: time", key.1)));
                     if is_heartbeat {
                         if let Some(root) = self.instances.get(&key.0).map(|i| i.root_host.clone())
                         {
@@ -2013,6 +2016,7 @@ impl Engine {
                 }
             }
         }
+        out.extend(self.propagate_kind(&changed, CauseKind::Rollup));
         for root in heartbeat_roots {
             out.extend(self.refresh_availability(&root, now));
         }
@@ -2053,15 +2057,14 @@ impl Engine {
                         kind: CauseKind::Heartbeat,
                         cause: "heartbeat received".into(),
                     });
-                    changed.push(key);
+                    changed.push((key.0, at, format!("{}: heartbeat", key.1)));
                 }
             }
         }
-        // Available again first, so the rollups see the members as they now are.
+        // Available again first, so the rollups see the members as they now are; then the
+        // rollups above every monitor the heartbeat changed, once.
         out.extend(self.refresh_availability(root, at));
-        for key in changed {
-            out.extend(self.propagate(&key.0, at, &format!("{}: heartbeat", key.1)));
-        }
+        out.extend(self.propagate_kind(&changed, CauseKind::Rollup));
         out
     }
 

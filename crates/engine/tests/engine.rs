@@ -506,6 +506,84 @@ fn maintenance_of_a_host_covers_its_tree_and_its_collector() {
 }
 
 #[test]
+fn timers_due_in_one_tick_change_each_rollup_above_them_once() {
+    use healthstream_model::expr::Value;
+    // A second timer-reset monitor of the computer, critical on the same journal line as the
+    // shipped out-of-memory one (warning), reset after the same 30 minutes. Its id sorts
+    // first: one at a time, the computer's availability would go critical -> warning ->
+    // healthy.
+    let mut e = engine(
+        r#"
+[[monitor]]
+id = "A.Monitor.OomCritical"
+name = "Out-of-memory kills (critical)"
+target = "Linux.Computer"
+parent = "System.Health.AvailabilityState"
+
+[monitor.source]
+type = "event"
+log = "journal"
+
+[monitor.detect]
+type = "timer_reset"
+unhealthy_when = 'Message contains "Out of memory: Killed process"'
+after = "30m"
+unhealthy = "critical"
+"#,
+    );
+    host(&mut e);
+    let oom = [
+        ("Channel", Value::text("journal")),
+        (
+            "Message",
+            Value::text("Out of memory: Killed process 4242 (java)"),
+        ),
+    ];
+    let availability = "System.Health.AvailabilityState";
+    let entity = "System.Health.EntityState";
+    let out = e.event("web-01", &oom, 1_000);
+    assert!(
+        out.iter().any(|c| c.instance_id == "web"
+            && c.monitor_id == availability
+            && c.new == Health::Critical),
+        "{out:?}"
+    );
+    assert_eq!(e.state("web", "Linux.Monitor.OutOfMemory"), Health::Warning);
+    assert!(
+        e.tick(1_000 + 30 * 60_000 - 1).is_empty(),
+        "nothing due yet"
+    );
+    let out = e.tick(1_000 + 30 * 60_000);
+    let got = changes(&out);
+    for monitor in ["A.Monitor.OomCritical", "Linux.Monitor.OutOfMemory"] {
+        assert!(
+            got.contains(&("web".into(), monitor.into(), Health::Healthy)),
+            "{monitor} reset: {got:?}"
+        );
+    }
+    for monitor in [availability, entity] {
+        let moves: Vec<_> = out
+            .iter()
+            .filter(|c| c.instance_id == "web" && c.monitor_id == monitor)
+            .map(|c| (c.old, c.new, c.kind))
+            .collect();
+        assert_eq!(
+            moves,
+            vec![(Health::Critical, Health::Healthy, CauseKind::Rollup)],
+            "{monitor} changes once, straight to where the tick leaves it: {got:?}"
+        );
+    }
+    // The rollups come after both timers that drove them.
+    let place = |m: &str| {
+        out.iter()
+            .position(|c| c.instance_id == "web" && c.monitor_id == m)
+            .expect("changed")
+    };
+    assert!(place("Linux.Monitor.OutOfMemory") < place(availability));
+    assert_eq!(e.state("web", entity), Health::Healthy);
+}
+
+#[test]
 fn a_silent_collector_makes_its_tree_unavailable_until_heartbeats_resume() {
     let mut e = engine("");
     host(&mut e);
