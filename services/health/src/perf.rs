@@ -494,6 +494,11 @@ impl CheckedPerf {
     /// The batch of `view`, whose values must all be finite numbers.
     pub fn new(view: &PerfView<'_>) -> Result<CheckedPerf, Rejection> {
         finite_values(view.samples.iter().map(|s| s.value))?;
+        names_without_nul(
+            view.samples
+                .iter()
+                .map(|s| [&*s.object, &*s.counter, &*s.instance]),
+        )?;
         let size = view.id.len()
             + view.collector.len()
             + view.root_host.len()
@@ -563,6 +568,21 @@ impl CheckedPerf {
     }
 }
 
+/// A batch with a NUL character in a sample's object, counter or instance is refused,
+/// naming the first (the latest samples are kept by those names joined with NUL).
+pub fn names_without_nul<'a>(names: impl Iterator<Item = [&'a str; 3]>) -> Result<(), Rejection> {
+    for (i, names) in names.enumerate() {
+        for (field, name) in ["object", "counter", "instance"].into_iter().zip(names) {
+            if name.contains('\0') {
+                return Err(Rejection::validation(format!(
+                    "samples[{i}].{field} holds a NUL character, which a perf name cannot"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A batch whose values are not all finite numbers is refused, naming the first that is not.
 pub fn finite_values(values: impl Iterator<Item = f64>) -> Result<(), Rejection> {
     match values.enumerate().find(|(_, v)| !v.is_finite()) {
@@ -598,6 +618,12 @@ impl Processor for PerfStage {
             )));
         }
         finite_values(batch.samples.iter().map(|s| s.value))?;
+        names_without_nul(
+            batch
+                .samples
+                .iter()
+                .map(|s| [&*s.object, &*s.counter, &*s.instance]),
+        )?;
         Ok(batch)
     }
 
@@ -649,6 +675,14 @@ mod tests {
         };
         let view = PerfView::from(&empty);
         assert_eq!(CheckedPerf::new(&view).expect("empty").view(), view);
+        // A name with a NUL character is refused, by its place.
+        let mut nul = b.clone();
+        nul.samples[1].counter = "Inodes\0used".into();
+        let err = CheckedPerf::new(&PerfView::from(&nul)).expect_err("NUL");
+        assert_eq!(
+            err.reason,
+            "samples[1].counter holds a NUL character, which a perf name cannot"
+        );
         // A value that is not a finite number is refused, by its place.
         b.samples[1].value = f64::NAN;
         let err = CheckedPerf::new(&PerfView::from(&b)).expect_err("NaN");
@@ -1031,6 +1065,16 @@ mod tests {
             err.reason.contains("samples[0].value is NaN"),
             "{}",
             err.reason
+        );
+        let mut nul = batch("web-01", &[(1, "cpu", 1.0)]);
+        nul.samples[0].instance = "\0".into();
+        let bytes = Codec::shared().encode(&nul).expect("encode");
+        let err = stage
+            .decode(&message("web-01", right, Some(bytes)))
+            .expect_err("nul");
+        assert_eq!(
+            err.reason,
+            "samples[0].instance holds a NUL character, which a perf name cannot"
         );
     }
 

@@ -270,7 +270,8 @@ impl<'a> Scanner<'a> {
                         b'r' => b'\r',
                         b't' => b'\t',
                         b'u' => {
-                            let ch = self.unicode()?;
+                            // A NUL is refused with a reason by the generic path.
+                            let ch = self.unicode().filter(|c| *c != '\0')?;
                             out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
                             continue;
                         }

@@ -397,6 +397,12 @@ async fn perf_bodies_the_fast_path_does_not_take_get_the_generic_answer() {
             false,
             "root_host",
         ),
+        (
+            json!([{"collector": "c", "root_host": "h", "samples": [sample,
+                {"time": 1, "object": "O", "counter": "C\u{0}D", "value": 1.0}]}]),
+            false,
+            "samples[1].counter",
+        ),
     ];
     for (body, accepted, field) in cases {
         let bytes = serde_json::to_vec(&body).expect("json");
