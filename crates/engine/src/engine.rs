@@ -239,7 +239,7 @@ pub struct Engine {
     member_counts: FastMap<String, FastMap<String, Counts>>,
     /// Container -> its hosted members counted by the state each counts as, per hosting
     /// dependency monitor whose member monitor is a rollup. Kept up to date by each member's
-    /// rollup change ([`Engine::set_rollup`]), so a change does not count every sibling
+    /// rollup change ([`Engine::recompute`]), so a change does not count every sibling
     /// again; forgotten whenever members, their flags or their kept states change any other
     /// way (instances, maintenance, availability, restore).
     hosting_counts: FastMap<String, HostingCounts>,
@@ -2535,7 +2535,12 @@ impl Engine {
             Ok(plan) => plan,
             Err(class) => self.class_rollups(&class),
         };
-        let mut out = Vec::new();
+        // Every rollup of the instance worked out first, an aggregate reading the states
+        // just worked out for its rollup children, then set with one lookup of the
+        // instance: an instance has a dozen rollups and each lookup is a hash and a search
+        // by name.
+        let mut targets: Vec<(&str, Health)> =
+            Vec::with_capacity(plan.deps.len() + plan.aggs.len());
         for (at, (d, member_class, hosting)) in plan.deps.iter().enumerate() {
             let counts = if *hosting {
                 self.hosted_counts(id, &plan, at)
@@ -2543,23 +2548,51 @@ impl Engine {
                 // Reported members: counted as they change (a group may have thousands).
                 self.counts(id, d, member_class)
             };
-            let h = dependency_counts(d.algorithm, d.percentage, &counts);
-            out.extend(self.set_rollup(id, &d.id, h, time, cause, kind));
+            targets.push((&d.id, dependency_counts(d.algorithm, d.percentage, &counts)));
         }
+        // The unit monitors' states, by the aggregate (its place in the plan) they report to.
+        let units: Vec<(usize, Health)> = self
+            .copies
+            .of(id)
+            .filter_map(|(_, c)| {
+                let place = plan.aggs.iter().position(|(a, _)| a.id == c.parent)?;
+                Some((place, c.detector.health))
+            })
+            .collect();
         // Aggregates, deepest first: an aggregate's children are the instance's unit
         // monitors and the rollups whose parent it is.
         let mut children: Vec<Health> = Vec::new();
-        for (a, rollup_children) in &plan.aggs {
+        for (place, (a, rollup_children)) in plan.aggs.iter().enumerate() {
             children.clear();
-            children.extend(
-                self.copies
-                    .of(id)
-                    .filter(|(_, c)| c.parent == a.id)
-                    .map(|(_, c)| c.detector.health),
-            );
-            children.extend(rollup_children.iter().map(|c| self.state(id, c)));
-            let h = aggregate(a.algorithm, &children);
-            out.extend(self.set_rollup(id, &a.id, h, time, cause, kind));
+            children.extend(units.iter().filter(|(p, _)| *p == place).map(|(_, h)| *h));
+            for c in rollup_children {
+                children.push(match targets.iter().find(|(m, _)| *m == c.as_str()) {
+                    Some((_, h)) => *h,
+                    None => self.state(id, c),
+                });
+            }
+            targets.push((&a.id, aggregate(a.algorithm, &children)));
+        }
+        // A rollup without a state stays so while it works out uninitialized.
+        let moved = self
+            .rollups
+            .set_each(id, &targets, |h| *h != Health::Uninitialized);
+        let mut out = Vec::with_capacity(moved.len());
+        for (monitor, before, h) in moved {
+            let before = before.unwrap_or(Health::Uninitialized);
+            self.touched.insert((id.to_string(), monitor.to_string()));
+            if !self.hosting_counts.is_empty() {
+                self.hosted_member_moved(id, monitor, before, h);
+            }
+            out.push(StateChange {
+                instance_id: id.to_string(),
+                monitor_id: monitor.to_string(),
+                old: before,
+                new: h,
+                time,
+                kind,
+                cause: cause.to_string(),
+            });
         }
         out
     }
@@ -2654,40 +2687,6 @@ impl Engine {
                 }
             }
         }
-    }
-
-    fn set_rollup(
-        &mut self,
-        id: &str,
-        monitor: &str,
-        h: Health,
-        time: i64,
-        cause: &str,
-        kind: CauseKind,
-    ) -> Option<StateChange> {
-        // One lookup when the state is kept already.
-        let before = match self.rollups.get_mut(id, monitor) {
-            Some(kept) if *kept == h => return None,
-            Some(kept) => std::mem::replace(kept, h),
-            None if h == Health::Uninitialized => return None,
-            None => {
-                self.rollups.insert(id, monitor, h);
-                Health::Uninitialized
-            }
-        };
-        self.touched.insert((id.to_string(), monitor.to_string()));
-        if !self.hosting_counts.is_empty() {
-            self.hosted_member_moved(id, monitor, before, h);
-        }
-        Some(StateChange {
-            instance_id: id.to_string(),
-            monitor_id: monitor.to_string(),
-            old: before,
-            new: h,
-            time,
-            kind,
-            cause: cause.to_string(),
-        })
     }
 }
 

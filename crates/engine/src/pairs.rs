@@ -77,6 +77,46 @@ impl<V> PairMap<V> {
         }
     }
 
+    /// Sets workflows of one instance to `values`, looking the instance up once: a
+    /// workflow without a value gets one only when `worth` says so. Returns each workflow
+    /// whose value changed, in the order of `values`, with the value it had (`None`: none)
+    /// and its new one.
+    pub fn set_each<'w>(
+        &mut self,
+        instance: &str,
+        values: &[(&'w str, V)],
+        worth: impl Fn(&V) -> bool,
+    ) -> Vec<(&'w str, Option<V>, V)>
+    where
+        V: Clone + PartialEq,
+    {
+        let mut moved = Vec::new();
+        if !self.by_instance.contains_key(instance) {
+            if !values.iter().any(|(_, v)| worth(v)) {
+                return moved;
+            }
+            self.by_instance.insert(instance.to_string(), Vec::new());
+        }
+        let Some(workflows) = self.by_instance.get_mut(instance) else {
+            return moved;
+        };
+        for (workflow, value) in values {
+            match find(workflows, workflow) {
+                Ok(i) if workflows[i].1 == *value => {}
+                Ok(i) => {
+                    let old = std::mem::replace(&mut workflows[i].1, value.clone());
+                    moved.push((*workflow, Some(old), value.clone()));
+                }
+                Err(i) if worth(value) => {
+                    workflows.insert(i, (workflow.to_string(), value.clone()));
+                    moved.push((*workflow, None, value.clone()));
+                }
+                Err(_) => {}
+            }
+        }
+        moved
+    }
+
     pub fn remove(&mut self, instance: &str, workflow: &str) -> Option<V> {
         let workflows = self.by_instance.get_mut(instance)?;
         let old = find(workflows, workflow)
@@ -261,10 +301,15 @@ mod tests {
     }
 
     proptest! {
-        /// Any sequence of inserts and removes leaves what an ordered map of pairs would.
+        /// Any sequence of inserts and removes, then of sets of several workflows of one
+        /// instance, leaves what an ordered map of pairs would.
         #[test]
         fn same_as_an_ordered_map_of_pairs(
-            ops in prop::collection::vec((0u8..4, 0u8..12, any::<bool>(), any::<u16>()), 0..120)
+            ops in prop::collection::vec((0u8..4, 0u8..12, any::<bool>(), any::<u16>()), 0..120),
+            sets in prop::collection::vec(
+                (0u8..5, prop::collection::vec((0u8..12, 0u16..6), 0..6)),
+                0..10,
+            ),
         ) {
             let mut m = PairMap::default();
             let mut model: BTreeMap<(String, String), u16> = BTreeMap::new();
@@ -275,6 +320,31 @@ mod tests {
                 } else {
                     prop_assert_eq!(m.remove(&i, &w), model.remove(&(i.clone(), w.clone())));
                 }
+            }
+            // Several workflows of one instance set at once (odd values are not worth a new
+            // entry): what changed, and the map, as the model says.
+            let names: Vec<String> = (0..12).map(workflow).collect();
+            for (i, values) in sets {
+                let i = format!("i{i}");
+                let values: Vec<(&str, u16)> =
+                    values.iter().map(|(w, v)| (names[usize::from(*w)].as_str(), *v)).collect();
+                let mut want = Vec::new();
+                for (w, v) in &values {
+                    let key = (i.clone(), w.to_string());
+                    match model.get(&key).copied() {
+                        Some(old) if old == *v => {}
+                        Some(old) => {
+                            model.insert(key, *v);
+                            want.push((*w, Some(old), *v));
+                        }
+                        None if v % 2 == 0 => {
+                            model.insert(key, *v);
+                            want.push((*w, None, *v));
+                        }
+                        None => {}
+                    }
+                }
+                prop_assert_eq!(m.set_each(&i, &values, |v| v % 2 == 0), want);
             }
             for i in 0..4 {
                 let i = format!("i{i}");
