@@ -91,14 +91,10 @@ impl<V> PairMap<V> {
         V: Clone + PartialEq,
     {
         let mut moved = Vec::new();
-        if !self.by_instance.contains_key(instance) {
-            if !values.iter().any(|(_, v)| worth(v)) {
-                return moved;
-            }
-            self.by_instance.insert(instance.to_string(), Vec::new());
-        }
-        let Some(workflows) = self.by_instance.get_mut(instance) else {
-            return moved;
+        let workflows = match self.by_instance.get_mut(instance) {
+            Some(w) => w,
+            None if !values.iter().any(|(_, v)| worth(v)) => return moved,
+            None => self.by_instance.entry(instance.to_string()).or_default(),
         };
         for (workflow, value) in values {
             match find(workflows, workflow) {
