@@ -173,6 +173,8 @@ const MONITOR_ALERTS_KEPT: usize = 1 << 15;
 
 /// The engine of one partition.
 pub struct Engine {
+    /// The knowledge text of each workflow that has some (see [`Engine::knowledge`]).
+    knowledge: FastMap<String, String>,
     catalog: Catalog,
     /// By id; never iterated where order would show in the outputs.
     instances: FastMap<String, Instance>,
@@ -649,6 +651,36 @@ fn to_toml(v: &ParamValue) -> toml::Value {
     }
 }
 
+/// The knowledge of each workflow of the packs that has some, as text shown with its
+/// alerts (the first pack's, for an id in several): its summary, causes and resolutions.
+fn knowledge_texts(catalog: &Catalog) -> FastMap<String, String> {
+    let mut out = FastMap::default();
+    for p in catalog.packs() {
+        let pack = &p.pack;
+        let all = pack.monitors.iter().map(|m| (&m.id, &m.knowledge));
+        let all = all.chain(pack.rules.iter().map(|r| (&r.id, &r.knowledge)));
+        let all = all.chain(pack.aggregates.iter().map(|a| (&a.id, &a.knowledge)));
+        let all = all.chain(pack.dependencies.iter().map(|d| (&d.id, &d.knowledge)));
+        for (id, k) in all {
+            let Some(k) = k else { continue };
+            out.entry(id.clone()).or_insert_with(|| {
+                let mut text = k.summary.clone();
+                for (title, lines) in [("Causes", &k.causes), ("Resolutions", &k.resolutions)] {
+                    if lines.is_empty() {
+                        continue;
+                    }
+                    text.push_str(&format!("\n{title}:"));
+                    for line in lines {
+                        text.push_str(&format!("\n- {line}"));
+                    }
+                }
+                text
+            });
+        }
+    }
+    out
+}
+
 impl Engine {
     pub fn new(catalog: Catalog) -> Engine {
         let mut alert_settings = FastMap::default();
@@ -665,6 +697,7 @@ impl Engine {
         }
         Engine {
             alert_settings,
+            knowledge: knowledge_texts(&catalog),
             catalog,
             instances: FastMap::default(),
             copies: Slots::default(),
@@ -1223,57 +1256,7 @@ impl Engine {
 
     /// The knowledge of a monitor or rule, as text shown with its alerts.
     pub fn knowledge(&self, workflow: &str) -> String {
-        let k = self.catalog.packs().iter().find_map(|p| {
-            p.pack
-                .monitors
-                .iter()
-                .find(|m| m.id == workflow)
-                .and_then(|m| m.knowledge.clone())
-                .or_else(|| {
-                    p.pack
-                        .rules
-                        .iter()
-                        .find(|r| r.id == workflow)
-                        .and_then(|r| r.knowledge.clone())
-                })
-                .or_else(|| {
-                    p.pack
-                        .aggregates
-                        .iter()
-                        .find(|a| a.id == workflow)
-                        .and_then(|a| a.knowledge.clone())
-                })
-                .or_else(|| {
-                    p.pack
-                        .dependencies
-                        .iter()
-                        .find(|d| d.id == workflow)
-                        .and_then(|d| d.knowledge.clone())
-                })
-        });
-        let Some(k) = k else { return String::new() };
-        let mut out = k.summary.clone();
-        if !k.causes.is_empty() {
-            out.push_str("\nCauses:\n");
-            out.push_str(
-                &k.causes
-                    .iter()
-                    .map(|c| format!("- {c}"))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            );
-        }
-        if !k.resolutions.is_empty() {
-            out.push_str("\nResolutions:\n");
-            out.push_str(
-                &k.resolutions
-                    .iter()
-                    .map(|c| format!("- {c}"))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            );
-        }
-        out
+        self.knowledge.get(workflow).cloned().unwrap_or_default()
     }
 
     /// Every instance, in no particular order.

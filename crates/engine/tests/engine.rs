@@ -1320,3 +1320,18 @@ fn a_batch_changes_each_rollup_above_it_once() {
     assert!(place("root-fs", entity) < place("web", entity));
     assert_eq!(e.state("web", entity), Health::Critical);
 }
+
+#[test]
+fn knowledge_is_the_summary_then_causes_and_resolutions() {
+    let e = engine("");
+    assert_eq!(
+        e.knowledge("Linux.Monitor.CpuUtilization"),
+        "Processor time stays above the threshold for several samples in a row.\n\
+         Causes:\n- A runaway process.\n- The host is undersized for its workload.\n\
+         Resolutions:\n- Run the top-processes task to see what uses the processor."
+    );
+    assert!(e
+        .knowledge("Linux.Rule.OutOfMemoryKill")
+        .starts_with("The kernel's out-of-memory killer ended a process.\nCauses:\n- "));
+    assert_eq!(e.knowledge("No.Such.Monitor"), "");
+}
