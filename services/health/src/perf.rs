@@ -76,8 +76,11 @@ struct Kept {
 /// layout of the host's last batch: a host's batches bring the same counters in the same
 /// order, so a sample is first looked for where the last batch had it, by its names,
 /// without making its key or searching the ordered map.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct HostLatest {
+    /// The [`LatestCache`] generation in which the host was last marked changed (so that
+    /// a host changed again before the next seal is not looked for among the changed).
+    marked: u64,
     /// The keys of the samples, one after the other (one run of memory per host).
     keys: String,
     /// The samples with where their keys are in `keys`, in the order they were first seen.
@@ -104,6 +107,18 @@ fn same_names(key: &str, object: &str, counter: &str, instance: &str) -> bool {
         && key[o + 1..o + 1 + c] == *counter.as_bytes()
         && key[o + 1 + c] == 0
         && key[o + 2 + c..] == *instance.as_bytes()
+}
+
+impl Default for HostLatest {
+    fn default() -> Self {
+        HostLatest {
+            marked: u64::MAX,
+            keys: String::new(),
+            kept: Vec::new(),
+            order: Vec::new(),
+            layout: Vec::new(),
+        }
+    }
 }
 
 impl HostLatest {
@@ -349,6 +364,9 @@ pub struct LatestCache {
     hosts: FastMap<String, HostLatest>,
     counters: usize,
     written: SealedHosts,
+    /// Moves on whenever the hosts marked changed are taken (a seal, a write, a clear):
+    /// a host whose `marked` is this one is among the changed already.
+    generation: u64,
 }
 
 impl LatestCache {
@@ -357,6 +375,7 @@ impl LatestCache {
 
     /// Forgets every host (the runner stored what changed first).
     pub fn clear(&mut self) {
+        self.generation += 1;
         self.written.clear();
         self.hosts.clear();
         self.counters = 0;
@@ -370,6 +389,7 @@ impl LatestCache {
 
     /// A checkpoint is sealed (see [`healthstream_stage::Processor::seal`]).
     pub fn seal(&mut self) {
+        self.generation += 1;
         self.written.seal();
     }
 
@@ -383,6 +403,7 @@ impl LatestCache {
     /// The samples of every host changed since the seal written into `batch` (to be read
     /// from it), and those taken for the sealed checkpoint too.
     pub fn write_readable(&mut self, batch: &mut StoreBatch) -> Result<(), StoreError> {
+        self.generation += 1;
         let hosts = &self.hosts;
         self.written
             .write_readable(batch, |root| Self::value(hosts, root))
@@ -397,32 +418,34 @@ pub fn store_latest(
     cache: &mut LatestCache,
 ) -> Result<(), StoreError> {
     let root = input.root_host.as_ref();
-    if !cache.hosts.contains_key(root) {
-        let stored = match batch.get(LATEST_CF, &host_key(root))? {
-            Some(v) => decode_host(&v).unwrap_or_else(|e| {
-                // What cannot be read is replaced by what this batch brings.
-                tracing::error!(root_host = root, error = %e, "unreadable latest samples replaced");
-                HostLatest::new()
-            }),
-            None => HostLatest::new(),
-        };
-        if cache.counters >= LatestCache::BOUND {
-            // What changed goes to the batch (and stays taken for a sealed checkpoint).
-            cache.write_readable(batch)?;
-            cache.hosts.clear();
-            cache.counters = 0;
-        }
-        cache.counters += stored.len();
-        cache.hosts.insert(root.to_string(), stored);
-    }
+    // A host of a sealed checkpoint is in the cache (a cache cleared at its bound took
+    // the sealed hosts first): its samples are taken before they change.
     {
         let hosts = &cache.hosts;
         cache
             .written
             .take_before_change(root, |r| LatestCache::value(hosts, r));
     }
-    let Some(latest) = cache.hosts.get_mut(root) else {
-        return Ok(());
+    let latest = match cache.hosts.get_mut(root) {
+        Some(latest) => latest,
+        None => {
+            let stored = match batch.get(LATEST_CF, &host_key(root))? {
+                Some(v) => decode_host(&v).unwrap_or_else(|e| {
+                    // What cannot be read is replaced by what this batch brings.
+                    tracing::error!(root_host = root, error = %e, "unreadable latest samples replaced");
+                    HostLatest::new()
+                }),
+                None => HostLatest::new(),
+            };
+            if cache.counters >= LatestCache::BOUND {
+                // What changed goes to the batch (and stays taken for a sealed checkpoint).
+                cache.write_readable(batch)?;
+                cache.hosts.clear();
+                cache.counters = 0;
+            }
+            cache.counters += stored.len();
+            cache.hosts.entry(root.to_string()).or_insert(stored)
+        }
     };
     let before = latest.len();
     let mut changed = false;
@@ -460,7 +483,8 @@ pub fn store_latest(
         changed = true;
     }
     cache.counters += latest.len() - before;
-    if changed {
+    if changed && latest.marked != cache.generation {
+        latest.marked = cache.generation;
         cache.written.mark(root);
     }
     Ok(())
