@@ -108,6 +108,10 @@ impl Engine {
         state: Health,
     ) -> Vec<PlannedCommand> {
         let mut out = Vec::new();
+        // Most monitors have none: a state change of one looks no further.
+        if !self.runs_commands(monitor) {
+            return out;
+        }
         for p in self.catalog().packs() {
             for d in &p.pack.diagnostics {
                 if d.monitor == monitor

@@ -175,6 +175,9 @@ const MONITOR_ALERTS_KEPT: usize = 1 << 15;
 pub struct Engine {
     /// The knowledge text of each workflow that has some (see [`Engine::knowledge`]).
     knowledge: FastMap<String, String>,
+    /// The monitors some pack's diagnostics or recoveries run on (see
+    /// [`Engine::commands_on_state`]).
+    command_monitors: std::collections::HashSet<String, foldhash::fast::RandomState>,
     catalog: Catalog,
     /// By id; never iterated where order would show in the outputs.
     instances: FastMap<String, Instance>,
@@ -698,6 +701,14 @@ impl Engine {
         Engine {
             alert_settings,
             knowledge: knowledge_texts(&catalog),
+            command_monitors: catalog
+                .packs()
+                .iter()
+                .flat_map(|p| {
+                    let diagnostics = p.pack.diagnostics.iter().map(|d| d.monitor.clone());
+                    diagnostics.chain(p.pack.recoveries.iter().map(|r| r.monitor.clone()))
+                })
+                .collect(),
             catalog,
             instances: FastMap::default(),
             copies: Slots::default(),
@@ -1252,6 +1263,11 @@ impl Engine {
                 });
             }
         }
+    }
+
+    /// Whether some pack's diagnostics or recoveries run on `monitor`'s states.
+    pub(crate) fn runs_commands(&self, monitor: &str) -> bool {
+        self.command_monitors.contains(monitor)
     }
 
     /// The knowledge of a monitor or rule, as text shown with its alerts.
