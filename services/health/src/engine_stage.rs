@@ -518,7 +518,8 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
 }
 
 /// What is written most (a monitor's kept state, rewritten with every sample of a monitor
-/// that keeps its samples; state history entries; alerts, rewritten whole with each change)
+/// that keeps its samples; state history entries; alerts, rewritten whole with each change;
+/// commands)
 /// in MessagePack's compact form, fields by their place instead of their name: a window of
 /// six samples is 79 bytes instead of 98 to write, flush and compact, a history entry about
 /// half. [`decode`] reads both forms (earlier versions wrote field names). Only for types
@@ -1455,7 +1456,7 @@ impl HealthStage {
             started_at: r.started_at,
             finished_at: r.finished_at,
         });
-        batch.put(COMMANDS_CF, &key, &encode(&entry)?)?;
+        batch.put(COMMANDS_CF, &key, &encode_compact(&entry)?)?;
         let p = entry.planned.clone();
         let kind = match p.kind {
             PlannedKind::Task => "task",
@@ -1579,7 +1580,7 @@ impl HealthStage {
             batch.put(
                 COMMANDS_CF,
                 &KeyWriter::new(COMMAND_PREFIX).str(&id).finish(),
-                &encode(&CommandEntry {
+                &encode_compact(&CommandEntry {
                     id: id.clone(),
                     planned: planned.clone(),
                     requested_by: by,
@@ -2273,7 +2274,7 @@ mod tests {
     /// History entries are written without what their key holds, alerts in the compact
     /// form; those earlier builds wrote (whole, with or without field names) read the same.
     #[test]
-    fn history_and_alerts_read_back_from_the_compact_and_the_named_form() {
+    fn history_alerts_and_commands_read_back_from_the_compact_and_the_named_form() {
         use healthstream_engine::alerts::{Alert, Change, Source};
         use healthstream_model::pack::{Priority, Severity};
         let dir = tempfile::tempdir().expect("tempdir");
@@ -2353,6 +2354,39 @@ mod tests {
         );
         for id in ["named", "compact"] {
             assert_eq!(alert(&store, id).expect("reads"), Some(an_alert(id)));
+        }
+        // Commands too: written with field names by earlier versions, compact now.
+        let a_command = |id: &str| CommandEntry {
+            id: id.into(),
+            planned: PlannedCommand {
+                kind: PlannedKind::Diagnostic,
+                workflow_id: "D".into(),
+                name: "top".into(),
+                instance_id: "fs".into(),
+                root_host: "web-01".into(),
+                monitor_id: Some("M".into()),
+                argv: vec!["top".into(), "-b".into()],
+                timeout_seconds: 30,
+                reset_monitor: false,
+            },
+            requested_by: "health: M entered critical".into(),
+            requested_at: 5,
+            alert_id: Some("a1".into()),
+            result: None,
+        };
+        let mut batch = store.batch();
+        for (id, form) in [
+            ("named", encode as fn(&CommandEntry) -> _),
+            ("compact", encode_compact),
+        ] {
+            let key = KeyWriter::new(COMMAND_PREFIX).str(id).finish();
+            batch
+                .put(COMMANDS_CF, &key, &form(&a_command(id)).expect("encode"))
+                .expect("put");
+        }
+        store.write(batch).expect("write");
+        for id in ["named", "compact"] {
+            assert_eq!(command(&store, id).expect("reads"), Some(a_command(id)));
         }
     }
 
