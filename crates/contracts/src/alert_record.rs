@@ -3,20 +3,9 @@
 //! alert. This writes the newest `alert` schema's layout from the record itself, the same
 //! bytes as the generic encoder (checked against it).
 
-use crate::codec::{write_block, write_long, write_str};
+use crate::codec::{write_block, write_long, write_optional, write_str};
 use crate::records::{AlertPriority, AlertRecord, AlertSeverity, WorkflowKind};
 use crate::{Codec, Contract};
-
-/// A `["null", "string"]` union.
-fn write_optional(out: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        None => write_long(out, 0),
-        Some(s) => {
-            write_long(out, 1);
-            write_str(out, s);
-        }
-    }
-}
 
 impl Codec {
     /// The framed value of an alert change in the newest `alert` schema.

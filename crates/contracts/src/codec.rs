@@ -251,7 +251,7 @@ impl Codec {
 mod tests;
 mod writer;
 
-pub(crate) use writer::{write_block, write_bytes, write_long, write_str};
+pub(crate) use writer::{write_block, write_bytes, write_long, write_optional, write_str};
 
 /// The content id of a framed value whose first field, a string `id`, is empty (the byte
 /// after the 5-byte header is its zero length), and the value with that id spliced in.

@@ -8,6 +8,7 @@
 
 mod alert_record;
 mod codec;
+mod command_record;
 mod contract;
 mod ids;
 mod json;

@@ -1589,7 +1589,7 @@ impl HealthStage {
                     result: None,
                 })?,
             )?;
-            let value = healthstream_stage::encode_output("health", &record)?;
+            let value = Codec::shared().encode_command(&record);
             out.push(OutboundRecord {
                 topic: Topic::Commands,
                 partition: partition_for_key(planned.root_host.as_bytes(), self.partitions) as i32,

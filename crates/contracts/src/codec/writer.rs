@@ -165,6 +165,17 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     write_bytes(out, s.as_bytes());
 }
 
+/// A `["null", "string"]` union.
+pub(crate) fn write_optional(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => write_long(out, 0),
+        Some(s) => {
+            write_long(out, 1);
+            write_str(out, s);
+        }
+    }
+}
+
 /// An array's items or a map's entries as the generic writer writes them: one block with
 /// its count (none when there are none), each by `write`, then the end.
 pub(crate) fn write_block<I: ExactSizeIterator>(
