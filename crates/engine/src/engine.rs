@@ -1975,7 +1975,17 @@ impl Engine {
         for id in ending {
             out.extend(self.end_maintenance(&id, now).unwrap_or_default());
         }
-        let keys: Vec<(String, String)> = self.timed.iter().cloned().collect();
+        // The copies due now (most are not: only those are copied out to be changed).
+        let keys: Vec<(String, String)> = self
+            .timed
+            .iter()
+            .filter(|(i, m)| {
+                self.copies
+                    .get(i, m)
+                    .is_some_and(|c| c.detector.tick_target(now).is_some())
+            })
+            .cloned()
+            .collect();
         let mut heartbeat_roots = BTreeSet::new();
         // The instances whose monitors the time changed: their rollups move once, after
         // all of them (two timers of one host due in one tick change its health once).
