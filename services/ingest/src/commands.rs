@@ -21,6 +21,17 @@ use tokio::task::JoinHandle;
 /// A command is no longer served this long after its time limit ran out (ms).
 const STALE_AFTER_MS: i64 = 3_600_000;
 
+/// How often commands past their time to be served are dropped (ms).
+const PRUNE_EVERY_MS: i64 = 60_000;
+
+/// Whether a command is still served at `now`: it is never again once it is not.
+fn served(c: &Command, now: i64) -> bool {
+    now <= c
+        .requested_at
+        .saturating_add(i64::from(c.timeout_seconds).saturating_mul(1000))
+        .saturating_add(STALE_AFTER_MS)
+}
+
 /// The pending commands per host.
 #[derive(Debug, Default)]
 pub struct Pending {
@@ -28,16 +39,36 @@ pub struct Pending {
     by_host: HashMap<String, BTreeMap<String, Command>>,
     /// Commands with a result (seen before or after their command).
     done: HashSet<String>,
+    /// When commands no longer served were last dropped.
+    pruned_at: i64,
 }
 
 impl Pending {
-    fn command(&mut self, c: Command) {
-        if !self.done.contains(&c.id) {
+    /// A command read at `now`; those no longer served are dropped now and then (a host
+    /// whose collector never asks would keep every command addressed to it).
+    fn command(&mut self, c: Command, now: i64) {
+        if now >= self.pruned_at.saturating_add(PRUNE_EVERY_MS) {
+            self.pruned_at = now;
+            for commands in self.by_host.values_mut() {
+                commands.retain(|_, c| served(c, now));
+            }
+            self.by_host.retain(|_, commands| !commands.is_empty());
+        }
+        if !self.done.contains(&c.id) && served(&c, now) {
             self.by_host
                 .entry(c.root_host.clone())
                 .or_default()
                 .insert(c.id.clone(), c);
         }
+    }
+
+    /// Commands kept, across hosts.
+    pub fn len(&self) -> usize {
+        self.by_host.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_host.is_empty()
     }
 
     fn result(&mut self, r: &TaskResult) {
@@ -54,9 +85,7 @@ impl Pending {
             .get(host)
             .into_iter()
             .flat_map(|m| m.values())
-            .filter(|c| {
-                now <= c.requested_at + i64::from(c.timeout_seconds) * 1000 + STALE_AFTER_MS
-            })
+            .filter(|c| served(c, now))
             .cloned()
             .collect();
         out.sort_by(|a, b| a.requested_at.cmp(&b.requested_at).then(a.id.cmp(&b.id)));
@@ -97,7 +126,7 @@ pub fn follow_commands(
             };
             match m.topic {
                 Topic::Commands => match codec.decode::<Command>(value) {
-                    Ok(c) => p.command(c),
+                    Ok(c) => p.command(c, crate::now_ms()),
                     Err(e) => {
                         tracing::error!(offset = m.offset, error = %e, "command cannot be decoded; skipped")
                     }
@@ -171,16 +200,16 @@ mod tests {
     #[test]
     fn pending_until_a_result_or_stale() {
         let mut p = Pending::default();
-        p.command(command("b", "web-01", 2_000));
-        p.command(command("a", "web-01", 1_000));
-        p.command(command("c", "db-01", 1_000));
+        p.command(command("b", "web-01", 2_000), 2_000);
+        p.command(command("a", "web-01", 1_000), 2_000);
+        p.command(command("c", "db-01", 1_000), 2_000);
         let ids = |v: Vec<Command>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
         assert_eq!(ids(p.for_host("web-01", 3_000)), ["a", "b"], "oldest first");
         p.result(&result("a", "web-01"));
         assert_eq!(ids(p.for_host("web-01", 3_000)), ["b"]);
         // A result read before its command (another partition) still counts.
         p.result(&result("d", "web-01"));
-        p.command(command("d", "web-01", 2_500));
+        p.command(command("d", "web-01", 2_500), 2_500);
         assert_eq!(ids(p.for_host("web-01", 3_000)), ["b"]);
         // Long after its time limit, a command is not served any more.
         assert!(p
@@ -188,5 +217,29 @@ mod tests {
             .is_empty());
         assert_eq!(ids(p.for_host("db-01", 3_000)), ["c"]);
         assert!(p.for_host("nobody", 3_000).is_empty());
+    }
+
+    #[test]
+    fn commands_no_longer_served_are_dropped() {
+        let mut p = Pending::default();
+        let window = 30_000 + STALE_AFTER_MS;
+        p.command(command("old", "gone-01", 0), 0);
+        p.command(command("new", "web-01", window), window);
+        assert_eq!(p.len(), 2, "dropped at most once a minute");
+        // A minute later the first is past its window: dropped, with its host.
+        let later = window + PRUNE_EVERY_MS;
+        p.command(command("newer", "web-01", later), later);
+        assert_eq!(p.len(), 2);
+        assert!(!p.by_host.contains_key("gone-01"));
+        let ids: Vec<String> = p
+            .for_host("web-01", later)
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(ids, ["new", "newer"]);
+        // A command read after its window (a replay from the topic's start) is not kept.
+        p.command(command("replayed", "db-01", 0), later);
+        assert_eq!(p.len(), 2);
+        assert!(!p.is_empty());
     }
 }
