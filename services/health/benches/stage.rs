@@ -23,6 +23,10 @@ use healthstream_health::{open_store, HealthStage};
 use healthstream_stage::{Position, Processor};
 use healthstream_store::Store;
 
+/// The allocator of the `healthstream` binary, so that the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const PARTITIONS: i32 = 1;
 const HOSTS: usize = 1_000;
 const ITEMS: usize = 10;
