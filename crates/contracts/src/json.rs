@@ -367,10 +367,24 @@ fn semantic_checks(contract: Contract, json: &Json, errors: &mut Vec<FieldError>
     match contract {
         Contract::PerfBatch => {
             if let Some(Json::Array(samples)) = json.get("samples") {
+                // A host's latest samples are kept by these names joined with NUL.
+                let mut nul = Vec::new();
                 for (i, s) in samples.iter().enumerate() {
                     non_empty(&format!("samples[{i}].object"), s.get("object"));
                     non_empty(&format!("samples[{i}].counter"), s.get("counter"));
+                    for name in ["object", "counter", "instance"] {
+                        if s.get(name)
+                            .and_then(Json::as_str)
+                            .is_some_and(|v| v.contains('\0'))
+                        {
+                            nul.push(FieldError {
+                                field: format!("samples[{i}].{name}"),
+                                message: "must not hold a NUL character".to_string(),
+                            });
+                        }
+                    }
                 }
+                errors.extend(nul);
             }
         }
         Contract::EventBatch => {
@@ -457,7 +471,8 @@ mod tests {
             Contract::PerfBatch,
             json!({"id": "x", "collector": 5, "root_host": "", "extra": true, "samples": [
                 {"time": "yesterday", "object": "Processor", "counter": "c", "value": "high"},
-                {"object": "Processor", "counter": "c", "value": 1.0}
+                {"object": "Processor", "counter": "c", "value": 1.0},
+                {"time": 1, "object": "Processor", "counter": "c", "instance": "a\u{0}b", "value": 1.0}
             ]}),
         )
         .expect_err("invalid");
@@ -470,6 +485,7 @@ mod tests {
             "samples[0].time",
             "samples[0].value",
             "samples[1].time",
+            "samples[2].instance",
         ] {
             assert!(got.contains(&expected), "{expected} not in {got:?}");
         }
@@ -478,6 +494,11 @@ mod tests {
             .find(|e| e.field == "samples[0].value")
             .expect("value error");
         assert_eq!(value_err.message, "expected a number, found a string");
+        let nul = errors
+            .iter()
+            .find(|e| e.field == "samples[2].instance")
+            .expect("NUL error");
+        assert_eq!(nul.message, "must not hold a NUL character");
     }
 
     #[test]

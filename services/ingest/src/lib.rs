@@ -385,17 +385,6 @@ fn validate(s: &Ingest, topic: Topic, records: &[JsonValue]) -> Result<Validated
                     continue;
                 }
             };
-        if topic == Topic::Perf {
-            let nul = nul_in_sample_names(json);
-            if !nul.is_empty() {
-                problems.extend(nul.into_iter().map(|field| Problem {
-                    record: i,
-                    field,
-                    message: "a perf name cannot hold a NUL character".to_string(),
-                }));
-                continue;
-            }
-        }
         match finish(codec, topic, value) {
             Ok((id, bytes, root_host)) => {
                 outbound.push(by_root_host(topic, partitions, root_host, bytes, now));
@@ -413,25 +402,6 @@ fn validate(s: &Ingest, topic: Topic, records: &[JsonValue]) -> Result<Validated
     } else {
         Err(problems)
     }
-}
-
-/// The fields of a perf batch's samples whose names hold a NUL character (the latest
-/// samples of a host are kept by "object, counter, instance" joined with NUL).
-fn nul_in_sample_names(batch: &JsonValue) -> Vec<String> {
-    let samples = batch.get("samples").and_then(JsonValue::as_array);
-    let mut out = Vec::new();
-    for (j, sample) in samples.into_iter().flatten().enumerate() {
-        for name in ["object", "counter", "instance"] {
-            if sample
-                .get(name)
-                .and_then(JsonValue::as_str)
-                .is_some_and(|v| v.contains('\0'))
-            {
-                out.push(format!("samples[{j}].{name}"));
-            }
-        }
-    }
-    out
 }
 
 /// Encodes perf batches read by the fast path, as [`validate`] would.
