@@ -517,11 +517,10 @@ struct CheckedSample {
 impl CheckedPerf {
     /// The batch of `view`, whose values must all be finite numbers.
     pub fn new(view: &PerfView<'_>) -> Result<CheckedPerf, Rejection> {
-        finite_values(view.samples.iter().map(|s| s.value))?;
-        names_without_nul(
+        checked_samples(
             view.samples
                 .iter()
-                .map(|s| [&*s.object, &*s.counter, &*s.instance]),
+                .map(|s| (s.value, [&*s.object, &*s.counter, &*s.instance])),
         )?;
         let size = view.id.len()
             + view.collector.len()
@@ -592,10 +591,19 @@ impl CheckedPerf {
     }
 }
 
-/// A batch with a NUL character in a sample's object, counter or instance is refused,
-/// naming the first (the latest samples are kept by those names joined with NUL).
-pub fn names_without_nul<'a>(names: impl Iterator<Item = [&'a str; 3]>) -> Result<(), Rejection> {
-    for (i, names) in names.enumerate() {
+/// A batch's samples, each its value and its object, counter and instance, checked in one
+/// pass: the first sample whose value is not a finite number, or one of whose names holds
+/// a NUL character (a host's latest samples are kept by its names joined with NUL), refuses
+/// the batch, named by its place.
+pub fn checked_samples<'a>(
+    samples: impl Iterator<Item = (f64, [&'a str; 3])>,
+) -> Result<(), Rejection> {
+    for (i, (value, names)) in samples.enumerate() {
+        if !value.is_finite() {
+            return Err(Rejection::validation(format!(
+                "samples[{i}].value is {value}, not a finite number"
+            )));
+        }
         for (field, name) in ["object", "counter", "instance"].into_iter().zip(names) {
             if name.contains('\0') {
                 return Err(Rejection::validation(format!(
@@ -605,16 +613,6 @@ pub fn names_without_nul<'a>(names: impl Iterator<Item = [&'a str; 3]>) -> Resul
         }
     }
     Ok(())
-}
-
-/// A batch whose values are not all finite numbers is refused, naming the first that is not.
-pub fn finite_values(values: impl Iterator<Item = f64>) -> Result<(), Rejection> {
-    match values.enumerate().find(|(_, v)| !v.is_finite()) {
-        Some((i, v)) => Err(Rejection::validation(format!(
-            "samples[{i}].value is {v}, not a finite number"
-        ))),
-        None => Ok(()),
-    }
 }
 
 impl Processor for PerfStage {
@@ -641,12 +639,11 @@ impl Processor for PerfStage {
                 batch.root_host, message.partition
             )));
         }
-        finite_values(batch.samples.iter().map(|s| s.value))?;
-        names_without_nul(
+        checked_samples(
             batch
                 .samples
                 .iter()
-                .map(|s| [&*s.object, &*s.counter, &*s.instance]),
+                .map(|s| (s.value, [&*s.object, &*s.counter, &*s.instance])),
         )?;
         Ok(batch)
     }
@@ -1104,8 +1101,15 @@ mod tests {
 
     #[test]
     fn the_first_value_that_is_not_finite_is_named() {
-        assert!(finite_values([1.0, -2.5, 0.0].into_iter()).is_ok());
-        let err = finite_values([1.0, f64::INFINITY, f64::NAN].into_iter()).expect_err("inf");
+        let samples = |values: &[f64]| {
+            values
+                .iter()
+                .map(|v| (*v, ["Processor", "% Processor Time", "_Total"]))
+                .collect::<Vec<_>>()
+        };
+        assert!(checked_samples(samples(&[1.0, -2.5, 0.0]).into_iter()).is_ok());
+        let err =
+            checked_samples(samples(&[1.0, f64::INFINITY, f64::NAN]).into_iter()).expect_err("inf");
         assert_eq!(err.reason, "samples[1].value is inf, not a finite number");
     }
 }
