@@ -21,7 +21,7 @@ use healthstream_model::reference::{TargetContext, Template};
 use crate::detect::{Detector, Fields, ServiceReading};
 use crate::pairs::{Handle, PairMap, Slots};
 use crate::rollup::{aggregate, counted_as, dependency_counts, Counts, Member};
-use crate::FastMap;
+use crate::{FastMap, FastSet};
 
 /// An instance as the engine sees it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -177,7 +177,7 @@ pub struct Engine {
     knowledge: FastMap<String, String>,
     /// The monitors some pack's diagnostics or recoveries run on (see
     /// [`Engine::commands_on_state`]).
-    command_monitors: std::collections::HashSet<String, foldhash::fast::RandomState>,
+    command_monitors: FastSet<String>,
     catalog: Catalog,
     /// By id; never iterated where order would show in the outputs.
     instances: FastMap<String, Instance>,

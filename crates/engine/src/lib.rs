@@ -22,3 +22,6 @@ pub mod rules;
 /// The engine's maps: looked up several times per sample, keyed by names. A fast hash,
 /// seeded at random per map.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A set of names on the same hash.
+pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
