@@ -8,6 +8,7 @@ use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB};
 
 use crate::keys::{KeyError, KeyReader, KeyWriter};
+use crate::staged::Staged;
 
 /// A key and its value.
 pub type Entry = (Vec<u8>, Vec<u8>);
@@ -55,6 +56,26 @@ pub struct Store {
     db: Arc<DB>,
     path: PathBuf,
     cfs: Arc<Vec<String>>,
+    /// Per column family (by its place in `cfs`): read by key only through a batch.
+    keyed: Arc<Vec<bool>>,
+}
+
+/// How some column families of a store are used, for it to suit them (each list names some
+/// of the store's column families; the others get the defaults).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tuning<'a> {
+    /// Keys overwritten over and over (a monitor's kept state, rewritten with every sample):
+    /// a larger memtable, so that most overwrites end in memory instead of being flushed and
+    /// compacted.
+    pub hot: &'a [&'a str],
+    /// Each key written once and read rarely (a history): the memtable is a vector (an
+    /// insert is an append instead of a search of a skip list; an iterator sorts a copy of
+    /// it, so read them with few iterators: see [`Store::last_of_each`]), compacted
+    /// universally.
+    pub logs: &'a [&'a str],
+    /// Read by key only through a [`StoreBatch`] (never by prefix, or rarely): the batch
+    /// stages their writes in a hash map instead of an ordered one.
+    pub keyed: &'a [&'a str],
 }
 
 /// Memtable of a column family whose keys are overwritten over and over: several times a
@@ -83,7 +104,7 @@ const MAX_TOTAL_WAL: u64 = 256 << 20;
 pub struct StoreBatch {
     store: Store,
     /// Per column family (by its place in the store's list): key -> value, `None` deleted.
-    writes: Vec<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    writes: Vec<Staged>,
     /// Per column family: puts of keys written nowhere else in the batch (an append-only
     /// log), in the order they came, without the ordered map's cost per key.
     appends: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
@@ -123,32 +144,17 @@ impl StateRead for StoreBatch {
 impl Store {
     /// Opens (creating if needed) the store at `path` with the given column families.
     pub fn open(path: impl AsRef<Path>, column_families: &[&str]) -> Result<Store, StoreError> {
-        Store::open_with_hot(path, column_families, &[])
+        Store::open_tuned(path, column_families, &Tuning::default())
     }
 
-    /// Like [`Store::open`], with `hot` column families (some of `column_families`) whose
-    /// keys are overwritten over and over (a monitor's kept state, rewritten with every
-    /// sample): their memtable is larger, so that most overwrites end in memory instead of
-    /// being flushed and compacted.
-    pub fn open_with_hot(
-        path: impl AsRef<Path>,
-        column_families: &[&str],
-        hot: &[&str],
-    ) -> Result<Store, StoreError> {
-        Store::open_tuned(path, column_families, hot, &[])
-    }
-
-    /// Like [`Store::open_with_hot`], with `logs` too (some of `column_families`): column
-    /// families each of whose keys is written once and read rarely (a history). Their
-    /// memtable is a vector: an insert is an append instead of a search of a skip list, and
-    /// an iterator sorts a copy of it (so read them with few iterators: see
-    /// [`Store::last_of_each`]); they are compacted universally.
+    /// Like [`Store::open`], some of the column families tuned for how they are used (see
+    /// [`Tuning`]).
     pub fn open_tuned(
         path: impl AsRef<Path>,
         column_families: &[&str],
-        hot: &[&str],
-        logs: &[&str],
+        tuning: &Tuning<'_>,
     ) -> Result<Store, StoreError> {
+        let Tuning { hot, logs, keyed } = *tuning;
         let path = path.as_ref().to_path_buf();
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -190,10 +196,12 @@ impl Store {
                 source,
             }
         })?;
+        let keyed = names.iter().map(|n| keyed.contains(&n.as_str())).collect();
         Ok(Store {
             db: Arc::new(db),
             path,
             cfs: Arc::new(names),
+            keyed: Arc::new(keyed),
         })
     }
 
@@ -344,7 +352,7 @@ impl Store {
     pub fn batch(&self) -> StoreBatch {
         StoreBatch {
             store: self.clone(),
-            writes: vec![BTreeMap::new(); self.cfs.len()],
+            writes: self.keyed.iter().map(|k| Staged::new(*k)).collect(),
             appends: vec![Vec::new(); self.cfs.len()],
             offsets: BTreeMap::new(),
             staged_bytes: 0,
@@ -376,11 +384,7 @@ impl Store {
                 }
                 let handle = self.cf(name)?;
                 let appended = appends.iter().map(|(k, v)| (k, Some(v)));
-                for (key, value) in cf_writes
-                    .iter()
-                    .map(|(k, v)| (k, v.as_ref()))
-                    .chain(appended)
-                {
+                for (key, value) in cf_writes.in_order().into_iter().chain(appended) {
                     match value {
                         Some(v) => out.put_cf(&handle, key, v),
                         None => out.delete_cf(&handle, key),
@@ -577,15 +581,7 @@ impl StoreBatch {
         let mut staged: Vec<(&Vec<u8>, Option<&Vec<u8>>)> =
             appended.map(|(k, v)| (k, Some(v))).collect();
         let any_appended = !staged.is_empty();
-        staged.extend(
-            self.writes[i]
-                .range::<[u8], _>((
-                    std::ops::Bound::Included(prefix),
-                    std::ops::Bound::Unbounded,
-                ))
-                .take_while(|(k, _)| k.starts_with(prefix))
-                .map(|(k, v)| (k, v.as_ref())),
-        );
+        staged.extend(self.writes[i].under(prefix));
         if any_appended {
             staged.sort_by(|a, b| a.0.cmp(b.0));
             staged.dedup_by(|later, kept| later.0 == kept.0);
@@ -622,7 +618,7 @@ impl StoreBatch {
     /// Number of keys written (put or deleted).
     pub fn len(&self) -> usize {
         let appended: usize = self.appends.iter().map(Vec::len).sum();
-        self.writes.iter().map(BTreeMap::len).sum::<usize>() + appended
+        self.writes.iter().map(Staged::len).sum::<usize>() + appended
     }
 
     pub fn is_empty(&self) -> bool {
@@ -693,7 +689,15 @@ mod tests {
             .sum()
         };
         {
-            let store = Store::open_with_hot(dir.path(), &["hot", "cold"], &["hot"]).expect("open");
+            let store = Store::open_tuned(
+                dir.path(),
+                &["hot", "cold"],
+                &Tuning {
+                    hot: &["hot"],
+                    ..Tuning::default()
+                },
+            )
+            .expect("open");
             // 12 MiB into each: more than an ordinary memtable, less than a hot one.
             for round in 0..48u32 {
                 let mut b = store.batch();
@@ -711,7 +715,15 @@ mod tests {
             assert_eq!(scan.len(), 64);
             assert!(scan.iter().all(|(_, v)| v == &vec![47u8; 4096]));
         }
-        let store = Store::open_with_hot(dir.path(), &["hot", "cold"], &["hot"]).expect("reopen");
+        let store = Store::open_tuned(
+            dir.path(),
+            &["hot", "cold"],
+            &Tuning {
+                hot: &["hot"],
+                ..Tuning::default()
+            },
+        )
+        .expect("reopen");
         assert_eq!(
             store.get("hot", &[1, 3]).expect("get"),
             Some(vec![47u8; 4096])
@@ -729,7 +741,15 @@ mod tests {
         the_last_entries_of(&Store::open(dir.path(), &["cf"]).expect("open"));
         // The same from a vector memtable (a log column family), before and after a flush.
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open_tuned(dir.path(), &["cf"], &[], &["cf"]).expect("open");
+        let store = Store::open_tuned(
+            dir.path(),
+            &["cf"],
+            &Tuning {
+                logs: &["cf"],
+                ..Tuning::default()
+            },
+        )
+        .expect("open");
         the_last_entries_of(&store);
         store.flush().expect("flush");
         the_last_entries_of(&store);
@@ -912,9 +932,14 @@ mod tests {
         staged: &Writes,
         split: Option<usize>,
         prefix: &[u8],
+        keyed: bool,
     ) -> Result<(), proptest::test_runner::TestCaseError> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), &["s"]).expect("open");
+        let tuning = Tuning {
+            keyed: if keyed { &["s"] } else { &[] },
+            ..Tuning::default()
+        };
+        let store = Store::open_tuned(dir.path(), &["s"], &tuning).expect("open");
         let mut b = store.batch();
         for (k, v) in stored {
             b.put("s", k, v).expect("put");
@@ -925,7 +950,21 @@ mod tests {
         let mut base = store.batch();
         let mut top = store.batch();
         let mut keys = Vec::new();
+        let scanned = |batch: &StoreBatch, model: &BTreeMap<Vec<u8>, Vec<u8>>| {
+            let expected: Vec<Entry> = model
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            proptest::prop_assert_eq!(batch.scan_prefix("s", prefix).expect("scan"), expected);
+            Ok(())
+        };
         for (i, (k, v, append)) in staged.iter().enumerate() {
+            // A scan halfway, then more writes: what a later scan reads is not what the
+            // first one saw.
+            if i == staged.len() / 2 && split.is_none() {
+                scanned(&top, &model)?;
+            }
             if Some(i) == split {
                 top.set_base(Arc::new(std::mem::replace(&mut base, store.batch())));
             }
@@ -960,12 +999,7 @@ mod tests {
         for k in &keys {
             proptest::prop_assert_eq!(top.get("s", k).expect("get"), model.get(k).cloned());
         }
-        let expected: Vec<Entry> = model
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        proptest::prop_assert_eq!(top.scan_prefix("s", prefix).expect("scan"), expected);
+        scanned(&top, &model)?;
         match top.drop_base() {
             Some(base) => store.write_all(&[&base, &top]).expect("write"),
             None => store.write(top).expect("write"),
@@ -976,14 +1010,16 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// A batch over a store reads and writes like a map.
+        /// A batch over a store reads and writes like a map, its writes staged in order or
+        /// hashed (a column family read by key).
         #[test]
         fn a_batch_reads_and_writes_like_a_map(
             stored in proptest::collection::btree_map(proptest::collection::vec(0u8..4, 0..4), proptest::collection::vec(0u8..255, 0..3), 0..20),
             staged in proptest::collection::vec((proptest::collection::vec(0u8..4, 0..4), proptest::option::of(proptest::collection::vec(0u8..255, 0..3)), proptest::bool::ANY), 0..20),
             prefix in proptest::collection::vec(0u8..4, 0..3),
+            keyed in proptest::bool::ANY,
         ) {
-            reads_and_writes_like_a_map(&stored, &staged, None, &prefix)?;
+            reads_and_writes_like_a_map(&stored, &staged, None, &prefix, keyed)?;
         }
 
         /// The writes split between a base (a batch set aside, being stored) and a batch
@@ -994,8 +1030,9 @@ mod tests {
             staged in proptest::collection::vec((proptest::collection::vec(0u8..4, 0..4), proptest::option::of(proptest::collection::vec(0u8..255, 0..3)), proptest::bool::ANY), 0..20),
             split in 0usize..20,
             prefix in proptest::collection::vec(0u8..4, 0..3),
+            keyed in proptest::bool::ANY,
         ) {
-            reads_and_writes_like_a_map(&stored, &staged, Some(split), &prefix)?;
+            reads_and_writes_like_a_map(&stored, &staged, Some(split), &prefix, keyed)?;
         }
     }
 

@@ -7,6 +7,7 @@
 
 mod db;
 pub mod keys;
+mod staged;
 
-pub use db::{Entry, StateRead, Store, StoreBatch, StoreError, OFFSETS_CF};
+pub use db::{Entry, StateRead, Store, StoreBatch, StoreError, Tuning, OFFSETS_CF};
 pub use keys::{KeyError, KeyReader, KeyWriter};

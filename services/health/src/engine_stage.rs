@@ -23,7 +23,7 @@ use healthstream_model::expr::Value;
 use healthstream_model::pack::Health;
 use healthstream_packfeed::Packs;
 use healthstream_stage::{Position, Processor, Rejection, StageError};
-use healthstream_store::{KeyReader, KeyWriter, StateRead, Store, StoreBatch, StoreError};
+use healthstream_store::{KeyReader, KeyWriter, StateRead, Store, StoreBatch, StoreError, Tuning};
 
 use crate::kept::{decode_host_units, encode_host_units, health_at, health_byte};
 use crate::perf::{store_latest, LatestCache};
@@ -96,9 +96,19 @@ pub const HEALTH_CFS: &[&str] = &[
 /// monitors, its latest samples).
 pub const HEALTH_HOT_CFS: &[&str] = &["perf_latest", STATE_CF];
 
+/// Column families written by many inputs between two checkpoints and read back by key
+/// only (the rollup states, alerts and commands of state changes; prefix reads of them go to
+/// the store, or happen when partitions are loaded).
+const HEALTH_KEYED_CFS: &[&str] = &[STATE_CF, ALERTS_CF, OPEN_ALERTS_CF, COMMANDS_CF];
+
 /// Opens (creating if needed) the health processor's store at `path`.
 pub fn open_store(path: impl AsRef<std::path::Path>) -> Result<Store, StoreError> {
-    Store::open_tuned(path, HEALTH_CFS, HEALTH_HOT_CFS, &[HISTORY_CF])
+    let tuning = Tuning {
+        hot: HEALTH_HOT_CFS,
+        logs: &[HISTORY_CF],
+        keyed: HEALTH_KEYED_CFS,
+    };
+    Store::open_tuned(path, HEALTH_CFS, &tuning)
 }
 
 /// A command sent to a collector (a diagnostic, recovery or task), with its result once
