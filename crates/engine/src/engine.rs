@@ -19,7 +19,7 @@ use healthstream_model::params::ParamValue;
 use healthstream_model::reference::{TargetContext, Template};
 
 use crate::detect::{Detector, Fields, ServiceReading};
-use crate::pairs::{Handle, PairMap, Slots};
+use crate::pairs::{Handle, PairMap, RecentPairs, Slots};
 use crate::rollup::{aggregate, counted_as, dependency_counts, Counts, Member};
 use crate::{FastMap, FastSet};
 
@@ -167,8 +167,8 @@ struct Copy {
     dirty: bool,
 }
 
-/// Instances whose monitors' resolved alert settings are kept at most (see
-/// `Engine::monitor_alerts`).
+/// Instances whose monitors' resolved alert settings are kept, used last (see
+/// `Engine::monitor_alerts`; twice as many at most).
 const MONITOR_ALERTS_KEPT: usize = 1 << 15;
 
 /// The engine of one partition.
@@ -250,10 +250,10 @@ pub struct Engine {
     hosting_counts: FastMap<String, HostingCounts>,
     /// The alert settings of each monitor of each instance, as [`Engine::monitor_alert`]
     /// resolved them (overrides, `$Target`): worked out at a monitor's first state change,
-    /// forgotten whenever an instance is added, changed or removed (its properties, hosts
-    /// and groups decide them; the packs are the engine's own), and all at once past
-    /// [`MONITOR_ALERTS_KEPT`] instances (a few hundred bytes a monitor).
-    monitor_alerts: PairMap<Option<Arc<crate::alerts::MonitorAlert>>>,
+    /// forgotten when the instance or one of its hosts is added, changed or removed (their
+    /// properties, classes and groups decide them; the packs are the engine's own), kept for
+    /// the [`MONITOR_ALERTS_KEPT`] instances used last (a few hundred bytes a monitor).
+    monitor_alerts: RecentPairs<Option<Arc<crate::alerts::MonitorAlert>>>,
     /// The rollup monitors of each class, worked out when first needed.
     class_rollups: FastMap<String, Arc<ClassRollups>>,
     /// The unit monitors targeting each class, read once per set of packs (see
@@ -735,7 +735,7 @@ impl Engine {
             external: BTreeMap::new(),
             member_counts: FastMap::default(),
             hosting_counts: FastMap::default(),
-            monitor_alerts: PairMap::default(),
+            monitor_alerts: RecentPairs::new(MONITOR_ALERTS_KEPT),
             class_rollups: FastMap::default(),
             class_monitors: FastMap::default(),
             initial: Vec::new(),
@@ -999,12 +999,9 @@ impl Engine {
             return None;
         }
         if let Some(resolved) = self.monitor_alerts.get(instance, monitor) {
-            return resolved.clone();
+            return resolved;
         }
         let resolved = self.resolve_monitor_alert(instance, monitor).map(Arc::new);
-        if self.monitor_alerts.instances() >= MONITOR_ALERTS_KEPT {
-            self.monitor_alerts.clear();
-        }
         self.monitor_alerts
             .insert(instance, monitor, resolved.clone());
         resolved
@@ -1322,6 +1319,20 @@ impl Engine {
             .unwrap_or(Health::Uninitialized)
     }
 
+    /// Forgets the resolved alert settings of an instance and of everything it hosts, down
+    /// the hosting tree: what they were resolved from changes with it.
+    fn forget_alert_settings(&mut self, id: &str) {
+        let mut todo = vec![id.to_string()];
+        let mut seen = FastSet::default();
+        while let Some(i) = todo.pop() {
+            if let Some(hosted) = self.hosted.get(&i) {
+                todo.extend(hosted.iter().filter(|h| !seen.contains(*h)).cloned());
+            }
+            self.monitor_alerts.forget(&i);
+            seen.insert(i);
+        }
+    }
+
     fn chain(&self, id: &str) -> Vec<&Instance> {
         let mut out = Vec::new();
         let mut cur = self.instances.get(id);
@@ -1359,7 +1370,7 @@ impl Engine {
     /// a rollup that changes because of it).
     pub fn upsert(&mut self, instance: Instance, time: i64) -> Vec<StateChange> {
         self.hosting_counts.clear();
-        self.monitor_alerts.clear();
+        self.forget_alert_settings(&instance.id);
         let id = instance.id.clone();
         // Its class may change what its dependency monitors count.
         self.member_counts.remove(&id);
@@ -1400,7 +1411,7 @@ impl Engine {
     /// Remove an instance and its copies.
     pub fn remove(&mut self, id: &str, time: i64) -> Vec<StateChange> {
         self.hosting_counts.clear();
-        self.monitor_alerts.clear();
+        self.forget_alert_settings(id);
         let Some(old) = self.instances.remove(id) else {
             return Vec::new();
         };

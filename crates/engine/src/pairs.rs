@@ -141,6 +141,65 @@ impl<V> PairMap<V> {
     }
 }
 
+/// A bounded cache keyed like [`PairMap`]: values of at most twice `per_generation`
+/// instances, in two generations. Inserts go to the new one; when it holds `per_generation`
+/// instances it becomes the old one and the old one is dropped; a value read from the old
+/// one moves to the new one. What is used again and again stays, however many other
+/// instances pass through (clearing everything once full emptied a cache of a working set a
+/// little larger than it over and over).
+#[derive(Debug, Clone)]
+pub struct RecentPairs<V> {
+    new: PairMap<V>,
+    old: PairMap<V>,
+    per_generation: usize,
+}
+
+impl<V: Clone> RecentPairs<V> {
+    pub fn new(per_generation: usize) -> RecentPairs<V> {
+        RecentPairs {
+            new: PairMap::default(),
+            old: PairMap::default(),
+            per_generation: per_generation.max(1),
+        }
+    }
+
+    /// The value kept for (instance, workflow), moved to the new generation if it was in
+    /// the old one.
+    pub fn get(&mut self, instance: &str, workflow: &str) -> Option<V> {
+        if let Some(v) = self.new.get(instance, workflow) {
+            return Some(v.clone());
+        }
+        let v = self.old.remove(instance, workflow)?;
+        self.insert(instance, workflow, v.clone());
+        Some(v)
+    }
+
+    pub fn insert(&mut self, instance: &str, workflow: &str, value: V) {
+        if self.new.instances() >= self.per_generation
+            && !self.new.by_instance.contains_key(instance)
+        {
+            self.old = std::mem::take(&mut self.new);
+        }
+        self.new.insert(instance, workflow, value);
+    }
+
+    /// Forgets everything kept of an instance.
+    pub fn forget(&mut self, instance: &str) {
+        self.new.by_instance.remove(instance);
+        self.old.by_instance.remove(instance);
+    }
+
+    pub fn clear(&mut self) {
+        self.new.clear();
+        self.old.clear();
+    }
+
+    /// How many instances have a value (in either generation).
+    pub fn instances(&self) -> usize {
+        self.new.instances() + self.old.instances()
+    }
+}
+
 /// Where a workflow is (or would go) among an instance's sorted workflows.
 fn find<V>(workflows: &[(String, V)], workflow: &str) -> Result<usize, usize> {
     workflows.binary_search_by(|(w, _)| w.as_str().cmp(workflow))
@@ -294,6 +353,34 @@ mod tests {
     /// Workflow names of a few lengths, up to twelve an instance.
     fn workflow(w: u8) -> String {
         format!("w{w}{}", "-".repeat(usize::from(w % 3)))
+    }
+
+    /// The cache keeps at most two generations, keeps what is used while others pass
+    /// through, and forgets an instance in both generations.
+    #[test]
+    fn recent_pairs_keep_what_is_used() {
+        let mut c = RecentPairs::new(4);
+        c.insert("hot", "w", 0u32);
+        for i in 0..50u32 {
+            c.insert(&format!("i{i}"), "w", i);
+            assert!(c.instances() <= 8, "{} instances kept", c.instances());
+            if i % 3 == 2 {
+                assert_eq!(c.get("hot", "w"), Some(0), "lost after i{i}");
+            }
+        }
+        assert_eq!(c.get("i0", "w"), None, "long unused: dropped");
+        assert_eq!(c.get("i49", "w"), Some(49));
+        // In the old generation, then forgotten there.
+        for i in 50..54u32 {
+            c.insert(&format!("i{i}"), "w", i);
+        }
+        c.forget("i49");
+        assert_eq!(c.get("i49", "w"), None);
+        c.forget("i53");
+        assert_eq!(c.get("i53", "w"), None);
+        assert_eq!(c.get("i52", "w"), Some(52));
+        c.clear();
+        assert_eq!((c.instances(), c.get("i52", "w")), (0, None));
     }
 
     proptest! {
