@@ -2053,7 +2053,7 @@ impl Engine {
                 self.copies
                     .of(i)
                     .filter(|(_, c)| matches!(*c.detector.detection, Detection::Heartbeat { .. }))
-                    .map(|(m, _)| (i.clone(), m.clone()))
+                    .map(|(m, _)| (i.clone(), m.to_string()))
             })
             .collect();
         let mut changed = Vec::new();

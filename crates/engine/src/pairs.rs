@@ -15,18 +15,36 @@
 
 use std::sync::Arc;
 
-use crate::FastMap;
+use crate::{FastMap, FastSet};
 
 /// (instance, workflow) -> `V`.
+///
+/// The workflow names are kept once for the whole map (a few hundred names for hundreds of
+/// thousands of instances): the names an instance's search compares are the same few
+/// strings for every instance, in cache, not a copy of each per instance far apart.
 #[derive(Debug, Clone)]
 pub struct PairMap<V> {
-    by_instance: FastMap<String, Vec<(String, V)>>,
+    by_instance: FastMap<String, Vec<(Arc<str>, V)>>,
+    names: FastSet<Arc<str>>,
 }
 
 impl<V> Default for PairMap<V> {
     fn default() -> Self {
         PairMap {
             by_instance: FastMap::default(),
+            names: FastSet::default(),
+        }
+    }
+}
+
+/// The map's one copy of a workflow name.
+fn intern(names: &mut FastSet<Arc<str>>, workflow: &str) -> Arc<str> {
+    match names.get(workflow) {
+        Some(n) => n.clone(),
+        None => {
+            let n: Arc<str> = Arc::from(workflow);
+            names.insert(n.clone());
+            n
         }
     }
 }
@@ -71,7 +89,7 @@ impl<V> PairMap<V> {
         match find(workflows, workflow) {
             Ok(i) => Some(std::mem::replace(&mut workflows[i].1, value)),
             Err(i) => {
-                workflows.insert(i, (workflow.to_string(), value));
+                workflows.insert(i, (intern(&mut self.names, workflow), value));
                 None
             }
         }
@@ -104,7 +122,7 @@ impl<V> PairMap<V> {
                     moved.push((*workflow, Some(old), value.clone()));
                 }
                 Err(i) if worth(value) => {
-                    workflows.insert(i, (workflow.to_string(), value.clone()));
+                    workflows.insert(i, (intern(&mut self.names, workflow), value.clone()));
                     moved.push((*workflow, None, value.clone()));
                 }
                 Err(_) => {}
@@ -125,18 +143,18 @@ impl<V> PairMap<V> {
     }
 
     /// The workflows of one instance, in order.
-    pub fn of(&self, instance: &str) -> impl Iterator<Item = (&String, &V)> {
+    pub fn of(&self, instance: &str) -> impl Iterator<Item = (&str, &V)> {
         self.by_instance
             .get(instance)
             .into_iter()
             .flatten()
-            .map(|(w, v)| (w, v))
+            .map(|(w, v)| (&**w, v))
     }
 
     /// The keys of one instance, in order, owned (to change the map while going through).
     pub fn keys_of(&self, instance: &str) -> Vec<(String, String)> {
         self.of(instance)
-            .map(|(w, _)| (instance.to_string(), w.clone()))
+            .map(|(w, _)| (instance.to_string(), w.to_string()))
             .collect()
     }
 }
@@ -201,8 +219,11 @@ impl<V: Clone> RecentPairs<V> {
 }
 
 /// Where a workflow is (or would go) among an instance's sorted workflows.
-fn find<V>(workflows: &[(String, V)], workflow: &str) -> Result<usize, usize> {
-    workflows.binary_search_by(|(w, _)| w.as_str().cmp(workflow))
+fn find<S: std::borrow::Borrow<str>, V>(
+    workflows: &[(S, V)],
+    workflow: &str,
+) -> Result<usize, usize> {
+    workflows.binary_search_by(|(w, _)| w.borrow().cmp(workflow))
 }
 
 /// An (instance, workflow) key, shared by a value's slot and whatever names it.
@@ -327,7 +348,7 @@ impl<V> Slots<V> {
     }
 
     /// The workflows of one instance, in order.
-    pub fn of(&self, instance: &str) -> impl Iterator<Item = (&String, &V)> {
+    pub fn of(&self, instance: &str) -> impl Iterator<Item = (&str, &V)> {
         self.by_key
             .of(instance)
             .filter_map(|(w, h)| self.at(*h).map(|(_, v)| (w, v)))
@@ -353,6 +374,21 @@ mod tests {
     /// Workflow names of a few lengths, up to twelve an instance.
     fn workflow(w: u8) -> String {
         format!("w{w}{}", "-".repeat(usize::from(w % 3)))
+    }
+
+    /// A workflow's name is kept once however many instances have it, through inserts and
+    /// sets alike.
+    #[test]
+    fn workflow_names_are_kept_once() {
+        let mut m = PairMap::default();
+        m.insert("i1", "w", 1);
+        m.insert("i2", "w", 2);
+        m.set_each("i3", &[("w", 3), ("v", 0)], |v| *v > 0);
+        let name = |i: &str| m.by_instance[i][0].0.clone();
+        assert!(Arc::ptr_eq(&name("i1"), &name("i2")));
+        assert!(Arc::ptr_eq(&name("i1"), &name("i3")));
+        assert_eq!(m.names.len(), 1, "a value not worth setting keeps no name");
+        assert_eq!(m.of("i3").collect::<Vec<_>>(), [("w", &3)]);
     }
 
     /// The cache keeps at most two generations, keeps what is used while others pass
@@ -431,7 +467,7 @@ mod tests {
             }
             for i in 0..4 {
                 let i = format!("i{i}");
-                let got: Vec<(String, u16)> = m.of(&i).map(|(w, v)| (w.clone(), *v)).collect();
+                let got: Vec<(String, u16)> = m.of(&i).map(|(w, v)| (w.to_string(), *v)).collect();
                 let want: Vec<(String, u16)> = model
                     .iter()
                     .filter(|((mi, _), _)| *mi == i)
@@ -454,9 +490,9 @@ mod tests {
         assert!(m.contains("i2", "a") && !m.contains("i2", "b") && !m.contains("i3", "a"));
         *m.get_mut("i2", "a").expect("there") += 10;
         assert_eq!(m.get("i2", "a"), Some(&13));
-        let of: Vec<(&String, &i32)> = m.of("i1").collect();
+        let of: Vec<(&str, &i32)> = m.of("i1").collect();
         assert_eq!(of.len(), 2);
-        assert_eq!((of[0].0.as_str(), of[1].0.as_str()), ("a", "b"), "in order");
+        assert_eq!((of[0].0, of[1].0), ("a", "b"), "in order");
         assert_eq!(
             m.keys_of("i1"),
             vec![("i1".into(), "a".into()), ("i1".into(), "b".into())]
@@ -515,7 +551,7 @@ mod tests {
             }
             for i in 0..4 {
                 let i = format!("i{i}");
-                let got: Vec<(String, u16)> = m.of(&i).map(|(w, v)| (w.clone(), *v)).collect();
+                let got: Vec<(String, u16)> = m.of(&i).map(|(w, v)| (w.to_string(), *v)).collect();
                 let want: Vec<(String, u16)> = model
                     .iter()
                     .filter(|((mi, _), _)| *mi == i)
