@@ -157,7 +157,9 @@ pub struct Sample<'a> {
 #[derive(Debug, Clone)]
 struct Copy {
     detector: Detector,
-    parent: String,
+    /// The place of the aggregate it reports to among its instance class's rollups
+    /// ([`ClassRollups::aggs`]); `None`: no aggregate of the class is its parent.
+    parent: Option<u16>,
     /// Event sources: the source's own filter (boxed: most copies read perf, and a copy is
     /// read for every sample it gets; the smaller, the fewer cache lines).
     filter: Option<Box<healthstream_model::expr::Expr>>,
@@ -1489,6 +1491,7 @@ impl Engine {
         let mut keep = BTreeSet::new();
         if inst.managed {
             let plans = self.class_monitors(&inst.class);
+            let rollups = self.class_rollups(&inst.class);
             for plan in plans.iter() {
                 let m = &plan.monitor;
                 let Some((enabled, detect, source)) = self.resolve_copy(plan, &ctx) else {
@@ -1555,7 +1558,11 @@ impl Engine {
                     &m.id,
                     Copy {
                         detector: fresh,
-                        parent: m.parent.clone(),
+                        parent: rollups
+                            .aggs
+                            .iter()
+                            .position(|(a, _)| a.id == m.parent)
+                            .and_then(|place| u16::try_from(place).ok()),
                         filter: filter.map(Box::new),
                         held,
                         dirty: false,
@@ -2574,10 +2581,7 @@ impl Engine {
         let units: Vec<(usize, Health)> = self
             .copies
             .of(id)
-            .filter_map(|(_, c)| {
-                let place = plan.aggs.iter().position(|(a, _)| a.id == c.parent)?;
-                Some((place, c.detector.health))
-            })
+            .filter_map(|(_, c)| Some((usize::from(c.parent?), c.detector.health)))
             .collect();
         // Aggregates, deepest first: an aggregate's children are the instance's unit
         // monitors and the rollups whose parent it is.
