@@ -688,16 +688,12 @@ mod tests {
             })
             .sum()
         };
+        let hot = Tuning {
+            hot: &["hot"],
+            ..Tuning::default()
+        };
         {
-            let store = Store::open_tuned(
-                dir.path(),
-                &["hot", "cold"],
-                &Tuning {
-                    hot: &["hot"],
-                    ..Tuning::default()
-                },
-            )
-            .expect("open");
+            let store = Store::open_tuned(dir.path(), &["hot", "cold"], &hot).expect("open");
             // 12 MiB into each: more than an ordinary memtable, less than a hot one.
             for round in 0..48u32 {
                 let mut b = store.batch();
@@ -715,15 +711,7 @@ mod tests {
             assert_eq!(scan.len(), 64);
             assert!(scan.iter().all(|(_, v)| v == &vec![47u8; 4096]));
         }
-        let store = Store::open_tuned(
-            dir.path(),
-            &["hot", "cold"],
-            &Tuning {
-                hot: &["hot"],
-                ..Tuning::default()
-            },
-        )
-        .expect("reopen");
+        let store = Store::open_tuned(dir.path(), &["hot", "cold"], &hot).expect("reopen");
         assert_eq!(
             store.get("hot", &[1, 3]).expect("get"),
             Some(vec![47u8; 4096])
