@@ -5,7 +5,7 @@
 //! same. A collector posts each result to `/v1/ingest/task-results`; a command whose result
 //! came back, or whose time to run passed long ago, is no longer served.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::{Path, State};
@@ -24,12 +24,20 @@ const STALE_AFTER_MS: i64 = 3_600_000;
 /// How often commands past their time to be served are dropped (ms).
 const PRUNE_EVERY_MS: i64 = 60_000;
 
-/// Whether a command is still served at `now`: it is never again once it is not.
-fn served(c: &Command, now: i64) -> bool {
-    now <= c
-        .requested_at
+/// How long the result of a command not read yet is remembered (ms): its command, on
+/// another partition, comes within this or is not served anyway.
+const RESULT_BEFORE_COMMAND_KEPT_MS: i64 = 24 * STALE_AFTER_MS;
+
+/// The last time a command is served.
+fn served_until(c: &Command) -> i64 {
+    c.requested_at
         .saturating_add(i64::from(c.timeout_seconds).saturating_mul(1000))
         .saturating_add(STALE_AFTER_MS)
+}
+
+/// Whether a command is still served at `now`: it is never again once it is not.
+fn served(c: &Command, now: i64) -> bool {
+    now <= served_until(c)
 }
 
 /// The pending commands per host.
@@ -37,8 +45,10 @@ fn served(c: &Command, now: i64) -> bool {
 pub struct Pending {
     /// Root host -> command id -> command.
     by_host: HashMap<String, BTreeMap<String, Command>>,
-    /// Commands with a result (seen before or after their command).
-    done: HashSet<String>,
+    /// Commands with a result (seen before or after their command) -> until when that
+    /// matters: the command's last time to be served (a copy of it read again then is not
+    /// served), or, for a result read before its command, a while after it was read.
+    done: HashMap<String, i64>,
     /// When commands no longer served were last dropped.
     pruned_at: i64,
 }
@@ -47,14 +57,13 @@ impl Pending {
     /// A command read at `now`; those no longer served are dropped now and then (a host
     /// whose collector never asks would keep every command addressed to it).
     fn command(&mut self, c: Command, now: i64) {
-        if now >= self.pruned_at.saturating_add(PRUNE_EVERY_MS) {
-            self.pruned_at = now;
-            for commands in self.by_host.values_mut() {
-                commands.retain(|_, c| served(c, now));
-            }
-            self.by_host.retain(|_, commands| !commands.is_empty());
+        self.prune(now);
+        if let Some(until) = self.done.get_mut(&c.id) {
+            // Its result came first: now it is known how long that matters.
+            *until = served_until(&c);
+            return;
         }
-        if !self.done.contains(&c.id) && served(&c, now) {
+        if served(&c, now) {
             self.by_host
                 .entry(c.root_host.clone())
                 .or_default()
@@ -62,11 +71,33 @@ impl Pending {
         }
     }
 
-    fn result(&mut self, r: &TaskResult) {
-        self.done.insert(r.command_id.clone());
-        if let Some(m) = self.by_host.get_mut(&r.root_host) {
-            m.remove(&r.command_id);
+    /// A result read at `now`.
+    fn result(&mut self, r: &TaskResult, now: i64) {
+        self.prune(now);
+        let command = self
+            .by_host
+            .get_mut(&r.root_host)
+            .and_then(|m| m.remove(&r.command_id));
+        let until = match command {
+            Some(c) => served_until(&c),
+            None => now.saturating_add(RESULT_BEFORE_COMMAND_KEPT_MS),
+        };
+        let kept = self.done.entry(r.command_id.clone()).or_insert(until);
+        *kept = (*kept).max(until);
+    }
+
+    /// Once a minute at most: drops the commands no longer served and the results that
+    /// no longer matter.
+    fn prune(&mut self, now: i64) {
+        if now < self.pruned_at.saturating_add(PRUNE_EVERY_MS) {
+            return;
         }
+        self.pruned_at = now;
+        for commands in self.by_host.values_mut() {
+            commands.retain(|_, c| served(c, now));
+        }
+        self.by_host.retain(|_, commands| !commands.is_empty());
+        self.done.retain(|_, until| now <= *until);
     }
 
     /// A host's commands without a result and not stale at `now`, oldest first.
@@ -123,7 +154,7 @@ pub fn follow_commands(
                     }
                 },
                 Topic::TaskResults => match codec.decode::<TaskResult>(value) {
-                    Ok(r) => p.result(&r),
+                    Ok(r) => p.result(&r, crate::now_ms()),
                     Err(e) => {
                         tracing::error!(offset = m.offset, error = %e, "task result cannot be decoded; skipped")
                     }
@@ -196,10 +227,10 @@ mod tests {
         p.command(command("c", "db-01", 1_000), 2_000);
         let ids = |v: Vec<Command>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
         assert_eq!(ids(p.for_host("web-01", 3_000)), ["a", "b"], "oldest first");
-        p.result(&result("a", "web-01"));
+        p.result(&result("a", "web-01"), 2_900);
         assert_eq!(ids(p.for_host("web-01", 3_000)), ["b"]);
         // A result read before its command (another partition) still counts.
-        p.result(&result("d", "web-01"));
+        p.result(&result("d", "web-01"), 2_400);
         p.command(command("d", "web-01", 2_500), 2_500);
         assert_eq!(ids(p.for_host("web-01", 3_000)), ["b"]);
         // Long after its time limit, a command is not served any more.
@@ -233,5 +264,35 @@ mod tests {
         p.command(command("replayed", "db-01", 0), later);
         assert_eq!(kept(&p), 2);
         assert!(!p.by_host.contains_key("db-01"));
+    }
+
+    /// A result is remembered while a copy of its command could still be served, and
+    /// forgotten after: a long-running ingest does not keep every result it ever read.
+    #[test]
+    fn results_are_forgotten_once_they_no_longer_matter() {
+        let mut p = Pending::default();
+        let window = 30_000 + STALE_AFTER_MS;
+        p.command(command("a", "web-01", 0), 0);
+        p.result(&result("a", "web-01"), 1_000);
+        // The command read again (a duplicate after a restart of the health processor)
+        // within its window: not served.
+        p.command(command("a", "web-01", 0), 2_000);
+        assert!(p.for_host("web-01", 2_000).is_empty());
+        // A result whose command comes later, and one whose command never comes.
+        p.result(&result("b", "web-01"), 2_000);
+        p.result(&result("orphan", "web-01"), 2_000);
+        p.command(command("b", "web-01", 1_500), 3_000);
+        assert!(
+            p.for_host("web-01", 3_000).is_empty(),
+            "b's result came first"
+        );
+        assert_eq!(p.done.len(), 3);
+        // Past a's and b's windows (pruned with the next record read): only the orphan
+        // is left, until a day after it was read.
+        p.command(command("c", "db-01", window + 2_000), window + 2_000);
+        assert_eq!(p.done.keys().collect::<Vec<_>>(), ["orphan"]);
+        let day = 2_000 + RESULT_BEFORE_COMMAND_KEPT_MS;
+        p.command(command("d", "db-01", day + 1), day + 1);
+        assert!(p.done.is_empty());
     }
 }
