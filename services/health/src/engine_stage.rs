@@ -793,8 +793,6 @@ pub struct HealthStage {
     tracked: std::sync::Arc<std::collections::BTreeSet<String>>,
     /// Commands to send for the current input: (command, requested by, alert id).
     queued: Vec<(PlannedCommand, String, Option<String>)>,
-    /// Open monitor alerts changed by the current input: (instance, monitor) -> alert id.
-    alert_ids: BTreeMap<(String, String), String>,
     /// The open monitor alerts of this stage's instances, (instance, monitor) -> alert id,
     /// as the open-alert column family has them: loaded with the partitions and changed
     /// with every write of it, so that a state change looks for its monitor's open alert
@@ -860,7 +858,6 @@ impl HealthStage {
             container_partitions: FastMap::default(),
             tracked: std::sync::Arc::new(engine.member_monitors()),
             queued: Vec::new(),
-            alert_ids: BTreeMap::new(),
             open_alerts: PairMap::default(),
             engine,
             packs_offset: snapshot.next_offset,
@@ -1550,10 +1547,9 @@ impl HealthStage {
                 .engine
                 .commands_on_state(&c.instance_id, &c.monitor_id, c.new)
             {
-                let alert = self
-                    .alert_ids
-                    .get(&(c.instance_id.clone(), c.monitor_id.clone()))
-                    .cloned();
+                // The monitor's open alert, as this input left it: the command's output
+                // is attached to it.
+                let alert = self.open_alerts.get(&c.instance_id, &c.monitor_id).cloned();
                 self.queued.push((
                     planned,
                     format!("health: {} entered {}", c.monitor_id, c.new),
@@ -1805,8 +1801,6 @@ impl HealthStage {
                     } else {
                         self.open_alerts
                             .insert(&a.instance_id, &a.workflow_id, a.id.clone());
-                        self.alert_ids
-                            .insert((a.instance_id.clone(), a.workflow_id.clone()), a.id.clone());
                     }
                 }
                 let knowledge = self.engine.knowledge(&a.workflow_id);
@@ -1963,7 +1957,6 @@ impl Processor for HealthStage {
         let mut changes: Vec<StateChange> = Vec::new();
         let mut closed_alerts = Vec::new();
         self.queued.clear();
-        self.alert_ids.clear();
         let mut now = at.timestamp_ms;
         match &input {
             HealthInput::Instance(c) => changes.extend(self.instance_change(batch, c, at)?),
