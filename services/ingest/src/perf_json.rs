@@ -24,7 +24,14 @@ fn blank(s: &str) -> bool {
 /// The batches of a JSON perf request when every one is plainly valid; `None` when the
 /// request needs the generic validation (to be refused, or for a form only it reads).
 pub fn read(body: &[u8]) -> Option<Vec<PerfView<'_>>> {
-    let mut s = Scanner { b: body, i: 0 };
+    // Checked as UTF-8 once, whole (JSON text is): each string is then a slice of it
+    // between two ASCII quotes, on character boundaries.
+    let text = std::str::from_utf8(body).ok()?;
+    let mut s = Scanner {
+        text,
+        b: body,
+        i: 0,
+    };
     let mut batches = Vec::new();
     s.array(|s| {
         batches.push(s.batch()?);
@@ -50,6 +57,9 @@ pub(crate) fn plain(batches: &[PerfView<'_>]) -> bool {
 
 /// A cursor over a request's bytes. Every step returns `None` on what it does not take.
 struct Scanner<'a> {
+    /// The request, checked as UTF-8.
+    text: &'a str,
+    /// The same, as bytes.
     b: &'a [u8],
     i: usize,
 }
@@ -209,8 +219,7 @@ impl<'a> Scanner<'a> {
             self.digits()?;
         }
         // The grammar's characters are ASCII.
-        let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
-        Some((text, integer))
+        Some((self.text.get(start..self.i)?, integer))
     }
 
     /// One or more decimal digits.
@@ -227,7 +236,8 @@ impl<'a> Scanner<'a> {
         self.eat(b'"')?;
         let start = self.i;
         match self.plain_part()? {
-            (text, false) => std::str::from_utf8(text).ok().map(Cow::Borrowed),
+            // Between the quotes (ASCII): a slice of the checked text.
+            (_, false) => self.text.get(start..self.i - 1).map(Cow::Borrowed),
             (_, true) => self.escaped(start),
         }
     }
