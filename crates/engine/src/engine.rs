@@ -2444,15 +2444,15 @@ impl Engine {
         // (depth below the root, instance, time, cause), in the order first reached.
         let mut todo: Vec<(usize, String, i64, &str)> = Vec::new();
         for (id, time, cause) in changed {
-            let chain: Vec<String> = self
-                .chain(id.as_ref())
-                .iter()
-                .map(|i| i.id.clone())
-                .collect();
+            // An instance already there came with the instances above it.
+            if todo.iter().any(|(_, t, _, _)| t == id.as_ref()) {
+                continue;
+            }
+            let chain = self.chain(id.as_ref());
             let depth = chain.len();
             for (up, i) in chain.into_iter().enumerate() {
-                if !todo.iter().any(|(_, t, _, _)| *t == i) {
-                    todo.push((depth - up, i, *time, cause.as_ref()));
+                if !todo.iter().any(|(_, t, _, _)| *t == i.id) {
+                    todo.push((depth - up, i.id.clone(), *time, cause.as_ref()));
                 }
             }
         }
