@@ -9,7 +9,6 @@
 use healthstream_model::overrides::resolve_from;
 use healthstream_model::pack::Health;
 use healthstream_model::params::ParamValue;
-use healthstream_model::reference::Template;
 
 use crate::engine::Engine;
 
@@ -77,7 +76,7 @@ impl Engine {
         command
             .iter()
             .map(|arg| {
-                let t = Template::parse(arg).map_err(|e| format!("{arg:?}: {e}"))?;
+                let t = self.command_arg(arg).map_err(|e| format!("{arg:?}: {e}"))?;
                 t.resolve_target(&ctx).map_err(|e| format!("{arg:?}: {e}"))
             })
             .collect()

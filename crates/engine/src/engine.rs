@@ -180,6 +180,10 @@ pub struct Engine {
     /// The monitors some pack's diagnostics or recoveries run on (see
     /// [`Engine::commands_on_state`]).
     command_monitors: FastSet<String>,
+    /// Every argument of the packs' tasks, diagnostics and recoveries, parsed (or why it
+    /// cannot be), by its text: a command's `$Target` parts are resolved for each
+    /// instance it runs on, the text is parsed once per set of packs.
+    command_args: FastMap<String, Result<Template, String>>,
     catalog: Catalog,
     /// By id; never iterated where order would show in the outputs.
     instances: FastMap<String, Instance>,
@@ -710,6 +714,19 @@ impl Engine {
                     let diagnostics = p.pack.diagnostics.iter().map(|d| d.monitor.clone());
                     diagnostics.chain(p.pack.recoveries.iter().map(|r| r.monitor.clone()))
                 })
+                .collect(),
+            command_args: catalog
+                .packs()
+                .iter()
+                .flat_map(|p| {
+                    let tasks = p.pack.tasks.iter().map(|t| &t.command);
+                    let diagnostics = p.pack.diagnostics.iter().map(|d| &d.command);
+                    tasks
+                        .chain(diagnostics)
+                        .chain(p.pack.recoveries.iter().map(|r| &r.command))
+                })
+                .flatten()
+                .map(|arg| (arg.clone(), Template::parse(arg).map_err(|e| e.to_string())))
                 .collect(),
             catalog,
             instances: FastMap::default(),
@@ -1290,6 +1307,18 @@ impl Engine {
 
     pub(crate) fn instance_context(&self, id: &str) -> Option<InstanceContext> {
         self.context(id)
+    }
+
+    /// An argument of a pack's command, parsed when the packs were read (one from
+    /// elsewhere is parsed now).
+    pub(crate) fn command_arg(&self, arg: &str) -> Result<std::borrow::Cow<'_, Template>, String> {
+        match self.command_args.get(arg) {
+            Some(Ok(t)) => Ok(std::borrow::Cow::Borrowed(t)),
+            Some(Err(e)) => Err(e.clone()),
+            None => Template::parse(arg)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| e.to_string()),
+        }
     }
 
     /// What `$Target/...$` references of an instance resolve against.

@@ -726,6 +726,14 @@ instance = "sshd"
     assert!(e
         .command_on_demand("Linux.Diagnostic.LargestDirectories", "root-fs")
         .is_ok());
+    // The arguments are parsed once; each instance resolves them to its own.
+    e.upsert(var_fs(), 0);
+    for (fs, mount) in [("var-fs", "/var"), ("root-fs", "/"), ("var-fs", "/var")] {
+        let planned = e
+            .command_on_demand("Linux.Diagnostic.LargestDirectories", fs)
+            .expect("a filesystem diagnostic");
+        assert_eq!(planned.argv, ["du", "-x", "-h", "--max-depth=2", mount]);
+    }
 }
 
 #[test]
