@@ -11,13 +11,13 @@ type Value = Option<Vec<u8>>;
 /// range with the store's). Hashed for one read by key only: a write is one hash and one
 /// probe instead of a walk down a tree whose every comparison follows a key to the heap (a
 /// batch of a few seconds stages tens of thousands of keys of such a family). A scan of a
-/// hashed family sorts its staged keys once, until the next write.
+/// hashed family sorts its staged keys once, until a key is added.
 #[derive(Debug, Clone)]
 pub(crate) enum Staged {
     Ordered(BTreeMap<Vec<u8>, Value>),
     Hashed {
         map: HashMap<Vec<u8>, Value, foldhash::fast::RandomState>,
-        /// The map's keys in order, made by the first scan after a write.
+        /// The map's keys in order, made by the first scan after a key was added.
         sorted: OnceLock<Vec<Vec<u8>>>,
     },
 }
