@@ -132,6 +132,37 @@ impl StateRead for Store {
     }
 }
 
+/// A point in time of a [`Store`] (see [`Store::snapshot`]).
+pub struct StoreSnapshot<'a> {
+    store: &'a Store,
+    snapshot: rocksdb::Snapshot<'a>,
+}
+
+impl StateRead for StoreSnapshot<'_> {
+    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let handle = self.store.cf(cf)?;
+        self.snapshot
+            .get_cf(&handle, key)
+            .map_err(|e| self.store.rocks(e))
+    }
+
+    fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
+        let handle = self.store.cf(cf)?;
+        let mut out = Vec::new();
+        for item in self
+            .snapshot
+            .iterator_cf(&handle, IteratorMode::From(prefix, Direction::Forward))
+        {
+            let (k, v) = item.map_err(|e| self.store.rocks(e))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
 impl StateRead for StoreBatch {
     fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         StoreBatch::get(self, cf, key)
@@ -346,6 +377,15 @@ impl Store {
             out.push((k.to_vec(), v.to_vec()));
         }
         Ok(out)
+    }
+
+    /// The store as it is now, for several reads that must agree with each other (a
+    /// checkpoint written between them is not seen by any).
+    pub fn snapshot(&self) -> StoreSnapshot<'_> {
+        StoreSnapshot {
+            store: self,
+            snapshot: self.db.snapshot(),
+        }
     }
 
     /// A new, empty batch.
@@ -1022,6 +1062,33 @@ mod tests {
         ) {
             reads_and_writes_like_a_map(&stored, &staged, Some(split), &prefix, keyed)?;
         }
+    }
+
+    /// Reads through a snapshot agree with each other: a write after it is seen by none.
+    #[test]
+    fn a_snapshot_reads_the_store_as_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &["s"]).expect("open");
+        let mut b = store.batch();
+        b.put("s", b"a1", b"old").expect("put");
+        store.write(b).expect("write");
+        let snapshot = store.snapshot();
+        let mut b = store.batch();
+        b.put("s", b"a1", b"new").expect("put");
+        b.put("s", b"a2", b"added").expect("put");
+        store.write(b).expect("write");
+        assert_eq!(
+            snapshot.get("s", b"a1").expect("get"),
+            Some(b"old".to_vec())
+        );
+        assert_eq!(snapshot.get("s", b"a2").expect("get"), None);
+        assert_eq!(
+            snapshot.scan_prefix("s", b"a").expect("scan"),
+            [(b"a1".to_vec(), b"old".to_vec())]
+        );
+        assert_eq!(store.scan_prefix("s", b"a").expect("scan").len(), 2);
+        let err = snapshot.get("u", b"k").expect_err("unknown cf");
+        assert!(err.to_string().contains("no column family \"u\""), "{err}");
     }
 
     #[test]

@@ -9,5 +9,5 @@ mod db;
 pub mod keys;
 mod staged;
 
-pub use db::{Entry, StateRead, Store, StoreBatch, StoreError, Tuning, OFFSETS_CF};
+pub use db::{Entry, StateRead, Store, StoreBatch, StoreError, StoreSnapshot, Tuning, OFFSETS_CF};
 pub use keys::{KeyError, KeyReader, KeyWriter};

@@ -54,6 +54,9 @@ async fn instance_health(
     State((store, partitions)): State<(Store, i32)>,
     Path(instance): Path<String>,
 ) -> Response {
+    // One point in time for every read: a checkpoint written between two of them would
+    // show a unit monitor's new state without the rollups it changed.
+    let store = store.snapshot();
     match crate::monitor_states(&store, &instance, partitions) {
         Ok(states) if states.is_empty() => (
             StatusCode::NOT_FOUND,
@@ -117,6 +120,7 @@ async fn container(
     State((store, partitions)): State<(Store, i32)>,
     Path(id): Path<String>,
 ) -> Response {
+    let store = store.snapshot();
     let read = crate::monitor_states(&store, &id, partitions).and_then(|states| {
         crate::engine_stage::container_members(&store, &id, partitions).map(|m| (states, m))
     });
@@ -237,8 +241,9 @@ async fn tree(
     State((packs, store, partitions)): State<(watch::Receiver<Arc<PackSnapshot>>, Store, i32)>,
     Path(instance): Path<String>,
 ) -> Response {
-    let reported = crate::container_members(&store, &instance, partitions).unwrap_or_default();
-    let states = match crate::monitor_states(&store, &instance, partitions) {
+    let snapshot = store.snapshot();
+    let reported = crate::container_members(&snapshot, &instance, partitions).unwrap_or_default();
+    let states = match crate::monitor_states(&snapshot, &instance, partitions) {
         Ok(s) if !s.is_empty() => s,
         Ok(_) => return (
             StatusCode::NOT_FOUND,
