@@ -180,6 +180,10 @@ pub struct Engine {
     /// The monitors some pack's diagnostics or recoveries run on (see
     /// [`Engine::commands_on_state`]).
     command_monitors: FastSet<String>,
+    /// Moved on by a caller that keeps the hosts [`Engine::take_kept`] gives until it writes
+    /// them ([`Engine::next_mark_generation`]): a perf batch then marks its host once per
+    /// generation instead of with every batch. `None` (no such caller): every time.
+    mark_generation: Option<u64>,
     /// Every argument of the packs' tasks, diagnostics and recoveries, parsed (or why it
     /// cannot be), by its text: a command's `$Target` parts are resolved for each
     /// instance it runs on, the text is parsed once per set of packs.
@@ -502,6 +506,9 @@ impl<'i, 's, T> CounterCursor<'i, 's, T> {
 #[derive(Default)]
 struct Layout {
     index: Option<Arc<PerfIndex<Handle>>>,
+    /// The [`Engine::mark_generation`] in which a batch of the host last marked it (0:
+    /// none).
+    marked: u64,
     /// Each place's object, counter and instance, each followed by [`NAME_END`].
     names: Vec<u8>,
     /// Per place: where its names end in `names` and its copies in `targets`.
@@ -715,6 +722,7 @@ impl Engine {
                     diagnostics.chain(p.pack.recoveries.iter().map(|r| r.monitor.clone()))
                 })
                 .collect(),
+            mark_generation: None,
             command_args: catalog
                 .packs()
                 .iter()
@@ -943,6 +951,14 @@ impl Engine {
             monitors.push((key, saved));
         }
         Kept { hosts, monitors }
+    }
+
+    /// A new generation of marked hosts: the caller keeps the hosts [`Engine::take_kept`]
+    /// gives until it writes them, and has just written or dropped them all, so the next
+    /// change of any host marks it again (until then a host marked in this generation is not
+    /// marked again by its perf batches). The first call turns this on.
+    pub fn next_mark_generation(&mut self) {
+        self.mark_generation = Some(self.mark_generation.map_or(1, |g| g + 1));
     }
 
     /// What is kept of the unit monitors of a root host's instances, by instance and
@@ -1769,6 +1785,8 @@ impl Engine {
                 .touch(&layout.targets, |c| c.detector.memory.probe()),
         );
         let mut place = 0;
+        // Whether a copy of the host changed what is kept of it.
+        let mut changed_copies = false;
         for sample in samples {
             let s = &sample;
             if let Some(counter) = rule_counters.get(s) {
@@ -1847,7 +1865,7 @@ impl Engine {
                     if !copy.dirty {
                         copy.dirty = true;
                         self.touched_copies.push(h);
-                        mark_root(&mut self.touched_roots, root);
+                        changed_copies = true;
                     }
                     continue;
                 }
@@ -1869,7 +1887,7 @@ impl Engine {
                 {
                     copy.dirty = true;
                     self.touched_copies.push(h);
-                    mark_root(&mut self.touched_roots, root);
+                    changed_copies = true;
                 }
                 if let Some(after) = decided {
                     if after != before {
@@ -1890,6 +1908,10 @@ impl Engine {
                     }
                 }
             }
+        }
+        if changed_copies && self.mark_generation != Some(layout.marked) {
+            mark_root(&mut self.touched_roots, root);
+            layout.marked = self.mark_generation.unwrap_or(0);
         }
         out.extend(self.propagate_kind(&changed, CauseKind::Rollup));
         if layout.index.is_some() {
