@@ -97,9 +97,16 @@ pub const HEALTH_CFS: &[&str] = &[
 pub const HEALTH_HOT_CFS: &[&str] = &["perf_latest", STATE_CF];
 
 /// Column families written by many inputs between two checkpoints and read back by key
-/// only (the rollup states, alerts and commands of state changes; prefix reads of them go to
-/// the store, or happen when partitions are loaded).
-const HEALTH_KEYED_CFS: &[&str] = &[STATE_CF, ALERTS_CF, OPEN_ALERTS_CF, COMMANDS_CF];
+/// only (hosts' latest samples and unit states, the rollup states, alerts and commands of
+/// state changes; prefix reads of them go to the store, or happen when partitions are
+/// loaded).
+const HEALTH_KEYED_CFS: &[&str] = &[
+    "perf_latest",
+    STATE_CF,
+    ALERTS_CF,
+    OPEN_ALERTS_CF,
+    COMMANDS_CF,
+];
 
 /// Opens (creating if needed) the health processor's store at `path`.
 pub fn open_store(path: impl AsRef<std::path::Path>) -> Result<Store, StoreError> {
