@@ -180,9 +180,10 @@ pub struct Engine {
     /// The monitors some pack's diagnostics or recoveries run on (see
     /// [`Engine::commands_on_state`]).
     command_monitors: FastSet<String>,
-    /// Moved on by a caller that keeps the hosts [`Engine::take_kept`] gives until it writes
-    /// them ([`Engine::next_mark_generation`]): a perf batch then marks its host once per
-    /// generation instead of with every batch. `None` (no such caller): every time.
+    /// The caller's generation of marked hosts, when it keeps the hosts
+    /// [`Engine::take_kept`] gives until it writes them ([`Engine::set_mark_generation`]):
+    /// a perf batch then marks its host once per generation instead of with every batch.
+    /// `None` (no such caller): every time.
     mark_generation: Option<u64>,
     /// Every argument of the packs' tasks, diagnostics and recoveries, parsed (or why it
     /// cannot be), by its text: a command's `$Target` parts are resolved for each
@@ -953,12 +954,11 @@ impl Engine {
         Kept { hosts, monitors }
     }
 
-    /// A new generation of marked hosts: the caller keeps the hosts [`Engine::take_kept`]
-    /// gives until it writes them, and has just written or dropped them all, so the next
-    /// change of any host marks it again (until then a host marked in this generation is not
-    /// marked again by its perf batches). The first call turns this on.
-    pub fn next_mark_generation(&mut self) {
-        self.mark_generation = Some(self.mark_generation.map_or(1, |g| g + 1));
+    /// The caller keeps the hosts [`Engine::take_kept`] gives until it writes them, in
+    /// generations (from 1) that move on whenever it has written or dropped them all: a
+    /// host's perf batches mark it once per generation. Set before the inputs it applies.
+    pub fn set_mark_generation(&mut self, generation: u64) {
+        self.mark_generation = Some(generation);
     }
 
     /// What is kept of the unit monitors of a root host's instances, by instance and

@@ -864,14 +864,14 @@ context = "Linux.Filesystem"
     assert_eq!(e.host_units("web-01")[0].health, Health::Critical);
 }
 
-/// A caller that keeps the marked hosts until it writes them moves generations on: a host's
-/// perf batches mark it once per generation (what changed is still kept), and again in the
-/// next one.
+/// A caller that keeps the marked hosts until it writes them sets their generation: a
+/// host's perf batches mark it once per generation (what changed is still kept), and again
+/// in the next one.
 #[test]
 fn a_host_is_marked_once_per_generation() {
     let mut e = engine("");
     host(&mut e);
-    e.next_mark_generation();
+    e.set_mark_generation(1);
     e.perf("web-01", &[free("/", 50.0, 1)]);
     assert!(e.take_kept().hosts.contains("web-01"));
     e.perf("web-01", &[free("/", 3.0, 2)]);
@@ -888,7 +888,7 @@ fn a_host_is_marked_once_per_generation() {
         free_space_kept(&mut e, "web-01"),
         [("root-fs".to_string(), Health::Critical)]
     );
-    e.next_mark_generation();
+    e.set_mark_generation(2);
     e.perf("web-01", &[free("/", 50.0, 3)]);
     let kept = e.take_kept();
     assert!(kept.hosts.contains("web-01"), "a new generation: {kept:?}");

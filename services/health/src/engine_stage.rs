@@ -857,10 +857,7 @@ impl HealthStage {
     /// `partitions`: of the co-partitioned input topics; `packs`: the live packs.
     pub fn new(partitions: i32, packs: Packs) -> HealthStage {
         let snapshot = packs.borrow().clone();
-        let mut engine = Engine::new(snapshot.store.catalog());
-        // The changed hosts are kept until a checkpoint writes them (`unit_hosts`): a host
-        // is marked once per checkpoint.
-        engine.next_mark_generation();
+        let engine = Engine::new(snapshot.store.catalog());
         HealthStage {
             partitions: partitions.max(1) as u32,
             membership_events: Vec::new(),
@@ -1204,7 +1201,6 @@ impl HealthStage {
         let before = self.all_subgroup_memberships();
         self.memberships.clear();
         self.engine = Engine::new(snapshot.store.catalog());
-        self.engine.next_mark_generation();
         self.tracked = std::sync::Arc::new(self.engine.member_monitors());
         self.container_partitions.clear();
         self.packs_offset = snapshot.next_offset;
@@ -1930,14 +1926,10 @@ impl Processor for HealthStage {
         self.latest_cache.clear();
         self.legacy_units.clear();
         self.unit_hosts.clear();
-        self.engine.next_mark_generation();
     }
 
     fn seal(&mut self) {
         self.unit_hosts.seal();
-        // The hosts marked so far are the seal's: a host changed from now on is marked
-        // again, for the next checkpoint.
-        self.engine.next_mark_generation();
         self.latest_cache.seal();
     }
 
@@ -1958,6 +1950,10 @@ impl Processor for HealthStage {
     ) -> Result<Vec<OutboundRecord>, StageError> {
         let root = input.root_host().to_string();
         self.refresh_packs(batch)?;
+        // The changed hosts are kept until a checkpoint writes them: the engine marks a
+        // host once per generation of them.
+        self.engine
+            .set_mark_generation(self.unit_hosts.generation());
         // An input changes the states of its root host's monitors only (ticks and pack
         // changes aside, below and above): a sealed checkpoint takes that host's states
         // before they change.

@@ -76,10 +76,11 @@ struct Kept {
 /// layout of the host's last batch: a host's batches bring the same counters in the same
 /// order, so a sample is first looked for where the last batch had it, by its names,
 /// without making its key or searching the ordered map.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct HostLatest {
-    /// The [`LatestCache`] generation in which the host was last marked changed (so that
-    /// a host changed again before the next seal is not looked for among the changed).
+    /// The generation of the cache's changed hosts ([`SealedHosts::generation`]) in which
+    /// the host was last marked changed (0: never): a host changed again before the next
+    /// seal is not looked for among the changed.
     marked: u64,
     /// The keys of the samples, one after the other (one run of memory per host).
     keys: String,
@@ -107,18 +108,6 @@ fn same_names(key: &str, object: &str, counter: &str, instance: &str) -> bool {
         && key[o + 1..o + 1 + c] == *counter.as_bytes()
         && key[o + 1 + c] == 0
         && key[o + 2 + c..] == *instance.as_bytes()
-}
-
-impl Default for HostLatest {
-    fn default() -> Self {
-        HostLatest {
-            marked: u64::MAX,
-            keys: String::new(),
-            kept: Vec::new(),
-            order: Vec::new(),
-            layout: Vec::new(),
-        }
-    }
 }
 
 impl HostLatest {
@@ -364,9 +353,6 @@ pub struct LatestCache {
     hosts: FastMap<String, HostLatest>,
     counters: usize,
     written: SealedHosts,
-    /// Moves on whenever the hosts marked changed are taken (a seal, a write, a clear):
-    /// a host whose `marked` is this one is among the changed already.
-    generation: u64,
 }
 
 impl LatestCache {
@@ -375,7 +361,6 @@ impl LatestCache {
 
     /// Forgets every host (the runner stored what changed first).
     pub fn clear(&mut self) {
-        self.generation += 1;
         self.written.clear();
         self.hosts.clear();
         self.counters = 0;
@@ -389,7 +374,6 @@ impl LatestCache {
 
     /// A checkpoint is sealed (see [`healthstream_stage::Processor::seal`]).
     pub fn seal(&mut self) {
-        self.generation += 1;
         self.written.seal();
     }
 
@@ -403,7 +387,6 @@ impl LatestCache {
     /// The samples of every host changed since the seal written into `batch` (to be read
     /// from it), and those taken for the sealed checkpoint too.
     pub fn write_readable(&mut self, batch: &mut StoreBatch) -> Result<(), StoreError> {
-        self.generation += 1;
         let hosts = &self.hosts;
         self.written
             .write_readable(batch, |root| Self::value(hosts, root))
@@ -483,8 +466,9 @@ pub fn store_latest(
         changed = true;
     }
     cache.counters += latest.len() - before;
-    if changed && latest.marked != cache.generation {
-        latest.marked = cache.generation;
+    let generation = cache.written.generation();
+    if changed && latest.marked != generation {
+        latest.marked = generation;
         cache.written.mark(root);
     }
     Ok(())

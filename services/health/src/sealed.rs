@@ -24,9 +24,18 @@ pub(crate) struct SealedHosts {
     queue: Vec<String>,
     /// Values of the sealed checkpoint taken before their host changed again.
     taken: Vec<Write>,
+    /// How many times the changed hosts were taken (sealed, written or dropped).
+    taken_changed: u64,
 }
 
 impl SealedHosts {
+    /// The generation of the changed hosts, from 1: it moves on whenever they are taken
+    /// (a seal, a write, a clear). Whoever marks a host can remember the generation it
+    /// marked it in and not mark it again in the same one (a set lookup of a name saved).
+    pub(crate) fn generation(&self) -> u64 {
+        self.taken_changed + 1
+    }
+
     /// `host`'s value changed (after [`SealedHosts::take_before_change`]).
     pub(crate) fn mark(&mut self, host: &str) {
         if !self.changed.contains(host) {
@@ -66,6 +75,7 @@ impl SealedHosts {
         self.queue.clear();
         self.queue.extend(self.changed.iter().cloned());
         std::mem::swap(&mut self.sealing, &mut self.changed);
+        self.taken_changed += 1;
     }
 
     /// Writes what was taken into `batch`, then the values of up to `budget` more sealed
@@ -102,6 +112,7 @@ impl SealedHosts {
             "a sealed checkpoint dropped unwritten"
         );
         self.changed.clear();
+        self.taken_changed += 1;
         self.sealing.clear();
         self.queue.clear();
         self.taken.clear();
@@ -120,6 +131,7 @@ impl SealedHosts {
         for (cf, key, value) in &self.taken {
             batch.set(cf, key.clone(), value.clone())?;
         }
+        self.taken_changed += 1;
         for host in std::mem::take(&mut self.changed) {
             if let Some((cf, key, value)) = value(&host) {
                 batch.set(cf, key, value)?;
@@ -190,5 +202,32 @@ mod tests {
             .step(&mut batch, 10, |h| write(h, &format!("{h}@next")))
             .expect("step"));
         assert_eq!(batch.len(), 1, "only b changed since");
+    }
+
+    /// The generation moves on exactly when the changed hosts are taken: sealed, written
+    /// to be read back, or dropped; marking, taking before a change and writing a seal's
+    /// steps leave it.
+    #[test]
+    fn the_generation_moves_on_when_the_changed_hosts_are_taken() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &["cf"]).expect("store");
+        let mut batch = store.batch();
+        let mut hosts = SealedHosts::default();
+        assert_eq!(hosts.generation(), 1);
+        hosts.mark("a");
+        hosts.mark_all(["b".to_string()]);
+        assert_eq!(hosts.generation(), 1);
+        hosts.seal();
+        assert_eq!(hosts.generation(), 2);
+        hosts.take_before_change("a", |h| write(h, "a@seal"));
+        hosts.step(&mut batch, 10, |h| write(h, "v")).expect("step");
+        hosts.mark("a");
+        assert_eq!(hosts.generation(), 2);
+        hosts
+            .write_readable(&mut batch, |h| write(h, "v"))
+            .expect("write");
+        assert_eq!(hosts.generation(), 3);
+        hosts.clear();
+        assert_eq!(hosts.generation(), 4);
     }
 }
