@@ -148,18 +148,10 @@ impl StateRead for StoreSnapshot<'_> {
 
     fn scan_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
         let handle = self.store.cf(cf)?;
-        let mut out = Vec::new();
-        for item in self
+        let items = self
             .snapshot
-            .iterator_cf(&handle, IteratorMode::From(prefix, Direction::Forward))
-        {
-            let (k, v) = item.map_err(|e| self.store.rocks(e))?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+            .iterator_cf(&handle, IteratorMode::From(prefix, Direction::Forward));
+        self.store.under_prefix(items, prefix, usize::MAX)
     }
 }
 
@@ -289,11 +281,21 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
         let handle = self.cf(cf)?;
-        let mut out = Vec::new();
-        for item in self
+        let items = self
             .db
-            .iterator_cf(&handle, IteratorMode::From(prefix, Direction::Forward))
-        {
+            .iterator_cf(&handle, IteratorMode::From(prefix, Direction::Forward));
+        self.under_prefix(items, prefix, limit)
+    }
+
+    /// The first `limit` entries of an iterator started at `prefix` that start with it.
+    fn under_prefix(
+        &self,
+        items: impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>>,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        for item in items {
             let (k, v) = item.map_err(|e| self.rocks(e))?;
             if !k.starts_with(prefix) || out.len() >= limit {
                 break;
