@@ -698,6 +698,37 @@ fn knowledge_texts(catalog: &Catalog) -> FastMap<String, String> {
     out
 }
 
+/// What the packs' commands need at every state change: the monitors some diagnostic or
+/// recovery runs on, and every argument of the tasks, diagnostics and recoveries parsed (or
+/// why it cannot be), by its text.
+fn command_tables(catalog: &Catalog) -> CommandTables {
+    let mut monitors = FastSet::default();
+    let mut args = FastMap::default();
+    for p in catalog.packs() {
+        let pack = &p.pack;
+        let tasks = pack.tasks.iter().map(|t| (None, &t.command));
+        let diagnostics = pack
+            .diagnostics
+            .iter()
+            .map(|d| (Some(&d.monitor), &d.command));
+        let recoveries = pack
+            .recoveries
+            .iter()
+            .map(|r| (Some(&r.monitor), &r.command));
+        for (monitor, command) in tasks.chain(diagnostics).chain(recoveries) {
+            monitors.extend(monitor.cloned());
+            for arg in command {
+                args.entry(arg.clone())
+                    .or_insert_with(|| Template::parse(arg).map_err(|e| e.to_string()));
+            }
+        }
+    }
+    (monitors, args)
+}
+
+/// See [`command_tables`].
+type CommandTables = (FastSet<String>, FastMap<String, Result<Template, String>>);
+
 impl Engine {
     pub fn new(catalog: Catalog) -> Engine {
         let mut alert_settings = FastMap::default();
@@ -712,31 +743,13 @@ impl Engine {
                     .or_insert_with(|| alert.clone());
             }
         }
+        let (command_monitors, command_args) = command_tables(&catalog);
         Engine {
             alert_settings,
             knowledge: knowledge_texts(&catalog),
-            command_monitors: catalog
-                .packs()
-                .iter()
-                .flat_map(|p| {
-                    let diagnostics = p.pack.diagnostics.iter().map(|d| d.monitor.clone());
-                    diagnostics.chain(p.pack.recoveries.iter().map(|r| r.monitor.clone()))
-                })
-                .collect(),
+            command_monitors,
             mark_generation: None,
-            command_args: catalog
-                .packs()
-                .iter()
-                .flat_map(|p| {
-                    let tasks = p.pack.tasks.iter().map(|t| &t.command);
-                    let diagnostics = p.pack.diagnostics.iter().map(|d| &d.command);
-                    tasks
-                        .chain(diagnostics)
-                        .chain(p.pack.recoveries.iter().map(|r| &r.command))
-                })
-                .flatten()
-                .map(|arg| (arg.clone(), Template::parse(arg).map_err(|e| e.to_string())))
-                .collect(),
+            command_args,
             catalog,
             instances: FastMap::default(),
             copies: Slots::default(),
