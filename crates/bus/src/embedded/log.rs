@@ -10,6 +10,11 @@
 //! [`FLUSH_AT`] bytes, or on sync: one system call per group of records instead of one per
 //! record. With `sync_writes`, every append is written and synced at once.
 //!
+//! The last bytes written stay in memory as well (the tail, in two chunks of about
+//! [`TAIL_CHUNK`] bytes): a reader close behind the writer, the usual case, has its records
+//! parsed from there, without a read from the file into a zeroed buffer. A reader further
+//! behind reads the file. Either way it reads only records that are in the file.
+//!
 //! Waiting readers are told of new records when they are written out by an append or a
 //! flush (once for all the records since they were last told), not at each append: a
 //! producer awaiting the delivery of a batch wakes each reader once, as a Kafka broker
@@ -35,6 +40,10 @@ const FLUSH_AT: usize = 256 * 1024;
 /// Most bytes read from the file at once (a reader's records, in one read).
 const READ_AT_MOST: u64 = 4 * 1024 * 1024;
 
+/// Bytes of the log kept in memory, in each of the tail's two chunks: once the newer chunk
+/// holds this many written bytes it becomes the older one, whose bytes are let go.
+const TAIL_CHUNK: usize = 512 * 1024;
+
 #[derive(Clone, Copy)]
 struct Entry {
     offset: i64,
@@ -49,8 +58,13 @@ struct State {
     end_pos: u64,
     /// The end of what is in the file.
     written_pos: u64,
-    /// Appended records not yet in the file (they start at `written_pos`).
-    buffer: Vec<u8>,
+    /// The log's last bytes, from `tail_start` to `end_pos`: those from `written_pos` on
+    /// are appended records not yet in the file.
+    tail: Vec<u8>,
+    tail_start: u64,
+    /// The bytes just before the tail (from `older_start`), all in the file.
+    older: Vec<u8>,
+    older_start: u64,
     /// A write failed: the records from `written_pos` on were lost, and so is the log.
     broken: Option<String>,
     next_offset: i64,
@@ -81,15 +95,21 @@ impl State {
         new
     }
 
-    /// Writes the buffer to the file.
+    /// Bytes appended and not yet in the file.
+    fn unwritten(&self) -> usize {
+        (self.end_pos - self.written_pos) as usize
+    }
+
+    /// Writes the appended records to the file.
     fn write_out(&mut self, path: &Path) -> Result<(), BusError> {
         if let Some(why) = &self.broken {
             return Err(log_err(path, why));
         }
-        if self.buffer.is_empty() {
+        if self.unwritten() == 0 {
             return Ok(());
         }
-        if let Err(e) = self.append.write_all(&self.buffer) {
+        let from = (self.written_pos - self.tail_start) as usize;
+        if let Err(e) = self.append.write_all(&self.tail[from..]) {
             // Cut a partial write so the file stays a sequence of whole records; the
             // buffered records were given offsets, so the log cannot go on without them.
             let _ = self.append.set_len(self.written_pos);
@@ -98,12 +118,34 @@ impl State {
             return Err(log_err(path, why));
         }
         self.written_pos = self.end_pos;
-        self.buffer.clear();
-        // A very large record does not keep its room.
-        if self.buffer.capacity() > 4 * FLUSH_AT {
-            self.buffer.shrink_to(FLUSH_AT);
+        if self.tail.len() >= TAIL_CHUNK {
+            // The full chunk becomes the older one; the older one's room, the new tail.
+            std::mem::swap(&mut self.tail, &mut self.older);
+            self.older_start = self.tail_start;
+            self.tail.clear();
+            self.tail_start = self.end_pos;
+            // A very large record is not kept in memory, nor is its room.
+            if self.older.len() > 4 * TAIL_CHUNK {
+                self.older = Vec::new();
+                self.older_start = self.end_pos;
+            }
+            if self.tail.capacity() > 4 * TAIL_CHUNK {
+                self.tail = Vec::new();
+            }
         }
         Ok(())
+    }
+
+    /// The bytes of the log from `from` to `to`, when they are all in one of the tail's
+    /// chunks.
+    fn in_memory(&self, from: u64, to: u64) -> Option<&[u8]> {
+        [
+            (self.tail_start, &self.tail),
+            (self.older_start, &self.older),
+        ]
+        .into_iter()
+        .find(|(start, chunk)| *start <= from && to <= *start + chunk.len() as u64)
+        .map(|(start, chunk)| &chunk[(from - start) as usize..(to - start) as usize])
     }
 }
 
@@ -192,7 +234,10 @@ impl PartitionLog {
                     index,
                     end_pos: pos as u64,
                     written_pos: pos as u64,
-                    buffer: Vec::new(),
+                    tail: Vec::new(),
+                    tail_start: pos as u64,
+                    older: Vec::new(),
+                    older_start: pos as u64,
                     broken: None,
                     next_offset,
                     announced: next_offset,
@@ -232,8 +277,8 @@ impl PartitionLog {
             return Err(log_err(&self.path, why));
         }
         let offset = st.next_offset;
-        let start = st.buffer.len();
-        let buf = &mut st.buffer;
+        let start = st.tail.len();
+        let buf = &mut st.tail;
         buf.reserve(HEADER + body_len);
         buf.extend_from_slice(&(body_len as u32).to_be_bytes());
         buf.extend_from_slice(&[0; 4]);
@@ -259,7 +304,7 @@ impl PartitionLog {
         st.end_pos += (HEADER + body_len) as u64;
         st.next_offset = offset + 1;
         self.end.store(offset + 1, Ordering::Release);
-        let written = self.sync_writes || st.buffer.len() >= FLUSH_AT;
+        let written = self.sync_writes || st.unwritten() >= FLUSH_AT;
         if written {
             st.write_out(&self.path)?;
         }
@@ -290,7 +335,8 @@ impl PartitionLog {
         st.append.sync_data().map_err(|e| log_err(&self.path, e))
     }
 
-    /// Up to `max` records from `from` on, read from the file at once.
+    /// Up to `max` records from `from` on: parsed from the tail when they are all there,
+    /// else read from the file at once.
     pub(crate) fn read(&self, from: i64, max: usize) -> Result<Vec<Message>, BusError> {
         let entries: Vec<Entry> = {
             let mut st = self.lock();
@@ -305,14 +351,18 @@ impl PartitionLog {
                 }
                 end += 1;
             }
-            let entries = st.index[start..end].to_vec();
-            if entries
-                .last()
-                .is_some_and(|e| e.pos + HEADER as u64 + u64::from(e.len) > st.written_pos)
-            {
+            let (Some(first), Some(last)) = (st.index.get(start), end.checked_sub(1)) else {
+                return Ok(Vec::new());
+            };
+            let (first, last) = (first.pos, st.index[last]);
+            let to = last.pos + HEADER as u64 + u64::from(last.len);
+            if to > st.written_pos {
                 st.write_out(&self.path)?;
             }
-            entries
+            if let Some(bytes) = st.in_memory(first, to) {
+                return self.messages(&st.index[start..end], bytes, first);
+            }
+            st.index[start..end].to_vec()
         };
         let (Some(&first), Some(&last)) = (entries.first(), entries.last()) else {
             return Ok(Vec::new());
@@ -322,10 +372,20 @@ impl PartitionLog {
         self.read
             .read_exact_at(&mut buf, first.pos)
             .map_err(|err| log_err(&self.path, err))?;
+        self.messages(&entries, &buf, first.pos)
+    }
+
+    /// The records of `entries` from `bytes`, the log's bytes from `base` on.
+    fn messages(
+        &self,
+        entries: &[Entry],
+        bytes: &[u8],
+        base: u64,
+    ) -> Result<Vec<Message>, BusError> {
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
-            let at = (e.pos - first.pos) as usize + HEADER;
-            let (key, value, timestamp_ms) = parse_body(&buf[at..at + e.len as usize])
+            let at = (e.pos - base) as usize + HEADER;
+            let (key, value, timestamp_ms) = parse_body(&bytes[at..at + e.len as usize])
                 .map_err(|why| log_err(&self.path, format!("offset {}: {why}", e.offset)))?;
             out.push(Message {
                 topic: self.topic,
@@ -547,6 +607,56 @@ mod tests {
         assert_eq!(offsets(5, 10), Vec::<i64>::new(), "nothing past the end");
         let huge_read = log.read(3, 1).expect("read");
         assert_eq!(huge_read[0].value.as_deref(), Some(&huge[..]));
+    }
+
+    #[test]
+    fn reads_from_the_tail_in_memory_are_those_from_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p0.log");
+        let (log, _) = PartitionLog::open(&path, Topic::Perf, 0, false).expect("open");
+        // Records of many sizes over several chunks of the tail, one far larger than a
+        // chunk, flushed now and then as a producer awaiting deliveries does.
+        let mut expected = Vec::new();
+        for i in 0..400usize {
+            let len = if i == 250 {
+                3 * TAIL_CHUNK
+            } else {
+                (i * 7919) % 9000
+            };
+            let value: Vec<u8> = (0..len).map(|j| (i + j) as u8).collect();
+            let key = (i % 3 != 0).then(|| i.to_be_bytes().to_vec());
+            log.append(key.as_deref(), Some(&value), i as i64)
+                .expect("append");
+            expected.push((key, value));
+            if i % 37 == 0 {
+                log.flush().expect("flush");
+            }
+            // A reader just behind the writer, and one a few chunks behind.
+            for from in [i.saturating_sub(3), i.saturating_sub(300)] {
+                let got = log.read(from as i64, 5).expect("read");
+                assert_eq!(got.len(), 5.min(i + 1 - from), "from {from} at {i}");
+                for m in got {
+                    let (key, value) = &expected[m.offset as usize];
+                    assert_eq!(&m.key, key, "offset {}", m.offset);
+                    assert_eq!(m.value.as_deref(), Some(&value[..]), "offset {}", m.offset);
+                    assert_eq!(m.timestamp_ms, m.offset);
+                }
+            }
+        }
+        let st = log.lock();
+        assert!(st.tail_start > 0, "the tail moved on");
+        assert!(st.tail.len() < 2 * TAIL_CHUNK && st.older.len() < 2 * TAIL_CHUNK);
+        drop(st);
+        drop(log);
+        let (log, warn) = PartitionLog::open(&path, Topic::Perf, 0, false).expect("reopen");
+        assert!(warn.is_none());
+        let mut from = 0;
+        while from < 400 {
+            for m in log.read(from, 64).expect("read") {
+                assert_eq!(m.value.as_deref(), Some(&expected[m.offset as usize].1[..]));
+                from = m.offset + 1;
+            }
+        }
     }
 
     #[test]
