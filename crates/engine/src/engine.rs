@@ -118,9 +118,21 @@ pub struct Kept {
     /// removed): what to keep of each is [`Engine::host_units`], kept as one value per root
     /// host (a perf batch changes many of one host's monitors: one write, not one each).
     pub hosts: BTreeSet<String>,
-    /// Rollup and rule monitors whose kept state changed, and removed monitors of any kind
-    /// (`None`: forget it).
+    /// Root hosts whose rollup monitors' states changed (or a rollup was made or removed):
+    /// what to keep of each is [`Engine::host_rollups`], kept as one value per root host (a
+    /// state change changes the rollups above it, up to the host: one write, not one each).
+    pub rollup_hosts: BTreeSet<String>,
+    /// Rule monitors whose kept state changed, and removed monitors of any kind (`None`:
+    /// forget what was kept of it on its own).
     pub monitors: Vec<((String, String), Option<Saved>)>,
+}
+
+/// The state of one rollup monitor of an instance (see [`Engine::host_rollups`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KeptRollup<'a> {
+    pub instance: &'a str,
+    pub monitor: &'a str,
+    pub health: Health,
 }
 
 /// What is kept of one unit monitor copy (see [`Engine::host_units`]).
@@ -215,6 +227,9 @@ pub struct Engine {
     touched_copies: Vec<Handle>,
     /// Root hosts that lost or replaced unit copies since the last [`Engine::take_kept`].
     touched_roots: BTreeSet<String>,
+    /// Root hosts whose rollups were removed or moved to another root host since the last
+    /// [`Engine::take_kept`] (their other changes are found from `touched`).
+    touched_rollup_roots: BTreeSet<String>,
     /// The distinct resolved configurations of each monitor (as resolved, and read),
     /// shared by its copies.
     detections: FastMap<String, Vec<(toml::Table, Arc<Detection>)>>,
@@ -761,6 +776,7 @@ impl Engine {
             touched: BTreeSet::new(),
             touched_copies: Vec::new(),
             touched_roots: BTreeSet::new(),
+            touched_rollup_roots: BTreeSet::new(),
             detections: FastMap::default(),
             rules: Slots::default(),
             touched_rules: Vec::new(),
@@ -944,27 +960,41 @@ impl Engine {
             }
         }
         let mut hosts = std::mem::take(&mut self.touched_roots);
+        let mut rollup_hosts = std::mem::take(&mut self.touched_rollup_roots);
         let mut monitors = Vec::new();
         for key in std::mem::take(&mut self.touched) {
+            let root = self.instances.get(&key.0).map(|i| &i.root_host);
             if let Some(c) = self.copies.get_mut(&key.0, &key.1) {
                 c.dirty = false;
-                if let Some(i) = self.instances.get(&key.0) {
-                    mark_root(&mut hosts, &i.root_host);
+                if let Some(root) = root {
+                    mark_root(&mut hosts, root);
+                }
+                continue;
+            }
+            if self.rollups.contains(&key.0, &key.1) {
+                if let Some(root) = root {
+                    mark_root(&mut rollup_hosts, root);
                 }
                 continue;
             }
             let saved = self
-                .rollups
+                .rules
                 .get(&key.0, &key.1)
-                .map(|h| Saved::Rollup(*h))
-                .or_else(|| {
-                    self.rules
-                        .get(&key.0, &key.1)
-                        .map(|r| Saved::Rule(r.state.clone()))
-                });
+                .map(|r| Saved::Rule(r.state.clone()));
+            if saved.is_none() {
+                // Removed from an instance still there: its host is kept again without it.
+                if let Some(root) = root {
+                    mark_root(&mut hosts, root);
+                    mark_root(&mut rollup_hosts, root);
+                }
+            }
             monitors.push((key, saved));
         }
-        Kept { hosts, monitors }
+        Kept {
+            hosts,
+            rollup_hosts,
+            monitors,
+        }
     }
 
     /// The caller keeps the hosts [`Engine::take_kept`] gives until it writes them, in
@@ -1005,6 +1035,20 @@ impl Engine {
                 memory: &c.detector.memory,
                 held: &c.held,
             });
+        }
+        out
+    }
+
+    /// The states of the rollup monitors of a root host's instances, by instance and
+    /// monitor in order.
+    pub fn host_rollups(&self, root: &str) -> Vec<KeptRollup<'_>> {
+        let mut out = Vec::new();
+        for id in self.by_root.get(root).into_iter().flatten() {
+            out.extend(self.rollups.of(id).map(|(monitor, health)| KeptRollup {
+                instance: id,
+                monitor,
+                health: *health,
+            }));
         }
         out
     }
@@ -1448,9 +1492,11 @@ impl Engine {
                 let root = old.root_host.clone();
                 self.unit_lists.remove(&root);
                 self.unindex(&id, &root);
-                // Its copies' kept states move to the other root host.
+                // Its copies' and rollups' kept states move to the other root host.
                 mark_root(&mut self.touched_roots, &root);
                 mark_root(&mut self.touched_roots, &instance.root_host);
+                mark_root(&mut self.touched_rollup_roots, &root);
+                mark_root(&mut self.touched_rollup_roots, &instance.root_host);
             }
         }
         self.by_root
@@ -1497,6 +1543,7 @@ impl Engine {
         for key in self.rollups.keys_of(id) {
             self.rollups.remove(&key.0, &key.1);
             self.touched.insert(key);
+            mark_root(&mut self.touched_rollup_roots, &old.root_host);
         }
         for key in self.rules.keys_of(id) {
             self.rules.remove(&key.0, &key.1);

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use healthstream_engine::engine::{CauseKind, Engine, Instance, Maintenance, Sample, StateChange};
+use healthstream_engine::engine::{
+    CauseKind, Engine, Instance, Maintenance, Sample, Saved, StateChange,
+};
 use healthstream_model::load::parse_pack;
 use healthstream_model::pack::Health;
 use healthstream_model::{shipped, Catalog};
@@ -355,14 +357,24 @@ fn kept_state_restores_an_engine_exactly() {
     feed(&mut a, &[50.0, 40.0]);
     let kept = a.take_kept();
     assert_eq!(kept.hosts.iter().collect::<Vec<_>>(), ["web-01"]);
-    assert!(!kept.monitors.is_empty(), "the rollups are kept too");
+    assert_eq!(
+        kept.rollup_hosts.iter().collect::<Vec<_>>(),
+        ["web-01"],
+        "the rollups are kept too, with their host"
+    );
+    assert!(kept.monitors.is_empty(), "{kept:?}");
     // Another engine, from the instances and what was kept.
     let mut b = engine("");
     host(&mut b);
-    for ((i, m), s) in kept.monitors {
-        if let Some(s) = s {
-            b.restore(&i, &m, s);
-        }
+    let rollups = a.host_rollups("web-01");
+    assert!(
+        rollups
+            .iter()
+            .any(|r| r.instance == "web" && r.monitor == "System.Health.EntityState"),
+        "{rollups:?}"
+    );
+    for r in &rollups {
+        b.restore(r.instance, r.monitor, Saved::Rollup(r.health));
     }
     for u in a.host_units("web-01") {
         b.restore(u.instance, u.monitor, u.to_saved());
@@ -851,14 +863,19 @@ context = "Linux.Filesystem"
     e.perf("web-01", &[free("/", 3.0, 3)]);
     let changed = e.take_kept();
     assert!(changed.hosts.contains("web-01"), "{changed:?}");
-    let monitors: Vec<(String, String)> = changed.monitors.into_iter().map(|(k, _)| k).collect();
+    assert!(changed.rollup_hosts.contains("web-01"), "{changed:?}");
+    let rollups: Vec<(&str, &str, Health)> = e
+        .host_rollups("web-01")
+        .iter()
+        .map(|r| (r.instance, r.monitor, r.health))
+        .collect();
     for (i, m) in [
         ("root-fs", "System.Health.EntityState"),
         ("web", "System.Health.EntityState"),
     ] {
         assert!(
-            monitors.contains(&(i.to_string(), m.to_string())),
-            "{i} {m}: {monitors:?}"
+            rollups.contains(&(i, m, Health::Critical)),
+            "{i} {m}: {rollups:?}"
         );
     }
     assert_eq!(e.host_units("web-01")[0].health, Health::Critical);
@@ -874,22 +891,30 @@ fn a_host_is_marked_once_per_generation() {
     e.set_mark_generation(1);
     e.perf("web-01", &[free("/", 50.0, 1)]);
     assert!(e.take_kept().hosts.contains("web-01"));
-    e.perf("web-01", &[free("/", 3.0, 2)]);
+    e.perf("web-01", &[free("/", 49.0, 2)]);
     let kept = e.take_kept();
     assert!(
         kept.hosts.is_empty(),
         "marked in this generation already: {kept:?}"
     );
+    assert_eq!(
+        free_space_kept(&mut e, "web-01"),
+        [("root-fs".to_string(), Health::Healthy)]
+    );
+    // A state change changes rollups above it: kept with their host, in their own value.
+    e.perf("web-01", &[free("/", 3.0, 3)]);
+    let kept = e.take_kept();
+    assert!(kept.hosts.is_empty(), "{kept:?}");
     assert!(
-        !kept.monitors.is_empty(),
-        "the rollups it changed are kept: {kept:?}"
+        kept.rollup_hosts.contains("web-01"),
+        "its rollups changed: {kept:?}"
     );
     assert_eq!(
         free_space_kept(&mut e, "web-01"),
         [("root-fs".to_string(), Health::Critical)]
     );
     e.set_mark_generation(2);
-    e.perf("web-01", &[free("/", 50.0, 3)]);
+    e.perf("web-01", &[free("/", 50.0, 4)]);
     let kept = e.take_kept();
     assert!(kept.hosts.contains("web-01"), "a new generation: {kept:?}");
 }
@@ -1010,10 +1035,22 @@ fn a_window_monitor_is_kept_with_its_latest_window() {
         "{:?}",
         e.host_units("web-01")
     );
+    assert!(kept.rollup_hosts.contains("web-01"), "{kept:?}");
+    assert!(
+        e.host_rollups("web-01")
+            .iter()
+            .all(|r| r.instance != "root-fs"),
+        "its rollups go with it"
+    );
     // Its last instance removed, a root host keeps nothing.
     e.remove("web", 7);
-    assert!(e.take_kept().hosts.contains("web-01"));
+    let kept = e.take_kept();
+    assert!(
+        kept.hosts.contains("web-01") && kept.rollup_hosts.contains("web-01"),
+        "{kept:?}"
+    );
     assert!(e.host_units("web-01").is_empty());
+    assert!(e.host_rollups("web-01").is_empty());
 }
 
 /// A copy whose configuration changes starts again: its root host's kept states are

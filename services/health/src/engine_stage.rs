@@ -25,7 +25,10 @@ use healthstream_packfeed::Packs;
 use healthstream_stage::{Position, Processor, Rejection, StageError};
 use healthstream_store::{KeyReader, KeyWriter, StateRead, Store, StoreBatch, StoreError, Tuning};
 
-use crate::kept::{decode_host_units, encode_host_units, health_at, health_byte};
+use crate::kept::{
+    decode_host_rollups, decode_host_units, encode_host_rollups, encode_host_units, health_at,
+    health_byte,
+};
 use crate::perf::{store_latest, LatestCache};
 use crate::sealed::{self, SealedHosts};
 use crate::FastMap;
@@ -74,6 +77,7 @@ const COMMAND_PREFIX: u8 = 0x3c;
 const MEMBERSHIP_BY_MEMBER_PREFIX: u8 = 0x3d;
 const CONTAINER_MEMBER_PREFIX: u8 = 0x3e;
 const HOST_UNITS_PREFIX: u8 = 0x3f;
+const HOST_ROLLUPS_PREFIX: u8 = 0x40;
 
 /// Column families of the health stage (with the perf stage's).
 pub const HEALTH_CFS: &[&str] = &[
@@ -554,6 +558,10 @@ fn host_units_key(root_host: &str) -> Vec<u8> {
     KeyWriter::new(HOST_UNITS_PREFIX).str(root_host).finish()
 }
 
+fn host_rollups_key(root_host: &str) -> Vec<u8> {
+    KeyWriter::new(HOST_ROLLUPS_PREFIX).str(root_host).finish()
+}
+
 fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
     rmp_serde::from_slice(b).map_err(corrupt)
 }
@@ -729,8 +737,9 @@ pub fn monitor_states(
     instance: &str,
     partitions: i32,
 ) -> Result<Vec<(String, Health)>, StoreError> {
+    // Rule monitors, and rollup monitors as an earlier version kept them: each on its own.
     let prefix = KeyWriter::new(STATE_PREFIX).str(instance).finish();
-    let mut out = Vec::new();
+    let mut out = BTreeMap::new();
     for (k, v) in state.scan_prefix(STATE_CF, &prefix)? {
         let mut r = KeyReader::new(&k, STATE_PREFIX).map_err(corrupt)?;
         let _ = r.str().map_err(corrupt)?;
@@ -739,23 +748,27 @@ pub fn monitor_states(
             Saved::Unit { health, .. } | Saved::Rollup(health) => health,
             Saved::Rule(_) => continue,
         };
-        out.push((monitor, health));
+        out.insert(monitor, health);
     }
-    // Unit monitors: with the other monitors of its root host (a container of the rollup
-    // stage is not an instance there, and has none).
+    // Unit and rollup monitors: with those of the other instances of its root host (a
+    // container of the rollup stage is not an instance there, and has none).
     if let Some((_, i)) = stored_instance(state, instance, partitions)? {
         if let Some(v) = state.get(STATE_CF, &host_units_key(&i.root_host))? {
             for (of, monitor, saved) in decode_host_units(&v).map_err(StoreError::Corrupt)? {
-                if let Saved::Unit { health, .. } = saved {
-                    if of == instance {
-                        out.push((monitor, health));
-                    }
+                if let (true, Saved::Unit { health, .. }) = (of == instance, saved) {
+                    out.insert(monitor, health);
+                }
+            }
+        }
+        if let Some(v) = state.get(STATE_CF, &host_rollups_key(&i.root_host))? {
+            for (of, monitor, health) in decode_host_rollups(&v).map_err(StoreError::Corrupt)? {
+                if of == instance {
+                    out.insert(monitor, health);
                 }
             }
         }
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    Ok(out.into_iter().collect())
 }
 
 /// An input of the health stage.
@@ -810,12 +823,13 @@ pub struct HealthStage {
     engine: Engine,
     last_tick: i64,
     latest_cache: LatestCache,
-    /// Unit monitor states kept one per key by an earlier version, read by the last load:
-    /// (key, root host). The next input deletes them and keeps their root hosts' states.
+    /// Unit and rollup monitor states kept one per key by an earlier version, read by the
+    /// last load: (key, root host). The next input deletes them and keeps their root hosts'
+    /// states.
     legacy_units: Vec<(Vec<u8>, String)>,
-    /// Root hosts whose unit monitors' kept state changed since the last checkpoint: each
-    /// is written once per checkpoint, however many inputs changed it.
-    unit_hosts: SealedHosts,
+    /// Root hosts whose unit or rollup monitors' kept state changed since the last
+    /// checkpoint: each value is written once per checkpoint, however many inputs changed it.
+    kept_hosts: KeptHosts,
 }
 
 /// The kept states of a root host's unit monitors as they are now, to write.
@@ -823,6 +837,88 @@ fn units_value(engine: &mut Engine, root_host: &str) -> Option<sealed::Write> {
     let units = engine.host_units(root_host);
     let value = (!units.is_empty()).then(|| encode_host_units(&units));
     Some((STATE_CF, host_units_key(root_host), value))
+}
+
+/// The states of a root host's rollup monitors as they are now, to write.
+fn rollups_value(engine: &Engine, root_host: &str) -> Option<sealed::Write> {
+    let rollups = engine.host_rollups(root_host);
+    let value = (!rollups.is_empty()).then(|| encode_host_rollups(&rollups));
+    Some((STATE_CF, host_rollups_key(root_host), value))
+}
+
+/// The root hosts whose kept unit states or rollup states are to be written at the next
+/// checkpoint (each kind a value of its own, written when one of its states changed), and
+/// those of a sealed checkpoint not written yet.
+#[derive(Default)]
+struct KeptHosts {
+    units: SealedHosts,
+    rollups: SealedHosts,
+}
+
+impl KeptHosts {
+    /// See [`SealedHosts::take_before_change`].
+    fn take_before_change(&mut self, engine: &mut Engine, root: &str) {
+        self.units
+            .take_before_change(root, |r| units_value(engine, r));
+        self.rollups
+            .take_before_change(root, |r| rollups_value(engine, r));
+    }
+
+    /// See [`SealedHosts::take_all`].
+    fn take_all(&mut self, engine: &mut Engine) {
+        self.units.take_all(|r| units_value(engine, r));
+        self.rollups.take_all(|r| rollups_value(engine, r));
+    }
+
+    /// See [`SealedHosts::step`]: `budget` hosts of each kind.
+    fn step(
+        &mut self,
+        engine: &mut Engine,
+        batch: &mut StoreBatch,
+        budget: usize,
+    ) -> Result<bool, StoreError> {
+        let units = self.units.step(batch, budget, |r| units_value(engine, r))?;
+        let rollups = self
+            .rollups
+            .step(batch, budget, |r| rollups_value(engine, r))?;
+        Ok(units && rollups)
+    }
+
+    /// See [`SealedHosts::write_readable`].
+    fn write_readable(
+        &mut self,
+        engine: &mut Engine,
+        batch: &mut StoreBatch,
+    ) -> Result<(), StoreError> {
+        self.units
+            .write_readable(batch, |r| units_value(engine, r))?;
+        self.rollups
+            .write_readable(batch, |r| rollups_value(engine, r))
+    }
+
+    fn seal(&mut self) {
+        self.units.seal();
+        self.rollups.seal();
+    }
+
+    fn clear(&mut self) {
+        self.units.clear();
+        self.rollups.clear();
+    }
+
+    fn is_sealing_any(&self) -> bool {
+        self.units.is_sealing_any() || self.rollups.is_sealing_any()
+    }
+
+    fn is_sealing(&self, root: &str) -> bool {
+        self.units.is_sealing(root) || self.rollups.is_sealing(root)
+    }
+
+    /// The hosts `kept` names are to be written.
+    fn mark(&mut self, kept: healthstream_engine::engine::Kept) {
+        self.units.mark_all(kept.hosts);
+        self.rollups.mark_all(kept.rollup_hosts);
+    }
 }
 
 fn text(v: &PropertyValue) -> Option<String> {
@@ -872,7 +968,7 @@ impl HealthStage {
             last_tick: i64::MIN,
             latest_cache: LatestCache::default(),
             legacy_units: Vec::new(),
-            unit_hosts: SealedHosts::default(),
+            kept_hosts: KeptHosts::default(),
         }
     }
 
@@ -1102,7 +1198,7 @@ impl HealthStage {
                 let _ = r.str().map_err(corrupt)?;
                 let monitor = r.str().map_err(corrupt)?;
                 let saved: Saved = decode(&v)?;
-                if matches!(saved, Saved::Unit { .. }) {
+                if matches!(saved, Saved::Unit { .. } | Saved::Rollup(_)) {
                     self.legacy_units.push((k.to_vec(), root.clone()));
                 }
                 self.engine.restore(&id, &monitor, saved);
@@ -1112,6 +1208,11 @@ impl HealthStage {
             if let Some(v) = state.get(STATE_CF, &host_units_key(&root))? {
                 for (id, monitor, saved) in decode_host_units(&v).map_err(StoreError::Corrupt)? {
                     self.engine.restore(&id, &monitor, saved);
+                }
+            }
+            if let Some(v) = state.get(STATE_CF, &host_rollups_key(&root))? {
+                for (id, monitor, health) in decode_host_rollups(&v).map_err(StoreError::Corrupt)? {
+                    self.engine.restore(&id, &monitor, Saved::Rollup(health));
                 }
             }
         }
@@ -1179,9 +1280,7 @@ impl HealthStage {
         let snapshot = self.packs.borrow().clone();
         // What is kept in memory and not stored yet goes to the batch it is read back from
         // (a sealed checkpoint keeps its own copies).
-        let engine = &mut self.engine;
-        self.unit_hosts
-            .write_readable(batch, |r| units_value(engine, r))?;
+        self.kept_hosts.write_readable(&mut self.engine, batch)?;
         self.latest_cache.write_readable(batch)?;
         let partitions: Vec<i32> = {
             let mut ps: Vec<i32> = self
@@ -1925,21 +2024,18 @@ impl Processor for HealthStage {
         let _ = self.engine.take_kept();
         self.latest_cache.clear();
         self.legacy_units.clear();
-        self.unit_hosts.clear();
+        self.kept_hosts.clear();
     }
 
     fn seal(&mut self) {
-        self.unit_hosts.seal();
+        self.kept_hosts.seal();
         self.latest_cache.seal();
     }
 
     fn seal_step(&mut self, batch: &mut StoreBatch, budget: usize) -> Result<bool, StageError> {
-        let engine = &mut self.engine;
-        let units = self
-            .unit_hosts
-            .step(batch, budget, |root| units_value(engine, root))?;
+        let kept = self.kept_hosts.step(&mut self.engine, batch, budget)?;
         let latest = self.latest_cache.seal_step(batch, budget)?;
-        Ok(units && latest)
+        Ok(kept && latest)
     }
 
     fn apply(
@@ -1953,17 +2049,14 @@ impl Processor for HealthStage {
         // The changed hosts are kept until a checkpoint writes them: the engine marks a
         // host once per generation of them.
         self.engine
-            .set_mark_generation(self.unit_hosts.generation());
+            .set_mark_generation(self.kept_hosts.units.generation());
         // An input changes the states of its root host's monitors only (ticks and pack
         // changes aside, below and above): a sealed checkpoint takes that host's states
         // before they change.
         if self.legacy_units.is_empty() {
-            let engine = &mut self.engine;
-            self.unit_hosts
-                .take_before_change(&root, |r| units_value(engine, r));
+            self.kept_hosts.take_before_change(&mut self.engine, &root);
         } else {
-            let engine = &mut self.engine;
-            self.unit_hosts.take_all(|r| units_value(engine, r));
+            self.kept_hosts.take_all(&mut self.engine);
         }
         let mut changes: Vec<StateChange> = Vec::new();
         let mut closed_alerts = Vec::new();
@@ -2026,11 +2119,9 @@ impl Processor for HealthStage {
             self.last_tick = now;
             // Timers may change other hosts' states: while a checkpoint is sealed, those due
             // are taken first.
-            if self.unit_hosts.is_sealing_any() {
+            if self.kept_hosts.is_sealing_any() {
                 for r in self.engine.tick_roots(now) {
-                    let engine = &mut self.engine;
-                    self.unit_hosts
-                        .take_before_change(&r, |r| units_value(engine, r));
+                    self.kept_hosts.take_before_change(&mut self.engine, &r);
                 }
             }
             changes.extend(self.engine.tick(now));
@@ -2054,20 +2145,23 @@ impl Processor for HealthStage {
             }
         }
         let mut kept = self.engine.take_kept();
-        for ((instance, monitor), saved) in kept.monitors {
+        for ((instance, monitor), saved) in std::mem::take(&mut kept.monitors) {
             let value = saved.map(|s| encode_compact(&s)).transpose()?;
             batch.set(STATE_CF, state_key(&instance, &monitor), value)?;
         }
         for (key, root_host) in self.legacy_units.drain(..) {
             batch.delete(STATE_CF, &key)?;
+            kept.rollup_hosts.insert(root_host.clone());
             kept.hosts.insert(root_host);
         }
         debug_assert!(
-            kept.hosts.iter().all(|h| !self.unit_hosts.is_sealing(h)),
-            "an input changed a sealed host other than its own root host: {:?}",
             kept.hosts
+                .iter()
+                .chain(&kept.rollup_hosts)
+                .all(|h| !self.kept_hosts.is_sealing(h)),
+            "an input changed a sealed host other than its own root host: {kept:?}"
         );
-        self.unit_hosts.mark_all(kept.hosts);
+        self.kept_hosts.mark(kept);
         let mut out = Vec::with_capacity(changes.len());
         for (i, c) in changes.iter().enumerate() {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
@@ -2187,10 +2281,11 @@ mod tests {
         assert!(decode::<Saved>(&[0x93, 0xc1]).is_err());
     }
 
-    /// A store written when each unit monitor's state was its own value: the states are
-    /// loaded, and the next input keeps them as one value of their root host instead.
+    /// A store written when each unit and rollup monitor's state was its own value: the
+    /// states are loaded, and the next input keeps them as one value of their root host
+    /// instead.
     #[test]
-    fn unit_states_kept_one_per_key_move_to_their_root_host() {
+    fn states_kept_one_per_key_move_to_their_root_host() {
         use healthstream_engine::detect::Memory;
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), HEALTH_CFS).expect("store");
@@ -2211,9 +2306,18 @@ mod tests {
             },
             held: vec![],
         };
+        let entity = "System.Health.EntityState";
+        let legacy_rollup = state_key("web-01", entity);
         let mut batch = store.batch();
         batch
             .put(STATE_CF, &legacy, &encode(&saved).expect("encode"))
+            .expect("put");
+        batch
+            .put(
+                STATE_CF,
+                &legacy_rollup,
+                &encode(&Saved::Rollup(Health::Warning)).expect("encode"),
+            )
             .expect("put");
         store.write(batch).expect("write");
         let partition = partition_for_key(b"web-01", 4) as i32;
@@ -2243,15 +2347,29 @@ mod tests {
             1,
         );
         assert!(store.get(STATE_CF, &legacy).expect("get").is_none());
-        let kept = store
-            .get(STATE_CF, &host_units_key("web-01"))
-            .expect("get")
-            .expect("kept with its root host");
+        assert!(store.get(STATE_CF, &legacy_rollup).expect("get").is_none());
+        let kept = |key: Vec<u8>| {
+            store
+                .get(STATE_CF, &key)
+                .expect("get")
+                .expect("kept with its root host")
+        };
         assert_eq!(
-            decode_host_units(&kept).expect("decode"),
+            decode_host_units(&kept(host_units_key("web-01"))).expect("decode"),
             [("web-01".to_string(), cpu.to_string(), saved)]
         );
+        let rollups = decode_host_rollups(&kept(host_rollups_key("web-01"))).expect("decode");
+        assert!(
+            rollups.contains(&("web-01".to_string(), entity.to_string(), Health::Warning)),
+            "{rollups:?}"
+        );
         assert_eq!(cpu_state(&store), Some(Health::Warning));
+        assert!(
+            monitor_states(&store, "web-01", 4)
+                .expect("states")
+                .contains(&(entity.to_string(), Health::Warning)),
+            "read back from the root host's value"
+        );
     }
 
     fn put_history(store: &Store, instance: &str, monitor: &str, times: &[i64]) {

@@ -10,9 +10,15 @@
 //!
 //! Version 1, still read, named each monitor in full and had counts and lengths in four
 //! bytes: twice the size.
+//!
+//! The states of a root host's rollup monitors are another value of the host, written when
+//! one of them changes (most samples change a unit monitor's memory, few change a state):
+//! the version byte; the monitors' ids, each once; the count of instances, then per
+//! instance its id, the count of its rollup monitors, and per rollup monitor the index of
+//! its id and its health (one byte). Before, each was kept under a key of its own.
 
 use healthstream_engine::detect::{Memory, ServiceReading};
-use healthstream_engine::engine::{Held, KeptUnit, Saved};
+use healthstream_engine::engine::{Held, KeptRollup, KeptUnit, Saved};
 use healthstream_model::pack::Health;
 
 use crate::wire::{index_in, put_var, put_vstr, Cursor};
@@ -20,6 +26,9 @@ use crate::wire::{index_in, put_var, put_vstr, Cursor};
 const VERSION: u8 = 2;
 /// Monitor ids in full, counts in four bytes.
 const VERSION_1: u8 = 1;
+
+/// The version of the rollup states' value.
+const ROLLUPS_VERSION: u8 = 1;
 
 /// Health states by their byte.
 const HEALTHS: [Health; 4] = [
@@ -49,11 +58,12 @@ fn byte_of<T: PartialEq>(table: &[T], v: &T) -> u8 {
 
 /// What a byte stands for in `table`.
 fn at_byte<T: Copy>(c: &mut Cursor<'_>, table: &[T], what: &str) -> Result<T, String> {
+    let at = c.position();
     let b = c.u8()?;
     table
         .get(usize::from(b))
         .copied()
-        .ok_or_else(|| c.error(format!("{b} is not {what}")))
+        .ok_or_else(|| c.error_at(at, format!("{b} is not {what}")))
 }
 
 fn put_memory(out: &mut Vec<u8>, m: &Memory) {
@@ -134,6 +144,67 @@ pub(crate) fn encode_host_units(units: &[KeptUnit<'_>]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The value of a root host's rollup states (`rollups` by instance, as
+/// [`healthstream_engine::engine::Engine::host_rollups`] lists them).
+pub(crate) fn encode_host_rollups(rollups: &[KeptRollup<'_>]) -> Vec<u8> {
+    let mut monitors: Vec<&str> = Vec::new();
+    let indexes: Vec<usize> = rollups
+        .iter()
+        .map(|r| index_in(&mut monitors, r.monitor))
+        .collect();
+    let runs: Vec<&[KeptRollup<'_>]> = rollups.chunk_by(|a, b| a.instance == b.instance).collect();
+    let mut out = Vec::with_capacity(8 + monitors.len() * 32 + runs.len() * 40 + rollups.len() * 2);
+    out.push(ROLLUPS_VERSION);
+    put_var(&mut out, monitors.len() as u64);
+    for m in &monitors {
+        put_vstr(&mut out, m);
+    }
+    put_var(&mut out, runs.len() as u64);
+    let mut indexes = indexes.into_iter();
+    for run in runs {
+        put_vstr(&mut out, run[0].instance);
+        put_var(&mut out, run.len() as u64);
+        for (r, index) in run.iter().zip(indexes.by_ref()) {
+            put_var(&mut out, index as u64);
+            out.push(byte_of(&HEALTHS, &r.health));
+        }
+    }
+    out
+}
+
+/// What [`encode_host_rollups`] wrote: (instance, monitor, health).
+pub(crate) fn decode_host_rollups(v: &[u8]) -> Result<Vec<(String, String, Health)>, String> {
+    let mut c = Cursor::new(v, "rollup monitor states");
+    match c.u8()? {
+        ROLLUPS_VERSION => {}
+        other => {
+            return Err(format!(
+                "rollup monitor states of version {other} (known: {ROLLUPS_VERSION})"
+            ))
+        }
+    }
+    let n = c.var_count(1)?;
+    let mut monitors = Vec::with_capacity(n);
+    for _ in 0..n {
+        monitors.push(c.vstring()?);
+    }
+    let mut out = Vec::new();
+    // An instance is at least its id's length and its count; a rollup, its index and
+    // health.
+    for _ in 0..c.var_count(2)? {
+        let instance = c.vstring()?;
+        for _ in 0..c.var_count(2)? {
+            let monitor = c.index(&monitors, "monitor")?.clone();
+            let health = at_byte(&mut c, &HEALTHS, "a health state")?;
+            out.push((instance.clone(), monitor, health));
+        }
+    }
+    if !c.done() {
+        return Err(c.error("more than its instances"));
+    }
+    Ok(out)
 }
 
 fn bool_at(c: &mut Cursor<'_>) -> Result<bool, String> {
@@ -387,6 +458,81 @@ mod tests {
         assert_eq!(decode_host_units(&encode_host_units(&[])), Ok(vec![]));
     }
 
+    const ENTITY: &str = "System.Health.EntityState";
+
+    /// Rollups of "fs-1" (two), "host" and "web".
+    fn rollups() -> Vec<KeptRollup<'static>> {
+        [
+            ("fs-1", ENTITY, Health::Critical),
+            ("fs-1", "System.Health.AvailabilityState", Health::Healthy),
+            ("host", ENTITY, Health::Warning),
+            ("web", ENTITY, Health::Uninitialized),
+        ]
+        .map(|(instance, monitor, health)| KeptRollup {
+            instance,
+            monitor,
+            health,
+        })
+        .to_vec()
+    }
+
+    #[test]
+    fn rollup_states_are_read_back_as_written() {
+        let rollups = rollups();
+        let bytes = encode_host_rollups(&rollups);
+        let want: Vec<(String, String, Health)> = rollups
+            .iter()
+            .map(|r| (r.instance.into(), r.monitor.into(), r.health))
+            .collect();
+        assert_eq!(decode_host_rollups(&bytes).expect("decode"), want);
+        // Each instance and each monitor once; a rollup is its index and its health.
+        let text = String::from_utf8_lossy(&bytes);
+        for once in ["fs-1", "host", "web", ENTITY] {
+            assert_eq!(text.matches(once).count(), 1, "{once}: {text}");
+        }
+        let alone = encode_host_rollups(&rollups[2..3]);
+        assert_eq!(alone.len(), 1 + 1 + 1 + ENTITY.len() + 1 + 1 + 4 + 1 + 2);
+        assert_eq!(decode_host_rollups(&encode_host_rollups(&[])), Ok(vec![]));
+    }
+
+    #[test]
+    fn rollup_states_that_do_not_read_say_what_and_where() {
+        let bytes = encode_host_rollups(&rollups());
+        let err = |b: &[u8]| decode_host_rollups(b).expect_err("refused");
+        for end in 0..bytes.len() {
+            let cut = decode_host_rollups(&bytes[..end]);
+            assert!(cut.is_err(), "cut at {end}: {cut:?}");
+        }
+        assert!(err(&[]).contains("end at byte 0"), "{}", err(&[]));
+        assert!(err(&[2]).contains("version 2"), "{}", err(&[2]));
+        let one = encode_host_rollups(&rollups()[2..3]);
+        let (index_at, health_at) = (one.len() - 2, one.len() - 1);
+        let mut bad_health = one.clone();
+        bad_health[health_at] = 4;
+        let e = err(&bad_health);
+        assert!(
+            e.contains("4 is not a health state") && e.contains(&format!("at byte {health_at}")),
+            "{e}"
+        );
+        let mut bad_index = one.clone();
+        bad_index[index_at] = 1;
+        let e = err(&bad_index);
+        assert!(
+            e.contains("monitor 1 of 1 listed") && e.contains(&format!("at byte {index_at}")),
+            "{e}"
+        );
+        let mut too_many = one[..index_at - 1].to_vec();
+        put_var(&mut too_many, 1 << 40);
+        assert!(err(&too_many).contains("cannot fit"), "{}", err(&too_many));
+        let mut longer = one.clone();
+        longer.push(0);
+        assert!(
+            err(&longer).contains("more than its instances"),
+            "{}",
+            err(&longer)
+        );
+    }
+
     #[test]
     fn version_1_values_are_still_read() {
         let memories = every_memory();
@@ -548,6 +694,23 @@ mod tests {
                 let written = encode_host_units(&units_of(&read));
                 let again = decode_host_units(&written).expect("written again");
                 proptest::prop_assert_eq!(encode_host_units(&units_of(&again)), written);
+            }
+        }
+
+        /// Any bytes are refused or read; what is read is written again as the same states.
+        #[test]
+        fn any_rollup_bytes_are_read_or_refused(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+        ) {
+            let mut v = vec![ROLLUPS_VERSION];
+            v.extend(bytes);
+            if let Ok(read) = decode_host_rollups(&v) {
+                let listed: Vec<KeptRollup<'_>> = read
+                    .iter()
+                    .map(|(instance, monitor, health)| KeptRollup { instance, monitor, health: *health })
+                    .collect();
+                let written = encode_host_rollups(&listed);
+                proptest::prop_assert_eq!(decode_host_rollups(&written).expect("written again"), read);
             }
         }
 
