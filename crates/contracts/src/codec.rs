@@ -253,6 +253,34 @@ mod writer;
 
 pub(crate) use writer::{write_block, write_bytes, write_long, write_optional, write_str};
 
+/// Room before [`CONTENT_TAG`](crate::ids::CONTENT_TAG) and a framed value with an empty
+/// id for [`identify_in_place`]: where the header and the id go, so that the rest of the
+/// value stays where it is.
+pub(crate) const ID_ROOM: usize = 24;
+
+/// `buf` is [`ID_ROOM`] bytes of any value, the content tag, then a framed value whose first
+/// field, a string `id`, is empty (the byte after the 5-byte header is its zero length).
+/// Returns the content id of the framed value and the value with that id, made in `buf`
+/// itself (the id is 32 characters: its length, the header and itself take the room, the
+/// tag and the empty id).
+pub(crate) fn identify_in_place(mut buf: Vec<u8>) -> (String, Vec<u8>) {
+    let tagged = ID_ROOM;
+    let header = tagged + crate::ids::CONTENT_TAG.len();
+    debug_assert_eq!(buf.get(header + 5), Some(&0), "an empty id");
+    let id = crate::ids::content_id_tagged(&buf[tagged..]);
+    debug_assert_eq!(id.len(), 32);
+    buf.copy_within(header..header + 5, 0);
+    // The id's length as Avro writes a long: zigzag, one byte below 64.
+    buf[5] = (id.len() as u8) << 1;
+    buf[6..6 + id.len()].copy_from_slice(id.as_bytes());
+    debug_assert_eq!(
+        6 + id.len(),
+        header + 6,
+        "the rest of the value stays in place"
+    );
+    (id, buf)
+}
+
 /// The content id of a framed value whose first field, a string `id`, is empty (the byte
 /// after the 5-byte header is its zero length), and the value with that id spliced in.
 pub(crate) fn splice_content_id(unidentified: &[u8]) -> (String, Vec<u8>) {

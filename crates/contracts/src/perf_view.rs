@@ -9,7 +9,9 @@
 
 use std::borrow::Cow;
 
-use crate::codec::{splice_content_id, write_block, write_bytes, write_long, Codec, DecodeError};
+use crate::codec::{
+    identify_in_place, write_block, write_bytes, write_long, Codec, DecodeError, ID_ROOM,
+};
 use crate::records::PerfBatch;
 use crate::{unframe, Contract};
 
@@ -218,7 +220,10 @@ impl Codec {
                 .iter()
                 .map(|s| s.object.len() + s.counter.len() + s.instance.len())
                 .sum::<usize>();
-        let mut out = Vec::with_capacity(32 + strings + batch.samples.len() * 24);
+        let mut out = Vec::with_capacity(ID_ROOM + 48 + strings + batch.samples.len() * 24);
+        // Room for the header and the id, then what the id hashes: the tag, the value.
+        out.resize(ID_ROOM, 0);
+        out.extend_from_slice(crate::ids::CONTENT_TAG);
         out.push(crate::wire::MAGIC_BYTE);
         out.extend_from_slice(&Contract::PerfBatch.latest().schema_id.to_be_bytes());
         // The id, empty until the content id is spliced in.
@@ -232,7 +237,7 @@ impl Codec {
             write_bytes(out, s.instance.as_bytes());
             out.extend_from_slice(&s.value.to_le_bytes());
         });
-        splice_content_id(&out)
+        identify_in_place(out)
     }
 }
 
