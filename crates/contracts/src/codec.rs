@@ -247,9 +247,12 @@ impl Codec {
     }
 }
 
+mod reader;
 #[cfg(test)]
 mod tests;
 mod writer;
+
+pub(crate) use reader::Reader;
 
 pub(crate) use writer::{write_block, write_bytes, write_long, write_optional, write_str};
 

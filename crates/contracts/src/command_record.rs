@@ -1,11 +1,21 @@
 //! Commands written straight to Avro, as state changes and alert changes are (see
 //! `state_change`): a health processor writes one for every diagnostic and recovery a state
 //! change runs. This writes the newest `command` schema's layout from the record itself,
-//! the same bytes as the generic encoder (checked against it).
+//! the same bytes as the generic encoder (checked against it), and reads it back the same
+//! way: the ingest follows every command to serve it to its collector.
 
-use crate::codec::{write_block, write_long, write_optional, write_str};
+use std::collections::BTreeMap;
+
+use crate::codec::{write_block, write_long, write_optional, write_str, Reader};
 use crate::records::{Command, CommandKind};
-use crate::{Codec, Contract};
+use crate::{unframe, Codec, Contract, DecodeError};
+
+/// Command kinds by their index in the schema's enum.
+const KINDS: [CommandKind; 3] = [
+    CommandKind::Task,
+    CommandKind::Diagnostic,
+    CommandKind::Recovery,
+];
 
 impl Codec {
     /// The framed value of a command in the newest `command` schema.
@@ -31,14 +41,8 @@ impl Codec {
         for s in [&r.id, &r.root_host, &r.collector] {
             write_str(&mut out, s);
         }
-        write_long(
-            &mut out,
-            match r.kind {
-                CommandKind::Task => 0,
-                CommandKind::Diagnostic => 1,
-                CommandKind::Recovery => 2,
-            },
-        );
+        let kind = KINDS.iter().position(|k| *k == r.kind).unwrap_or_default();
+        write_long(&mut out, kind as i64);
         for s in [&r.workflow_id, &r.instance_id, &r.module] {
             write_str(&mut out, s);
         }
@@ -53,6 +57,84 @@ impl Codec {
         write_optional(&mut out, r.alert_id.as_deref());
         out
     }
+
+    /// Reads a framed command: straight from its bytes when it was written with the newest
+    /// `command` schema, through the generic decoder (schema resolution) otherwise. The
+    /// same record, or the same kind of error, as the generic decoder.
+    pub fn decode_command(&self, framed: &[u8]) -> Result<Command, DecodeError> {
+        let (id, datum) = unframe(framed)?;
+        let latest = Contract::Command.latest();
+        if id != latest.schema_id {
+            return self.decode(framed);
+        }
+        let mut r = Reader::new(datum);
+        let datum_error = |message: String| DecodeError::Datum {
+            contract: Contract::Command,
+            version: latest.version,
+            message,
+        };
+        let command = read_command(&mut r).map_err(datum_error)?;
+        if r.left() != 0 {
+            return Err(DecodeError::TrailingBytes {
+                contract: Contract::Command,
+                version: latest.version,
+                extra: r.left(),
+            });
+        }
+        Ok(command)
+    }
+}
+
+/// A command in the newest schema's layout.
+fn read_command(r: &mut Reader<'_>) -> Result<Command, String> {
+    let string = |r: &mut Reader<'_>| r.string().map(str::to_string);
+    let (id, root_host, collector) = (string(r)?, string(r)?, string(r)?);
+    let kind = r.long()?;
+    let kind = usize::try_from(kind)
+        .ok()
+        .and_then(|k| KINDS.get(k))
+        .copied()
+        .ok_or_else(|| {
+            r.fail(&format!(
+                "command kind {kind} is not one of the {}",
+                KINDS.len()
+            ))
+        })?;
+    let (workflow_id, instance_id, module) = (string(r)?, string(r)?, string(r)?);
+    let mut parameters = BTreeMap::new();
+    // An entry is at least two one-byte lengths.
+    loop {
+        let count = r.block(2)?;
+        if count == 0 {
+            break;
+        }
+        for _ in 0..count {
+            let key = string(r)?;
+            parameters.insert(key, string(r)?);
+        }
+    }
+    let timeout_seconds = r.int()?;
+    let requested_by = string(r)?;
+    let requested_at = r.long()?;
+    let alert_id = match r.long()? {
+        0 => None,
+        1 => Some(string(r)?),
+        other => return Err(r.fail(&format!("union branch {other} of an optional string"))),
+    };
+    Ok(Command {
+        id,
+        root_host,
+        collector,
+        kind,
+        workflow_id,
+        instance_id,
+        module,
+        parameters,
+        timeout_seconds,
+        requested_by,
+        requested_at,
+        alert_id,
+    })
 }
 
 #[cfg(test)]
@@ -92,7 +174,88 @@ mod tests {
             let codec = Codec::shared();
             let direct = codec.encode_command(&r);
             prop_assert_eq!(&direct, &codec.encode(&r).expect("generic"));
-            prop_assert_eq!(codec.decode::<Command>(&direct).expect("decodes"), r);
+            prop_assert_eq!(codec.decode::<Command>(&direct).expect("decodes"), r.clone());
+            prop_assert_eq!(codec.decode_command(&direct).expect("decodes"), r);
         }
+
+        /// Any bytes after a command's header: what this reads, the generic decoder reads
+        /// the same; what it refuses, this refuses. (This refuses more: the generic decoder
+        /// reads an optional string cut short at the end of the bytes as absent.)
+        #[test]
+        fn any_bytes_read_as_the_generic_decoder_reads_them(
+            cut in 0usize..120,
+            flips in prop::collection::vec((0usize..120, any::<u8>()), 0..3),
+        ) {
+            let codec = Codec::shared();
+            let mut bytes = codec.encode_command(&sample());
+            let whole = bytes.len();
+            bytes.truncate(cut.max(5));
+            for (at, v) in flips {
+                if at >= 5 && at < bytes.len() {
+                    bytes[at] = v;
+                }
+            }
+            let generic = codec.decode::<Command>(&bytes);
+            let direct = codec.decode_command(&bytes);
+            match (&generic, &direct) {
+                (Ok(g), Ok(d)) => prop_assert_eq!(g, d),
+                (Err(_), Err(_)) => {}
+                // Only bytes cut short may read generically and not here.
+                (Ok(_), Err(_)) if bytes.len() < whole => {}
+                _ => prop_assert!(false, "generic {generic:?}, direct {direct:?}"),
+            }
+        }
+    }
+
+    fn sample() -> Command {
+        Command {
+            id: "c-1".into(),
+            root_host: "web-01".into(),
+            collector: "web-01".into(),
+            kind: CommandKind::Diagnostic,
+            workflow_id: "Linux.Diagnostic.TopProcesses".into(),
+            instance_id: "web".into(),
+            module: "exec".into(),
+            parameters: BTreeMap::from([("argv".into(), "[\"ps\"]".into())]),
+            timeout_seconds: 30,
+            requested_by: "health".into(),
+            requested_at: 1_700_000_000_000,
+            alert_id: Some("a-1".into()),
+        }
+    }
+
+    #[test]
+    fn a_command_that_does_not_read_says_what_and_where() {
+        let codec = Codec::shared();
+        let good = codec.encode_command(&sample());
+        for end in 5..good.len() {
+            let e = codec.decode_command(&good[..end]).expect_err("cut");
+            assert!(e.to_string().contains("at byte"), "cut at {end}: {e}");
+        }
+        // The kind: after the header and three strings.
+        let kind_at = 5 + 4 + 7 + 7;
+        assert_eq!(good[kind_at], 2, "a diagnostic");
+        let mut bad = good.clone();
+        bad[kind_at] = 6;
+        let e = codec.decode_command(&bad).expect_err("kind 3").to_string();
+        assert!(
+            e.contains("command kind 3 is not one of the 3")
+                && e.contains(&format!("at byte {}", kind_at - 5 + 1)),
+            "{e}"
+        );
+        // The alert id cut short: refused (the generic decoder reads it as absent).
+        let e = codec
+            .decode_command(&good[..good.len() - 1])
+            .expect_err("cut id");
+        assert!(e.to_string().contains("string runs past the end"), "{e}");
+        let mut longer = good.clone();
+        longer.push(0);
+        let e = codec.decode_command(&longer).expect_err("longer");
+        assert!(
+            matches!(e, DecodeError::TrailingBytes { extra: 1, .. }),
+            "{e}"
+        );
+        let e = codec.decode_command(&[0, 0, 0, 0]).expect_err("no header");
+        assert!(matches!(e, DecodeError::Framing(_)), "{e}");
     }
 }

@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 
 use crate::codec::{
-    identify_in_place, write_block, write_bytes, write_long, Codec, DecodeError, ID_ROOM,
+    identify_in_place, write_block, write_bytes, write_long, Codec, DecodeError, Reader, ID_ROOM,
 };
 use crate::records::PerfBatch;
 use crate::{unframe, Contract};
@@ -55,68 +55,8 @@ impl<'a> From<&'a PerfBatch> for PerfView<'a> {
     }
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
 /// The smallest encoding of a sample: four one-byte lengths or longs and an 8-byte double.
 const MIN_SAMPLE_BYTES: usize = 12;
-
-impl<'a> Reader<'a> {
-    fn fail(&self, what: &str) -> String {
-        format!("{what} at byte {}", self.pos)
-    }
-
-    fn long(&mut self) -> Result<i64, String> {
-        let mut z: u64 = 0;
-        let mut shift = 0;
-        loop {
-            let b = *self
-                .bytes
-                .get(self.pos)
-                .ok_or_else(|| self.fail("truncated long"))?;
-            self.pos += 1;
-            if shift == 63 && b > 1 {
-                return Err(self.fail("long overflows 64 bits"));
-            }
-            z |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            if shift > 63 {
-                return Err(self.fail("long longer than 10 bytes"));
-            }
-        }
-        Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
-    }
-
-    fn string(&mut self) -> Result<&'a str, String> {
-        let len = self.long()?;
-        let len = usize::try_from(len).map_err(|_| self.fail("negative string length"))?;
-        let end = self
-            .pos
-            .checked_add(len)
-            .filter(|e| *e <= self.bytes.len())
-            .ok_or_else(|| self.fail("string runs past the end"))?;
-        let s = std::str::from_utf8(&self.bytes[self.pos..end])
-            .map_err(|_| self.fail("string is not UTF-8"))?;
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn double(&mut self) -> Result<f64, String> {
-        let end = self.pos + 8;
-        let b: [u8; 8] = self
-            .bytes
-            .get(self.pos..end)
-            .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| self.fail("truncated double"))?;
-        self.pos = end;
-        Ok(f64::from_le_bytes(b))
-    }
-}
 
 impl Codec {
     /// Reads a framed perf batch, borrowing from `framed` when it was written with the
@@ -148,32 +88,15 @@ impl Codec {
             version: latest.version,
             message,
         };
-        let mut r = Reader {
-            bytes: datum,
-            pos: 0,
-        };
+        let mut r = Reader::new(datum);
         let id = r.string().map_err(datum_error)?;
         let collector = r.string().map_err(datum_error)?;
         let root_host = r.string().map_err(datum_error)?;
         let mut samples = Vec::new();
         loop {
-            let mut count = r.long().map_err(datum_error)?;
+            let count = r.block(MIN_SAMPLE_BYTES).map_err(datum_error)?;
             if count == 0 {
                 break;
-            }
-            if count < 0 {
-                // A negative count is followed by the block's size in bytes.
-                count = count
-                    .checked_neg()
-                    .ok_or_else(|| datum_error(r.fail("bad block count")))?;
-                let _size = r.long().map_err(datum_error)?;
-            }
-            let count = usize::try_from(count).map_err(|_| datum_error(r.fail("bad count")))?;
-            let left = r.bytes.len() - r.pos;
-            if count > left / MIN_SAMPLE_BYTES {
-                return Err(datum_error(r.fail(&format!(
-                    "{count} samples cannot fit in the {left} bytes left"
-                ))));
             }
             samples.reserve(count);
             for _ in 0..count {
@@ -191,11 +114,11 @@ impl Codec {
                 });
             }
         }
-        if r.pos != datum.len() {
+        if r.left() != 0 {
             return Err(DecodeError::TrailingBytes {
                 contract: Contract::PerfBatch,
                 version: latest.version,
-                extra: datum.len() - r.pos,
+                extra: r.left(),
             });
         }
         Ok(PerfView {

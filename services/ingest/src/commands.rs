@@ -147,7 +147,7 @@ pub fn follow_commands(
                 continue;
             };
             match m.topic {
-                Topic::Commands => match codec.decode::<Command>(value) {
+                Topic::Commands => match codec.decode_command(value) {
                     Ok(c) => p.command(c, crate::now_ms()),
                     Err(e) => {
                         tracing::error!(offset = m.offset, error = %e, "command cannot be decoded; skipped")
