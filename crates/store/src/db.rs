@@ -86,6 +86,12 @@ const HOT_WRITE_BUFFER: usize = 64 << 20;
 /// Memtable of the other column families.
 const WRITE_BUFFER: usize = 8 << 20;
 
+/// How old a file of a column family's last level must be before RocksDB rewrites it only
+/// to drop versions a snapshot kept (a reader of the APIs holds one while it reads): at
+/// once, it rewrote each file just flushed in the small column families, and each flush of
+/// the kept states. An hour: the space comes back then, or with the next compaction.
+const BOTTOMMOST_FILE_DELAY_SECS: &str = "3600";
+
 /// Bytes a write takes in a RocksDB batch besides its key and value (tag, column family,
 /// two lengths), at most.
 const WRITE_OVERHEAD: usize = 16;
@@ -219,6 +225,21 @@ impl Store {
                 source,
             }
         })?;
+        for name in &names {
+            if let Some(handle) = db.cf_handle(name) {
+                db.set_options_cf(
+                    &handle,
+                    &[(
+                        "bottommost_file_compaction_delay",
+                        BOTTOMMOST_FILE_DELAY_SECS,
+                    )],
+                )
+                .map_err(|source| StoreError::Rocks {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+        }
         let keyed = names.iter().map(|n| keyed.contains(&n.as_str())).collect();
         Ok(Store {
             db: Arc::new(db),
@@ -707,6 +728,37 @@ fn offset_key(topic: &str, partition: i32) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RocksDB's options file of the store, as it was last written (the options in force).
+    fn options_file(dir: &Path) -> String {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| n.starts_with("OPTIONS-") && !n.ends_with(".dbtmp"))
+            .collect();
+        files.sort_by_key(|n| n["OPTIONS-".len()..].parse::<u64>().unwrap_or(0));
+        let last = files.last().expect("an options file");
+        std::fs::read_to_string(dir.join(last)).expect("read")
+    }
+
+    /// Every column family waits an hour before rewriting a last-level file only for what
+    /// a snapshot kept, and says so in the options RocksDB keeps with the store.
+    #[test]
+    fn last_level_files_are_not_rewritten_at_once_for_snapshots() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _store = Store::open(dir.path(), &["a", "b"]).expect("open");
+        let text = options_file(dir.path());
+        for cf in [OFFSETS_CF, "a", "b"] {
+            let section = text
+                .split("[CFOptions \"")
+                .find(|s| s.starts_with(&format!("{cf}\"")))
+                .unwrap_or_else(|| panic!("no options of {cf}: {text}"));
+            let delay = section
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("bottommost_file_compaction_delay="));
+            assert_eq!(delay, Some(BOTTOMMOST_FILE_DELAY_SECS), "{cf}");
+        }
+    }
 
     /// Overwrites of a few keys: a hot column family keeps them in its memtable where an
     /// ordinary one has switched to a new memtable (to flush) already; the last value of
