@@ -1964,7 +1964,11 @@ impl Engine {
                             kind: CauseKind::Sample,
                             cause: cause.clone(),
                         });
-                        changed.push((i.clone(), s.time, format!("{m}: {cause}")));
+                        let mut why = String::with_capacity(m.len() + 2 + cause.len());
+                        why.push_str(m);
+                        why.push_str(": ");
+                        why.push_str(&cause);
+                        changed.push((i.clone(), s.time, why));
                     }
                 }
             }

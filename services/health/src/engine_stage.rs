@@ -554,6 +554,15 @@ fn operation_key(id: &str) -> Vec<u8> {
     KeyWriter::new(OPERATION_PREFIX).str(id).finish()
 }
 
+/// The key of a state-change record on the state topic: `instance/monitor`.
+fn state_record_key(instance: &str, monitor: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(instance.len() + 1 + monitor.len());
+    key.extend_from_slice(instance.as_bytes());
+    key.push(b'/');
+    key.extend_from_slice(monitor.as_bytes());
+    key
+}
+
 fn host_units_key(root_host: &str) -> Vec<u8> {
     KeyWriter::new(HOST_UNITS_PREFIX).str(root_host).finish()
 }
@@ -2187,7 +2196,7 @@ impl Processor for HealthStage {
             out.push(OutboundRecord {
                 topic: Topic::State,
                 partition: at.partition,
-                key: Some(format!("{}/{}", c.instance_id, c.monitor_id).into_bytes()),
+                key: Some(state_record_key(&c.instance_id, &c.monitor_id)),
                 value: Some(value),
                 timestamp_ms: c.time,
             });
@@ -2690,6 +2699,40 @@ mod tests {
             claimed_by: vec![],
             source_root_host: None,
             source_class: None,
+        }
+    }
+
+    /// A state-change record is keyed by its instance and monitor (`instance/monitor`), as
+    /// the state topic's readers look for a monitor's changes.
+    #[test]
+    fn state_changes_are_keyed_by_instance_and_monitor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), HEALTH_CFS).expect("store");
+        let mut stage = HealthStage::new(4, packs());
+        let at = Position {
+            topic: Topic::Instances,
+            partition: partition_for_key(b"web-01", 4) as i32,
+            offset: 0,
+            timestamp_ms: 0,
+        };
+        let mut batch = store.batch();
+        let input = change("web-01", EntityKind::Instance, ChangeKind::Upsert);
+        let out = stage
+            .apply(&mut batch, HealthInput::Instance(Box::new(input)), at)
+            .expect("applies");
+        let states: Vec<_> = out.iter().filter(|r| r.topic == Topic::State).collect();
+        assert!(
+            !states.is_empty(),
+            "a new computer's monitors start: {out:?}"
+        );
+        for r in states {
+            let value = r.value.as_deref().expect("a value");
+            let c: healthstream_contracts::records::StateChange =
+                Codec::shared().decode(value).expect("decodes");
+            assert_eq!(
+                r.key.as_deref(),
+                Some(format!("{}/{}", c.instance_id, c.monitor_id).as_bytes())
+            );
         }
     }
 
