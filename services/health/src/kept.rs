@@ -109,6 +109,23 @@ fn put_held(out: &mut Vec<u8>, h: &Held) {
     }
 }
 
+/// Writes `version` and the ids of `monitors`, each once; returns the place in that table
+/// of each of `monitors`, in order.
+fn put_head<'a>(
+    out: &mut Vec<u8>,
+    version: u8,
+    monitors: impl Iterator<Item = &'a str>,
+) -> Vec<usize> {
+    let mut table: Vec<&str> = Vec::new();
+    let indexes = monitors.map(|m| index_in(&mut table, m)).collect();
+    out.push(version);
+    put_var(out, table.len() as u64);
+    for m in &table {
+        put_vstr(out, m);
+    }
+    indexes
+}
+
 /// `units` in runs of one instance each (they are listed by instance).
 fn by_instance<'u, 'a>(units: &'u [KeptUnit<'a>]) -> impl Iterator<Item = &'u [KeptUnit<'a>]> {
     units.chunk_by(|a, b| a.instance == b.instance)
@@ -117,17 +134,8 @@ fn by_instance<'u, 'a>(units: &'u [KeptUnit<'a>]) -> impl Iterator<Item = &'u [K
 /// The value of a root host's unit states (`units` by instance, as
 /// [`healthstream_engine::engine::Engine::host_units`] lists them).
 pub(crate) fn encode_host_units(units: &[KeptUnit<'_>]) -> Vec<u8> {
-    let mut monitors: Vec<&str> = Vec::new();
-    let indexes: Vec<usize> = units
-        .iter()
-        .map(|u| index_in(&mut monitors, u.monitor))
-        .collect();
     let mut out = Vec::with_capacity(8 + units.len() * 48);
-    out.push(VERSION);
-    put_var(&mut out, monitors.len() as u64);
-    for m in &monitors {
-        put_vstr(&mut out, m);
-    }
+    let indexes = put_head(&mut out, VERSION, units.iter().map(|u| u.monitor));
     put_var(&mut out, by_instance(units).count() as u64);
     let mut indexes = indexes.into_iter();
     for run in by_instance(units) {
@@ -149,18 +157,9 @@ pub(crate) fn encode_host_units(units: &[KeptUnit<'_>]) -> Vec<u8> {
 /// The value of a root host's rollup states (`rollups` by instance, as
 /// [`healthstream_engine::engine::Engine::host_rollups`] lists them).
 pub(crate) fn encode_host_rollups(rollups: &[KeptRollup<'_>]) -> Vec<u8> {
-    let mut monitors: Vec<&str> = Vec::new();
-    let indexes: Vec<usize> = rollups
-        .iter()
-        .map(|r| index_in(&mut monitors, r.monitor))
-        .collect();
     let runs: Vec<&[KeptRollup<'_>]> = rollups.chunk_by(|a, b| a.instance == b.instance).collect();
-    let mut out = Vec::with_capacity(8 + monitors.len() * 32 + runs.len() * 40 + rollups.len() * 2);
-    out.push(ROLLUPS_VERSION);
-    put_var(&mut out, monitors.len() as u64);
-    for m in &monitors {
-        put_vstr(&mut out, m);
-    }
+    let mut out = Vec::with_capacity(200 + runs.len() * 40 + rollups.len() * 2);
+    let indexes = put_head(&mut out, ROLLUPS_VERSION, rollups.iter().map(|r| r.monitor));
     put_var(&mut out, runs.len() as u64);
     let mut indexes = indexes.into_iter();
     for run in runs {
