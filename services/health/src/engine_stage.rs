@@ -257,7 +257,7 @@ fn keep_alert(
     batch.set(
         ALERTS_CF,
         KeyWriter::new(ALERT_PREFIX).str(&a.id).finish(),
-        Some(encode_compact(a)?),
+        Some(crate::alert_value::encode_alert(a)),
     )?;
     let open_key = match a.source {
         Source::Monitor => KeyWriter::new(OPEN_ALERT_PREFIX)
@@ -351,7 +351,20 @@ pub fn alert(
     state: &impl StateRead,
     id: &str,
 ) -> Result<Option<healthstream_engine::alerts::Alert>, StoreError> {
-    get_by_name(state, ALERTS_CF, ALERT_PREFIX, id)
+    state
+        .get(ALERTS_CF, &KeyWriter::new(ALERT_PREFIX).str(id).finish())?
+        .map(|v| stored_alert(&v))
+        .transpose()
+}
+
+/// An alert as it is kept: in its own format, or as MessagePack (earlier versions).
+fn stored_alert(v: &[u8]) -> Result<healthstream_engine::alerts::Alert, StoreError> {
+    match v.first() {
+        Some(&crate::alert_value::TAG) => {
+            crate::alert_value::decode_alert(v).map_err(StoreError::Corrupt)
+        }
+        _ => decode(v),
+    }
 }
 
 /// The open alert of a monitor of an instance.
@@ -458,9 +471,10 @@ fn groom_values<T: serde::de::DeserializeOwned>(
 
 /// Drops the alerts closed before `before` (ms since the epoch); returns how many went.
 pub fn groom_alerts(store: &Store, before: i64) -> Result<u64, StoreError> {
-    use healthstream_engine::alerts::{Alert, CLOSED};
-    groom_values(store, ALERTS_CF, ALERT_PREFIX, |a: &Alert| {
-        a.resolution_state == CLOSED && a.modified_at < before
+    use healthstream_engine::alerts::CLOSED;
+    groom_pages(store, ALERTS_CF, ALERT_PREFIX, |key, value| {
+        let a = stored_alert(value)?;
+        Ok((a.resolution_state == CLOSED && a.modified_at < before).then_some(key))
     })
 }
 

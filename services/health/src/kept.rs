@@ -21,7 +21,7 @@ use healthstream_engine::detect::{Memory, ServiceReading};
 use healthstream_engine::engine::{Held, KeptRollup, KeptUnit, Saved};
 use healthstream_model::pack::Health;
 
-use crate::wire::{index_in, put_var, put_vstr, Cursor};
+use crate::wire::{at_byte, byte_of, index_in, put_var, put_vstr, Cursor};
 
 const VERSION: u8 = 2;
 /// Monitor ids in full, counts in four bytes.
@@ -50,21 +50,6 @@ pub(crate) fn health_at(b: u8) -> Option<Health> {
 
 /// Service readings (not read yet, off, on) by their byte.
 const READINGS: [Option<bool>; 3] = [None, Some(false), Some(true)];
-
-/// The byte of `v` in `table`.
-fn byte_of<T: PartialEq>(table: &[T], v: &T) -> u8 {
-    table.iter().position(|x| x == v).unwrap_or_default() as u8
-}
-
-/// What a byte stands for in `table`.
-fn at_byte<T: Copy>(c: &mut Cursor<'_>, table: &[T], what: &str) -> Result<T, String> {
-    let at = c.position();
-    let b = c.u8()?;
-    table
-        .get(usize::from(b))
-        .copied()
-        .ok_or_else(|| c.error_at(at, format!("{b} is not {what}")))
-}
 
 fn put_memory(out: &mut Vec<u8>, m: &Memory) {
     match m {

@@ -5,6 +5,7 @@
 //! same batch as the input offset. The cooked-down condition detection and monitors of the
 //! health engine build on this stage's inputs.
 
+mod alert_value;
 mod api;
 mod engine_stage;
 mod grooming;

@@ -27,6 +27,21 @@ pub(crate) fn put_vstr(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// The byte of `v` in `table` (a value's variants by their place in a table).
+pub(crate) fn byte_of<T: PartialEq>(table: &[T], v: &T) -> u8 {
+    table.iter().position(|x| x == v).unwrap_or_default() as u8
+}
+
+/// What a byte stands for in `table`; `what` names the table's items in the error.
+pub(crate) fn at_byte<T: Copy>(c: &mut Cursor<'_>, table: &[T], what: &str) -> Result<T, String> {
+    let at = c.position();
+    let b = c.u8()?;
+    table
+        .get(usize::from(b))
+        .copied()
+        .ok_or_else(|| c.error_at(at, format!("{b} is not {what}")))
+}
+
 /// The index of `item` in `table`, added at the end if missing (the tables of ids a value
 /// lists once and its entries name by index).
 pub(crate) fn index_in<T: PartialEq>(table: &mut Vec<T>, item: T) -> usize {
