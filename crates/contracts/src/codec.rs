@@ -219,22 +219,32 @@ impl Codec {
         } else {
             Some(latest_schema)
         };
-        let value =
-            apache_avro::from_avro_datum(&parsed.schema, &mut datum, reader).map_err(|e| {
-                DecodeError::Datum {
-                    contract,
-                    version: parsed.version,
-                    message: e.to_string(),
-                }
-            })?;
-        if !datum.is_empty() {
-            return Err(DecodeError::TrailingBytes {
+        // apache-avro reads an optional value cut short at the end of its bytes as absent,
+        // without an error. Followed by zero bytes, a datum cut short reads into them
+        // instead, and is refused for it.
+        let mut padded = Vec::with_capacity(datum.len() + PADDING);
+        padded.extend_from_slice(datum);
+        padded.resize(datum.len() + PADDING, 0);
+        datum = &padded;
+        let datum_error = |message: String| DecodeError::Datum {
+            contract,
+            version: parsed.version,
+            message,
+        };
+        let value = apache_avro::from_avro_datum(&parsed.schema, &mut datum, reader)
+            .map_err(|e| datum_error(e.to_string()))?;
+        match datum.len() {
+            PADDING => Ok(value),
+            left if left > PADDING => Err(DecodeError::TrailingBytes {
                 contract,
                 version: parsed.version,
-                extra: datum.len(),
-            });
+                extra: left - PADDING,
+            }),
+            left => Err(datum_error(format!(
+                "the datum ends inside its value ({} bytes short at least)",
+                PADDING - left
+            ))),
         }
-        Ok(value)
     }
 
     /// Decodes a framed value into its typed record.
@@ -250,6 +260,9 @@ impl Codec {
 mod reader;
 #[cfg(test)]
 mod tests;
+
+/// Zero bytes after a datum while it is decoded (see [`Codec::decode_value`]).
+const PADDING: usize = 16;
 mod writer;
 
 pub(crate) use reader::Reader;
