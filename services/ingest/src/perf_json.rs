@@ -18,7 +18,11 @@ use std::borrow::Cow;
 use healthstream_contracts::{PerfView, SampleView};
 
 fn blank(s: &str) -> bool {
-    s.trim().is_empty()
+    // Most names start with a visible ASCII character: not blank, without decoding any.
+    match s.as_bytes().first() {
+        Some(b'!'..=b'~') => false,
+        _ => s.trim().is_empty(),
+    }
 }
 
 /// The batches of a JSON perf request when every one is plainly valid; `None` when the
@@ -62,6 +66,22 @@ struct Scanner<'a> {
     /// The same, as bytes.
     b: &'a [u8],
     i: usize,
+}
+
+/// The i64 of a JSON integer's text (checked against the grammar already): at most 18
+/// digits add up without overflow; longer ones, rare, go through the standard parser.
+fn integer_of(text: &str) -> Option<i64> {
+    let (negative, digits) = match text.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        all => (false, all),
+    };
+    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        return text.parse().ok();
+    }
+    let v = digits
+        .iter()
+        .fold(0i64, |v, d| v * 10 + i64::from(d - b'0'));
+    Some(if negative { -v } else { v })
 }
 
 /// Sets a field read once: `None` (give up) on its second appearance.
@@ -167,10 +187,7 @@ impl<'a> Scanner<'a> {
             b"time" => {
                 let (text, integer) = s.number()?;
                 // "-0" reads as a double in JSON parsers (negative zero), not an integer.
-                let t = text
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|_| integer && text != "-0")?;
+                let t = integer_of(text).filter(|_| integer && text != "-0")?;
                 once(&mut time, t)
             }
             b"object" => once(&mut object, s.string()?),
@@ -324,5 +341,46 @@ impl<'a> Scanner<'a> {
         }
         self.i += 4;
         Some(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_read_as_the_standard_parser_reads_them() {
+        for text in [
+            "0",
+            "-0",
+            "7",
+            "-1",
+            "1700000000000",
+            "123456789012345678",
+            "-999999999999999999",
+            "1234567890123456789",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(integer_of(text), text.parse::<i64>().ok(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_name_is_blank_when_only_white_space() {
+        for (name, is_blank) in [
+            ("", true),
+            (" ", true),
+            ("\t\n\u{0b}\u{a0}\u{2003}", true),
+            ("C:", false),
+            (" x", false),
+            ("\u{a0}x", false),
+            ("é", false),
+        ] {
+            assert_eq!(blank(name), is_blank, "{name:?}");
+        }
     }
 }
