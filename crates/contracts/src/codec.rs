@@ -161,20 +161,30 @@ impl Codec {
 
     /// Encodes an Avro value of the contract's latest schema as a framed value.
     pub fn encode_value(&self, contract: Contract, value: Value) -> Result<Vec<u8>, EncodeError> {
-        let id = self.latest[&contract];
-        let parsed = &self.by_id[&id];
         let mut out = Vec::with_capacity(128);
-        out.push(crate::wire::MAGIC_BYTE);
-        out.extend_from_slice(&id.to_be_bytes());
-        writer::write(&parsed.schema, &parsed.names, &value, &mut out)
-            .map_err(|message| EncodeError { contract, message })?;
+        self.frame_into(contract, &value, &mut out)?;
         Ok(out)
     }
 
+    /// Writes `value` framed in the contract's latest schema at the end of `out`.
+    fn frame_into(
+        &self,
+        contract: Contract,
+        value: &Value,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
+        let id = self.latest[&contract];
+        let parsed = &self.by_id[&id];
+        out.push(crate::wire::MAGIC_BYTE);
+        out.extend_from_slice(&id.to_be_bytes());
+        writer::write(&parsed.schema, &parsed.names, value, out)
+            .map_err(|message| EncodeError { contract, message })
+    }
+
     /// Encodes a record whose first field, `id`, is still empty, and fills in its content
-    /// id: the hash of the framed value without an id. The value is encoded once and the
-    /// id spliced in where the empty string was, so the id costs a hash, not a second
-    /// encoding.
+    /// id: the hash of the framed value without an id. The value is encoded once, after
+    /// room for the id (see [`identify_in_place`]), so the id costs a hash, not a second
+    /// encoding nor a copy.
     pub fn encode_with_content_id(
         &self,
         contract: Contract,
@@ -189,12 +199,46 @@ impl Codec {
         if !first_is_id {
             return Err(err("the first field is not a string `id`"));
         }
-        let unidentified = self.encode_value(contract, value)?;
+        let mut out = with_id_room(128);
+        self.frame_into(contract, &value, &mut out)?;
         // Header (5 bytes), then the empty id: a zero length.
-        if unidentified.get(5) != Some(&0) {
+        if out.get(ID_HEADER_AT + 5) != Some(&0) {
             return Err(err("the `id` field is not empty"));
         }
-        Ok(splice_content_id(&unidentified))
+        Ok(identify_in_place(out))
+    }
+
+    /// Reads a framed value of `contract` with `read` when it was written with the newest
+    /// schema (`None` otherwise: for the generic decoder to resolve): `read`'s error is the
+    /// datum's, and bytes it leaves are refused as the generic decoder refuses them.
+    pub(crate) fn read_latest<'a, T>(
+        contract: Contract,
+        framed: &'a [u8],
+        read: impl FnOnce(&mut Reader<'a>) -> Result<T, String>,
+    ) -> Option<Result<T, DecodeError>> {
+        let latest = contract.latest();
+        let (id, datum) = match unframe(framed) {
+            Ok(unframed) => unframed,
+            Err(e) => return Some(Err(e.into())),
+        };
+        if id != latest.schema_id {
+            return None;
+        }
+        let mut r = Reader::new(datum);
+        let value = read(&mut r).map_err(|message| DecodeError::Datum {
+            contract,
+            version: latest.version,
+            message,
+        });
+        Some(match (value, r.left()) {
+            (Ok(v), 0) => Ok(v),
+            (Ok(_), extra) => Err(DecodeError::TrailingBytes {
+                contract,
+                version: latest.version,
+                extra,
+            }),
+            (Err(e), _) => Err(e),
+        })
     }
 
     /// Decodes a framed value of `contract` into an Avro value of the latest schema,
@@ -272,18 +316,29 @@ pub(crate) use writer::{write_block, write_bytes, write_long, write_optional, wr
 /// Room before [`CONTENT_TAG`](crate::ids::CONTENT_TAG) and a framed value with an empty
 /// id for [`identify_in_place`]: where the header and the id go, so that the rest of the
 /// value stays where it is.
-pub(crate) const ID_ROOM: usize = 24;
+const ID_ROOM: usize = 24;
 
-/// `buf` is [`ID_ROOM`] bytes of any value, the content tag, then a framed value whose first
-/// field, a string `id`, is empty (the byte after the 5-byte header is its zero length).
-/// Returns the content id of the framed value and the value with that id, made in `buf`
-/// itself (the id is 32 characters: its length, the header and itself take the room, the
-/// tag and the empty id).
+/// Where the framed value starts in a buffer made by [`with_id_room`].
+const ID_HEADER_AT: usize = ID_ROOM + crate::ids::CONTENT_TAG.len();
+
+/// A buffer to write a framed value with an empty id into, for [`identify_in_place`]: the
+/// room for its header and id, then the content tag; `capacity` more bytes reserved.
+pub(crate) fn with_id_room(capacity: usize) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(ID_HEADER_AT + capacity);
+    buf.resize(ID_ROOM, 0);
+    buf.extend_from_slice(crate::ids::CONTENT_TAG);
+    buf
+}
+
+/// `buf` is made by [`with_id_room`], then a framed value whose first field, a string
+/// `id`, is empty (the byte after the 5-byte header is its zero length). Returns the
+/// content id of the framed value and the value with that id, made in `buf` itself (the
+/// id is 32 characters: its length, the header and itself take the room, the tag and the
+/// empty id).
 pub(crate) fn identify_in_place(mut buf: Vec<u8>) -> (String, Vec<u8>) {
-    let tagged = ID_ROOM;
-    let header = tagged + crate::ids::CONTENT_TAG.len();
+    let header = ID_HEADER_AT;
     debug_assert_eq!(buf.get(header + 5), Some(&0), "an empty id");
-    let id = crate::ids::content_id_tagged(&buf[tagged..]);
+    let id = crate::ids::content_id_tagged(&buf[ID_ROOM..]);
     debug_assert_eq!(id.len(), 32);
     buf.copy_within(header..header + 5, 0);
     // The id's length as Avro writes a long: zigzag, one byte below 64.
@@ -295,16 +350,4 @@ pub(crate) fn identify_in_place(mut buf: Vec<u8>) -> (String, Vec<u8>) {
         "the rest of the value stays in place"
     );
     (id, buf)
-}
-
-/// The content id of a framed value whose first field, a string `id`, is empty (the byte
-/// after the 5-byte header is its zero length), and the value with that id spliced in.
-pub(crate) fn splice_content_id(unidentified: &[u8]) -> (String, Vec<u8>) {
-    let id = crate::content_id(unidentified);
-    let mut out = Vec::with_capacity(unidentified.len() + id.len() + 1);
-    out.extend_from_slice(&unidentified[..5]);
-    writer::write_long(&mut out, id.len() as i64);
-    out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(&unidentified[6..]);
-    (id, out)
 }

@@ -8,14 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::codec::{write_block, write_long, write_optional, write_str, Reader};
 use crate::records::{Command, CommandKind};
-use crate::{unframe, Codec, Contract, DecodeError};
-
-/// Command kinds by their index in the schema's enum.
-const KINDS: [CommandKind; 3] = [
-    CommandKind::Task,
-    CommandKind::Diagnostic,
-    CommandKind::Recovery,
-];
+use crate::{Codec, Contract, DecodeError};
 
 impl Codec {
     /// The framed value of a command in the newest `command` schema.
@@ -41,8 +34,14 @@ impl Codec {
         for s in [&r.id, &r.root_host, &r.collector] {
             write_str(&mut out, s);
         }
-        let kind = KINDS.iter().position(|k| *k == r.kind).unwrap_or_default();
-        write_long(&mut out, kind as i64);
+        write_long(
+            &mut out,
+            match r.kind {
+                CommandKind::Task => 0,
+                CommandKind::Diagnostic => 1,
+                CommandKind::Recovery => 2,
+            },
+        );
         for s in [&r.workflow_id, &r.instance_id, &r.module] {
             write_str(&mut out, s);
         }
@@ -62,26 +61,8 @@ impl Codec {
     /// `command` schema, through the generic decoder (schema resolution) otherwise. The
     /// same record, or the same kind of error, as the generic decoder.
     pub fn decode_command(&self, framed: &[u8]) -> Result<Command, DecodeError> {
-        let (id, datum) = unframe(framed)?;
-        let latest = Contract::Command.latest();
-        if id != latest.schema_id {
-            return self.decode(framed);
-        }
-        let mut r = Reader::new(datum);
-        let datum_error = |message: String| DecodeError::Datum {
-            contract: Contract::Command,
-            version: latest.version,
-            message,
-        };
-        let command = read_command(&mut r).map_err(datum_error)?;
-        if r.left() != 0 {
-            return Err(DecodeError::TrailingBytes {
-                contract: Contract::Command,
-                version: latest.version,
-                extra: r.left(),
-            });
-        }
-        Ok(command)
+        Codec::read_latest(Contract::Command, framed, read_command)
+            .unwrap_or_else(|| self.decode(framed))
     }
 }
 
@@ -89,17 +70,12 @@ impl Codec {
 fn read_command(r: &mut Reader<'_>) -> Result<Command, String> {
     let string = |r: &mut Reader<'_>| r.string().map(str::to_string);
     let (id, root_host, collector) = (string(r)?, string(r)?, string(r)?);
-    let kind = r.long()?;
-    let kind = usize::try_from(kind)
-        .ok()
-        .and_then(|k| KINDS.get(k))
-        .copied()
-        .ok_or_else(|| {
-            r.fail(&format!(
-                "command kind {kind} is not one of the {}",
-                KINDS.len()
-            ))
-        })?;
+    let kind = match r.long()? {
+        0 => CommandKind::Task,
+        1 => CommandKind::Diagnostic,
+        2 => CommandKind::Recovery,
+        other => return Err(r.fail(&format!("command kind {other} is not one of the 3"))),
+    };
     let (workflow_id, instance_id, module) = (string(r)?, string(r)?, string(r)?);
     let mut parameters = BTreeMap::new();
     // An entry is at least two one-byte lengths.

@@ -10,10 +10,11 @@
 use std::borrow::Cow;
 
 use crate::codec::{
-    identify_in_place, write_block, write_bytes, write_long, Codec, DecodeError, Reader, ID_ROOM,
+    identify_in_place, with_id_room, write_block, write_bytes, write_long, Codec, DecodeError,
+    Reader,
 };
 use crate::records::PerfBatch;
-use crate::{unframe, Contract};
+use crate::Contract;
 
 /// A perf batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,72 +63,62 @@ impl Codec {
     /// Reads a framed perf batch, borrowing from `framed` when it was written with the
     /// newest perf schema.
     pub fn decode_perf_view<'a>(&self, framed: &'a [u8]) -> Result<PerfView<'a>, DecodeError> {
-        let (id, datum) = unframe(framed)?;
-        let latest = Contract::PerfBatch.latest();
-        if id != latest.schema_id {
-            let b: PerfBatch = self.decode(framed)?;
-            return Ok(PerfView {
-                id: Cow::Owned(b.id),
-                collector: Cow::Owned(b.collector),
-                root_host: Cow::Owned(b.root_host),
-                samples: b
-                    .samples
-                    .into_iter()
-                    .map(|s| SampleView {
-                        time: s.time,
-                        object: Cow::Owned(s.object),
-                        counter: Cow::Owned(s.counter),
-                        instance: Cow::Owned(s.instance),
-                        value: s.value,
-                    })
-                    .collect(),
-            });
+        if let Some(read) = Codec::read_latest(Contract::PerfBatch, framed, read_perf) {
+            return read;
         }
-        let datum_error = |message: String| DecodeError::Datum {
-            contract: Contract::PerfBatch,
-            version: latest.version,
-            message,
-        };
-        let mut r = Reader::new(datum);
-        let id = r.string().map_err(datum_error)?;
-        let collector = r.string().map_err(datum_error)?;
-        let root_host = r.string().map_err(datum_error)?;
-        let mut samples = Vec::new();
-        loop {
-            let count = r.block(MIN_SAMPLE_BYTES).map_err(datum_error)?;
-            if count == 0 {
-                break;
-            }
-            samples.reserve(count);
-            for _ in 0..count {
-                let time = r.long().map_err(datum_error)?;
-                let object = r.string().map_err(datum_error)?;
-                let counter = r.string().map_err(datum_error)?;
-                let instance = r.string().map_err(datum_error)?;
-                let value = r.double().map_err(datum_error)?;
-                samples.push(SampleView {
-                    time,
-                    object: Cow::Borrowed(object),
-                    counter: Cow::Borrowed(counter),
-                    instance: Cow::Borrowed(instance),
-                    value,
-                });
-            }
-        }
-        if r.left() != 0 {
-            return Err(DecodeError::TrailingBytes {
-                contract: Contract::PerfBatch,
-                version: latest.version,
-                extra: r.left(),
-            });
-        }
+        let b: PerfBatch = self.decode(framed)?;
         Ok(PerfView {
-            id: Cow::Borrowed(id),
-            collector: Cow::Borrowed(collector),
-            root_host: Cow::Borrowed(root_host),
-            samples,
+            id: Cow::Owned(b.id),
+            collector: Cow::Owned(b.collector),
+            root_host: Cow::Owned(b.root_host),
+            samples: b
+                .samples
+                .into_iter()
+                .map(|s| SampleView {
+                    time: s.time,
+                    object: Cow::Owned(s.object),
+                    counter: Cow::Owned(s.counter),
+                    instance: Cow::Owned(s.instance),
+                    value: s.value,
+                })
+                .collect(),
         })
     }
+}
+
+/// A perf batch in the newest schema's layout, borrowing its strings.
+fn read_perf<'a>(r: &mut Reader<'a>) -> Result<PerfView<'a>, String> {
+    let id = r.string()?;
+    let collector = r.string()?;
+    let root_host = r.string()?;
+    let mut samples = Vec::new();
+    loop {
+        let count = r.block(MIN_SAMPLE_BYTES)?;
+        if count == 0 {
+            break;
+        }
+        samples.reserve(count);
+        for _ in 0..count {
+            let time = r.long()?;
+            let object = r.string()?;
+            let counter = r.string()?;
+            let instance = r.string()?;
+            let value = r.double()?;
+            samples.push(SampleView {
+                time,
+                object: Cow::Borrowed(object),
+                counter: Cow::Borrowed(counter),
+                instance: Cow::Borrowed(instance),
+                value,
+            });
+        }
+    }
+    Ok(PerfView {
+        id: Cow::Borrowed(id),
+        collector: Cow::Borrowed(collector),
+        root_host: Cow::Borrowed(root_host),
+        samples,
+    })
 }
 
 impl Codec {
@@ -143,10 +134,7 @@ impl Codec {
                 .iter()
                 .map(|s| s.object.len() + s.counter.len() + s.instance.len())
                 .sum::<usize>();
-        let mut out = Vec::with_capacity(ID_ROOM + 48 + strings + batch.samples.len() * 24);
-        // Room for the header and the id, then what the id hashes: the tag, the value.
-        out.resize(ID_ROOM, 0);
-        out.extend_from_slice(crate::ids::CONTENT_TAG);
+        let mut out = with_id_room(16 + strings + batch.samples.len() * 24);
         out.push(crate::wire::MAGIC_BYTE);
         out.extend_from_slice(&Contract::PerfBatch.latest().schema_id.to_be_bytes());
         // The id, empty until the content id is spliced in.
