@@ -179,6 +179,7 @@ pub(crate) fn decode_alert(v: &[u8]) -> Result<Alert, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::assert_refused_at;
     use proptest::prelude::*;
 
     fn an_alert() -> Alert {
@@ -240,13 +241,7 @@ mod tests {
         // The severity: after the tag, the version and three strings.
         let severity_at = 2 + (1 + 3) + (1 + 19) + (1 + 7);
         assert_eq!(bytes[severity_at], 2, "critical");
-        let mut bad = bytes.clone();
-        bad[severity_at] = 3;
-        let e = err(&bad);
-        assert!(
-            e.contains("3 is not a severity") && e.contains(&format!("at byte {severity_at}")),
-            "{e}"
-        );
+        assert_refused_at(decode_alert, &bytes, severity_at, 3, "3 is not a severity");
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(err(&longer).contains("more than an alert"));

@@ -315,7 +315,7 @@ pub(crate) fn decode_host_units(v: &[u8]) -> Result<Vec<(String, String, Saved)>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::put_str;
+    use crate::wire::{assert_refused_at, put_str};
 
     /// Version 1, as an earlier version wrote it (kept to check that it is still read).
     fn encode_v1(units: &[KeptUnit<'_>]) -> Vec<u8> {
@@ -491,20 +491,9 @@ mod tests {
         assert!(err(&[2]).contains("version 2"), "{}", err(&[2]));
         let one = encode_host_rollups(&rollups()[2..3]);
         let (index_at, health_at) = (one.len() - 2, one.len() - 1);
-        let mut bad_health = one.clone();
-        bad_health[health_at] = 4;
-        let e = err(&bad_health);
-        assert!(
-            e.contains("4 is not a health state") && e.contains(&format!("at byte {health_at}")),
-            "{e}"
-        );
-        let mut bad_index = one.clone();
-        bad_index[index_at] = 1;
-        let e = err(&bad_index);
-        assert!(
-            e.contains("monitor 1 of 1 listed") && e.contains(&format!("at byte {index_at}")),
-            "{e}"
-        );
+        let decode = decode_host_rollups;
+        assert_refused_at(decode, &one, health_at, 4, "4 is not a health state");
+        assert_refused_at(decode, &one, index_at, 1, "monitor 1 of 1 listed");
         let mut too_many = one[..index_at - 1].to_vec();
         put_var(&mut too_many, 1 << 40);
         assert!(err(&too_many).contains("cannot fit"), "{}", err(&too_many));

@@ -11,6 +11,25 @@ pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// Checks that `bytes` with the byte at `at` made `byte` are refused by `decode`, with an
+/// error that says `says` and names that byte.
+#[cfg(test)]
+pub(crate) fn assert_refused_at<T: std::fmt::Debug>(
+    decode: impl Fn(&[u8]) -> Result<T, String>,
+    bytes: &[u8],
+    at: usize,
+    byte: u8,
+    says: &str,
+) {
+    let mut bad = bytes.to_vec();
+    bad[at] = byte;
+    let e = decode(&bad).expect_err("refused");
+    assert!(
+        e.contains(says) && e.contains(&format!("at byte {at}")),
+        "{e:?} should say {says:?} at byte {at}"
+    );
+}
+
 /// A variable-length unsigned integer: 7 bits a byte, least significant first, the high
 /// bit set on every byte but the last.
 pub(crate) fn put_var(out: &mut Vec<u8>, mut v: u64) {
