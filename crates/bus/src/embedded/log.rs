@@ -338,7 +338,7 @@ impl PartitionLog {
     /// Up to `max` records from `from` on: parsed from the tail when they are all there,
     /// else read from the file at once.
     pub(crate) fn read(&self, from: i64, max: usize) -> Result<Vec<Message>, BusError> {
-        let entries: Vec<Entry> = {
+        let (entries, base, to): (Vec<Entry>, u64, u64) = {
             let mut st = self.lock();
             let start = find(&st.index, from);
             let mut end = start;
@@ -351,28 +351,25 @@ impl PartitionLog {
                 }
                 end += 1;
             }
-            let (Some(first), Some(last)) = (st.index.get(start), end.checked_sub(1)) else {
+            let records = &st.index[start..end];
+            let (Some(first), Some(last)) = (records.first(), records.last()) else {
                 return Ok(Vec::new());
             };
-            let (first, last) = (first.pos, st.index[last]);
-            let to = last.pos + HEADER as u64 + u64::from(last.len);
+            // The records' bytes in the log: from `base` to `to`.
+            let (base, to) = (first.pos, last.pos + HEADER as u64 + u64::from(last.len));
             if to > st.written_pos {
                 st.write_out(&self.path)?;
             }
-            if let Some(bytes) = st.in_memory(first, to) {
-                return self.messages(&st.index[start..end], bytes, first);
+            if let Some(bytes) = st.in_memory(base, to) {
+                return self.messages(&st.index[start..end], bytes, base);
             }
-            st.index[start..end].to_vec()
+            (st.index[start..end].to_vec(), base, to)
         };
-        let (Some(&first), Some(&last)) = (entries.first(), entries.last()) else {
-            return Ok(Vec::new());
-        };
-        let span = last.pos + HEADER as u64 + u64::from(last.len) - first.pos;
-        let mut buf = vec![0u8; span as usize];
+        let mut buf = vec![0u8; (to - base) as usize];
         self.read
-            .read_exact_at(&mut buf, first.pos)
+            .read_exact_at(&mut buf, base)
             .map_err(|err| log_err(&self.path, err))?;
-        self.messages(&entries, &buf, first.pos)
+        self.messages(&entries, &buf, base)
     }
 
     /// The records of `entries` from `bytes`, the log's bytes from `base` on.
