@@ -211,13 +211,9 @@ pub struct Engine {
     timed: BTreeSet<(String, String)>,
     /// Rollup states: (instance, aggregate or dependency monitor) -> health.
     rollups: PairMap<Health>,
-    /// Root host -> (object, counter, instance) -> copies reading it; instance "*" for every
-    /// instance.
-    perf_index: FastMap<String, Arc<PerfIndex<Handle>>>,
-    /// Root host -> the layout of its last perf batch with each sample's copies: a host's
-    /// batches bring the same counters in the same order, so a sample is matched by its
-    /// place and names instead of looked up (see [`Layout`]).
-    layouts: FastMap<String, Layout>,
+    /// Root host -> the copies reading its counters and the layout of its last batch (one
+    /// lookup per batch: each lookup of a host among thousands is a few cache misses).
+    perf_hosts: FastMap<String, PerfHost>,
     /// Children by host.
     hosted: FastMap<String, BTreeSet<String>>,
     /// Monitors whose kept state changed since the last [`Engine::take_kept`].
@@ -240,8 +236,6 @@ pub struct Engine {
     touched_rules: Vec<Handle>,
     /// Rule alerts to raise, since the last [`Engine::take_firings`].
     firings: Vec<crate::rules::Firing>,
-    /// (object, counter, instance) -> rule copies reading it.
-    rule_perf_index: FastMap<String, Arc<PerfIndex<Handle>>>,
     /// (root host, channel) -> event-driven monitor and rule copies reading it.
     event_index: FastMap<String, FastMap<String, EventIndex>>,
     /// Instances by root host (in order within a host; hosts never iterated where order
@@ -396,9 +390,22 @@ fn slot(m: &Member, d: &DependencyMonitor) -> usize {
     counted_as(m, d.member_in_maintenance, d.member_unavailable) as usize
 }
 
-/// Per root host: "object, counter" (see [`counter_key`]) -> the copies reading it. Shared
-/// (`Arc`) so that a batch of samples reads it while the copies change.
+/// Per root host: "object, counter" (see [`counter_key`]) -> the copies reading it.
 type PerfIndex<T> = FastMap<String, CounterIndex<T>>;
+
+/// What a root host's perf samples are matched with. Taken out of the engine for a batch
+/// (moved, not copied: the copies change while the batch reads it) and put back after.
+#[derive(Default)]
+struct PerfHost {
+    /// The unit monitor copies reading each counter; instance "*" for every instance.
+    monitors: PerfIndex<Handle>,
+    /// The rule copies reading each counter.
+    rules: PerfIndex<Handle>,
+    /// The layout of the host's last batch with each sample's monitor copies: a host's
+    /// batches bring the same counters in the same order, so a sample is matched by its
+    /// place and names instead of looked up. Emptied whenever `monitors` changes.
+    layout: Layout,
+}
 
 /// The copies reading one counter: those reading every instance of it, and those reading
 /// one instance, by instance; each list in (instance, workflow) order.
@@ -517,11 +524,10 @@ impl<'i, 's, T> CounterCursor<'i, 's, T> {
 
 /// A root host's last perf batch: the names of its samples in order and, for each place,
 /// the copies its sample reached; valid while the host's index is the one it was made
-/// with. Flat lists, so that a host's layout is a few runs of memory rather than four
+/// with (see [`PerfHost::layout`]). Flat lists, so that a host's layout is a few runs of memory rather than four
 /// allocations per place (reading them was a cache miss per sample).
 #[derive(Default)]
 struct Layout {
-    index: Option<Arc<PerfIndex<Handle>>>,
     /// The [`Engine::mark_generation`] in which a batch of the host last marked it (0:
     /// none).
     marked: u64,
@@ -770,8 +776,7 @@ impl Engine {
             copies: Slots::default(),
             timed: BTreeSet::new(),
             rollups: PairMap::default(),
-            perf_index: FastMap::default(),
-            layouts: FastMap::default(),
+            perf_hosts: FastMap::default(),
             hosted: FastMap::default(),
             touched: BTreeSet::new(),
             touched_copies: Vec::new(),
@@ -781,7 +786,6 @@ impl Engine {
             rules: Slots::default(),
             touched_rules: Vec::new(),
             firings: Vec::new(),
-            rule_perf_index: FastMap::default(),
             event_index: FastMap::default(),
             by_root: FastMap::default(),
             unit_lists: FastMap::default(),
@@ -1308,15 +1312,14 @@ impl Engine {
                 if let Some((object, counter, instance)) = perf_key {
                     let mut k = String::new();
                     counter_key(&mut k, &object, &counter);
-                    Arc::make_mut(
-                        self.rule_perf_index
-                            .entry(inst.root_host.clone())
-                            .or_default(),
-                    )
-                    .entry(k)
-                    .or_default()
-                    .list(&instance)
-                    .push(handle);
+                    self.perf_hosts
+                        .entry(inst.root_host.clone())
+                        .or_default()
+                        .rules
+                        .entry(k)
+                        .or_default()
+                        .list(&instance)
+                        .push(handle);
                 }
             }
         }
@@ -1563,18 +1566,14 @@ impl Engine {
 
     /// Take an instance's copies out of the indexes of its root host.
     fn unindex(&mut self, id: &str, root: &str) {
-        // The host's layout holds its index: dropped first, so that the index is changed in
-        // place instead of copied (a layout is only used with the index it was made with).
-        self.layouts.remove(root);
-        if let Some(m) = self.perf_index.get_mut(root) {
+        if let Some(host) = self.perf_hosts.get_mut(root) {
+            host.layout = Layout::default();
             let copies = &self.copies;
-            for counter in Arc::make_mut(m).values_mut() {
+            for counter in host.monitors.values_mut() {
                 counter.retain(|h| copies.at(*h).is_some_and(|(k, _)| k.0 != id));
             }
-        }
-        if let Some(m) = self.rule_perf_index.get_mut(root) {
             let rules = &self.rules;
-            for counter in Arc::make_mut(m).values_mut() {
+            for counter in host.rules.values_mut() {
                 counter.retain(|h| rules.at(*h).is_some_and(|(k, _)| k.0 != id));
             }
         }
@@ -1699,18 +1698,14 @@ impl Engine {
                     _ => {}
                 }
                 if !counters.is_empty() {
-                    // As in `unindex`: the index changes in place, not in a copy.
-                    self.layouts.remove(&inst.root_host);
-                }
-                for (object, counter, instance) in counters {
-                    let mut k = String::new();
-                    counter_key(&mut k, object, counter);
-                    let list =
-                        Arc::make_mut(self.perf_index.entry(inst.root_host.clone()).or_default())
-                            .entry(k)
-                            .or_default()
-                            .list(instance);
-                    index_in_order(list, handle, &self.copies);
+                    let host = self.perf_hosts.entry(inst.root_host.clone()).or_default();
+                    host.layout = Layout::default();
+                    for (object, counter, instance) in counters {
+                        let mut k = String::new();
+                        counter_key(&mut k, object, counter);
+                        let list = host.monitors.entry(k).or_default().list(instance);
+                        index_in_order(list, handle, &self.copies);
+                    }
                 }
             }
         }
@@ -1821,22 +1816,18 @@ impl Engine {
         let mut changed: Vec<(String, i64, String)> = Vec::new();
         let mut rule_targets: Vec<Handle> = Vec::new();
         let mut found: Vec<Handle> = Vec::new();
-        // The root host's indexes, held for the batch (the copies change, not the indexes).
-        let rule_index = self.rule_perf_index.get(root).cloned();
-        let monitor_index = self.perf_index.get(root).cloned();
-        let mut rule_counters = CounterCursor::new(rule_index.as_deref());
-        let mut monitor_counters = CounterCursor::new(monitor_index.as_deref());
-        // The host's last layout, if made with the index in force (taken out for the batch).
-        let mut layout = match (&monitor_index, self.layouts.get_mut(root)) {
-            (Some(index), Some(l)) if l.index.as_ref().is_some_and(|i| Arc::ptr_eq(i, index)) => {
-                std::mem::take(l)
-            }
-            (Some(index), _) => Layout {
-                index: Some(index.clone()),
-                ..Layout::default()
-            },
-            (None, _) => Layout::default(),
+        // The root host's indexes and last layout, taken out for the batch (the copies
+        // change, not the indexes) and put back after.
+        let Some(PerfHost {
+            monitors,
+            rules,
+            mut layout,
+        }) = self.perf_hosts.get_mut(root).map(std::mem::take)
+        else {
+            return out;
         };
+        let mut rule_counters = CounterCursor::new((!rules.is_empty()).then_some(&rules));
+        let mut monitor_counters = CounterCursor::new(Some(&monitors));
         // The copies the host's last batch reached (most likely this one's): read all at
         // once first, their detectors and windows come into cache together rather than
         // one cache miss after the other as the samples reach them.
@@ -1872,7 +1863,7 @@ impl Engine {
                     self.feed_rules(&rule_targets, &Fields(&fields), Some(s.value), s.time);
                 }
             }
-            if monitor_index.is_none() {
+            if monitors.is_empty() {
                 continue;
             }
             // The copies of this place of the batch: as in the host's last batch when the
@@ -1978,13 +1969,12 @@ impl Engine {
             layout.marked = self.mark_generation.unwrap_or(0);
         }
         out.extend(self.propagate_kind(&changed, CauseKind::Rollup));
-        if layout.index.is_some() {
-            match self.layouts.get_mut(root) {
-                Some(l) => *l = layout,
-                None => {
-                    self.layouts.insert(root.to_string(), layout);
-                }
-            }
+        if let Some(host) = self.perf_hosts.get_mut(root) {
+            *host = PerfHost {
+                monitors,
+                rules,
+                layout,
+            };
         }
         out
     }
