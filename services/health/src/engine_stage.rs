@@ -16,7 +16,7 @@ use healthstream_contracts::records::{
 use healthstream_contracts::{partition_for_key, Codec, Topic};
 use healthstream_engine::commands::{CommandKind as PlannedKind, PlannedCommand};
 use healthstream_engine::engine::{
-    Engine, ExternalMember, Instance, Maintenance, Sample, Saved, StateChange,
+    Engine, ExternalMember, Instance, Maintenance, Saved, StateChange,
 };
 use healthstream_engine::pairs::PairMap;
 use healthstream_model::expr::Value;
@@ -2088,17 +2088,11 @@ impl Processor for HealthStage {
         match &input {
             HealthInput::Instance(c) => changes.extend(self.instance_change(batch, c, at)?),
             HealthInput::Perf(checked) => {
-                let b = checked.view();
-                store_latest(batch, &b, at, &mut self.latest_cache)?;
-                crate::metrics::SAMPLES.inc_by(b.samples.len() as u64);
-                now = b.samples.iter().map(|s| s.time).max().unwrap_or(now);
-                let samples = b.samples.iter().map(|s| Sample {
-                    object: &s.object,
-                    counter: &s.counter,
-                    instance: &s.instance,
-                    value: s.value,
-                    time: s.time,
-                });
+                let samples = checked.samples();
+                let source = (root.as_str(), checked.collector());
+                store_latest(batch, source, samples.clone(), at, &mut self.latest_cache)?;
+                crate::metrics::SAMPLES.inc_by(samples.len() as u64);
+                now = samples.clone().map(|s| s.time).max().unwrap_or(now);
                 changes.extend(self.engine.perf_each(&root, samples));
             }
             HealthInput::Events(b) => {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use healthstream_bus::{Message, OutboundRecord};
 use healthstream_contracts::records::PerfBatch;
 use healthstream_contracts::{partition_for_key, Codec, PerfView, SampleView};
+use healthstream_engine::engine::Sample;
 use healthstream_stage::{Position, Processor, Rejection, StageError};
 use healthstream_store::{KeyWriter, Store, StoreBatch, StoreError};
 use serde::Serialize;
@@ -157,14 +158,14 @@ impl HostLatest {
     /// The kept sample of the `at`-th sample of a batch, where the last batch had the same
     /// names at that place, else by its key (made in `buf`); `None` if none is kept yet.
     /// Records the place found as the layout's.
-    fn find(&mut self, at: usize, s: &SampleView<'_>, buf: &mut String) -> Option<&mut Kept> {
+    fn find(&mut self, at: usize, s: &Sample<'_>, buf: &mut String) -> Option<&mut Kept> {
         let known = self.layout.get(at).copied().filter(|&i| {
-            i < self.kept.len() && same_names(self.key(i), &s.object, &s.counter, &s.instance)
+            i < self.kept.len() && same_names(self.key(i), s.object, s.counter, s.instance)
         });
         let place = match known {
             Some(i) => i,
             None => {
-                counter_key(buf, &s.object, &s.counter, &s.instance);
+                counter_key(buf, s.object, s.counter, s.instance);
                 let i = self.search(buf).ok()?;
                 self.set_layout(at, i);
                 i
@@ -393,14 +394,15 @@ impl LatestCache {
     }
 }
 
-/// Keep the latest sample of every counter of a batch (newer than what is kept).
-pub fn store_latest(
+/// Keep the latest sample of every counter of a batch of `root`'s samples from `collector`
+/// (newer than what is kept).
+pub fn store_latest<'s>(
     batch: &mut StoreBatch,
-    input: &PerfView<'_>,
+    (root, collector): (&str, &str),
+    samples: impl IntoIterator<Item = Sample<'s>>,
     at: Position,
     cache: &mut LatestCache,
 ) -> Result<(), StoreError> {
-    let root = input.root_host.as_ref();
     // A host of a sealed checkpoint is in the cache (a cache cleared at its bound took
     // the sealed hosts first): its samples are taken before they change.
     {
@@ -436,8 +438,8 @@ pub fn store_latest(
     // The host's collector as its samples have it already (a host's batches mostly come
     // from one collector): a sample it had stays as is, not shared anew.
     let collector: Arc<str> = match latest.kept.first() {
-        Some((_, k)) if *k.collector == *input.collector => k.collector.clone(),
-        _ => input.collector.as_ref().into(),
+        Some((_, k)) if *k.collector == *collector => k.collector.clone(),
+        _ => collector.into(),
     };
     let fresh = |time, value| Kept {
         time,
@@ -448,8 +450,8 @@ pub fn store_latest(
     };
     // The last sample of a counter in the batch wins over earlier ones of the same time;
     // an older sample than the one kept is ignored.
-    for (place, s) in input.samples.iter().enumerate() {
-        match latest.find(place, s, &mut buf) {
+    for (place, s) in samples.into_iter().enumerate() {
+        match latest.find(place, &s, &mut buf) {
             Some(old) if old.time > s.time => continue,
             Some(old) => {
                 (old.time, old.value) = (s.time, s.value);
@@ -563,6 +565,21 @@ impl CheckedPerf {
         self.text(self.root_host)
     }
 
+    pub fn collector(&self) -> &str {
+        self.text(self.collector)
+    }
+
+    /// The samples, borrowing their names.
+    pub fn samples(&self) -> impl ExactSizeIterator<Item = Sample<'_>> + Clone {
+        self.samples.iter().map(|s| Sample {
+            object: self.text(s.object),
+            counter: self.text(s.counter),
+            instance: self.text(s.instance),
+            value: s.value,
+            time: s.time,
+        })
+    }
+
     /// The batch, borrowing its strings.
     pub fn view(&self) -> PerfView<'_> {
         PerfView {
@@ -647,7 +664,15 @@ impl Processor for PerfStage {
         input: PerfBatch,
         at: Position,
     ) -> Result<Vec<OutboundRecord>, StageError> {
-        store_latest(state, &(&input).into(), at, &mut self.latest)?;
+        let samples = input.samples.iter().map(|s| Sample {
+            object: &s.object,
+            counter: &s.counter,
+            instance: &s.instance,
+            value: s.value,
+            time: s.time,
+        });
+        let source = (input.root_host.as_str(), input.collector.as_str());
+        store_latest(state, source, samples, at, &mut self.latest)?;
         metrics::SAMPLES.inc_by(input.samples.len() as u64);
         Ok(Vec::new())
     }
@@ -683,6 +708,18 @@ mod tests {
         let checked = CheckedPerf::new(&view).expect("finite values");
         assert_eq!(checked.view(), view);
         assert_eq!(checked.root_host(), "høst-01");
+        assert_eq!(checked.collector(), b.collector);
+        let names: Vec<_> = checked
+            .samples()
+            .map(|s| (s.time, s.object, s.counter, s.instance, s.value))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (1, "", "% Free Space", "_Total", 50.0),
+                (2, "Processor", "Inodes é", "/données", 4.5)
+            ]
+        );
         let empty = PerfBatch {
             samples: Vec::new(),
             ..b.clone()
