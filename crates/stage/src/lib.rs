@@ -16,7 +16,7 @@
 //!    or has been open long enough, wait until every output of the group is durable (a
 //!    group commit: an output's latency is bounded by the group, not by the state write);
 //! 5. store the state batch together with the input offsets it reflects, atomically (a
-//!    checkpoint), begun after the group commit that follows a second of applying or a
+//!    checkpoint), begun after the group commit that follows two seconds of applying or a
 //!    large batch, and done at once when the stage has had nothing to apply for a moment,
 //!    before partitions move and when it stops. A checkpoint is sealed: the batch so far is
 //!    set aside (the next one reads through it), the processor writes what it keeps in
@@ -61,8 +61,11 @@ const MAX_GROUP_RECORDS: usize = 256;
 const MAX_GROUP_TIME: Duration = Duration::from_millis(5);
 
 /// Longest the state of applied records waits to be stored while records keep coming: the
-/// most a restart applies again.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// most a restart applies again, and how far behind the stage the store's readers (the
+/// APIs) may be under load. Each checkpoint writes again every host whose state changed
+/// (its monitors' states, its latest samples), so the interval divides what a steady load
+/// of every host costs in those writes (see BENCHMARKS.md).
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How long the state waits once the stage has nothing to apply, so that readers of the
 /// store (the APIs) see a record's effect soon after it was applied.

@@ -117,10 +117,12 @@ fn body<T: serde::de::DeserializeOwned + Default>(raw: &[u8]) -> Result<T, Refus
 }
 
 /// How long a lookup waits for what it does not find: the stage stores what it applied at
-/// its next checkpoint (50 ms after it goes idle, about a second at most under load), and
-/// what a client saw a moment ago (an alert or a command on its topic, an instance just
-/// discovered) may not be stored yet.
-const STORED_WAIT: Duration = Duration::from_millis(1500);
+/// its next checkpoint (50 ms after it goes idle, at most
+/// [`healthstream_stage::CHECKPOINT_INTERVAL`] and its write under load), and what a client
+/// saw a moment ago (an alert or a command on its topic, an instance just discovered) may
+/// not be stored yet.
+const STORED_WAIT: Duration =
+    Duration::from_millis(healthstream_stage::CHECKPOINT_INTERVAL.as_millis() as u64 + 500);
 
 /// Reads with `read` until it finds something or [`STORED_WAIT`] has passed.
 async fn stored<T>(
