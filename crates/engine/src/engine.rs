@@ -948,21 +948,26 @@ impl Engine {
 
     /// What is kept and changed since the last call.
     pub fn take_kept(&mut self) -> Kept {
-        // The copies a sample changed: their root host is marked with them.
-        for h in std::mem::take(&mut self.touched_copies) {
+        // The copies a sample changed: their root host is marked with them. (The lists are
+        // emptied, not dropped: a batch of a host's samples fills them again.)
+        let mut touched = std::mem::take(&mut self.touched_copies);
+        for h in touched.drain(..) {
             // A copy removed since is in `touched` by its key (and its place may hold
             // another copy: the handle then reads nothing).
             if let Some((_, c)) = self.copies.at_mut(h) {
                 c.dirty = false;
             }
         }
-        for h in std::mem::take(&mut self.touched_rules) {
+        self.touched_copies = touched;
+        let mut touched = std::mem::take(&mut self.touched_rules);
+        for h in touched.drain(..) {
             if let Some((key, r)) = self.rules.at_mut(h) {
                 if std::mem::take(&mut r.dirty) {
                     self.touched.insert((**key).clone());
                 }
             }
         }
+        self.touched_rules = touched;
         let mut hosts = std::mem::take(&mut self.touched_roots);
         let mut rollup_hosts = std::mem::take(&mut self.touched_rollup_roots);
         let mut monitors = Vec::new();
