@@ -24,6 +24,6 @@ pub use contract::{Contract, SchemaVersion};
 pub use ids::{content_id, derived_id, singleton_id};
 pub use json::{FieldError, JsonValidator};
 pub use partition::{murmur2, partition_for_key};
-pub use perf_view::{PerfView, SampleView};
+pub use perf_view::{FlatPerf, FlatSampleRef, PerfView, SampleView};
 pub use topic::Topic;
 pub use wire::{frame, unframe, WireError, MAGIC_BYTE};

@@ -56,6 +56,162 @@ impl<'a> From<&'a PerfBatch> for PerfView<'a> {
     }
 }
 
+/// A perf batch with its strings side by side in one buffer, each named by where it is:
+/// two allocations for a batch (names, samples) however many samples it has. What the
+/// health processor keeps of a batch between reading and applying it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlatPerf {
+    strings: String,
+    id: Span,
+    collector: Span,
+    root_host: Span,
+    samples: Vec<FlatSample>,
+}
+
+/// Where a string is in a [`FlatPerf`]'s buffer: start and end byte.
+type Span = (u32, u32);
+
+#[derive(Debug, Clone, PartialEq)]
+struct FlatSample {
+    time: i64,
+    value: f64,
+    object: Span,
+    counter: Span,
+    instance: Span,
+}
+
+impl FlatPerf {
+    fn text(&self, (start, end): Span) -> &str {
+        self.strings
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    pub fn id(&self) -> &str {
+        self.text(self.id)
+    }
+
+    pub fn collector(&self) -> &str {
+        self.text(self.collector)
+    }
+
+    pub fn root_host(&self) -> &str {
+        self.text(self.root_host)
+    }
+
+    /// The samples' names side by side (object, counter, instance of each in turn), to be
+    /// looked through at once.
+    pub fn sample_names(&self) -> &str {
+        self.strings
+            .get(self.root_host.1 as usize..)
+            .unwrap_or_default()
+    }
+
+    /// The samples, borrowing their names.
+    pub fn samples(&self) -> impl ExactSizeIterator<Item = FlatSampleRef<'_>> + Clone {
+        self.samples.iter().map(|s| FlatSampleRef {
+            time: s.time,
+            object: self.text(s.object),
+            counter: self.text(s.counter),
+            instance: self.text(s.instance),
+            value: s.value,
+        })
+    }
+
+    /// The batch, borrowing its strings.
+    pub fn view(&self) -> PerfView<'_> {
+        PerfView {
+            id: Cow::Borrowed(self.id()),
+            collector: Cow::Borrowed(self.collector()),
+            root_host: Cow::Borrowed(self.root_host()),
+            samples: self
+                .samples()
+                .map(|s| SampleView {
+                    time: s.time,
+                    object: Cow::Borrowed(s.object),
+                    counter: Cow::Borrowed(s.counter),
+                    instance: Cow::Borrowed(s.instance),
+                    value: s.value,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A sample of a [`FlatPerf`], borrowing its names.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlatSampleRef<'a> {
+    pub time: i64,
+    pub object: &'a str,
+    pub counter: &'a str,
+    pub instance: &'a str,
+    pub value: f64,
+}
+
+/// Puts strings into one buffer, refusing more than a span can say.
+struct Flattener {
+    strings: Vec<u8>,
+}
+
+impl Flattener {
+    fn put(&mut self, s: &[u8]) -> Result<Span, String> {
+        let start = self.strings.len();
+        self.strings.extend_from_slice(s);
+        match (u32::try_from(start), u32::try_from(self.strings.len())) {
+            (Ok(start), Ok(end)) => Ok((start, end)),
+            _ => Err(format!(
+                "a perf batch of more than {} bytes of names",
+                u32::MAX
+            )),
+        }
+    }
+}
+
+impl<'a> TryFrom<&PerfView<'a>> for FlatPerf {
+    type Error = String;
+
+    /// Fails only when the batch's strings are more than 4 GiB together.
+    fn try_from(view: &PerfView<'a>) -> Result<FlatPerf, String> {
+        let size = view.id.len()
+            + view.collector.len()
+            + view.root_host.len()
+            + view
+                .samples
+                .iter()
+                .map(|s| s.object.len() + s.counter.len() + s.instance.len())
+                .sum::<usize>();
+        let mut f = Flattener {
+            strings: Vec::with_capacity(size),
+        };
+        let (id, collector, root_host) = (
+            f.put(view.id.as_bytes())?,
+            f.put(view.collector.as_bytes())?,
+            f.put(view.root_host.as_bytes())?,
+        );
+        let samples = view
+            .samples
+            .iter()
+            .map(|s| {
+                Ok(FlatSample {
+                    time: s.time,
+                    value: s.value,
+                    object: f.put(s.object.as_bytes())?,
+                    counter: f.put(s.counter.as_bytes())?,
+                    instance: f.put(s.instance.as_bytes())?,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(FlatPerf {
+            // Strings put together are a string.
+            strings: String::from_utf8(f.strings).map_err(|e| e.to_string())?,
+            id,
+            collector,
+            root_host,
+            samples,
+        })
+    }
+}
+
 /// The smallest encoding of a sample: four one-byte lengths or longs and an 8-byte double.
 const MIN_SAMPLE_BYTES: usize = 12;
 
@@ -84,6 +240,81 @@ impl Codec {
                 .collect(),
         })
     }
+}
+
+impl Codec {
+    /// Reads a framed perf batch into one buffer of strings: the same batch as
+    /// [`Codec::decode_perf_view`] reads, and the same errors.
+    pub fn decode_perf_flat(&self, framed: &[u8]) -> Result<FlatPerf, DecodeError> {
+        if let Some(read) = Codec::read_latest(Contract::PerfBatch, framed, read_flat) {
+            return read;
+        }
+        let view = self.decode_perf_view(framed)?;
+        FlatPerf::try_from(&view).map_err(|message| DecodeError::Datum {
+            contract: Contract::PerfBatch,
+            version: Contract::PerfBatch.latest().version,
+            message,
+        })
+    }
+}
+
+/// A perf batch in the newest schema's layout, its strings copied into one buffer as they
+/// come and checked as UTF-8 at once. A batch it cannot read is read again by
+/// [`read_perf`], for the error to be the one it gives.
+fn read_flat(r: &mut Reader<'_>) -> Result<FlatPerf, String> {
+    let start = r.clone();
+    match flatten(r) {
+        Some(flat) => Ok(flat),
+        None => {
+            *r = start;
+            read_perf(r)?;
+            Err("a perf batch's strings are not UTF-8".to_string())
+        }
+    }
+}
+
+/// [`read_flat`]'s reading, `None` at anything wrong.
+fn flatten(r: &mut Reader<'_>) -> Option<FlatPerf> {
+    let mut f = Flattener {
+        strings: Vec::with_capacity(r.left()),
+    };
+    let mut string = |r: &mut Reader<'_>| f.put(r.bytes().ok()?).ok();
+    let (id, collector, root_host) = (string(r)?, string(r)?, string(r)?);
+    let mut samples = Vec::new();
+    loop {
+        let count = r.block(MIN_SAMPLE_BYTES).ok()?;
+        if count == 0 {
+            break;
+        }
+        samples.reserve(count);
+        for _ in 0..count {
+            samples.push(FlatSample {
+                time: r.long().ok()?,
+                object: string(r)?,
+                counter: string(r)?,
+                instance: string(r)?,
+                value: r.double().ok()?,
+            });
+        }
+    }
+    let strings = String::from_utf8(f.strings).ok()?;
+    // Each string is UTF-8 when all of them are and each starts at a character's start.
+    let starts = samples
+        .iter()
+        .flat_map(|s| [s.object.0, s.counter.0, s.instance.0])
+        .chain([id.0, collector.0, root_host.0]);
+    for start in starts {
+        if !strings.is_char_boundary(start as usize) {
+            return None;
+        }
+    }
+    Some(FlatPerf {
+        strings,
+        id,
+        collector,
+        root_host,
+        samples,
+    })
 }
 
 /// A perf batch in the newest schema's layout, borrowing its strings.
@@ -241,6 +472,64 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_flat_batch_refuses_what_the_batch_in_place_refuses() {
+        let c = Codec::shared();
+        let b = PerfBatch {
+            samples: vec![PerfSample {
+                object: "ab".into(),
+                counter: "cd".into(),
+                ..batch(1).samples[0].clone()
+            }],
+            ..batch(1)
+        };
+        let framed = c.encode(&b).expect("encode");
+        let at = |s: &[u8]| {
+            framed
+                .windows(s.len())
+                .position(|w| w == s)
+                .expect("in the record")
+        };
+        // "é" split between two names: the names together are UTF-8, each is not.
+        let mut split = framed.clone();
+        let (object, counter) = (at(b"ab"), at(b"cd"));
+        split[object + 1] = 0xc3;
+        split[counter] = 0xa9;
+        let e = c.decode_perf_flat(&split).expect_err("split character");
+        assert_eq!(
+            e.to_string(),
+            c.decode_perf_view(&split).expect_err("view").to_string()
+        );
+        assert!(
+            e.to_string()
+                .contains(&format!("string is not UTF-8 at byte {}", object - 5)),
+            "{e}"
+        );
+        // Cut anywhere, with bytes after the end, an impossible count: the same errors.
+        for cut in 0..framed.len() {
+            assert_eq!(
+                c.decode_perf_flat(&framed[..cut])
+                    .expect_err("cut")
+                    .to_string(),
+                c.decode_perf_view(&framed[..cut])
+                    .expect_err("cut")
+                    .to_string(),
+                "cut at {cut}"
+            );
+        }
+        let mut trailing = framed.clone();
+        trailing.push(0);
+        assert!(matches!(
+            c.decode_perf_flat(&trailing),
+            Err(DecodeError::TrailingBytes { extra: 1, .. })
+        ));
+        let flat = c.decode_perf_flat(&framed).expect("flat");
+        assert_eq!(flat.root_host(), "web-01");
+        assert_eq!(flat.collector(), "c");
+        assert_eq!(flat.id(), "id-1");
+        assert_eq!(flat.sample_names(), "abcd/data/0");
+    }
+
     fn generic_with_content_id(b: &PerfBatch) -> (String, Vec<u8>) {
         let c = Codec::shared();
         let unidentified = PerfBatch {
@@ -305,6 +594,41 @@ mod tests {
             let mut framed = crate::frame(Contract::PerfBatch.latest().schema_id, &[]);
             framed.extend_from_slice(&tail);
             let _ = Codec::shared().decode_perf_view(&framed);
+        }
+
+        #[test]
+        fn any_batch_reads_flat_as_it_reads_in_place(b in any_batch()) {
+            let c = Codec::shared();
+            let framed = c.encode(&b).expect("encode");
+            let flat = c.decode_perf_flat(&framed).expect("flat");
+            // Compared as text: NaN values are not equal to themselves.
+            prop_assert_eq!(format!("{:?}", owned(&flat.view())), format!("{b:?}"));
+            let made = FlatPerf::try_from(&PerfView::from(&b)).expect("flat");
+            prop_assert_eq!(format!("{flat:?}"), format!("{made:?}"));
+            let read: Vec<_> = flat.samples().map(|s| (s.object, s.counter, s.instance)).collect();
+            let want: Vec<_> = b.samples.iter().map(|s| (&*s.object, &*s.counter, &*s.instance)).collect();
+            prop_assert_eq!(read, want);
+            let names: String = b.samples.iter().map(|s| [&*s.object, &*s.counter, &*s.instance].concat()).collect();
+            prop_assert_eq!(flat.sample_names(), names);
+        }
+
+        #[test]
+        fn any_bytes_read_flat_as_they_read_in_place(
+            b in any_batch(),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            // A record with one byte changed and cut short: both readers give the same
+            // batch or the same error.
+            let c = Codec::shared();
+            let mut framed = c.encode(&b).expect("encode");
+            let i = 5 + at.index(framed.len() - 5);
+            framed[i] = byte;
+            framed.truncate(5 + cut.index(framed.len() - 4));
+            let flat = c.decode_perf_flat(&framed).map(|f| format!("{:?}", owned(&f.view())));
+            let view = c.decode_perf_view(&framed).map(|v| format!("{:?}", owned(&v)));
+            prop_assert_eq!(flat.map_err(|e| e.to_string()), view.map_err(|e| e.to_string()));
         }
     }
 }

@@ -1963,10 +1963,7 @@ impl Processor for HealthStage {
         let codec = Codec::shared();
         let input = match message.topic {
             Topic::Instances => HealthInput::Instance(Box::new(codec.decode(value)?)),
-            Topic::Perf => {
-                let view = codec.decode_perf_view(value)?;
-                HealthInput::Perf(Box::new(crate::perf::CheckedPerf::new(&view)?))
-            }
+            Topic::Perf => HealthInput::Perf(Box::new(crate::perf::CheckedPerf::decode(value)?)),
             Topic::Events => HealthInput::Events(codec.decode(value)?),
             Topic::Heartbeats => HealthInput::Heartbeat(codec.decode(value)?),
             Topic::Operations => HealthInput::Operation(Box::new(codec.decode(value)?)),

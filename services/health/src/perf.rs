@@ -1,11 +1,10 @@
 //! The perf stage.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use healthstream_bus::{Message, OutboundRecord};
 use healthstream_contracts::records::PerfBatch;
-use healthstream_contracts::{partition_for_key, Codec, PerfView, SampleView};
+use healthstream_contracts::{partition_for_key, Codec, FlatPerf, PerfView};
 use healthstream_engine::engine::Sample;
 use healthstream_stage::{Position, Processor, Rejection, StageError};
 use healthstream_store::{KeyWriter, Store, StoreBatch, StoreError};
@@ -476,105 +475,50 @@ pub fn store_latest<'s>(
     Ok(())
 }
 
-/// A perf batch read and checked once, when decoded: its strings in one buffer, each
-/// sample naming its own by place. Applying it reads nothing again (the record's bytes were
-/// read twice, once to check them and once to apply them).
+/// A perf batch read and checked once, when decoded: its strings in one buffer (see
+/// [`FlatPerf`]). Applying it reads nothing again (the record's bytes were read twice, once
+/// to check them and once to apply them).
 #[derive(Debug, Clone, PartialEq)]
-pub struct CheckedPerf {
-    strings: String,
-    id: Span,
-    collector: Span,
-    root_host: Span,
-    samples: Vec<CheckedSample>,
-}
-
-/// Where a string is in [`CheckedPerf::strings`].
-type Span = (u32, u32);
-
-#[derive(Debug, Clone, PartialEq)]
-struct CheckedSample {
-    time: i64,
-    value: f64,
-    object: Span,
-    counter: Span,
-    instance: Span,
-}
+pub struct CheckedPerf(FlatPerf);
 
 impl CheckedPerf {
     /// The batch of `view`, whose values must all be finite numbers.
     pub fn new(view: &PerfView<'_>) -> Result<CheckedPerf, Rejection> {
-        let size = view.id.len()
-            + view.collector.len()
-            + view.root_host.len()
-            + view
-                .samples
-                .iter()
-                .map(|s| s.object.len() + s.counter.len() + s.instance.len())
-                .sum::<usize>();
-        let size = u32::try_from(size)
-            .map_err(|_| Rejection::validation(format!("a perf batch of {size} bytes of names")))?;
-        let mut strings = String::with_capacity(size as usize);
-        let mut put = |s: &str| {
-            let start = strings.len() as u32;
-            strings.push_str(s);
-            (start, strings.len() as u32)
-        };
-        let (id, collector, root_host) =
-            (put(&view.id), put(&view.collector), put(&view.root_host));
-        let names = root_host.1 as usize;
-        let mut finite = true;
-        let samples = view
-            .samples
-            .iter()
-            .map(|s| {
-                finite &= s.value.is_finite();
-                CheckedSample {
-                    time: s.time,
-                    value: s.value,
-                    object: put(&s.object),
-                    counter: put(&s.counter),
-                    instance: put(&s.instance),
-                }
-            })
-            .collect();
-        // The samples' names are together: looked through for a NUL at once. What refuses
-        // the batch is then found sample by sample, to name it.
-        if !finite || strings.as_bytes()[names..].contains(&0) {
-            checked_samples(
-                view.samples
-                    .iter()
-                    .map(|s| (s.value, [&*s.object, &*s.counter, &*s.instance])),
-            )?;
-        }
-        Ok(CheckedPerf {
-            strings,
-            id,
-            collector,
-            root_host,
-            samples,
-        })
+        CheckedPerf::checked(FlatPerf::try_from(view).map_err(Rejection::validation)?)
     }
 
-    fn text(&self, (start, end): Span) -> &str {
-        self.strings
-            .get(start as usize..end as usize)
-            .unwrap_or_default()
+    /// The batch of a framed perf record.
+    pub fn decode(framed: &[u8]) -> Result<CheckedPerf, Rejection> {
+        CheckedPerf::checked(Codec::shared().decode_perf_flat(framed)?)
+    }
+
+    fn checked(flat: FlatPerf) -> Result<CheckedPerf, Rejection> {
+        // The samples' names are together: looked through for a NUL at once. What refuses
+        // the batch is then found sample by sample, to name it.
+        let finite = flat.samples().all(|s| s.value.is_finite());
+        if !finite || flat.sample_names().as_bytes().contains(&0) {
+            checked_samples(
+                flat.samples()
+                    .map(|s| (s.value, [s.object, s.counter, s.instance])),
+            )?;
+        }
+        Ok(CheckedPerf(flat))
     }
 
     pub fn root_host(&self) -> &str {
-        self.text(self.root_host)
+        self.0.root_host()
     }
 
     pub fn collector(&self) -> &str {
-        self.text(self.collector)
+        self.0.collector()
     }
 
     /// The samples, borrowing their names.
     pub fn samples(&self) -> impl ExactSizeIterator<Item = Sample<'_>> + Clone {
-        self.samples.iter().map(|s| Sample {
-            object: self.text(s.object),
-            counter: self.text(s.counter),
-            instance: self.text(s.instance),
+        self.0.samples().map(|s| Sample {
+            object: s.object,
+            counter: s.counter,
+            instance: s.instance,
             value: s.value,
             time: s.time,
         })
@@ -582,22 +526,7 @@ impl CheckedPerf {
 
     /// The batch, borrowing its strings.
     pub fn view(&self) -> PerfView<'_> {
-        PerfView {
-            id: Cow::Borrowed(self.text(self.id)),
-            collector: Cow::Borrowed(self.text(self.collector)),
-            root_host: Cow::Borrowed(self.root_host()),
-            samples: self
-                .samples
-                .iter()
-                .map(|s| SampleView {
-                    time: s.time,
-                    object: Cow::Borrowed(self.text(s.object)),
-                    counter: Cow::Borrowed(self.text(s.counter)),
-                    instance: Cow::Borrowed(self.text(s.instance)),
-                    value: s.value,
-                })
-                .collect(),
-        }
+        self.0.view()
     }
 }
 

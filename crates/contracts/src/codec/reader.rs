@@ -2,6 +2,7 @@
 //! paths (perf batches, commands). Every read checks what it takes: malformed bytes give a
 //! message saying what and at which byte, never a panic.
 
+#[derive(Clone)]
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -52,6 +53,16 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn string(&mut self) -> Result<&'a str, String> {
+        let bytes = self.bytes()?;
+        std::str::from_utf8(bytes).map_err(|_| {
+            // Said at the string's first byte.
+            self.pos -= bytes.len();
+            self.fail("string is not UTF-8")
+        })
+    }
+
+    /// Avro bytes (or a string's bytes, not checked as UTF-8).
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], String> {
         let len = self.long()?;
         let len = usize::try_from(len).map_err(|_| self.fail("negative string length"))?;
         let end = self
@@ -59,10 +70,9 @@ impl<'a> Reader<'a> {
             .checked_add(len)
             .filter(|e| *e <= self.bytes.len())
             .ok_or_else(|| self.fail("string runs past the end"))?;
-        let s = std::str::from_utf8(&self.bytes[self.pos..end])
-            .map_err(|_| self.fail("string is not UTF-8"))?;
+        let b = &self.bytes[self.pos..end];
         self.pos = end;
-        Ok(s)
+        Ok(b)
     }
 
     pub(crate) fn double(&mut self) -> Result<f64, String> {
