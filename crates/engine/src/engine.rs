@@ -7,6 +7,7 @@
 //! dependency monitors of the hosts above, up to the root host.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use healthstream_model::catalog::Catalog;
@@ -1949,8 +1950,16 @@ impl Engine {
                     if after != before {
                         let key = key.clone();
                         let (i, m) = &*key;
-                        let cause =
-                            format!("{}/{}/{} = {}", s.object, s.counter, s.instance, s.value);
+                        // Made with room for its value: `format!` grows its string a few
+                        // times on the way (a state change per crossing value).
+                        let mut cause = String::with_capacity(
+                            s.object.len() + s.counter.len() + s.instance.len() + 32,
+                        );
+                        let _ = write!(
+                            cause,
+                            "{}/{}/{} = {}",
+                            s.object, s.counter, s.instance, s.value
+                        );
                         out.push(StateChange {
                             instance_id: i.clone(),
                             monitor_id: m.clone(),

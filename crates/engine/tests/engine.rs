@@ -148,6 +148,28 @@ fn a_sample_propagates_to_the_top_once() {
             "{i} {m}"
         );
     }
+    // Each change says what caused it: the sample, or the monitor below whose change
+    // rolled up.
+    let causes: Vec<_> = out
+        .iter()
+        .map(|c| (c.instance_id.as_str(), c.monitor_id.as_str(), c.cause.as_str()))
+        .collect();
+    assert!(
+        causes.contains(&(
+            "root-fs",
+            "Linux.Monitor.FilesystemFreeSpace",
+            "Filesystem/% Free Space// = 4"
+        )),
+        "{causes:?}"
+    );
+    assert!(
+        causes.contains(&(
+            "web",
+            "System.Health.EntityState",
+            "Linux.Monitor.FilesystemFreeSpace: Filesystem/% Free Space// = 4"
+        )),
+        "{causes:?}"
+    );
     // The same value again changes nothing.
     assert!(e.perf("web-01", &[free("/", 4.0, 3)]).is_empty());
     // A sample of another filesystem reaches nobody.
