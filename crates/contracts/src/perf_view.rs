@@ -25,6 +25,19 @@ pub struct PerfView<'a> {
     pub samples: Vec<SampleView<'a>>,
 }
 
+impl PerfView<'_> {
+    /// Bytes in the batch's names: its collector's, its root host's and its samples'.
+    pub(crate) fn names_len(&self) -> usize {
+        self.collector.len()
+            + self.root_host.len()
+            + self
+                .samples
+                .iter()
+                .map(|s| s.object.len() + s.counter.len() + s.instance.len())
+                .sum::<usize>()
+    }
+}
+
 /// One sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleView<'a> {
@@ -172,16 +185,8 @@ impl<'a> TryFrom<&PerfView<'a>> for FlatPerf {
 
     /// Fails only when the batch's strings are more than 4 GiB together.
     fn try_from(view: &PerfView<'a>) -> Result<FlatPerf, String> {
-        let size = view.id.len()
-            + view.collector.len()
-            + view.root_host.len()
-            + view
-                .samples
-                .iter()
-                .map(|s| s.object.len() + s.counter.len() + s.instance.len())
-                .sum::<usize>();
         let mut f = Flattener {
-            strings: Vec::with_capacity(size),
+            strings: Vec::with_capacity(view.id.len() + view.names_len()),
         };
         let (id, collector, root_host) = (
             f.put(view.id.as_bytes())?,
@@ -358,14 +363,7 @@ impl Codec {
     /// read). The same bytes and id as the generic encoder gives for the same record,
     /// written straight from the view: the ingest's path for perf batches.
     pub fn encode_perf_with_content_id(&self, batch: &PerfView<'_>) -> (String, Vec<u8>) {
-        let strings = batch.collector.len()
-            + batch.root_host.len()
-            + batch
-                .samples
-                .iter()
-                .map(|s| s.object.len() + s.counter.len() + s.instance.len())
-                .sum::<usize>();
-        let mut out = with_id_room(16 + strings + batch.samples.len() * 24);
+        let mut out = with_id_room(16 + batch.names_len() + batch.samples.len() * 24);
         out.push(crate::wire::MAGIC_BYTE);
         out.extend_from_slice(&Contract::PerfBatch.latest().schema_id.to_be_bytes());
         // The id, empty until the content id is spliced in.
