@@ -152,7 +152,13 @@ fn a_sample_propagates_to_the_top_once() {
     // rolled up.
     let causes: Vec<_> = out
         .iter()
-        .map(|c| (c.instance_id.as_str(), c.monitor_id.as_str(), c.cause.as_str()))
+        .map(|c| {
+            (
+                c.instance_id.as_str(),
+                c.monitor_id.as_str(),
+                c.cause.as_str(),
+            )
+        })
         .collect();
     assert!(
         causes.contains(&(
