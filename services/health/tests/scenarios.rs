@@ -217,7 +217,8 @@ fn run(restart_at: Option<usize>) -> Vec<String> {
 }
 
 /// Inputs applied between two checkpoints of the scenario runs (the stage runner begins one
-/// every second or so under load; a crash loses what was applied since the last one stored).
+/// every two seconds or so under load; a crash loses what was applied since the last one
+/// stored).
 const CHECKPOINT_EVERY: usize = 3;
 
 /// The state of a scenario run as the stage runner keeps it: the open batch, and the
