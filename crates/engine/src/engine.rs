@@ -2720,10 +2720,15 @@ impl Engine {
         let moved = self
             .rollups
             .set_each(id, &targets, |h| *h != Health::Uninitialized);
+        if !moved.is_empty() {
+            // A root host's rollup states are kept in one value (see `Kept::rollup_hosts`).
+            if let Some(i) = self.instances.get(id) {
+                mark_root(&mut self.touched_rollup_roots, &i.root_host);
+            }
+        }
         let mut out = Vec::with_capacity(moved.len());
         for (monitor, before, h) in moved {
             let before = before.unwrap_or(Health::Uninitialized);
-            self.touched.insert((id.to_string(), monitor.to_string()));
             if !self.hosting_counts.is_empty() {
                 self.hosted_member_moved(id, monitor, before, h);
             }
