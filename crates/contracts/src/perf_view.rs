@@ -273,7 +273,8 @@ fn read_flat(r: &mut Reader<'_>) -> Result<FlatPerf, String> {
         None => {
             *r = start;
             read_perf(r)?;
-            Err("a perf batch's strings are not UTF-8".to_string())
+            // The view read what could not be flattened: only names too many for a span.
+            Err("a perf batch's names cannot be read into one buffer (more than 4 GiB)".to_string())
         }
     }
 }
