@@ -292,6 +292,15 @@ pub struct Engine {
 /// The rollup monitors of a class: its dependency monitors (with the class their members
 /// must be and whether they roll up hosting, read here, or other relationships, whose members
 /// are reported) and its aggregates, deepest first, with the rollups whose parent each is.
+/// A change that reaches an instance as its rollups are worked out: the instance below it
+/// it came through (none: a change of the instance's own), and what caused it, as the
+/// state changes say it ("monitor: what" for a change of a unit monitor).
+#[derive(Clone, Copy)]
+struct Cause<'a> {
+    below: Option<&'a str>,
+    text: &'a str,
+}
+
 struct ClassRollups {
     deps: Vec<(DependencyMonitor, String, bool)>,
     aggs: Vec<(AggregateMonitor, Vec<String>)>,
@@ -2560,28 +2569,43 @@ impl Engine {
         changed: &[(S, i64, S)],
         kind: CauseKind,
     ) -> Vec<StateChange> {
-        // (depth below the root, instance, time, cause), in the order first reached.
-        let mut todo: Vec<(usize, String, i64, &str)> = Vec::new();
+        // (depth below the root, instance, time, the changes that reach it: the place in
+        // `todo` of the instance below it they come through, none for its own, and their
+        // cause), in the order first reached.
+        type Reach<'c> = Vec<(Option<usize>, &'c str)>;
+        let mut todo: Vec<(usize, String, i64, Reach<'_>)> = Vec::new();
         for (id, time, cause) in changed {
-            // An instance already there came with the instances above it.
-            if todo.iter().any(|(_, t, _, _)| t == id.as_ref()) {
-                continue;
-            }
             let chain = self.chain(id.as_ref());
             let depth = chain.len();
+            let mut below = None;
             for (up, i) in chain.into_iter().enumerate() {
-                if !todo.iter().any(|(_, t, _, _)| *t == i.id) {
-                    todo.push((depth - up, i.id.clone(), *time, cause.as_ref()));
-                }
+                let at = match todo.iter().position(|(_, t, _, _)| *t == i.id) {
+                    Some(at) => at,
+                    None => {
+                        todo.push((depth - up, i.id.clone(), *time, Vec::new()));
+                        todo.len() - 1
+                    }
+                };
+                todo[at].3.push((below, cause.as_ref()));
+                below = Some(at);
             }
         }
-        todo.sort_by_key(|t| std::cmp::Reverse(t.0));
+        // Deepest first; the places in `todo` are the order reached.
+        let mut order: Vec<usize> = (0..todo.len()).collect();
+        order.sort_by_key(|&at| std::cmp::Reverse(todo[at].0));
         let mut out = Vec::new();
-        for (_, i, time, cause) in todo {
-            if self.in_maintenance(&i).is_some() {
+        let mut causes: Vec<Cause<'_>> = Vec::new();
+        for at in order {
+            let (_, i, time, reach) = &todo[at];
+            if self.in_maintenance(i).is_some() {
                 continue;
             }
-            out.extend(self.recompute(&i, time, cause, kind));
+            causes.clear();
+            causes.extend(reach.iter().map(|(below, text)| Cause {
+                below: below.map(|b| todo[b].1.as_str()),
+                text,
+            }));
+            out.extend(self.recompute_from(i, *time, &causes, kind));
         }
         out
     }
@@ -2669,6 +2693,26 @@ impl Engine {
     /// The rollup monitors of one instance: dependencies first (they feed aggregates), then
     /// aggregates from the leaves of the tree to the entity health.
     fn recompute(&mut self, id: &str, time: i64, cause: &str, kind: CauseKind) -> Vec<StateChange> {
+        self.recompute_from(
+            id,
+            time,
+            &[Cause {
+                below: None,
+                text: cause,
+            }],
+            kind,
+        )
+    }
+
+    /// [`Engine::recompute`] for the changes that reach the instance in one pass: each
+    /// rollup that moves names the one that drove it (see [`Engine::rollup_cause`]).
+    fn recompute_from(
+        &mut self,
+        id: &str,
+        time: i64,
+        causes: &[Cause<'_>],
+        kind: CauseKind,
+    ) -> Vec<StateChange> {
         let known = match self.instances.get(id) {
             Some(i) => self
                 .class_rollups
@@ -2726,9 +2770,10 @@ impl Engine {
                 mark_root(&mut self.touched_rollup_roots, &i.root_host);
             }
         }
-        let mut out = Vec::with_capacity(moved.len());
+        let mut out: Vec<StateChange> = Vec::with_capacity(moved.len());
         for (monitor, before, h) in moved {
             let before = before.unwrap_or(Health::Uninitialized);
+            let cause = self.rollup_cause(id, &plan, monitor, causes, &out);
             if !self.hosting_counts.is_empty() {
                 self.hosted_member_moved(id, monitor, before, h);
             }
@@ -2743,6 +2788,54 @@ impl Engine {
             });
         }
         out
+    }
+
+    /// What drove a rollup of `id` that moved (`moved`: the instance's rollups that moved
+    /// before it, deepest first), among the changes that reach the instance in one pass:
+    /// for a dependency monitor, a change that came through a member of its member class;
+    /// for an aggregate, the cause of a rollup child of it that moved, else a change of one
+    /// of its unit monitors; else the first change.
+    fn rollup_cause(
+        &self,
+        id: &str,
+        plan: &ClassRollups,
+        monitor: &str,
+        causes: &[Cause<'_>],
+        moved: &[StateChange],
+    ) -> String {
+        let first = causes.first().map_or("", |c| c.text);
+        if causes.len() < 2 {
+            return first.to_string();
+        }
+        if let Some((_, member_class, _)) = plan.deps.iter().find(|(d, _, _)| d.id == monitor) {
+            let through_member = causes.iter().find(|c| {
+                c.below
+                    .and_then(|b| self.instances.get(b))
+                    .is_some_and(|m| self.catalog.is_a(&m.class, member_class))
+            });
+            return through_member.map_or(first, |c| c.text).to_string();
+        }
+        let Some((place, (_, children))) = plan
+            .aggs
+            .iter()
+            .enumerate()
+            .find(|(_, (a, _))| a.id == monitor)
+        else {
+            return first.to_string();
+        };
+        let child_moved = moved.iter().find(|c| children.contains(&c.monitor_id));
+        if let Some(c) = child_moved {
+            return c.cause.clone();
+        }
+        let own_unit = causes.iter().find(|c| {
+            c.below.is_none()
+                && c.text.split_once(": ").is_some_and(|(unit, _)| {
+                    self.copies
+                        .of(id)
+                        .any(|(m, copy)| m == unit && copy.parent == Some(place as u16))
+                })
+        });
+        own_unit.map_or(first, |c| c.text).to_string()
     }
 
     /// The hosted members of a container's dependency monitor (the `at`th of its class),

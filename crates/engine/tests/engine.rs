@@ -1438,3 +1438,70 @@ fn knowledge_is_the_summary_then_causes_and_resolutions() {
         .starts_with("The kernel's out-of-memory killer ended a process.\nCauses:\n- "));
     assert_eq!(e.knowledge("No.Such.Monitor"), "");
 }
+
+#[test]
+fn each_rollup_names_the_change_that_drove_it_when_several_reach_it_at_once() {
+    let mut e = engine("");
+    host(&mut e);
+    e.upsert(
+        inst(
+            "sshd",
+            "Linux.Service",
+            Some("web"),
+            &[("Name", "sshd.service")],
+            &[],
+        ),
+        0,
+    );
+    let sample = |object, counter, instance, value, time| Sample {
+        object,
+        counter,
+        instance,
+        value,
+        time,
+    };
+    let memory = |t| sample("Memory", "% Available Memory", "", 50.0, t);
+    let running = |v, t| sample("Service", "Running", "sshd.service", v, t);
+    e.perf(
+        "web-01",
+        &[free("/", 50.0, 1), running(1.0, 1), memory(1), memory(2)],
+    );
+    assert_eq!(
+        e.state("web", "Linux.Monitor.MemoryAvailable"),
+        Health::Uninitialized
+    );
+    // One batch: the filesystem crosses first, then the service stops, then the memory
+    // monitor has its third sample.
+    let out = e.perf("web-01", &[free("/", 4.0, 3), running(0.0, 3), memory(3)]);
+    let cause = |i: &str, m: &str| {
+        let c: Vec<_> = out
+            .iter()
+            .filter(|c| c.instance_id == i && c.monitor_id == m)
+            .map(|c| c.cause.as_str())
+            .collect();
+        assert_eq!(c.len(), 1, "{i} {m} once: {out:#?}");
+        c[0]
+    };
+    let fs = "Linux.Monitor.FilesystemFreeSpace: Filesystem/% Free Space// = 4";
+    let service = "Linux.Monitor.ServiceRunning: Service/Running/sshd.service = 0";
+    let mem = "Linux.Monitor.MemoryAvailable: Memory/% Available Memory/ = 50";
+    // A dependency monitor names a change of one of its members.
+    assert_eq!(cause("web", "Linux.Computer.FilesystemAvailability"), fs);
+    assert_eq!(cause("web", "Linux.Computer.ServiceAvailability"), service);
+    // An aggregate names the change of its own unit monitor...
+    assert_eq!(
+        e.state("web", "Linux.Monitor.MemoryAvailable"),
+        Health::Healthy
+    );
+    assert_eq!(cause("web", "System.Health.PerformanceState"), mem);
+    // ... or of the rollup below it that moved.
+    let availability = cause("web", "System.Health.AvailabilityState");
+    assert!(
+        availability == fs || availability == service,
+        "{availability}"
+    );
+    assert_eq!(cause("web", "System.Health.EntityState"), availability);
+    // Below, each instance is reached by its own change only.
+    assert_eq!(cause("root-fs", "System.Health.EntityState"), fs);
+    assert_eq!(cause("sshd", "System.Health.EntityState"), service);
+}
