@@ -2773,7 +2773,7 @@ impl Engine {
         let mut out: Vec<StateChange> = Vec::with_capacity(moved.len());
         for (monitor, before, h) in moved {
             let before = before.unwrap_or(Health::Uninitialized);
-            let cause = self.rollup_cause(id, &plan, monitor, causes, &out);
+            let cause = self.rollup_cause(id, &plan, (monitor, h), causes, &out);
             if !self.hosting_counts.is_empty() {
                 self.hosted_member_moved(id, monitor, before, h);
             }
@@ -2790,16 +2790,17 @@ impl Engine {
         out
     }
 
-    /// What drove a rollup of `id` that moved (`moved`: the instance's rollups that moved
-    /// before it, deepest first), among the changes that reach the instance in one pass:
-    /// for a dependency monitor, a change that came through a member of its member class;
-    /// for an aggregate, the cause of a rollup child of it that moved, else a change of one
-    /// of its unit monitors; else the first change.
+    /// What drove a rollup of `id` that moved to `health` (`moved`: the instance's rollups
+    /// that moved before it, deepest first), among the changes that reach the instance in
+    /// one pass: for a dependency monitor, a change that came through a member of its
+    /// member class, one whose member monitor is in that state first; for an aggregate, a
+    /// rollup child of it that moved, or a change of one of its own unit monitors, one now
+    /// in that state first (the worst child makes a worst-of); else the first change.
     fn rollup_cause(
         &self,
         id: &str,
         plan: &ClassRollups,
-        monitor: &str,
+        (monitor, health): (&str, Health),
         causes: &[Cause<'_>],
         moved: &[StateChange],
     ) -> String {
@@ -2807,13 +2808,15 @@ impl Engine {
         if causes.len() < 2 {
             return first.to_string();
         }
-        if let Some((_, member_class, _)) = plan.deps.iter().find(|(d, _, _)| d.id == monitor) {
-            let through_member = causes.iter().find(|c| {
-                c.below
-                    .and_then(|b| self.instances.get(b))
-                    .is_some_and(|m| self.catalog.is_a(&m.class, member_class))
+        if let Some((d, member_class, _)) = plan.deps.iter().find(|(d, _, _)| d.id == monitor) {
+            // (the change, whether its member's monitor is in the rollup's new state)
+            let through_members = causes.iter().filter_map(|c| {
+                let member = self.instances.get(c.below?)?;
+                self.catalog
+                    .is_a(&member.class, member_class)
+                    .then(|| (c.text, self.state(&member.id, &d.member_monitor) == health))
             });
-            return through_member.map_or(first, |c| c.text).to_string();
+            return pick(through_members).unwrap_or(first).to_string();
         }
         let Some((place, (_, children))) = plan
             .aggs
@@ -2823,19 +2826,18 @@ impl Engine {
         else {
             return first.to_string();
         };
-        let child_moved = moved.iter().find(|c| children.contains(&c.monitor_id));
-        if let Some(c) = child_moved {
-            return c.cause.clone();
-        }
-        let own_unit = causes.iter().find(|c| {
-            c.below.is_none()
-                && c.text.split_once(": ").is_some_and(|(unit, _)| {
-                    self.copies
-                        .of(id)
-                        .any(|(m, copy)| m == unit && copy.parent == Some(place as u16))
-                })
+        let children_moved = moved
+            .iter()
+            .filter(|c| children.contains(&c.monitor_id))
+            .map(|c| (c.cause.as_str(), c.new == health));
+        let own_units = causes.iter().filter_map(|c| {
+            let (unit, _) = c.text.split_once(": ").filter(|_| c.below.is_none())?;
+            let (_, copy) = self.copies.of(id).find(|(m, _)| *m == unit)?;
+            (copy.parent == Some(place as u16)).then_some((c.text, copy.detector.health == health))
         });
-        own_unit.map_or(first, |c| c.text).to_string()
+        pick(children_moved.chain(own_units))
+            .unwrap_or(first)
+            .to_string()
     }
 
     /// The hosted members of a container's dependency monitor (the `at`th of its class),
@@ -2929,6 +2931,19 @@ impl Engine {
             }
         }
     }
+}
+
+/// The first of `candidates` (a cause, and whether it is in the state to explain) that is
+/// in that state, else the first.
+fn pick<'a>(candidates: impl Iterator<Item = (&'a str, bool)>) -> Option<&'a str> {
+    let mut any = None;
+    for (cause, in_state) in candidates {
+        if in_state {
+            return Some(cause);
+        }
+        any = any.or(Some(cause));
+    }
+    any
 }
 
 fn same_kind(a: &Held, b: &Held) -> bool {
