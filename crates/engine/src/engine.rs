@@ -289,9 +289,6 @@ pub struct Engine {
     alert_settings: FastMap<String, Option<healthstream_model::pack::AlertSettings>>,
 }
 
-/// The rollup monitors of a class: its dependency monitors (with the class their members
-/// must be and whether they roll up hosting, read here, or other relationships, whose members
-/// are reported) and its aggregates, deepest first, with the rollups whose parent each is.
 /// A change that reaches an instance as its rollups are worked out: the instance below it
 /// it came through (none: a change of the instance's own), and what caused it, as the
 /// state changes say it ("monitor: what" for a change of a unit monitor).
@@ -301,6 +298,9 @@ struct Cause<'a> {
     text: &'a str,
 }
 
+/// The rollup monitors of a class: its dependency monitors (with the class their members
+/// must be and whether they roll up hosting, read here, or other relationships, whose members
+/// are reported) and its aggregates, deepest first, with the rollups whose parent each is.
 struct ClassRollups {
     deps: Vec<(DependencyMonitor, String, bool)>,
     aggs: Vec<(AggregateMonitor, Vec<String>)>,

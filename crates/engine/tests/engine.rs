@@ -1462,70 +1462,61 @@ fn each_rollup_names_the_change_that_drove_it_when_several_reach_it_at_once() {
     };
     let memory = |t| sample("Memory", "% Available Memory", "", 50.0, t);
     let running = |v, t| sample("Service", "Running", "sshd.service", v, t);
-    fn cause<'a>(out: &'a [StateChange], i: &str, m: &str) -> &'a str {
-        let c: Vec<_> = out
-            .iter()
-            .filter(|c| c.instance_id == i && c.monitor_id == m)
-            .map(|c| c.cause.as_str())
-            .collect();
-        assert_eq!(c.len(), 1, "{i} {m} once: {out:#?}");
-        c[0]
+    // Each (instance, monitor) changed once, with that cause.
+    fn assert_causes(out: &[StateChange], expected: &[(&str, &str, &str)]) {
+        for (i, m, cause) in expected {
+            let c: Vec<_> = out
+                .iter()
+                .filter(|c| c.instance_id == *i && c.monitor_id == *m)
+                .map(|c| c.cause.as_str())
+                .collect();
+            assert_eq!(c, [*cause], "{i} {m}: {out:#?}");
+        }
     }
     // The first batch: the filesystem comes up healthy, then the service comes up stopped.
     let out = e.perf(
         "web-01",
         &[free("/", 50.0, 1), running(0.0, 1), memory(1), memory(2)],
     );
-    let fs = "Linux.Monitor.FilesystemFreeSpace: Filesystem/% Free Space// = 50";
-    let service = "Linux.Monitor.ServiceRunning: Service/Running/sshd.service = 0";
-    // A dependency monitor names a change of one of its members.
-    assert_eq!(
-        cause(&out, "web", "Linux.Computer.FilesystemAvailability"),
-        fs
-    );
-    assert_eq!(
-        cause(&out, "web", "Linux.Computer.ServiceAvailability"),
-        service
-    );
-    // An aggregate names the rollup below it that moved to its new state: critical by
-    // the service, not by the filesystems' monitor (reached first, healthy).
     assert_eq!(
         e.state("web", "System.Health.AvailabilityState"),
         Health::Critical
     );
-    assert_eq!(
-        cause(&out, "web", "System.Health.AvailabilityState"),
-        service
+    let fs = "Linux.Monitor.FilesystemFreeSpace: Filesystem/% Free Space// = 50";
+    let service = "Linux.Monitor.ServiceRunning: Service/Running/sshd.service = 0";
+    assert_causes(
+        &out,
+        &[
+            // A dependency monitor names a change of one of its members.
+            ("web", "Linux.Computer.FilesystemAvailability", fs),
+            ("web", "Linux.Computer.ServiceAvailability", service),
+            // An aggregate names the rollup below it that moved to its new state:
+            // critical by the service, not by the filesystems' monitor (reached first,
+            // healthy).
+            ("web", "System.Health.AvailabilityState", service),
+            ("web", "System.Health.EntityState", service),
+            // Below, each instance is reached by its own change only.
+            ("root-fs", "System.Health.EntityState", fs),
+            ("sshd", "System.Health.EntityState", service),
+        ],
     );
-    assert_eq!(cause(&out, "web", "System.Health.EntityState"), service);
-    // Below, each instance is reached by its own change only.
-    assert_eq!(cause(&out, "root-fs", "System.Health.EntityState"), fs);
-    assert_eq!(cause(&out, "sshd", "System.Health.EntityState"), service);
-
     // The second: the filesystem crosses first, then the service runs again, then the
     // memory monitor has its third sample.
-    assert_eq!(
-        e.state("web", "Linux.Monitor.MemoryAvailable"),
-        Health::Uninitialized
-    );
     let out = e.perf("web-01", &[free("/", 4.0, 3), running(1.0, 3), memory(3)]);
-    let fs = "Linux.Monitor.FilesystemFreeSpace: Filesystem/% Free Space// = 4";
-    let service = "Linux.Monitor.ServiceRunning: Service/Running/sshd.service = 1";
-    assert_eq!(
-        cause(&out, "web", "Linux.Computer.FilesystemAvailability"),
-        fs
-    );
-    assert_eq!(
-        cause(&out, "web", "Linux.Computer.ServiceAvailability"),
-        service
-    );
-    // An aggregate names the change of its own unit monitor.
     assert_eq!(
         e.state("web", "Linux.Monitor.MemoryAvailable"),
         Health::Healthy
     );
-    assert_eq!(
-        cause(&out, "web", "System.Health.PerformanceState"),
-        "Linux.Monitor.MemoryAvailable: Memory/% Available Memory/ = 50"
+    let fs = "Linux.Monitor.FilesystemFreeSpace: Filesystem/% Free Space// = 4";
+    let service = "Linux.Monitor.ServiceRunning: Service/Running/sshd.service = 1";
+    let memory = "Linux.Monitor.MemoryAvailable: Memory/% Available Memory/ = 50";
+    assert_causes(
+        &out,
+        &[
+            ("web", "Linux.Computer.FilesystemAvailability", fs),
+            ("web", "Linux.Computer.ServiceAvailability", service),
+            // An aggregate names the change of its own unit monitor.
+            ("web", "System.Health.PerformanceState", memory),
+        ],
     );
 }
