@@ -44,6 +44,15 @@ const READ_AT_MOST: u64 = 4 * 1024 * 1024;
 /// holds this many written bytes it becomes the older one, whose bytes are let go.
 const TAIL_CHUNK: usize = 512 * 1024;
 
+/// The largest read a thread keeps its buffer for (a read is at most [`READ_AT_MOST`]
+/// unless one record is larger).
+const SCRATCH_AT_MOST: usize = READ_AT_MOST as usize;
+
+thread_local! {
+    /// The buffer of this thread's reads from the files of the logs.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 #[derive(Clone, Copy)]
 struct Entry {
     offset: i64,
@@ -365,11 +374,25 @@ impl PartitionLog {
             }
             (st.index[start..end].to_vec(), base, to)
         };
-        let mut buf = vec![0u8; (to - base) as usize];
-        self.read
-            .read_exact_at(&mut buf, base)
-            .map_err(|err| log_err(&self.path, err))?;
-        self.messages(&entries, &buf, base)
+        let len = (to - base) as usize;
+        let read_into = |buf: &mut [u8]| {
+            self.read
+                .read_exact_at(buf, base)
+                .map_err(|err| log_err(&self.path, err))?;
+            self.messages(&entries, buf, base)
+        };
+        // A read further behind goes through the thread's buffer: a new one each time was
+        // zeroed (for a large one, the allocator gives the pages back and the read faults
+        // them in again) before the file's bytes were copied over it.
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut buf) if len <= SCRATCH_AT_MOST => {
+                if buf.len() < len {
+                    buf.resize(len, 0);
+                }
+                read_into(&mut buf[..len])
+            }
+            _ => read_into(&mut vec![0u8; len]),
+        })
     }
 
     /// The records of `entries` from `bytes`, the log's bytes from `base` on.
@@ -604,6 +627,51 @@ mod tests {
         assert_eq!(offsets(5, 10), Vec::<i64>::new(), "nothing past the end");
         let huge_read = log.read(3, 1).expect("read");
         assert_eq!(huge_read[0].value.as_deref(), Some(&huge[..]));
+    }
+
+    #[test]
+    fn reads_through_the_threads_buffer_see_only_their_own_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = |name: &str| {
+            PartitionLog::open(&dir.path().join(name), Topic::Perf, 0, false)
+                .expect("open")
+                .0
+        };
+        let (big, small) = (open("big.log"), open("small.log"));
+        // Enough behind each log's tail that reads go to its file.
+        let fill = |log: &PartitionLog, records: usize, len: usize, byte: u8| {
+            for i in 0..records {
+                log.append(None, Some(&vec![byte; len]), i as i64)
+                    .expect("append");
+            }
+            log.flush().expect("flush");
+        };
+        fill(&big, 64, 32 * 1024, 0xbb);
+        fill(&small, 2048, 700, 0x55);
+        // One record larger than a thread keeps a buffer for.
+        big.append(None, Some(&vec![0xcc; SCRATCH_AT_MOST + 1]), 64)
+            .expect("append");
+        for _ in 0..2 {
+            let got = big.read(0, 64).expect("read");
+            assert_eq!(got.len(), 64);
+            assert!(got
+                .iter()
+                .all(|m| m.value.as_deref() == Some(&[0xbb; 32 * 1024][..])));
+            // Fewer bytes than the buffer holds from the other log's read.
+            let got = small.read(3, 10).expect("read");
+            let offsets: Vec<i64> = got.iter().map(|m| m.offset).collect();
+            assert_eq!(offsets, (3..13).collect::<Vec<_>>());
+            assert!(got
+                .iter()
+                .all(|m| m.value.as_deref() == Some(&[0x55; 700][..])));
+            let got = big.read(64, 1).expect("read");
+            assert_eq!(
+                got[0].value.as_ref().map(Vec::len),
+                Some(SCRATCH_AT_MOST + 1)
+            );
+            assert!(got[0].value.iter().flatten().all(|&b| b == 0xcc));
+        }
+        assert!(SCRATCH.with(|s| s.borrow().len()) <= SCRATCH_AT_MOST);
     }
 
     #[test]
