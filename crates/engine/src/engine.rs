@@ -289,6 +289,9 @@ pub struct Engine {
     alert_settings: FastMap<String, Option<healthstream_model::pack::AlertSettings>>,
 }
 
+/// Instances a propagation pass looks through one by one before it indexes them.
+const LOOKED_THROUGH: usize = 32;
+
 /// A change that reaches an instance as its rollups are worked out: the instance below it
 /// it came through (none: a change of the instance's own), and what caused it, as the
 /// state changes say it ("monitor: what" for a change of a unit monitor).
@@ -2574,20 +2577,38 @@ impl Engine {
         // cause), in the order first reached.
         type Reach<'c> = Vec<(Option<usize>, &'c str)>;
         let mut todo: Vec<(usize, String, i64, Reach<'_>)> = Vec::new();
-        for (id, time, cause) in changed {
-            let chain = self.chain(id.as_ref());
-            let depth = chain.len();
-            let mut below = None;
-            for (up, i) in chain.into_iter().enumerate() {
-                let at = match todo.iter().position(|(_, t, _, _)| *t == i.id) {
-                    Some(at) => at,
-                    None => {
-                        todo.push((depth - up, i.id.clone(), *time, Vec::new()));
-                        todo.len() - 1
-                    }
-                };
-                todo[at].3.push((below, cause.as_ref()));
-                below = Some(at);
+        {
+            // The instances of `todo`, looked through one by one while they are few, by an
+            // index once they are many (a tick may fire thousands of timers at once).
+            let mut reached: Vec<&str> = Vec::new();
+            let mut index: FastMap<&str, usize> = FastMap::default();
+            for (id, time, cause) in changed {
+                let chain = self.chain(id.as_ref());
+                let depth = chain.len();
+                let mut below = None;
+                for (up, i) in chain.into_iter().enumerate() {
+                    let known = if index.is_empty() {
+                        reached.iter().position(|t| *t == i.id)
+                    } else {
+                        index.get(i.id.as_str()).copied()
+                    };
+                    let at = match known {
+                        Some(at) => at,
+                        None => {
+                            let at = todo.len();
+                            todo.push((depth - up, i.id.clone(), *time, Vec::new()));
+                            reached.push(&i.id);
+                            if !index.is_empty() {
+                                index.insert(&i.id, at);
+                            } else if reached.len() > LOOKED_THROUGH {
+                                index.extend(reached.iter().enumerate().map(|(at, t)| (*t, at)));
+                            }
+                            at
+                        }
+                    };
+                    todo[at].3.push((below, cause.as_ref()));
+                    below = Some(at);
+                }
             }
         }
         // Deepest first; the places in `todo` are the order reached.

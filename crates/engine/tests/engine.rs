@@ -1520,3 +1520,63 @@ fn each_rollup_names_the_change_that_drove_it_when_several_reach_it_at_once() {
         ],
     );
 }
+
+#[test]
+fn a_pass_through_many_instances_changes_each_rollup_once() {
+    // More filesystems than a pass looks through one by one before it indexes them, all
+    // coming up in one batch: the first 40 healthy, the last 10 beyond the threshold.
+    let mut e = engine("");
+    host(&mut e);
+    let mounts: Vec<String> = (0..50).map(|i| format!("/m{i}")).collect();
+    for (i, m) in mounts.iter().enumerate() {
+        let fs = inst(
+            &format!("fs-{i}"),
+            "Linux.Filesystem",
+            Some("web"),
+            &[("MountPoint", m), ("Type", "xfs")],
+            &[],
+        );
+        e.upsert(fs, 0);
+    }
+    let value = |i: usize| if i < 40 { 50.0 } else { 4.0 };
+    let batch: Vec<Sample<'_>> = mounts
+        .iter()
+        .enumerate()
+        .map(|(i, m)| free(m, value(i), 1))
+        .collect();
+    let out = e.perf("web-01", &batch);
+    let causes = |i: &str, m: &str| -> Vec<String> {
+        out.iter()
+            .filter(|c| c.instance_id == i && c.monitor_id == m)
+            .map(|c| c.cause.clone())
+            .collect()
+    };
+    let cause_of = |i: usize| {
+        format!(
+            "Linux.Monitor.FilesystemFreeSpace: Filesystem/% Free Space/{} = {}",
+            mounts[i],
+            value(i)
+        )
+    };
+    for i in 0..mounts.len() {
+        let id = format!("fs-{i}");
+        assert_eq!(
+            causes(&id, "System.Health.EntityState"),
+            [cause_of(i)],
+            "{id}"
+        );
+    }
+    // The computer's rollups move once, critical by the first filesystem beyond the
+    // threshold (reached after the pass began to index its instances).
+    assert_eq!(
+        e.state("web", "System.Health.EntityState"),
+        Health::Critical
+    );
+    for m in [
+        "Linux.Computer.FilesystemAvailability",
+        "System.Health.AvailabilityState",
+        "System.Health.EntityState",
+    ] {
+        assert_eq!(causes("web", m), [cause_of(40)], "web {m}");
+    }
+}
