@@ -1972,6 +1972,11 @@ impl Engine {
                             "{}/{}/{} = {}",
                             s.object, s.counter, s.instance, s.value
                         );
+                        let mut why = String::with_capacity(m.len() + 2 + cause.len());
+                        why.push_str(m);
+                        why.push_str(": ");
+                        why.push_str(&cause);
+                        changed.push((i.clone(), s.time, why));
                         out.push(StateChange {
                             instance_id: i.clone(),
                             monitor_id: m.clone(),
@@ -1979,13 +1984,8 @@ impl Engine {
                             new: after,
                             time: s.time,
                             kind: CauseKind::Sample,
-                            cause: cause.clone(),
+                            cause,
                         });
-                        let mut why = String::with_capacity(m.len() + 2 + cause.len());
-                        why.push_str(m);
-                        why.push_str(": ");
-                        why.push_str(&cause);
-                        changed.push((i.clone(), s.time, why));
                     }
                 }
             }
