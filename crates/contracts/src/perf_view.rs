@@ -268,7 +268,40 @@ impl Codec {
 /// [`read_perf`], for the error to be the one it gives.
 fn read_flat(r: &mut Reader<'_>) -> Result<FlatPerf, String> {
     let start = r.clone();
-    match flatten(r) {
+    let mut f = Flattener {
+        strings: Vec::with_capacity(r.left()),
+    };
+    let mut samples = Vec::new();
+    let read = read_batch(
+        r,
+        |r| f.put(r.bytes()?),
+        |time, [object, counter, instance], value| FlatSample {
+            time,
+            value,
+            object,
+            counter,
+            instance,
+        },
+        &mut samples,
+    );
+    let flat = read.ok().and_then(|[id, collector, root_host]| {
+        let strings = String::from_utf8(f.strings).ok()?;
+        // Each string is UTF-8 when all of them are and each starts at a character's start.
+        let mut starts = samples
+            .iter()
+            .flat_map(|s| [s.object.0, s.counter.0, s.instance.0])
+            .chain([id.0, collector.0, root_host.0]);
+        starts
+            .all(|start| strings.is_char_boundary(start as usize))
+            .then_some(FlatPerf {
+                strings,
+                id,
+                collector,
+                root_host,
+                samples,
+            })
+    });
+    match flat {
         Some(flat) => Ok(flat),
         None => {
             *r = start;
@@ -279,81 +312,49 @@ fn read_flat(r: &mut Reader<'_>) -> Result<FlatPerf, String> {
     }
 }
 
-/// [`read_flat`]'s reading, `None` at anything wrong.
-fn flatten(r: &mut Reader<'_>) -> Option<FlatPerf> {
-    let mut f = Flattener {
-        strings: Vec::with_capacity(r.left()),
-    };
-    let mut string = |r: &mut Reader<'_>| f.put(r.bytes().ok()?).ok();
-    let (id, collector, root_host) = (string(r)?, string(r)?, string(r)?);
-    let mut samples = Vec::new();
-    loop {
-        let count = r.block(MIN_SAMPLE_BYTES).ok()?;
-        if count == 0 {
-            break;
-        }
-        samples.reserve(count);
-        for _ in 0..count {
-            samples.push(FlatSample {
-                time: r.long().ok()?,
-                object: string(r)?,
-                counter: string(r)?,
-                instance: string(r)?,
-                value: r.double().ok()?,
-            });
-        }
-    }
-    let strings = String::from_utf8(f.strings).ok()?;
-    // Each string is UTF-8 when all of them are and each starts at a character's start.
-    let starts = samples
-        .iter()
-        .flat_map(|s| [s.object.0, s.counter.0, s.instance.0])
-        .chain([id.0, collector.0, root_host.0]);
-    for start in starts {
-        if !strings.is_char_boundary(start as usize) {
-            return None;
-        }
-    }
-    Some(FlatPerf {
-        strings,
-        id,
-        collector,
-        root_host,
-        samples,
-    })
-}
-
-/// A perf batch in the newest schema's layout, borrowing its strings.
-fn read_perf<'a>(r: &mut Reader<'a>) -> Result<PerfView<'a>, String> {
-    let id = r.string()?;
-    let collector = r.string()?;
-    let root_host = r.string()?;
-    let mut samples = Vec::new();
+/// A perf batch in the newest schema's layout: its id, collector and root host (returned),
+/// then its samples (each made by `sample` and put in `samples`), every string read by
+/// `string`.
+fn read_batch<'a, S, T>(
+    r: &mut Reader<'a>,
+    mut string: impl FnMut(&mut Reader<'a>) -> Result<S, String>,
+    sample: impl Fn(i64, [S; 3], f64) -> T,
+    samples: &mut Vec<T>,
+) -> Result<[S; 3], String> {
+    let head = [string(r)?, string(r)?, string(r)?];
     loop {
         let count = r.block(MIN_SAMPLE_BYTES)?;
         if count == 0 {
-            break;
+            return Ok(head);
         }
         samples.reserve(count);
         for _ in 0..count {
             let time = r.long()?;
-            let object = r.string()?;
-            let counter = r.string()?;
-            let instance = r.string()?;
-            let value = r.double()?;
-            samples.push(SampleView {
-                time,
-                object: Cow::Borrowed(object),
-                counter: Cow::Borrowed(counter),
-                instance: Cow::Borrowed(instance),
-                value,
-            });
+            let names = [string(r)?, string(r)?, string(r)?];
+            samples.push(sample(time, names, r.double()?));
         }
     }
+}
+
+/// A perf batch in the newest schema's layout, borrowing its strings.
+fn read_perf<'a>(r: &mut Reader<'a>) -> Result<PerfView<'a>, String> {
+    let mut samples = Vec::new();
+    let [id, collector, root_host] = read_batch(
+        r,
+        |r| r.string().map(Cow::Borrowed),
+        |time, [object, counter, instance], value| SampleView {
+            time,
+            object,
+            counter,
+            instance,
+            value,
+        },
+        &mut samples,
+    )?;
     Ok(PerfView {
-        id: Cow::Borrowed(id),
-        collector: Cow::Borrowed(collector),
-        root_host: Cow::Borrowed(root_host),
+        id,
+        collector,
+        root_host,
         samples,
     })
 }
