@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use healthstream_bus::{Message, OutboundRecord};
 use healthstream_contracts::records::PerfBatch;
-use healthstream_contracts::{partition_for_key, Codec, FlatPerf, PerfView};
+use healthstream_contracts::{partition_for_key, Codec, FlatPerf};
 use healthstream_engine::engine::Sample;
 use healthstream_stage::{Position, Processor, Rejection, StageError};
 use healthstream_store::{KeyWriter, Store, StoreBatch, StoreError};
@@ -482,12 +482,7 @@ pub fn store_latest<'s>(
 pub struct CheckedPerf(FlatPerf);
 
 impl CheckedPerf {
-    /// The batch of `view`, whose values must all be finite numbers.
-    pub fn new(view: &PerfView<'_>) -> Result<CheckedPerf, Rejection> {
-        CheckedPerf::checked(FlatPerf::try_from(view).map_err(Rejection::validation)?)
-    }
-
-    /// The batch of a framed perf record.
+    /// The batch of a framed perf record, whose values must all be finite numbers.
     pub fn decode(framed: &[u8]) -> Result<CheckedPerf, Rejection> {
         CheckedPerf::checked(Codec::shared().decode_perf_flat(framed)?)
     }
@@ -522,11 +517,6 @@ impl CheckedPerf {
             value: s.value,
             time: s.time,
         })
-    }
-
-    /// The batch, borrowing its strings.
-    pub fn view(&self) -> PerfView<'_> {
-        self.0.view()
     }
 }
 
@@ -627,15 +617,16 @@ mod tests {
 
     #[test]
     fn a_checked_batch_reads_as_the_batch_it_was_made_from() {
+        let decode =
+            |b: &PerfBatch| CheckedPerf::decode(&Codec::shared().encode(b).expect("encodes"));
         let mut b = batch(
             "høst-01",
             &[(1, "% Free Space", 50.0), (2, "Inodes é", 4.5)],
         );
         b.samples[1].instance = "/données".into();
         b.samples[0].object = String::new();
-        let view = PerfView::from(&b);
-        let checked = CheckedPerf::new(&view).expect("finite values");
-        assert_eq!(checked.view(), view);
+        let checked = decode(&b).expect("finite values");
+        assert_eq!(checked.0.view(), healthstream_contracts::PerfView::from(&b));
         assert_eq!(checked.root_host(), "høst-01");
         assert_eq!(checked.collector(), b.collector);
         let names: Vec<_> = checked
@@ -653,19 +644,19 @@ mod tests {
             samples: Vec::new(),
             ..b.clone()
         };
-        let view = PerfView::from(&empty);
-        assert_eq!(CheckedPerf::new(&view).expect("empty").view(), view);
+        let view = decode(&empty).expect("empty").0;
+        assert_eq!(view.view(), healthstream_contracts::PerfView::from(&empty));
         // A name with a NUL character is refused, by its place.
         let mut nul = b.clone();
         nul.samples[1].counter = "Inodes\0used".into();
-        let err = CheckedPerf::new(&PerfView::from(&nul)).expect_err("NUL");
+        let err = decode(&nul).expect_err("NUL");
         assert_eq!(
             err.reason,
             "samples[1].counter holds a NUL character, which a perf name cannot"
         );
         // A value that is not a finite number is refused, by its place.
         b.samples[1].value = f64::NAN;
-        let err = CheckedPerf::new(&PerfView::from(&b)).expect_err("NaN");
+        let err = decode(&b).expect_err("NaN");
         assert!(
             err.reason.contains("samples[1].value is NaN"),
             "{}",
