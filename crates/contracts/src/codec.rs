@@ -304,14 +304,13 @@ impl Codec {
 mod reader;
 #[cfg(test)]
 mod tests;
-
-/// Zero bytes after a datum while it is decoded (see [`Codec::decode_value`]).
-const PADDING: usize = 16;
 mod writer;
 
 pub(crate) use reader::Reader;
-
 pub(crate) use writer::{write_block, write_bytes, write_long, write_optional, write_str};
+
+/// Zero bytes after a datum while it is decoded (see [`Codec::decode_value`]).
+const PADDING: usize = 16;
 
 /// Room before [`CONTENT_TAG`](crate::ids::CONTENT_TAG) and a framed value with an empty
 /// id for [`identify_in_place`]: where the header and the id go, so that the rest of the
